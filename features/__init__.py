@@ -1,0 +1,1 @@
+"""Tables in, point-in-time account features out."""

@@ -1,0 +1,86 @@
+"""The data contract (DESIGN §2): canonical tables, their columns, kinds and allowed values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["id", "text", "timestamp", "date", "number"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    required: bool = False
+    description: str = ""
+
+
+BUYING_ROLES = (
+    "decision_maker",
+    "champion",
+    "influencer",
+    "technical_evaluator",
+    "finance",
+    "user",
+    "other",
+)
+OPPORTUNITY_STATUSES = ("open", "won", "lost")
+OPPORTUNITY_TYPES = ("new_business", "renewal", "expansion")
+
+TABLES: dict[str, tuple[Column, ...]] = {
+    "accounts": (
+        Column("account_id", "id", True, "the company's key"),
+        Column("name", "text", True, "company name"),
+        Column("domain", "text", description="web domain, used to resolve emails and visits"),
+        Column("industry", "text"),
+        Column("employee_count", "number"),
+        Column("employee_band", "text"),
+        Column("region", "text"),
+        Column("created_at", "timestamp", description="when the account entered the CRM"),
+    ),
+    "people": (
+        Column("person_id", "id", True),
+        Column("account_id", "id", True),
+        Column("title", "text"),
+        Column("department", "text"),
+        Column("seniority", "text"),
+        Column("buying_role", "text", description=" / ".join(BUYING_ROLES)),
+    ),
+    "events": (
+        Column("timestamp", "timestamp", True),
+        Column("account_id", "id", description="required unless person_id is given"),
+        Column("event_type", "text", True),
+        Column("event_id", "id"),
+        Column("person_id", "id", description="null = anonymous visitor resolved to the account"),
+        Column("channel", "text"),
+        Column("topic", "text"),
+        Column("weight", "number"),
+    ),
+    "intent": (
+        Column("account_id", "id", True),
+        Column("date", "date", True),
+        Column("topic", "text", True),
+        Column("score", "number", True, "0-100 third-party research score"),
+    ),
+    "opportunities": (
+        Column("opportunity_id", "id", True),
+        Column("account_id", "id", True),
+        Column("created_at", "timestamp", True),
+        Column("status", "text", True, " / ".join(OPPORTUNITY_STATUSES)),
+        Column("closed_at", "timestamp"),
+        Column("amount", "number"),
+        Column("type", "text", description=" / ".join(OPPORTUNITY_TYPES)),
+    ),
+}
+
+# Accounts and people first: events, intent and opportunities are checked against them.
+TABLE_ORDER = ("accounts", "people", "events", "intent", "opportunities")
+
+
+def required_columns(table: str) -> list[str]:
+    return [c.name for c in TABLES[table] if c.required]
+
+
+def column_kinds(table: str) -> dict[str, Kind]:
+    return {c.name: c.kind for c in TABLES[table]}

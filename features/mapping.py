@@ -1,0 +1,138 @@
+"""Column mapping: turn an export of another shape into the canonical tables, without code.
+
+A mapping file (TOML or YAML) has one entry per canonical table; an entry is one source or
+a list of sources (several files feeding one table). Each source says which file, which of
+its columns is which canonical column, how values are spelled, how dates are formatted and,
+where the account is only known through an email or web domain, which column holds it::
+
+    [[events]]
+    file = "touches.csv"
+    columns = { event_id = "Touch ID", person_id = "Lead ID", timestamp = "Touch Date",
+                event_type = "Touch Type" }
+    formats = { timestamp = "%m/%d/%Y %H:%M" }
+    values.event_type = { "Demo Request" = "demo_request" }
+    constants = { channel = "email" }
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from features.contract import TABLE_ORDER, TABLES
+from features.tables import (
+    DOMAIN_COLUMN,
+    ContractError,
+    RawSource,
+    read_table_file,
+    normalise_label,
+)
+from inmarket.config import ConfigError, read_structured_file
+
+
+class SourceMapping(BaseModel):
+    """How one export file becomes (part of) one canonical table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str
+    columns: dict[str, str] = Field(default_factory=dict, description="canonical -> source column")
+    values: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="canonical column -> {source spelling: canonical value}"
+    )
+    constants: dict[str, str] = Field(default_factory=dict, description="canonical column -> value")
+    formats: dict[str, str] = Field(default_factory=dict, description="date column -> strftime")
+    account_from_domain: str | None = Field(
+        None, description="source column with an email, URL or domain matched to accounts.domain"
+    )
+
+
+class Mapping(BaseModel):
+    """A whole mapping file: canonical table -> its sources."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    accounts: list[SourceMapping] = Field(default_factory=list)
+    people: list[SourceMapping] = Field(default_factory=list)
+    events: list[SourceMapping] = Field(default_factory=list)
+    intent: list[SourceMapping] = Field(default_factory=list)
+    opportunities: list[SourceMapping] = Field(default_factory=list)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @classmethod
+    def load(cls, path: Path) -> Mapping:
+        data = read_structured_file(Path(path))
+        unknown = sorted(set(data) - set(TABLE_ORDER))
+        if unknown:
+            raise ConfigError(f"{path}: unknown table(s) {unknown}; tables are {list(TABLE_ORDER)}")
+        try:
+            mapping = cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise ConfigError(f"{path}: {problems}") from exc
+        for table in TABLE_ORDER:
+            known = {c.name for c in TABLES[table]}
+            for source in mapping.sources(table):
+                named = set(source.columns) | set(source.constants) | set(source.values)
+                stray = sorted(named - known)
+                if stray:
+                    raise ConfigError(
+                        f"{path}: [{table}] {source.file}: {stray} are not columns of {table}; "
+                        f"its columns are {sorted(known)}"
+                    )
+        return mapping
+
+    def sources(self, table: str) -> list[SourceMapping]:
+        sources: list[SourceMapping] = getattr(self, table)
+        return sources
+
+    def read(self, folder: Path) -> dict[str, list[RawSource]]:
+        """Read every mapped file in ``folder`` and rename it to canonical columns."""
+        raw: dict[str, list[RawSource]] = {}
+        for table in TABLE_ORDER:
+            sources = [_apply(table, s, folder) for s in self.sources(table)]
+            if sources:
+                raw[table] = sources
+        return raw
+
+
+def _apply(table: str, source: SourceMapping, folder: Path) -> RawSource:
+    path = folder / source.file
+    if not path.exists():
+        raise ContractError(f"{table}: mapped file {source.file} not found in {folder}")
+    frame = read_table_file(path)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    wanted = dict(source.columns)
+    if source.account_from_domain:
+        wanted[DOMAIN_COLUMN] = source.account_from_domain
+    missing = sorted({col for col in wanted.values() if col not in frame.columns})
+    if missing:
+        raise ContractError(
+            f"{table} ({source.file}): mapped column(s) {missing} not in the file; "
+            f"found {list(frame.columns)}"
+        )
+    renamed = {src: canonical for canonical, src in wanted.items()}
+    passthrough = [c for c in frame.columns if c in {col.name for col in TABLES[table]}
+                   and c not in wanted]
+    out = pd.DataFrame({renamed[src]: frame[src] for src in wanted.values()}, index=frame.index)
+    for column in passthrough:
+        out[column] = frame[column]
+    for column, value in source.constants.items():
+        out[column] = value
+    for column, spellings in source.values.items():
+        if column not in out:
+            raise ContractError(f"{table} ({source.file}): values.{column} maps a column "
+                                "that is neither mapped nor in the file")
+        lookup = {normalise_label(pd.Series([k])).iloc[0]: v for k, v in spellings.items()}
+        normalised = normalise_label(out[column])
+        out[column] = normalised.map(lookup).fillna(out[column])
+    return RawSource(table, source.file, out, dict(source.formats))

@@ -1,0 +1,102 @@
+"""One configuration object: defaults, then an optional TOML/YAML file, then CLI flags."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    """Where the tables are and how strictly they are read."""
+
+    path: Path | None = None
+    mapping: Path | None = Field(None, description="column-mapping file (TOML/YAML) for exports")
+    extracted_at: datetime | None = Field(
+        None,
+        description="when the export was taken; rows dated later are rejected as late/clock-skewed."
+        " Default: the folder's _extract.json, else now.",
+    )
+    max_bad_share: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="above this share of unparsable values a column is a wrong file, not dirt",
+    )
+
+
+class GenerateConfig(_Section):
+    """The synthetic world."""
+
+    accounts: int = Field(5000, ge=1)
+    seed: int = 7
+    start: datetime = datetime(2024, 7, 1)
+    days: int = Field(730, ge=120, description="length of history")
+    dirty: bool = False
+    in_market_quarterly: float = Field(
+        0.05, gt=0, lt=0.5, description="share of non-customers in-market in a given quarter"
+    )
+
+
+class Config(_Section):
+    data: DataConfig = DataConfig()
+    generate: GenerateConfig = GenerateConfig()
+
+
+class ConfigError(ValueError):
+    """A configuration file or flag that cannot be used."""
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``update`` into ``base``; a None in ``update`` means "not given" and changes nothing."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict):
+            merged[key] = _deep_merge(merged.get(key) or {}, value)
+        elif value is not None:
+            merged[key] = value
+    return merged
+
+
+def read_structured_file(path: Path) -> dict[str, Any]:
+    """Read a TOML or YAML file into a dict, naming the file on any error."""
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix.lower() in {".yaml", ".yml"}:
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"{path}: use a .toml, .yaml or .yml file")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot be parsed: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a table of sections")
+    return data
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Build the config: defaults, then the file at ``path``, then ``overrides`` (CLI flags)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values = read_structured_file(path)
+    if overrides:
+        values = _deep_merge(values, overrides)
+    try:
+        return Config.model_validate(values)
+    except ValidationError as exc:
+        where = f" in {path}" if path else ""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration{where}: {problems}") from exc
