@@ -327,6 +327,9 @@ def _check_accounts(ctx: _Context, f: pd.DataFrame, rows: _Rows) -> pd.DataFrame
     f["name"] = f["name"].where(~unnamed, f["account_id"])
     if "domain" in f:
         f["domain"] = domain_of(f["domain"])
+    for column in ("industry", "region"):
+        if column in f:
+            f[column] = normalise_label(f[column])
     if "employee_count" in f:
         f["employee_count"], bad = _parse_numbers(ctx, f, "employee_count")
         rows.warn(bad, "employee_count_not_a_number_set_to_null")
@@ -367,9 +370,11 @@ def _check_people(ctx: _Context, f: pd.DataFrame, rows: _Rows, accounts: pd.Data
         unknown = role.notna() & ~role.isin(BUYING_ROLES)
         rows.warn(unknown, "unknown_buying_role_set_to_null")
         f["buying_role"] = role.where(~unknown)
-    for column in ("department", "seniority", "title"):
+    for column in ("department", "seniority"):
         if column in f:
-            f[column] = f[column].astype("str").str.strip()
+            f[column] = normalise_label(f[column])
+    if "title" in f:
+        f["title"] = f["title"].astype("str").str.strip()
     return f
 
 
@@ -479,6 +484,8 @@ def _stack(table: str, sources: list[RawSource]) -> tuple[pd.DataFrame, dict[str
     for source in sources:
         frame = source.frame.copy()
         frame.columns = [str(c).strip() for c in frame.columns]
+        if DOMAIN_COLUMN in frame and "account_id" not in frame:
+            frame["account_id"] = pd.Series(pd.NA, index=frame.index, dtype="str")
         missing = [c for c in required_columns(table) if c not in frame.columns]
         if table == "events" and not {"account_id", "person_id", DOMAIN_COLUMN} & set(frame):
             missing.append("account_id or person_id")

@@ -331,8 +331,8 @@ class _Chunk:
         start = rng.uniform(-lead_in, self.horizon, len(acct))
         order = np.lexsort((start, acct))
         acct, start = acct[order], start[order]
-        prev_same = np.r_[False, acct[1:] == acct[:-1]]
-        gap = np.r_[np.inf, np.diff(start)]
+        prev_same = np.diff(acct, prepend=-1) == 0
+        gap = np.diff(start, prepend=-np.inf)
         keep = ~(prev_same & (gap < 200))
         acct, start = acct[keep], start[keep]
         e = len(acct)
@@ -350,7 +350,7 @@ class _Chunk:
         won = rng.random(e) < p_win
         cycle = 20 + rng.gamma(2.0, 25.0, e)
         has_intent = rng.random(e) < 0.7
-        intent_lead = rng.uniform(7, 42, e)
+        intent_lead = rng.uniform(14, 56, e)
         topic = rng.integers(0, len(TOPICS), e)
         self.ep = pd.DataFrame({
             "acct": acct, "start": start, "duration": duration, "dark": dark, "strength": strength,
@@ -510,7 +510,7 @@ class _Chunk:
         week = _segment_positions(weeks)
         day = spans["begin"].to_numpy()[idx] + 7 * week
         ramp = (week + 1) / weeks[idx]
-        score = np.clip(spans["peak"].to_numpy()[idx] * (0.55 + 0.45 * ramp)
+        score = np.clip(spans["peak"].to_numpy()[idx] * (0.7 + 0.3 * ramp)
                         + rng.normal(0, 6, len(idx)), 0, 100).round(1)
         day = np.floor(day / 7) * 7  # weekly records
         frame = pd.DataFrame({"acct": spans["acct"].to_numpy()[idx], "day": day,

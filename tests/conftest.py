@@ -1,0 +1,26 @@
+"""Shared fixtures: small synthetic worlds made once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inmarket.synthetic import CHUNK_ACCOUNTS, WorldSpec, generate_world
+
+# two chunks, so chunked generation is exercised
+WORLD_ACCOUNTS = CHUNK_ACCOUNTS + 500
+
+
+@pytest.fixture(scope="session")
+def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("world")
+    generate_world(WorldSpec(accounts=WORLD_ACCOUNTS, seed=11), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def dirty_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dirty")
+    generate_world(WorldSpec(accounts=WORLD_ACCOUNTS, seed=11, dirty=True), out)
+    return out

@@ -1,0 +1,237 @@
+"""Every rule of the data contract: what is rejected, why, and that totals reconcile."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+from features.tables import ContractError, RawSource, domain_of, normalise_label, validate
+
+EXTRACT = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def _base() -> dict[str, pd.DataFrame]:
+    """A tiny clean export, as strings, the way a CSV arrives."""
+    return {
+        "accounts": pd.DataFrame({
+            "account_id": ["A1", "A2"], "name": ["Acme", "Globex"],
+            "domain": ["https://www.acme.com/", "globex.io"], "employee_count": ["120", "5000"],
+            "industry": ["Software", "Retail "], "created_at": ["2023-01-01", "2023-02-01"],
+        }),
+        "people": pd.DataFrame({
+            "person_id": ["P1", "P2", "P3"], "account_id": ["A1", "A1", "A2"],
+            "buying_role": ["Decision Maker", "champion", "user"],
+            "department": ["Marketing", "IT", "Sales"],
+        }),
+        "events": pd.DataFrame({
+            "event_id": ["E1", "E2", "E3", "E4"],
+            "timestamp": ["2024-05-01T10:00:00Z", "2024-05-02 11:00", "2024-05-03T12:00:00+02:00",
+                          "2024-05-04T09:00:00Z"],
+            "account_id": ["A1", None, "A2", "A1"], "person_id": ["P1", "P2", None, None],
+            "event_type": ["Pricing Page", "email_open", "page_view", "demo_request"],
+            "weight": ["1", "2.5", None, "1"],
+        }),
+        "intent": pd.DataFrame({
+            "account_id": ["A1", "A2"], "date": ["2024-04-29", "2024-04-29"],
+            "topic": ["Intent Data", "ABM"], "score": ["71.5", "40"],
+        }),
+        "opportunities": pd.DataFrame({
+            "opportunity_id": ["O1", "O2"], "account_id": ["A1", "A2"],
+            "created_at": ["2024-06-01", "2024-03-01"], "status": ["Won", "open"],
+            "closed_at": ["2024-08-01", None], "type": ["New Business", "renewal"],
+            "amount": ["12000", "3000"],
+        }),
+    }
+
+
+def _validate(tables: dict[str, pd.DataFrame], **kwargs: object):  # type: ignore[no-untyped-def]
+    raw = {t: [RawSource(t, f"{t}.csv", f)] for t, f in tables.items()}
+    return validate(raw, extracted_at=EXTRACT, **kwargs)  # type: ignore[arg-type]
+
+
+def test_clean_tables_are_used_whole_and_typed() -> None:
+    ds = _validate(_base())
+    assert ds.report.total_rejected == 0
+    assert ds.report.reconciles
+    assert str(ds.events["timestamp"].dtype) == "datetime64[us, UTC]"
+    # an event with only person_id gets its account from people
+    assert ds.events.set_index("event_id").loc["E2", "account_id"] == "A1"
+    # offsets are converted to UTC
+    assert ds.events.set_index("event_id").loc["E3", "timestamp"] == pd.Timestamp(
+        "2024-05-03T10:00:00Z")
+    assert ds.accounts["domain"].tolist() == ["acme.com", "globex.io"]
+    assert ds.accounts["industry"].tolist() == ["software", "retail"]
+    assert ds.people["buying_role"].tolist() == ["decision_maker", "champion", "user"]
+    assert ds.opportunities["status"].tolist() == ["won", "open"]
+    assert ds.opportunities["type"].tolist() == ["new_business", "renewal"]
+    assert ds.events["weight"].tolist() == [1.0, 2.5, 1.0, 1.0]
+
+
+Mutation = Callable[[dict[str, pd.DataFrame]], None]
+
+
+def _set(table: str, row: int, column: str, value: object) -> Mutation:
+    def mutate(tables: dict[str, pd.DataFrame]) -> None:
+        tables[table].loc[row, column] = value
+    return mutate
+
+
+def _dup(table: str, row: int) -> Mutation:
+    def mutate(tables: dict[str, pd.DataFrame]) -> None:
+        frame = tables[table]
+        tables[table] = pd.concat([frame, frame.iloc[[row]]], ignore_index=True)
+    return mutate
+
+
+REJECT_RULES = [
+    ("accounts", _set("accounts", 1, "account_id", None), "missing_account_id"),
+    ("accounts", _dup("accounts", 0), "duplicate_account_id"),
+    ("people", _set("people", 2, "person_id", " "), "missing_person_id"),
+    ("people", _set("people", 2, "account_id", None), "missing_account_id"),
+    ("people", _set("people", 2, "account_id", "A9"), "unknown_account"),
+    ("people", _dup("people", 1), "duplicate_person_id"),
+    ("events", _set("events", 0, "timestamp", None), "missing_timestamp"),
+    ("events", _set("events", 0, "timestamp", "31/02/2024"), "unparsable_timestamp"),
+    ("events", _set("events", 0, "timestamp", "2025-03-01T00:00:00Z"), "timestamp_after_extract"),
+    ("events", _set("events", 0, "event_type", ""), "missing_event_type"),
+    ("events", _set("events", 2, "account_id", None), "no_account_or_person"),
+    ("events", _set("events", 1, "person_id", "P404"), "unknown_person"),
+    ("events", _set("events", 0, "account_id", "A404"), "unknown_account"),
+    ("events", _dup("events", 3), "duplicate_event_id"),
+    ("events", _set("events", 3, "weight", "-1"), "invalid_weight"),
+    ("events", _set("events", 3, "weight", "heavy"), "invalid_weight"),
+    ("intent", _set("intent", 0, "account_id", "A404"), "unknown_account"),
+    ("intent", _set("intent", 0, "date", None), "missing_date"),
+    ("intent", _set("intent", 0, "date", "someday"), "unparsable_date"),
+    ("intent", _set("intent", 0, "date", "2026-01-01"), "date_after_extract"),
+    ("intent", _set("intent", 0, "topic", None), "missing_topic"),
+    ("intent", _set("intent", 0, "score", "high"), "score_not_a_number"),
+    ("intent", _set("intent", 0, "score", "101"), "score_out_of_range"),
+    ("intent", _dup("intent", 1), "duplicate_account_date_topic"),
+    ("opportunities", _set("opportunities", 0, "opportunity_id", None), "missing_opportunity_id"),
+    ("opportunities", _set("opportunities", 0, "account_id", "A404"), "unknown_account"),
+    ("opportunities", _set("opportunities", 0, "created_at", None), "missing_created_at"),
+    ("opportunities", _set("opportunities", 0, "created_at", "June"), "unparsable_created_at"),
+    ("opportunities", _set("opportunities", 0, "created_at", "2025-06-01"),
+     "created_after_extract"),
+    ("opportunities", _set("opportunities", 0, "status", "Closed???"), "invalid_status"),
+    ("opportunities", _set("opportunities", 0, "type", "Upsell"), "invalid_type"),
+    ("opportunities", _set("opportunities", 0, "closed_at", "2024-01-01"),
+     "closed_before_created"),
+    ("opportunities", _set("opportunities", 0, "closed_at", "soon"), "unparsable_closed_at"),
+    ("opportunities", _dup("opportunities", 1), "duplicate_opportunity_id"),
+]
+
+
+@pytest.mark.parametrize(("table", "mutate", "reason"), REJECT_RULES,
+                         ids=[f"{t}-{r}" for t, _, r in REJECT_RULES])
+def test_each_reject_rule_counts_one_row(table: str, mutate: Mutation, reason: str) -> None:
+    tables = _base()
+    mutate(tables)
+    ds = _validate(tables, max_bad_share=1.0)
+    report = ds.report.tables[table]
+    assert report.rejects == {reason: 1}
+    assert report.reconciles
+    assert report.rows_in == len(tables[table])
+    assert ds.rejects.query("table == @table")["reason"].tolist() == [reason]
+    assert report.examples[reason].startswith(f"{table}.csv row ")
+
+
+def test_rejected_account_takes_its_rows_with_it() -> None:
+    tables = _base()
+    _dup("accounts", 0)(tables)
+    tables["accounts"].loc[1, "account_id"] = None  # Globex loses its id
+    ds = _validate(tables)
+    assert ds.report.tables["events"].rejects == {"unknown_account": 1}
+    assert ds.report.tables["people"].rejects == {"unknown_account": 1}
+    assert ds.report.reconciles
+
+
+@pytest.mark.parametrize(("table", "mutate", "warning"), [
+    ("events", _set("events", 3, "person_id", "P404"), "person_not_in_people_kept_with_account"),
+    ("events", _set("events", 0, "account_id", "A2"),
+     "account_differs_from_persons_account_event_account_kept"),
+    ("people", _set("people", 0, "buying_role", "Chief Decider"), "unknown_buying_role_set_to_null"),
+    ("accounts", _set("accounts", 0, "name", ""), "missing_name_set_to_account_id"),
+    ("opportunities", _set("opportunities", 1, "closed_at", "2025-02-01"),
+     "closed_after_extract_taken_as_open"),
+    ("opportunities", _set("opportunities", 0, "closed_at", None), "closed_without_closed_at"),
+])
+def test_kept_rows_with_warnings_are_counted(table: str, mutate: Mutation, warning: str) -> None:
+    tables = _base()
+    mutate(tables)
+    ds = _validate(tables)
+    assert ds.report.tables[table].warnings == {warning: 1}
+    assert ds.report.tables[table].rows_used == len(tables[table])
+
+
+def test_missing_table_names_it_and_what_was_found() -> None:
+    tables = _base()
+    del tables["events"]
+    with pytest.raises(ContractError, match="table 'events' is missing"):
+        _validate(tables)
+
+
+def test_intent_is_optional() -> None:
+    tables = _base()
+    del tables["intent"]
+    ds = _validate(tables)
+    assert not ds.report.tables["intent"].provided
+    assert list(ds.intent.columns) == ["account_id", "date", "topic", "score"]
+
+
+@pytest.mark.parametrize(("table", "column"), [
+    ("accounts", "name"), ("people", "person_id"), ("events", "event_type"),
+    ("intent", "score"), ("opportunities", "status"),
+])
+def test_missing_required_column_names_table_column_and_found(table: str, column: str) -> None:
+    tables = _base()
+    tables[table] = tables[table].drop(columns=[column])
+    with pytest.raises(ContractError, match=rf"{table} \({table}.csv\): missing required "
+                       rf"column\(s\) {column}; found \["):
+        _validate(tables)
+
+
+def test_events_need_an_account_or_a_person_column() -> None:
+    tables = _base()
+    tables["events"] = tables["events"].drop(columns=["account_id", "person_id"])
+    with pytest.raises(ContractError, match="account_id or person_id"):
+        _validate(tables)
+
+
+def test_a_column_of_wrongly_formatted_dates_is_a_wrong_file() -> None:
+    tables = _base()
+    tables["events"]["timestamp"] = ["01/05/2024 10:00"] * 4
+    with pytest.raises(ContractError, match=r"events.timestamp: 4 of 4 values could not be read "
+                       r"as timestamps, e.g. '01/05/2024 10:00'; set formats.timestamp"):
+        _validate(tables)
+
+
+def test_a_column_of_the_wrong_type_is_a_wrong_file() -> None:
+    tables = _base()
+    tables["accounts"]["employee_count"] = ["many", "few"]
+    with pytest.raises(ContractError, match="accounts.employee_count: 2 of 2 values could not be "
+                       "read as numbers"):
+        _validate(tables)
+
+
+def test_parquet_typed_columns_are_accepted() -> None:
+    tables = _base()
+    tables["events"]["timestamp"] = pd.to_datetime(tables["events"]["timestamp"], utc=True,
+                                                   format="ISO8601").dt.tz_localize(None)
+    tables["accounts"]["employee_count"] = [120, 5000]
+    tables["intent"]["score"] = [71.5, 40.0]
+    ds = _validate(tables)
+    assert ds.report.total_rejected == 0
+    assert ds.events["timestamp"].dt.tz is not None
+
+
+def test_label_and_domain_normalisation() -> None:
+    assert normalise_label(pd.Series(["Closed Won ", "C-Level", "", None])).tolist()[:2] == [
+        "closed_won", "c_level"]
+    assert domain_of(pd.Series(["Ana@Sub.Acme.com", "https://www.acme.com/pricing?x=1",
+                                "acme.com:443"])).tolist() == ["sub.acme.com", "acme.com",
+                                                               "acme.com"]
