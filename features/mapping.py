@@ -27,8 +27,8 @@ from features.tables import (
     DOMAIN_COLUMN,
     ContractError,
     RawSource,
-    read_table_file,
     normalise_label,
+    read_table_file,
 )
 from inmarket.config import ConfigError, read_structured_file
 
@@ -121,8 +121,9 @@ def _apply(table: str, source: SourceMapping, folder: Path) -> RawSource:
             f"found {list(frame.columns)}"
         )
     renamed = {src: canonical for canonical, src in wanted.items()}
-    passthrough = [c for c in frame.columns if c in {col.name for col in TABLES[table]}
-                   and c not in wanted]
+    passthrough = [
+        c for c in frame.columns if c in {col.name for col in TABLES[table]} and c not in wanted
+    ]
     out = pd.DataFrame({renamed[src]: frame[src] for src in wanted.values()}, index=frame.index)
     for column in passthrough:
         out[column] = frame[column]
@@ -130,8 +131,10 @@ def _apply(table: str, source: SourceMapping, folder: Path) -> RawSource:
         out[column] = value
     for column, spellings in source.values.items():
         if column not in out:
-            raise ContractError(f"{table} ({source.file}): values.{column} maps a column "
-                                "that is neither mapped nor in the file")
+            raise ContractError(
+                f"{table} ({source.file}): values.{column} maps a column "
+                "that is neither mapped nor in the file"
+            )
         lookup = {normalise_label(pd.Series([k])).iloc[0]: v for k, v in spellings.items()}
         normalised = normalise_label(out[column])
         out[column] = normalised.map(lookup).fillna(out[column])

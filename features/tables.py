@@ -237,8 +237,15 @@ class _Context:
     formats: dict[str, dict[str, str]]  # source file -> column -> format
 
 
-def _guard_share(ctx: _Context, column: str, bad: pd.Series, present: pd.Series,
-                 raw: pd.Series, what: str, hint: str) -> None:
+def _guard_share(
+    ctx: _Context,
+    column: str,
+    bad: pd.Series,
+    present: pd.Series,
+    raw: pd.Series,
+    what: str,
+    hint: str,
+) -> None:
     n_bad, n_present = int(bad.sum()), int(present.sum())
     if n_bad and n_bad / max(n_present, 1) > ctx.max_bad_share:
         raise ContractError(
@@ -247,8 +254,9 @@ def _guard_share(ctx: _Context, column: str, bad: pd.Series, present: pd.Series,
         )
 
 
-def _parse_times(ctx: _Context, frame: pd.DataFrame, column: str, *, dates: bool = False
-                 ) -> tuple[pd.Series, pd.Series]:
+def _parse_times(
+    ctx: _Context, frame: pd.DataFrame, column: str, *, dates: bool = False
+) -> tuple[pd.Series, pd.Series]:
     """Parse one column to UTC timestamps; returns (parsed, unparsable mask)."""
     raw = frame[column]
     parsed = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]")
@@ -282,8 +290,9 @@ def _parse_numbers(ctx: _Context, frame: pd.DataFrame, column: str) -> tuple[pd.
     parsed = parsed.where(np.isfinite(parsed))
     present = _present(raw)
     bad = present & parsed.isna()
-    _guard_share(ctx, column, bad, present, raw, "numbers",
-                 "fix the file or map another column to it")
+    _guard_share(
+        ctx, column, bad, present, raw, "numbers", "fix the file or map another column to it"
+    )
     return parsed, bad
 
 
@@ -344,7 +353,9 @@ def _resolve_domain(f: pd.DataFrame, rows: _Rows, accounts: pd.DataFrame) -> Non
     if DOMAIN_COLUMN not in f:
         return
     lookup = (
-        accounts.dropna(subset=["domain"]).drop_duplicates("domain").set_index("domain")["account_id"]
+        accounts.dropna(subset=["domain"])
+        .drop_duplicates("domain")
+        .set_index("domain")["account_id"]
         if "domain" in accounts
         else pd.Series(dtype="str")
     )
@@ -356,8 +367,9 @@ def _resolve_domain(f: pd.DataFrame, rows: _Rows, accounts: pd.DataFrame) -> Non
     del f[DOMAIN_COLUMN]
 
 
-def _check_people(ctx: _Context, f: pd.DataFrame, rows: _Rows, accounts: pd.DataFrame
-                  ) -> pd.DataFrame:
+def _check_people(
+    ctx: _Context, f: pd.DataFrame, rows: _Rows, accounts: pd.DataFrame
+) -> pd.DataFrame:
     f["person_id"] = _as_id(f["person_id"])
     f["account_id"] = _as_id(f["account_id"])
     rows.reject(f["person_id"].isna(), "missing_person_id")
@@ -378,11 +390,18 @@ def _check_people(ctx: _Context, f: pd.DataFrame, rows: _Rows, accounts: pd.Data
     return f
 
 
-def _check_events(ctx: _Context, f: pd.DataFrame, rows: _Rows, accounts: pd.DataFrame,
-                  people: pd.DataFrame, extracted_at: pd.Timestamp) -> pd.DataFrame:
+def _check_events(
+    ctx: _Context,
+    f: pd.DataFrame,
+    rows: _Rows,
+    accounts: pd.DataFrame,
+    people: pd.DataFrame,
+    extracted_at: pd.Timestamp,
+) -> pd.DataFrame:
     for column in ("account_id", "person_id", "event_id"):
-        f[column] = _as_id(f[column]) if column in f else pd.Series(pd.NA, index=f.index,
-                                                                    dtype="str")
+        f[column] = (
+            _as_id(f[column]) if column in f else pd.Series(pd.NA, index=f.index, dtype="str")
+        )
     if f["event_id"].isna().all():
         f["event_id"] = f[_SOURCE].astype("str") + ":" + f[_ROW].astype("str")
     f["timestamp"], bad = _parse_times(ctx, f, "timestamp")
@@ -399,10 +418,14 @@ def _check_events(ctx: _Context, f: pd.DataFrame, rows: _Rows, accounts: pd.Data
     no_account = f["account_id"].isna()
     rows.reject(no_account & f["person_id"].isna(), "no_account_or_person")
     rows.reject(no_account & ~known_person, "unknown_person")
-    rows.warn(~no_account & f["person_id"].notna() & ~known_person,
-              "person_not_in_people_kept_with_account")
-    rows.warn(~no_account & known_person & (of_person != f["account_id"]),
-              "account_differs_from_persons_account_event_account_kept")
+    rows.warn(
+        ~no_account & f["person_id"].notna() & ~known_person,
+        "person_not_in_people_kept_with_account",
+    )
+    rows.warn(
+        ~no_account & known_person & (of_person != f["account_id"]),
+        "account_differs_from_persons_account_event_account_kept",
+    )
     f["account_id"] = f["account_id"].where(~no_account, of_person)
     rows.reject(~f["account_id"].isin(accounts["account_id"]), "unknown_account")
     _dedupe(rows, ["event_id"], "duplicate_event_id")
@@ -413,13 +436,17 @@ def _check_events(ctx: _Context, f: pd.DataFrame, rows: _Rows, accounts: pd.Data
     else:
         f["weight"] = 1.0
     for column in ("channel", "topic"):
-        f[column] = normalise_label(f[column]) if column in f else pd.Series(
-            pd.NA, index=f.index, dtype="str")
+        f[column] = (
+            normalise_label(f[column])
+            if column in f
+            else pd.Series(pd.NA, index=f.index, dtype="str")
+        )
     return f
 
 
-def _check_intent(ctx: _Context, f: pd.DataFrame, rows: _Rows, accounts: pd.DataFrame,
-                  extracted_at: pd.Timestamp) -> pd.DataFrame:
+def _check_intent(
+    ctx: _Context, f: pd.DataFrame, rows: _Rows, accounts: pd.DataFrame, extracted_at: pd.Timestamp
+) -> pd.DataFrame:
     f["account_id"] = _as_id(f["account_id"])
     _resolve_domain(f, rows, accounts)
     rows.reject(~f["account_id"].isin(accounts["account_id"]), "unknown_account")
@@ -436,8 +463,9 @@ def _check_intent(ctx: _Context, f: pd.DataFrame, rows: _Rows, accounts: pd.Data
     return f
 
 
-def _check_opportunities(ctx: _Context, f: pd.DataFrame, rows: _Rows, accounts: pd.DataFrame,
-                         extracted_at: pd.Timestamp) -> pd.DataFrame:
+def _check_opportunities(
+    ctx: _Context, f: pd.DataFrame, rows: _Rows, accounts: pd.DataFrame, extracted_at: pd.Timestamp
+) -> pd.DataFrame:
     f["opportunity_id"] = _as_id(f["opportunity_id"])
     f["account_id"] = _as_id(f["account_id"])
     rows.reject(f["opportunity_id"].isna(), "missing_opportunity_id")
@@ -503,13 +531,19 @@ def _stack(table: str, sources: list[RawSource]) -> tuple[pd.DataFrame, dict[str
 
 
 def _empty_table(table: str) -> pd.DataFrame:
-    dtypes = {"id": "str", "text": "str", "number": "float64",
-              "timestamp": "datetime64[us, UTC]", "date": "datetime64[us, UTC]"}
+    dtypes = {
+        "id": "str",
+        "text": "str",
+        "number": "float64",
+        "timestamp": "datetime64[us, UTC]",
+        "date": "datetime64[us, UTC]",
+    }
     return pd.DataFrame({c: pd.Series(dtype=dtypes[k]) for c, k in column_kinds(table).items()})
 
 
-def _finish(table: str, f: pd.DataFrame, rows: _Rows) -> tuple[pd.DataFrame, TableReport,
-                                                                pd.DataFrame]:
+def _finish(
+    table: str, f: pd.DataFrame, rows: _Rows
+) -> tuple[pd.DataFrame, TableReport, pd.DataFrame]:
     kept = rows.kept
     rejected = f.loc[~kept, [_SOURCE, _ROW]].assign(table=table, reason=rows.reason[~kept])
     counts = rejected["reason"].value_counts()
@@ -535,8 +569,12 @@ def _finish(table: str, f: pd.DataFrame, rows: _Rows) -> tuple[pd.DataFrame, Tab
     return used, report, rejected[["table", _SOURCE, _ROW, "reason"]]
 
 
-def validate(raw: dict[str, list[RawSource]], *, extracted_at: datetime | None = None,
-             max_bad_share: float = 0.2) -> Dataset:
+def validate(
+    raw: dict[str, list[RawSource]],
+    *,
+    extracted_at: datetime | None = None,
+    max_bad_share: float = 0.2,
+) -> Dataset:
     """Check raw canonical-named tables against the contract and account for every row."""
     stamp = pd.Timestamp(_as_utc(extracted_at or datetime.now(UTC)))
     results: dict[str, pd.DataFrame] = {}
@@ -567,7 +605,8 @@ def validate(raw: dict[str, list[RawSource]], *, extracted_at: datetime | None =
         results[table], reports[table], rejected = _finish(table, checked, rows)
         rejects.append(rejected)
     all_rejects = pd.concat(rejects, ignore_index=True).rename(
-        columns={_SOURCE: "source_file", _ROW: "source_row"})
+        columns={_SOURCE: "source_file", _ROW: "source_row"}
+    )
     return Dataset(
         accounts=results["accounts"],
         people=results["people"],
@@ -579,8 +618,13 @@ def validate(raw: dict[str, list[RawSource]], *, extracted_at: datetime | None =
     )
 
 
-def load_dataset(folder: Path, *, mapping: Path | None = None, extracted_at: datetime | None = None,
-                 max_bad_share: float = 0.2) -> Dataset:
+def load_dataset(
+    folder: Path,
+    *,
+    mapping: Path | None = None,
+    extracted_at: datetime | None = None,
+    max_bad_share: float = 0.2,
+) -> Dataset:
     """Read a folder of tables (directly or through a mapping file) and validate it."""
     folder = Path(folder)
     if mapping is not None:
@@ -589,8 +633,9 @@ def load_dataset(folder: Path, *, mapping: Path | None = None, extracted_at: dat
         raw = Mapping.load(mapping).read(folder)
     else:
         raw = read_folder(folder)
-    return validate(raw, extracted_at=extracted_at or read_extracted_at(folder),
-                    max_bad_share=max_bad_share)
+    return validate(
+        raw, extracted_at=extracted_at or read_extracted_at(folder), max_bad_share=max_bad_share
+    )
 
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:

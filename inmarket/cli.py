@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,8 +40,12 @@ def _run(job: Any) -> Any:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="TOML or YAML file with configuration sections (see README).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML or YAML file with configuration sections (see README).",
+)
 @click.version_option(package_name="inmarket")
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None) -> None:
@@ -56,20 +59,42 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 @click.option("--seed", type=int, help="random seed; same seed, same bytes [7]")
 @click.option("--days", type=int, help="length of history in days [730]")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="first day of history")
-@click.option("--dirty/--clean", default=None,
-              help="inject realistic faults (duplicates, unknown accounts, bad and late timestamps)")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("data/world"),
-              show_default=True)
+@click.option(
+    "--dirty/--clean",
+    default=None,
+    help="inject realistic faults (duplicates, unknown accounts, bad and late timestamps)",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("data/world"),
+    show_default=True,
+)
 @click.pass_context
-def generate(ctx: click.Context, accounts: int | None, seed: int | None, days: int | None,
-             start: datetime | None, dirty: bool | None, out: Path) -> None:
+def generate(
+    ctx: click.Context,
+    accounts: int | None,
+    seed: int | None,
+    days: int | None,
+    start: datetime | None,
+    dirty: bool | None,
+    out: Path,
+) -> None:
     """Generate the synthetic B2B world as Parquet tables in OUT."""
     from inmarket.synthetic import WorldSpec, generate_world
 
-    cfg = _config(ctx, generate={"accounts": accounts, "seed": seed, "days": days,
-                                 "start": start, "dirty": dirty}).generate
-    spec = WorldSpec(accounts=cfg.accounts, seed=cfg.seed, days=cfg.days, dirty=cfg.dirty,
-                     start=cfg.start.replace(tzinfo=UTC), in_market_quarterly=cfg.in_market_quarterly)
+    cfg = _config(
+        ctx,
+        generate={"accounts": accounts, "seed": seed, "days": days, "start": start, "dirty": dirty},
+    ).generate
+    spec = WorldSpec(
+        accounts=cfg.accounts,
+        seed=cfg.seed,
+        days=cfg.days,
+        dirty=cfg.dirty,
+        start=cfg.start.replace(tzinfo=UTC),
+        in_market_quarterly=cfg.in_market_quarterly,
+    )
     began = time.perf_counter()
     summary = _run(lambda: generate_world(spec, out))
     rows = ", ".join(f"{n:,} {t}" for t, n in summary.rows.items() if not t.startswith("truth"))
@@ -81,21 +106,39 @@ def generate(ctx: click.Context, accounts: int | None, seed: int | None, days: i
 
 @cli.command()
 @click.argument("data", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--mapping", type=click.Path(path_type=Path, dir_okay=False),
-              help="column-mapping file (TOML/YAML) for exports of another shape")
+@click.option(
+    "--mapping",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="column-mapping file (TOML/YAML) for exports of another shape",
+)
 @click.option("--extracted-at", type=click.DateTime(), help="export time; later rows are late")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-@click.option("--rejects-out", type=click.Path(path_type=Path, dir_okay=False),
-              help="write every rejected row's table, source file, row and reason (Parquet)")
+@click.option(
+    "--rejects-out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="write every rejected row's table, source file, row and reason (Parquet)",
+)
 @click.pass_context
-def validate(ctx: click.Context, data: Path, mapping: Path | None, extracted_at: datetime | None,
-             as_json: bool, rejects_out: Path | None) -> None:
+def validate(
+    ctx: click.Context,
+    data: Path,
+    mapping: Path | None,
+    extracted_at: datetime | None,
+    as_json: bool,
+    rejects_out: Path | None,
+) -> None:
     """Check the tables in DATA against the contract and report every rejected row."""
     from features.tables import load_dataset, write_parquet_atomic
 
     cfg = _config(ctx, data={"path": data, "mapping": mapping, "extracted_at": extracted_at}).data
-    dataset = _run(lambda: load_dataset(data, mapping=cfg.mapping, extracted_at=cfg.extracted_at,
-                                        max_bad_share=cfg.max_bad_share))
+    dataset = _run(
+        lambda: load_dataset(
+            data,
+            mapping=cfg.mapping,
+            extracted_at=cfg.extracted_at,
+            max_bad_share=cfg.max_bad_share,
+        )
+    )
     if as_json:
         click.echo(json.dumps(dataset.report.to_dict(), indent=2))
     else:
@@ -110,15 +153,21 @@ def validate(ctx: click.Context, data: Path, mapping: Path | None, extracted_at:
 @cli.command("example-crm")
 @click.option("--accounts", type=int, default=300, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
-              default=Path("data/crm_export"), show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("data/crm_export"),
+    show_default=True,
+)
 def example_crm(accounts: int, seed: int, out: Path) -> None:
     """Write a CRM-shaped export of a synthetic world plus its mapping file, as a worked example."""
     from inmarket.crm_example import write_crm_example
 
     mapping = _run(lambda: write_crm_example(out, accounts=accounts, seed=seed))
-    click.echo(f"wrote a CRM-shaped export to {out}; load it with:\n"
-               f"  inmarket validate {out} --mapping {mapping}")
+    click.echo(
+        f"wrote a CRM-shaped export to {out}; load it with:\n"
+        f"  inmarket validate {out} --mapping {mapping}"
+    )
 
 
 def main() -> None:
@@ -126,4 +175,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

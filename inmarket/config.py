@@ -56,7 +56,7 @@ class ConfigError(ValueError):
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``update`` into ``base``; a None in ``update`` means "not given" and changes nothing."""
+    """Merge ``update`` into ``base``; a None in ``update`` means "not given"."""
     merged = dict(base)
     for key, value in update.items():
         if isinstance(value, dict):

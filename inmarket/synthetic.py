@@ -50,99 +50,313 @@ INDUSTRIES = {  # name: (share of accounts, fit effect)
     "education": (0.08, -0.6),
     "government": (0.08, -0.8),
 }
-REGIONS = {"north_america": (0.45, 0.2), "emea": (0.33, 0.0), "apac": (0.15, -0.2),
-           "latam": (0.07, -0.4)}
-TOPICS = ("account_based_marketing", "intent_data", "marketing_automation", "sales_engagement",
-          "revenue_analytics", "data_enrichment", "customer_data_platform", "lead_scoring")
+REGIONS = {
+    "north_america": (0.45, 0.2),
+    "emea": (0.33, 0.0),
+    "apac": (0.15, -0.2),
+    "latam": (0.07, -0.4),
+}
+TOPICS = (
+    "account_based_marketing",
+    "intent_data",
+    "marketing_automation",
+    "sales_engagement",
+    "revenue_analytics",
+    "data_enrichment",
+    "customer_data_platform",
+    "lead_scoring",
+)
 SENIORITIES = ("individual_contributor", "manager", "director", "vp", "c_level")
 KEY_ROLES = ("decision_maker", "champion", "technical_evaluator", "finance")
 # role -> (seniority probabilities in SENIORITIES order, departments and their probabilities)
 ROLE_PROFILES: dict[str, tuple[tuple[float, ...], dict[str, float]]] = {
-    "decision_maker": ((0, 0, 0.15, 0.5, 0.35), {"marketing": 0.45, "sales": 0.35,
-                                                   "executive": 0.2}),
-    "champion": ((0.05, 0.45, 0.45, 0.05, 0), {"marketing": 0.55, "sales": 0.25,
-                                                "operations": 0.2}),
+    "decision_maker": (
+        (0, 0, 0.15, 0.5, 0.35),
+        {"marketing": 0.45, "sales": 0.35, "executive": 0.2},
+    ),
+    "champion": (
+        (0.05, 0.45, 0.45, 0.05, 0),
+        {"marketing": 0.55, "sales": 0.25, "operations": 0.2},
+    ),
     "technical_evaluator": ((0.4, 0.45, 0.15, 0, 0), {"it": 0.6, "engineering": 0.4}),
     "finance": ((0, 0.3, 0.4, 0.2, 0.1), {"finance": 0.85, "procurement": 0.15}),
-    "influencer": ((0.2, 0.45, 0.3, 0.05, 0), {"marketing": 0.35, "sales": 0.35,
-                                               "operations": 0.15, "customer_success": 0.15}),
+    "influencer": (
+        (0.2, 0.45, 0.3, 0.05, 0),
+        {"marketing": 0.35, "sales": 0.35, "operations": 0.15, "customer_success": 0.15},
+    ),
     "user": ((0.7, 0.3, 0, 0, 0), {"marketing": 0.5, "sales": 0.5}),
-    "other": ((0.6, 0.35, 0.05, 0, 0), {"hr": 0.25, "legal": 0.25, "operations": 0.25,
-                                        "customer_success": 0.25}),
+    "other": (
+        (0.6, 0.35, 0.05, 0, 0),
+        {"hr": 0.25, "legal": 0.25, "operations": 0.25, "customer_success": 0.25},
+    ),
 }
-C_LEVEL_TITLES = {"marketing": "Chief Marketing Officer", "sales": "Chief Revenue Officer",
-                  "executive": "Chief Executive Officer", "finance": "Chief Financial Officer",
-                  "it": "Chief Information Officer", "engineering": "Chief Technology Officer",
-                  "operations": "Chief Operating Officer", "procurement": "Chief Procurement Officer"}
+C_LEVEL_TITLES = {
+    "marketing": "Chief Marketing Officer",
+    "sales": "Chief Revenue Officer",
+    "executive": "Chief Executive Officer",
+    "finance": "Chief Financial Officer",
+    "it": "Chief Information Officer",
+    "engineering": "Chief Technology Officer",
+    "operations": "Chief Operating Officer",
+    "procurement": "Chief Procurement Officer",
+}
 EVENT_CHANNELS = {
-    "page_view": "web", "pricing_page": "web", "comparison_page": "web", "case_study_view": "web",
-    "content_download": "web", "form_fill": "web", "demo_request": "web", "trial_signup": "web",
-    "review_site_visit": "review_site", "ad_click": "paid_social", "email_open": "email",
-    "email_click": "email", "webinar_attended": "webinar",
+    "page_view": "web",
+    "pricing_page": "web",
+    "comparison_page": "web",
+    "case_study_view": "web",
+    "content_download": "web",
+    "form_fill": "web",
+    "demo_request": "web",
+    "trial_signup": "web",
+    "review_site_visit": "review_site",
+    "ad_click": "paid_social",
+    "email_open": "email",
+    "email_click": "email",
+    "webinar_attended": "webinar",
 }
 WEB_CHANNELS = ("web", "review_site", "paid_social")
 # event mixes: type -> probability
-BACKGROUND_MIX = {"email_open": 0.42, "email_click": 0.08, "page_view": 0.27,
-                  "content_download": 0.05, "webinar_attended": 0.03, "form_fill": 0.02,
-                  "pricing_page": 0.03, "case_study_view": 0.04, "review_site_visit": 0.02,
-                  "ad_click": 0.04}
-RESEARCH_MIX = {"page_view": 0.38, "content_download": 0.12, "case_study_view": 0.1,
-                "review_site_visit": 0.1, "webinar_attended": 0.05, "email_click": 0.1,
-                "email_open": 0.1, "ad_click": 0.05}
-BUYING_MIX = {"pricing_page": 0.38, "comparison_page": 0.22, "demo_request": 0.1,
-              "trial_signup": 0.08, "case_study_view": 0.12, "form_fill": 0.1}
-TIRE_KICKER_MIX = {"content_download": 0.32, "form_fill": 0.18, "webinar_attended": 0.14,
-                   "page_view": 0.16, "email_click": 0.1, "email_open": 0.05,
-                   "pricing_page": 0.03, "demo_request": 0.02}
+BACKGROUND_MIX = {
+    "email_open": 0.42,
+    "email_click": 0.08,
+    "page_view": 0.27,
+    "content_download": 0.05,
+    "webinar_attended": 0.03,
+    "form_fill": 0.02,
+    "pricing_page": 0.03,
+    "case_study_view": 0.04,
+    "review_site_visit": 0.02,
+    "ad_click": 0.04,
+}
+RESEARCH_MIX = {
+    "page_view": 0.38,
+    "content_download": 0.12,
+    "case_study_view": 0.1,
+    "review_site_visit": 0.1,
+    "webinar_attended": 0.05,
+    "email_click": 0.1,
+    "email_open": 0.1,
+    "ad_click": 0.05,
+}
+BUYING_MIX = {
+    "pricing_page": 0.38,
+    "comparison_page": 0.22,
+    "demo_request": 0.1,
+    "trial_signup": 0.08,
+    "case_study_view": 0.12,
+    "form_fill": 0.1,
+}
+TIRE_KICKER_MIX = {
+    "content_download": 0.32,
+    "form_fill": 0.18,
+    "webinar_attended": 0.14,
+    "page_view": 0.16,
+    "email_click": 0.1,
+    "email_open": 0.05,
+    "pricing_page": 0.03,
+    "demo_request": 0.02,
+}
 MONTH_FACTOR = np.array([0.9, 1.0, 1.05, 1.0, 1.0, 0.95, 0.85, 0.7, 1.05, 1.1, 1.05, 0.6])
 WEEKDAY_FACTOR = np.array([1.0, 1.05, 1.05, 1.0, 0.9, 0.2, 0.15])  # Monday first
 FIT_MEAN = 0.57  # approximate mean fit, so the in-market share matches the configured rate
-FIRST_NAMES = ("ana", "ben", "chen", "dana", "eli", "fatima", "gustav", "hana", "ivan", "jia",
-               "kofi", "lena", "mateo", "nadia", "omar", "priya", "quinn", "rosa", "sam", "tara",
-               "uma", "victor", "wen", "ximena", "yusuf", "zoe", "noah", "emma", "liam", "mia")
-LAST_NAMES = ("garcia", "smith", "kim", "nguyen", "muller", "rossi", "silva", "khan", "cohen",
-              "okafor", "tanaka", "larsen", "dubois", "novak", "patel", "lopez", "brown", "wang",
-              "ivanova", "jensen", "costa", "ali", "fischer", "moreau", "sato", "walsh", "reyes",
-              "berg", "horvat", "mensah")
-NAME_FIRST = ("North", "Blue", "Summit", "Bright", "Iron", "Silver", "Pacific", "Granite", "Clear",
-              "Swift", "Apex", "Harbor", "Cedar", "Atlas", "Nova", "Vertex", "Pioneer", "Crescent",
-              "Evergreen", "Lumen", "Polar", "Quantum", "Red", "Stone", "True", "Union", "Vista",
-              "Wild", "Orbit", "Meridian")
-NAME_SECOND = ("Analytics", "Systems", "Logistics", "Health", "Capital", "Foods", "Robotics",
-               "Software", "Energy", "Labs", "Partners", "Networks", "Retail", "Bank", "Insurance",
-               "Media", "Motors", "Pharma", "Solutions", "Works")
+FIRST_NAMES = (
+    "ana",
+    "ben",
+    "chen",
+    "dana",
+    "eli",
+    "fatima",
+    "gustav",
+    "hana",
+    "ivan",
+    "jia",
+    "kofi",
+    "lena",
+    "mateo",
+    "nadia",
+    "omar",
+    "priya",
+    "quinn",
+    "rosa",
+    "sam",
+    "tara",
+    "uma",
+    "victor",
+    "wen",
+    "ximena",
+    "yusuf",
+    "zoe",
+    "noah",
+    "emma",
+    "liam",
+    "mia",
+)
+LAST_NAMES = (
+    "garcia",
+    "smith",
+    "kim",
+    "nguyen",
+    "muller",
+    "rossi",
+    "silva",
+    "khan",
+    "cohen",
+    "okafor",
+    "tanaka",
+    "larsen",
+    "dubois",
+    "novak",
+    "patel",
+    "lopez",
+    "brown",
+    "wang",
+    "ivanova",
+    "jensen",
+    "costa",
+    "ali",
+    "fischer",
+    "moreau",
+    "sato",
+    "walsh",
+    "reyes",
+    "berg",
+    "horvat",
+    "mensah",
+)
+NAME_FIRST = (
+    "North",
+    "Blue",
+    "Summit",
+    "Bright",
+    "Iron",
+    "Silver",
+    "Pacific",
+    "Granite",
+    "Clear",
+    "Swift",
+    "Apex",
+    "Harbor",
+    "Cedar",
+    "Atlas",
+    "Nova",
+    "Vertex",
+    "Pioneer",
+    "Crescent",
+    "Evergreen",
+    "Lumen",
+    "Polar",
+    "Quantum",
+    "Red",
+    "Stone",
+    "True",
+    "Union",
+    "Vista",
+    "Wild",
+    "Orbit",
+    "Meridian",
+)
+NAME_SECOND = (
+    "Analytics",
+    "Systems",
+    "Logistics",
+    "Health",
+    "Capital",
+    "Foods",
+    "Robotics",
+    "Software",
+    "Energy",
+    "Labs",
+    "Partners",
+    "Networks",
+    "Retail",
+    "Bank",
+    "Insurance",
+    "Media",
+    "Motors",
+    "Pharma",
+    "Solutions",
+    "Works",
+)
 
 _SCHEMAS = {
-    "accounts": pa.schema([("account_id", pa.string()), ("name", pa.string()),
-                           ("domain", pa.string()), ("industry", pa.string()),
-                           ("employee_count", pa.int64()), ("employee_band", pa.string()),
-                           ("region", pa.string()), ("created_at", pa.timestamp("us", "UTC"))]),
-    "people": pa.schema([("person_id", pa.string()), ("account_id", pa.string()),
-                         ("email", pa.string()), ("title", pa.string()),
-                         ("department", pa.string()), ("seniority", pa.string()),
-                         ("buying_role", pa.string())]),
-    "events": pa.schema([("event_id", pa.string()), ("timestamp", pa.timestamp("us", "UTC")),
-                         ("account_id", pa.string()), ("person_id", pa.string()),
-                         ("event_type", pa.string()), ("channel", pa.string()),
-                         ("topic", pa.string())]),
-    "intent": pa.schema([("account_id", pa.string()), ("date", pa.date32()),
-                         ("topic", pa.string()), ("score", pa.float64())]),
-    "opportunities": pa.schema([("opportunity_id", pa.string()), ("account_id", pa.string()),
-                                ("created_at", pa.timestamp("us", "UTC")),
-                                ("closed_at", pa.timestamp("us", "UTC")),
-                                ("status", pa.string()), ("type", pa.string()),
-                                ("amount", pa.float64())]),
-    "truth_accounts": pa.schema([("account_id", pa.string()), ("fit", pa.float64()),
-                                 ("customer_since", pa.timestamp("us", "UTC")),
-                                 ("is_tire_kicker", pa.bool_()),
-                                 ("tire_kicker_person_id", pa.string())]),
-    "truth_episodes": pa.schema([("account_id", pa.string()), ("kind", pa.string()),
-                                 ("start", pa.timestamp("us", "UTC")),
-                                 ("opportunity_at", pa.timestamp("us", "UTC")),
-                                 ("dark", pa.bool_()), ("strength", pa.float64()),
-                                 ("engaged_people", pa.int64()), ("role_coverage", pa.float64()),
-                                 ("has_intent", pa.bool_()), ("opportunity_id", pa.string()),
-                                 ("won", pa.bool_())]),
+    "accounts": pa.schema(
+        [
+            ("account_id", pa.string()),
+            ("name", pa.string()),
+            ("domain", pa.string()),
+            ("industry", pa.string()),
+            ("employee_count", pa.int64()),
+            ("employee_band", pa.string()),
+            ("region", pa.string()),
+            ("created_at", pa.timestamp("us", "UTC")),
+        ]
+    ),
+    "people": pa.schema(
+        [
+            ("person_id", pa.string()),
+            ("account_id", pa.string()),
+            ("email", pa.string()),
+            ("title", pa.string()),
+            ("department", pa.string()),
+            ("seniority", pa.string()),
+            ("buying_role", pa.string()),
+        ]
+    ),
+    "events": pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("timestamp", pa.timestamp("us", "UTC")),
+            ("account_id", pa.string()),
+            ("person_id", pa.string()),
+            ("event_type", pa.string()),
+            ("channel", pa.string()),
+            ("topic", pa.string()),
+        ]
+    ),
+    "intent": pa.schema(
+        [
+            ("account_id", pa.string()),
+            ("date", pa.date32()),
+            ("topic", pa.string()),
+            ("score", pa.float64()),
+        ]
+    ),
+    "opportunities": pa.schema(
+        [
+            ("opportunity_id", pa.string()),
+            ("account_id", pa.string()),
+            ("created_at", pa.timestamp("us", "UTC")),
+            ("closed_at", pa.timestamp("us", "UTC")),
+            ("status", pa.string()),
+            ("type", pa.string()),
+            ("amount", pa.float64()),
+        ]
+    ),
+    "truth_accounts": pa.schema(
+        [
+            ("account_id", pa.string()),
+            ("fit", pa.float64()),
+            ("customer_since", pa.timestamp("us", "UTC")),
+            ("is_tire_kicker", pa.bool_()),
+            ("tire_kicker_person_id", pa.string()),
+        ]
+    ),
+    "truth_episodes": pa.schema(
+        [
+            ("account_id", pa.string()),
+            ("kind", pa.string()),
+            ("start", pa.timestamp("us", "UTC")),
+            ("opportunity_at", pa.timestamp("us", "UTC")),
+            ("dark", pa.bool_()),
+            ("strength", pa.float64()),
+            ("engaged_people", pa.int64()),
+            ("role_coverage", pa.float64()),
+            ("has_intent", pa.bool_()),
+            ("opportunity_id", pa.string()),
+            ("won", pa.bool_()),
+        ]
+    ),
 }
 _DIRTY_TIMESTAMPS = {"events": ["timestamp"]}
 
@@ -210,7 +424,8 @@ class _Chunk:
 
     def stamp(self, days: np.ndarray) -> np.ndarray:
         return self.start64 + (np.asarray(days) * 86_400e6).astype("int64").astype(
-            "timedelta64[us]")
+            "timedelta64[us]"
+        )
 
     # -------------------------------------------------------------- accounts and people
 
@@ -225,27 +440,45 @@ class _Chunk:
         reg_p = np.array([v[0] for v in REGIONS.values()])
         region = rng.choice(len(reg_names), n, p=reg_p / reg_p.sum())
         employees = np.clip(np.round(np.exp(rng.normal(5.4, 1.5, n))), 5, 250_000).astype(int)
-        size_effect = np.select([employees < 50, employees < 200, employees <= 10_000],
-                                [-0.9, 0.1, 0.6], 0.2)
-        z = (np.array([v[1] for v in INDUSTRIES.values()])[industry] + size_effect
-             + np.array([v[1] for v in REGIONS.values()])[region] + rng.normal(0, 0.7, n))
+        size_effect = np.select(
+            [employees < 50, employees < 200, employees <= 10_000], [-0.9, 0.1, 0.6], 0.2
+        )
+        z = (
+            np.array([v[1] for v in INDUSTRIES.values()])[industry]
+            + size_effect
+            + np.array([v[1] for v in REGIONS.values()])[region]
+            + rng.normal(0, 0.7, n)
+        )
         self.fit = _sigmoid(z)
         self.employees = employees
         first = np.array(NAME_FIRST, dtype=object)[rng.integers(0, len(NAME_FIRST), n)]
         second = np.array(NAME_SECOND, dtype=object)[rng.integers(0, len(NAME_SECOND), n)]
         name = first + " " + second
-        self.domain = (pd.Series(first + second).str.lower() + pd.Series(number).astype("str")
-                       + ".com").to_numpy(dtype=object)
-        created = np.where(rng.random(n) < 0.9, -rng.uniform(30, 1500, n),
-                           rng.uniform(0, self.horizon - 60, n))
-        band = pd.cut(employees, [0, 50, 200, 1000, 5000, 10**9],
-                      labels=["1-50", "51-200", "201-1000", "1001-5000", "5000+"])
-        self.tables = {"accounts": pd.DataFrame({
-            "account_id": self.account_id, "name": name, "domain": self.domain,
-            "industry": np.array(ind_names, dtype=object)[industry], "employee_count": employees,
-            "employee_band": np.asarray(band.astype("str"), dtype=object),
-            "region": np.array(reg_names, dtype=object)[region], "created_at": self.stamp(created),
-        })}
+        self.domain = (
+            pd.Series(first + second).str.lower() + pd.Series(number).astype("str") + ".com"
+        ).to_numpy(dtype=object)
+        created = np.where(
+            rng.random(n) < 0.9, -rng.uniform(30, 1500, n), rng.uniform(0, self.horizon - 60, n)
+        )
+        band = pd.cut(
+            employees,
+            [0, 50, 200, 1000, 5000, 10**9],
+            labels=["1-50", "51-200", "201-1000", "1001-5000", "5000+"],
+        )
+        self.tables = {
+            "accounts": pd.DataFrame(
+                {
+                    "account_id": self.account_id,
+                    "name": name,
+                    "domain": self.domain,
+                    "industry": np.array(ind_names, dtype=object)[industry],
+                    "employee_count": employees,
+                    "employee_band": np.asarray(band.astype("str"), dtype=object),
+                    "region": np.array(reg_names, dtype=object)[region],
+                    "created_at": self.stamp(created),
+                }
+            )
+        }
         # customers at the start of history
         self.customer = rng.random(n) < 0.02 + 0.1 * self.fit
         self.customer_since = np.where(self.customer, -rng.uniform(30, 700, n), np.nan)
@@ -253,8 +486,9 @@ class _Chunk:
 
     def people(self) -> None:
         rng, n = self.rng, self.n
-        size = np.clip(np.round(3.0 + 1.6 * np.log10(self.employees) + rng.normal(0, 1.5, n)),
-                       4, 15).astype(int)
+        size = np.clip(
+            np.round(3.0 + 1.6 * np.log10(self.employees) + rng.normal(0, 1.5, n)), 4, 15
+        ).astype(int)
         self.group_size = size
         acct = np.repeat(np.arange(n), size)
         pos = _segment_positions(size)
@@ -262,7 +496,9 @@ class _Chunk:
         extra = rng.choice(["influencer", "user", "other"], m, p=[0.35, 0.45, 0.2])
         role = np.select(
             [pos == 0, pos == 1, pos == 2, (pos == 3) & (size[acct] >= 6)],
-            ["decision_maker", "champion", "technical_evaluator", "finance"], extra).astype(object)
+            ["decision_maker", "champion", "technical_evaluator", "finance"],
+            extra,
+        ).astype(object)
         seniority = np.empty(m, dtype=object)
         department = np.empty(m, dtype=object)
         for r, (sen_p, depts) in ROLE_PROFILES.items():
@@ -272,29 +508,51 @@ class _Chunk:
             seniority[mask] = np.array(SENIORITIES, dtype=object)[rng.choice(5, k, p=sp / sp.sum())]
             dp = np.array(list(depts.values()))
             department[mask] = np.array(list(depts), dtype=object)[
-                rng.choice(len(depts), k, p=dp / dp.sum())]
+                rng.choice(len(depts), k, p=dp / dp.sum())
+            ]
         # tire-kickers: one extra junior person who never buys
         tk = np.flatnonzero(self.tire_kicker)
         acct = np.concatenate([acct, tk])
         pos = np.concatenate([pos, size[tk]])
         role = np.concatenate([role, np.full(len(tk), "other", dtype=object)])
-        seniority = np.concatenate([seniority, np.full(len(tk), "individual_contributor",
-                                                       dtype=object)])
-        department = np.concatenate([department, rng.choice(
-            np.array(["marketing", "research", "student"], dtype=object), len(tk))])
-        self.person_id = (pd.Series(self.account_id[acct]).str.replace("A", "P", n=1) + "-"
-                          + pd.Series(pos).astype("str").str.zfill(2)).to_numpy(dtype=object)
+        seniority = np.concatenate(
+            [seniority, np.full(len(tk), "individual_contributor", dtype=object)]
+        )
+        department = np.concatenate(
+            [
+                department,
+                rng.choice(np.array(["marketing", "research", "student"], dtype=object), len(tk)),
+            ]
+        )
+        self.person_id = (
+            pd.Series(self.account_id[acct]).str.replace("A", "P", n=1)
+            + "-"
+            + pd.Series(pos).astype("str").str.zfill(2)
+        ).to_numpy(dtype=object)
         self.tire_kicker_person = np.full(n, None, dtype=object)
-        self.tire_kicker_person[tk] = self.person_id[len(self.person_id) - len(tk):]
+        self.tire_kicker_person[tk] = self.person_id[len(self.person_id) - len(tk) :]
         title = self._titles(seniority, department)
         first = np.array(FIRST_NAMES, dtype=object)[rng.integers(0, len(FIRST_NAMES), len(acct))]
         last = np.array(LAST_NAMES, dtype=object)[rng.integers(0, len(LAST_NAMES), len(acct))]
-        email = first + "." + last + pd.Series(pos).astype("str").to_numpy(dtype=object) + "@" + \
-            self.domain[acct]
-        self.tables["people"] = pd.DataFrame({
-            "person_id": self.person_id, "account_id": self.account_id[acct], "email": email,
-            "title": title, "department": department, "seniority": seniority, "buying_role": role,
-        })
+        email = (
+            first
+            + "."
+            + last
+            + pd.Series(pos).astype("str").to_numpy(dtype=object)
+            + "@"
+            + self.domain[acct]
+        )
+        self.tables["people"] = pd.DataFrame(
+            {
+                "person_id": self.person_id,
+                "account_id": self.account_id[acct],
+                "email": email,
+                "title": title,
+                "department": department,
+                "seniority": seniority,
+                "buying_role": role,
+            }
+        )
         # engagement order inside each buying group: juniors first, then more senior people
         group = pos < size[acct]
         sen_rank = pd.Series(seniority).map({s: i for i, s in enumerate(SENIORITIES)}).to_numpy()
@@ -314,8 +572,11 @@ class _Chunk:
             ["VP " + dept, "Director of " + dept, dept + " Manager", dept + " Specialist"],
             pd.Series(department).map(C_LEVEL_TITLES).fillna("Chief Officer"),
         )
-        title = np.where(np.isin(department, ["student", "research"]) & (sen == "individual_contributor"),
-                         np.where(department == "student", "Student", "Research Analyst"), title)
+        title = np.where(
+            np.isin(department, ["student", "research"]) & (sen == "individual_contributor"),
+            np.where(department == "student", "Student", "Research Analyst"),
+            title,
+        )
         return np.asarray(title, dtype=object)
 
     # -------------------------------------------------------------- buying cycles
@@ -345,18 +606,31 @@ class _Chunk:
         engaged = np.minimum(engaged, g)
         coverage = self._role_coverage(acct, engaged)
         creates = rng.random(e) < np.where(dark, 0.55, 0.7)
-        p_win = _sigmoid(-0.7 + 3.0 * (self.fit[acct] - FIT_MEAN) + 3.0 * (coverage - 0.4)
-                         - 0.3 * dark)
+        p_win = _sigmoid(
+            -0.7 + 3.0 * (self.fit[acct] - FIT_MEAN) + 3.0 * (coverage - 0.4) - 0.3 * dark
+        )
         won = rng.random(e) < p_win
         cycle = 20 + rng.gamma(2.0, 25.0, e)
         has_intent = rng.random(e) < 0.7
         intent_lead = rng.uniform(14, 56, e)
         topic = rng.integers(0, len(TOPICS), e)
-        self.ep = pd.DataFrame({
-            "acct": acct, "start": start, "duration": duration, "dark": dark, "strength": strength,
-            "engaged": engaged, "coverage": coverage, "creates": creates, "won": won,
-            "cycle": cycle, "has_intent": has_intent, "intent_lead": intent_lead, "topic": topic,
-        })
+        self.ep = pd.DataFrame(
+            {
+                "acct": acct,
+                "start": start,
+                "duration": duration,
+                "dark": dark,
+                "strength": strength,
+                "engaged": engaged,
+                "coverage": coverage,
+                "creates": creates,
+                "won": won,
+                "cycle": cycle,
+                "has_intent": has_intent,
+                "intent_lead": intent_lead,
+                "topic": topic,
+            }
+        )
         self.ep["created"] = self.ep["start"] + self.ep["duration"]
         self.ep["closed"] = self.ep["created"] + self.ep["cycle"]
         # an account that wins new business becomes a customer: later cycles do not happen
@@ -374,8 +648,12 @@ class _Chunk:
         is_engaged = pos < engaged[ep]
         covered = np.zeros(len(acct))
         for role in KEY_ROLES:
-            hit = np.bincount(ep, weights=is_engaged & (self.role[person] == role),
-                              minlength=len(acct)) > 0
+            hit = (
+                np.bincount(
+                    ep, weights=is_engaged & (self.role[person] == role), minlength=len(acct)
+                )
+                > 0
+            )
             covered += hit
         result: np.ndarray = covered / len(KEY_ROLES)
         return result
@@ -387,22 +665,41 @@ class _Chunk:
         person: np.ndarray = self.order_person[self.order_offset[acct] + pos]
         return person
 
-    def _events_frame(self, acct: np.ndarray, t: np.ndarray, person: np.ndarray,
-                      etype: np.ndarray, topic: np.ndarray, anon_p: np.ndarray | float
-                      ) -> pd.DataFrame:
+    def _events_frame(
+        self,
+        acct: np.ndarray,
+        t: np.ndarray,
+        person: np.ndarray,
+        etype: np.ndarray,
+        topic: np.ndarray,
+        anon_p: np.ndarray | float,
+    ) -> pd.DataFrame:
         rng = self.rng
         channel = pd.Series(etype).map(EVENT_CHANNELS).to_numpy(dtype=object)
         anon = np.isin(channel, WEB_CHANNELS) & (rng.random(len(acct)) < anon_p)
-        pid = np.where(anon, None, self.person_id[person])
-        return pd.DataFrame({"acct": acct, "t": t, "person_id": pid, "event_type": etype,
-                             "channel": channel, "topic": topic})
+        pid = self.person_id[person]
+        pid[anon] = None
+        return pd.DataFrame(
+            {
+                "acct": acct,
+                "t": t,
+                "person_id": pid,
+                "event_type": etype,
+                "channel": channel,
+                "topic": topic,
+            }
+        )
 
     def episode_events(self) -> list[pd.DataFrame]:
         rng, ep = self.rng, self.ep
         frames = []
         # research phase: ramps towards the opportunity, more and more senior people join
-        volume = ep["strength"] * 90 * np.where(ep["dark"], 0.1, 1.0) * np.sqrt(
-            np.minimum(self.group_size[ep["acct"]], 10) / 8)
+        volume = (
+            ep["strength"]
+            * 90
+            * np.where(ep["dark"], 0.1, 1.0)
+            * np.sqrt(np.minimum(self.group_size[ep["acct"]], 10) / 8)
+        )
         n = rng.poisson(volume.to_numpy())
         idx = np.repeat(np.arange(len(ep)), n)
         frac = rng.beta(2.2, 1.0, len(idx))
@@ -412,8 +709,9 @@ class _Chunk:
         engaged_now = np.maximum(1, np.ceil(engaged * frac**0.8)).astype(int)
         person = self._pick_people(acct, engaged_now)
         buying = rng.random(len(idx)) < 0.05 + 0.4 * frac**2
-        etype = np.where(buying, _pick(rng, BUYING_MIX, len(idx)),
-                         _pick(rng, RESEARCH_MIX, len(idx)))
+        etype = np.where(
+            buying, _pick(rng, BUYING_MIX, len(idx)), _pick(rng, RESEARCH_MIX, len(idx))
+        )
         topic = self._episode_topic(ep["topic"].to_numpy()[idx])
         anon_p = np.where(ep["dark"].to_numpy()[idx], 0.85, 0.35)
         frames.append(self._events_frame(acct, t, person, etype, topic, anon_p))
@@ -422,13 +720,18 @@ class _Chunk:
         n = rng.poisson(open_ep["strength"].to_numpy() * 25)
         idx = np.repeat(np.arange(len(open_ep)), n)
         acct = open_ep["acct"].to_numpy()[idx]
-        t = open_ep["created"].to_numpy()[idx] + rng.random(len(idx)) * open_ep["cycle"].to_numpy(
-        )[idx]
+        t = (
+            open_ep["created"].to_numpy()[idx]
+            + rng.random(len(idx)) * open_ep["cycle"].to_numpy()[idx]
+        )
         engaged = np.maximum(open_ep["engaged"].to_numpy()[idx], 2)
         engaged = np.minimum(engaged, self.group_size[acct])
         person = self._pick_people(acct, engaged)
-        etype = np.where(rng.random(len(idx)) < 0.5, _pick(rng, BUYING_MIX, len(idx)),
-                         _pick(rng, RESEARCH_MIX, len(idx)))
+        etype = np.where(
+            rng.random(len(idx)) < 0.5,
+            _pick(rng, BUYING_MIX, len(idx)),
+            _pick(rng, RESEARCH_MIX, len(idx)),
+        )
         topic = self._episode_topic(open_ep["topic"].to_numpy()[idx])
         frames.append(self._events_frame(acct, t, person, etype, topic, 0.2))
         return frames
@@ -448,9 +751,8 @@ class _Chunk:
         pos = np.floor(rng.random(len(acct)) * self.group_size[acct]).astype(int)
         person = self.order_person[self.order_offset[acct] + pos]
         etype = _pick(rng, BACKGROUND_MIX, len(acct))
-        topic = np.where(rng.random(len(acct)) < 0.6,
-                         np.array(TOPICS, dtype=object)[rng.integers(0, len(TOPICS), len(acct))],
-                         None)
+        topic = np.array(TOPICS, dtype=object)[rng.integers(0, len(TOPICS), len(acct))]
+        topic[rng.random(len(acct)) >= 0.6] = None
         return self._events_frame(acct, t, person, etype, topic, 0.4)
 
     def tire_kicker_events(self) -> pd.DataFrame:
@@ -478,143 +780,216 @@ class _Chunk:
         keep = _seasonal_keep(rng, t, self.start64)
         ev = ev[keep].assign(t=t[keep])
         ev = ev.sort_values(["t", "acct"], kind="stable").reset_index(drop=True)
-        self.tables["events"] = pd.DataFrame({
-            "event_id": _ids(f"E{self.index:04d}-", np.arange(len(ev)), 7),
-            "timestamp": self.stamp(ev["t"].to_numpy()),
-            "account_id": self.account_id[ev["acct"].to_numpy()],
-            "person_id": ev["person_id"].to_numpy(), "event_type": ev["event_type"].to_numpy(),
-            "channel": ev["channel"].to_numpy(), "topic": ev["topic"].to_numpy(),
-        })
+        self.tables["events"] = pd.DataFrame(
+            {
+                "event_id": _ids(f"E{self.index:04d}-", np.arange(len(ev)), 7),
+                "timestamp": self.stamp(ev["t"].to_numpy()),
+                "account_id": self.account_id[ev["acct"].to_numpy()],
+                "person_id": ev["person_id"].to_numpy(),
+                "event_type": ev["event_type"].to_numpy(),
+                "channel": ev["channel"].to_numpy(),
+                "topic": ev["topic"].to_numpy(),
+            }
+        )
 
     # -------------------------------------------------------------- intent
 
     def intent(self) -> None:
         rng, ep = self.rng, self.ep
         surges = ep[ep["has_intent"]]
-        real = pd.DataFrame({
-            "acct": surges["acct"], "begin": surges["start"] - surges["intent_lead"],
-            "end": surges["created"], "topic": surges["topic"], "peak": rng.uniform(
-                75, 100, len(surges))})
+        real = pd.DataFrame(
+            {
+                "acct": surges["acct"],
+                "begin": surges["start"] - surges["intent_lead"],
+                "end": surges["created"],
+                "topic": surges["topic"],
+                "peak": rng.uniform(75, 100, len(surges)),
+            }
+        )
         # spurious surges: research that never turns into a buying cycle
         eligible = ~self.customer
         count = rng.poisson(self.episode_rate * 1.5 * (self.horizon + 60) * eligible)
         acct = np.repeat(np.arange(self.n), count)
         begin = rng.uniform(-60, self.horizon, len(acct))
-        noise = pd.DataFrame({"acct": acct, "begin": begin,
-                              "end": begin + rng.uniform(14, 42, len(acct)),
-                              "topic": rng.integers(0, len(TOPICS), len(acct)),
-                              "peak": rng.uniform(55, 90, len(acct))})
+        noise = pd.DataFrame(
+            {
+                "acct": acct,
+                "begin": begin,
+                "end": begin + rng.uniform(14, 42, len(acct)),
+                "topic": rng.integers(0, len(TOPICS), len(acct)),
+                "peak": rng.uniform(55, 90, len(acct)),
+            }
+        )
         spans = pd.concat([real, noise], ignore_index=True)
         weeks = np.ceil((spans["end"] - spans["begin"]).to_numpy() / 7).astype(int).clip(1, 40)
         idx = np.repeat(np.arange(len(spans)), weeks)
         week = _segment_positions(weeks)
         day = spans["begin"].to_numpy()[idx] + 7 * week
         ramp = (week + 1) / weeks[idx]
-        score = np.clip(spans["peak"].to_numpy()[idx] * (0.7 + 0.3 * ramp)
-                        + rng.normal(0, 6, len(idx)), 0, 100).round(1)
+        score = np.clip(
+            spans["peak"].to_numpy()[idx] * (0.7 + 0.3 * ramp) + rng.normal(0, 6, len(idx)), 0, 100
+        ).round(1)
         day = np.floor(day / 7) * 7  # weekly records
-        frame = pd.DataFrame({"acct": spans["acct"].to_numpy()[idx], "day": day,
-                              "topic": spans["topic"].to_numpy()[idx], "score": score})
+        frame = pd.DataFrame(
+            {
+                "acct": spans["acct"].to_numpy()[idx],
+                "day": day,
+                "topic": spans["topic"].to_numpy()[idx],
+                "score": score,
+            }
+        )
         frame = frame[(frame["day"] >= 0) & (frame["day"] < self.horizon)]
         frame = frame.sort_values("score").drop_duplicates(["acct", "day", "topic"], keep="last")
         frame = frame.sort_values(["day", "acct", "topic"], kind="stable")
-        self.tables["intent"] = pd.DataFrame({
-            "account_id": self.account_id[frame["acct"].to_numpy()],
-            "date": self.stamp(frame["day"].to_numpy()).astype("datetime64[D]"),
-            "topic": np.array(TOPICS, dtype=object)[frame["topic"].to_numpy()],
-            "score": frame["score"].to_numpy(),
-        })
+        self.tables["intent"] = pd.DataFrame(
+            {
+                "account_id": self.account_id[frame["acct"].to_numpy()],
+                "date": self.stamp(frame["day"].to_numpy()).astype("datetime64[D]"),
+                "topic": np.array(TOPICS, dtype=object)[frame["topic"].to_numpy()],
+                "score": frame["score"].to_numpy(),
+            }
+        )
 
     # -------------------------------------------------------------- opportunities
 
     def opportunities(self) -> None:
         rng, ep = self.rng, self.ep
         deals = ep[ep["creates"]][["acct", "created", "closed", "won"]].assign(
-            type="new_business", episode=ep.index[ep["creates"]])
+            type="new_business", episode=ep.index[ep["creates"]]
+        )
         # quiet wins: partner- or outbound-sourced deals with no buying cycle seen
         eligible = ~self.customer & ~self.tire_kicker
-        count = rng.poisson(self.episode_rate * 0.08 * self.fit / FIT_MEAN * self.horizon
-                            * eligible)
+        count = rng.poisson(
+            self.episode_rate * 0.08 * self.fit / FIT_MEAN * self.horizon * eligible
+        )
         acct = np.repeat(np.arange(self.n), count)
         created = rng.uniform(0, self.horizon, len(acct))
-        quiet = pd.DataFrame({"acct": acct, "created": created,
-                              "closed": created + 20 + rng.gamma(2.0, 25.0, len(acct)),
-                              "won": rng.random(len(acct)) < 0.4, "type": "new_business",
-                              "episode": -1})
+        quiet = pd.DataFrame(
+            {
+                "acct": acct,
+                "created": created,
+                "closed": created + 20 + rng.gamma(2.0, 25.0, len(acct)),
+                "won": rng.random(len(acct)) < 0.4,
+                "type": "new_business",
+                "episode": -1,
+            }
+        )
         new_business = pd.concat([deals, quiet], ignore_index=True)
         # renewals (yearly) and expansions for customers, from the start or from a new win
         won_nb = new_business[new_business["won"] & (new_business["closed"] < self.horizon)]
-        since = pd.concat([
-            pd.Series(self.customer_since[self.customer], index=np.flatnonzero(self.customer)),
-            won_nb.groupby("acct")["closed"].min()])
+        since = pd.concat(
+            [
+                pd.Series(self.customer_since[self.customer], index=np.flatnonzero(self.customer)),
+                won_nb.groupby("acct")["closed"].min(),
+            ]
+        )
         years = np.arange(1, 4)
         anniversaries = (since.to_numpy()[:, None] + 365 * years[None, :]).ravel()
         racct = np.repeat(since.index.to_numpy(), len(years))
         inside = (anniversaries - 60 >= 0) & (anniversaries - 60 < self.horizon)
-        renewals = pd.DataFrame({"acct": racct[inside], "created": anniversaries[inside] - 60,
-                                 "closed": anniversaries[inside],
-                                 "won": rng.random(int(inside.sum())) < 0.88, "type": "renewal",
-                                 "episode": -1})
+        renewals = pd.DataFrame(
+            {
+                "acct": racct[inside],
+                "created": anniversaries[inside] - 60,
+                "closed": anniversaries[inside],
+                "won": rng.random(int(inside.sum())) < 0.88,
+                "type": "renewal",
+                "episode": -1,
+            }
+        )
         renewals = renewals.sort_values(["acct", "created"])
         churned_before = renewals.groupby("acct")["won"].transform(
-            lambda w: (~w).cumsum().shift(fill_value=0) > 0)
+            lambda w: (~w).cumsum().shift(fill_value=0) > 0
+        )
         renewals = renewals[~churned_before]
         tenure = np.clip(self.horizon - np.maximum(since.to_numpy(), 0), 0, None)
         n_exp = rng.poisson(0.5 * tenure / 365)
         eacct = np.repeat(since.index.to_numpy(), n_exp)
         ecreated = np.maximum(np.repeat(since.to_numpy(), n_exp), 0) + rng.random(
-            len(eacct)) * np.repeat(tenure, n_exp)
-        expansions = pd.DataFrame({"acct": eacct, "created": ecreated,
-                                   "closed": ecreated + 15 + rng.gamma(2.0, 15.0, len(eacct)),
-                                   "won": rng.random(len(eacct)) < 0.55, "type": "expansion",
-                                   "episode": -1})
+            len(eacct)
+        ) * np.repeat(tenure, n_exp)
+        expansions = pd.DataFrame(
+            {
+                "acct": eacct,
+                "created": ecreated,
+                "closed": ecreated + 15 + rng.gamma(2.0, 15.0, len(eacct)),
+                "won": rng.random(len(eacct)) < 0.55,
+                "type": "expansion",
+                "episode": -1,
+            }
+        )
         opps = pd.concat([new_business, renewals, expansions], ignore_index=True)
         opps = opps[(opps["created"] >= 0) & (opps["created"] < self.horizon)]
         opps = opps.sort_values(["created", "acct"], kind="stable").reset_index(drop=True)
         is_open = opps["closed"] >= self.horizon
         status = np.where(is_open, "open", np.where(opps["won"], "won", "lost"))
-        amount = np.round(np.exp(rng.normal(9.5, 0.6, len(opps)))
-                          * np.sqrt(self.employees[opps["acct"].to_numpy()] / 100), -2)
+        amount = np.round(
+            np.exp(rng.normal(9.5, 0.6, len(opps)))
+            * np.sqrt(self.employees[opps["acct"].to_numpy()] / 100),
+            -2,
+        )
         opp_id = _ids(f"O{self.index:04d}-", np.arange(len(opps)), 5).to_numpy(dtype=object)
         closed = self.stamp(opps["closed"].to_numpy())
-        self.tables["opportunities"] = pd.DataFrame({
-            "opportunity_id": opp_id, "account_id": self.account_id[opps["acct"].to_numpy()],
-            "created_at": self.stamp(opps["created"].to_numpy()),
-            "closed_at": pd.Series(closed).where(~is_open.to_numpy()).to_numpy(),
-            "status": status, "type": opps["type"].to_numpy(), "amount": amount,
-        })
+        self.tables["opportunities"] = pd.DataFrame(
+            {
+                "opportunity_id": opp_id,
+                "account_id": self.account_id[opps["acct"].to_numpy()],
+                "created_at": self.stamp(opps["created"].to_numpy()),
+                "closed_at": pd.Series(closed).where(~is_open.to_numpy()).to_numpy(),
+                "status": status,
+                "type": opps["type"].to_numpy(),
+                "amount": amount,
+            }
+        )
         self._truth(opps.assign(opportunity_id=opp_id, won=(status == "won")))
 
     def _truth(self, opps: pd.DataFrame) -> None:
         ep = self.ep
         linked = opps[opps["episode"] >= 0].set_index("episode")
         quiet = opps[(opps["episode"] < 0) & (opps["type"] == "new_business")]
-        episodes = pd.DataFrame({
-            "account_id": self.account_id[ep["acct"].to_numpy()], "kind": "episode",
-            "start": self.stamp(ep["start"].to_numpy()),
-            "opportunity_at": self.stamp(ep["created"].to_numpy()),
-            "dark": ep["dark"].to_numpy(), "strength": ep["strength"].to_numpy(),
-            "engaged_people": ep["engaged"].to_numpy().astype("int64"),
-            "role_coverage": ep["coverage"].to_numpy(), "has_intent": ep["has_intent"].to_numpy(),
-            "opportunity_id": linked["opportunity_id"].reindex(ep.index).to_numpy(dtype=object),
-            "won": linked["won"].reindex(ep.index).fillna(False).to_numpy(dtype=bool),
-        })
-        quiet_rows = pd.DataFrame({
-            "account_id": self.account_id[quiet["acct"].to_numpy()], "kind": "quiet",
-            "start": self.stamp(quiet["created"].to_numpy()),
-            "opportunity_at": self.stamp(quiet["created"].to_numpy()), "dark": True,
-            "strength": 0.0, "engaged_people": 0, "role_coverage": 0.0, "has_intent": False,
-            "opportunity_id": quiet["opportunity_id"].to_numpy(dtype=object),
-            "won": quiet["won"].to_numpy(dtype=bool),
-        })
+        episodes = pd.DataFrame(
+            {
+                "account_id": self.account_id[ep["acct"].to_numpy()],
+                "kind": "episode",
+                "start": self.stamp(ep["start"].to_numpy()),
+                "opportunity_at": self.stamp(ep["created"].to_numpy()),
+                "dark": ep["dark"].to_numpy(),
+                "strength": ep["strength"].to_numpy(),
+                "engaged_people": ep["engaged"].to_numpy().astype("int64"),
+                "role_coverage": ep["coverage"].to_numpy(),
+                "has_intent": ep["has_intent"].to_numpy(),
+                "opportunity_id": linked["opportunity_id"].reindex(ep.index).to_numpy(dtype=object),
+                "won": linked["won"].reindex(ep.index).fillna(False).to_numpy(dtype=bool),
+            }
+        )
+        quiet_rows = pd.DataFrame(
+            {
+                "account_id": self.account_id[quiet["acct"].to_numpy()],
+                "kind": "quiet",
+                "start": self.stamp(quiet["created"].to_numpy()),
+                "opportunity_at": self.stamp(quiet["created"].to_numpy()),
+                "dark": True,
+                "strength": 0.0,
+                "engaged_people": 0,
+                "role_coverage": 0.0,
+                "has_intent": False,
+                "opportunity_id": quiet["opportunity_id"].to_numpy(dtype=object),
+                "won": quiet["won"].to_numpy(dtype=bool),
+            }
+        )
         self.tables["truth_episodes"] = pd.concat([episodes, quiet_rows], ignore_index=True)
-        self.tables["truth_accounts"] = pd.DataFrame({
-            "account_id": self.account_id, "fit": self.fit,
-            "customer_since": self.stamp(np.nan_to_num(self.customer_since, nan=0.0)),
-            "is_tire_kicker": self.tire_kicker, "tire_kicker_person_id": self.tire_kicker_person,
-        })
+        self.tables["truth_accounts"] = pd.DataFrame(
+            {
+                "account_id": self.account_id,
+                "fit": self.fit,
+                "customer_since": self.stamp(np.nan_to_num(self.customer_since, nan=0.0)),
+                "is_tire_kicker": self.tire_kicker,
+                "tire_kicker_person_id": self.tire_kicker_person,
+            }
+        )
         self.tables["truth_accounts"]["customer_since"] = self.tables["truth_accounts"][
-            "customer_since"].where(self.customer)
+            "customer_since"
+        ].where(self.customer)
 
     def build(self) -> dict[str, pd.DataFrame]:
         self.accounts()
@@ -629,8 +1004,12 @@ class _Chunk:
 # ------------------------------------------------------------------ dirt
 
 
-def _inject_dirt(tables: dict[str, pd.DataFrame], rng: np.random.Generator, end: datetime,
-                 counts: dict[str, dict[str, int]]) -> None:
+def _inject_dirt(
+    tables: dict[str, pd.DataFrame],
+    rng: np.random.Generator,
+    end: datetime,
+    counts: dict[str, dict[str, int]],
+) -> None:
     """Add realistic faults; count each class under the validator's reject reason."""
 
     def add(table: str, reason: str, n: int) -> None:
@@ -638,35 +1017,45 @@ def _inject_dirt(tables: dict[str, pd.DataFrame], rng: np.random.Generator, end:
         counts[table][reason] = counts[table].get(reason, 0) + int(n)
 
     def split(n_rows: int, shares: list[float]) -> list[np.ndarray]:
-        sizes = [int(round(n_rows * s)) for s in shares]
+        sizes = [round(n_rows * s) for s in shares]
         chosen = rng.permutation(n_rows)[: sum(sizes)]
         return np.split(chosen, np.cumsum(sizes)[:-1])
 
     ev = tables["events"].copy()
     ev["timestamp"] = pd.Series(ev["timestamp"]).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     dup, unknown_acct, bad_time, late, unknown_person = split(
-        len(ev), [0.004, 0.002, 0.002, 0.001, 0.001])
+        len(ev), [0.004, 0.002, 0.002, 0.001, 0.001]
+    )
     ev.loc[unknown_acct, "account_id"] = "X" + pd.Series(unknown_acct).astype("str").to_numpy()
     ev.loc[unknown_acct, "person_id"] = None
-    garbage = np.array(["31/02/2025 25:61", "not a date", "2025-13-45T99:00:00Z", "yesterday"],
-                       dtype=object)
+    garbage = np.array(
+        ["31/02/2025 25:61", "not a date", "2025-13-45T99:00:00Z", "yesterday"], dtype=object
+    )
     ev.loc[bad_time, "timestamp"] = garbage[rng.integers(0, len(garbage), len(bad_time))]
     late_days = rng.uniform(20, 300, len(late))
     late_stamp = pd.Timestamp(end) + pd.to_timedelta(late_days, unit="D")
-    ev.loc[late, "timestamp"] = pd.Series(late_stamp).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").to_numpy()
+    ev.loc[late, "timestamp"] = (
+        pd.Series(late_stamp).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").to_numpy()
+    )
     ev.loc[unknown_person, "account_id"] = None
-    ev.loc[unknown_person, "person_id"] = "P-unknown-" + pd.Series(unknown_person).astype(
-        "str").to_numpy()
+    ev.loc[unknown_person, "person_id"] = (
+        "P-unknown-" + pd.Series(unknown_person).astype("str").to_numpy()
+    )
     tables["events"] = pd.concat([ev, ev.iloc[dup]], ignore_index=True)
-    for reason, rows in [("duplicate_event_id", dup), ("unknown_account", unknown_acct),
-                         ("unparsable_timestamp", bad_time), ("timestamp_after_extract", late),
-                         ("unknown_person", unknown_person)]:
+    for reason, rows in [
+        ("duplicate_event_id", dup),
+        ("unknown_account", unknown_acct),
+        ("unparsable_timestamp", bad_time),
+        ("timestamp_after_extract", late),
+        ("unknown_person", unknown_person),
+    ]:
         add("events", reason, len(rows))
 
     people = tables["people"]
     dup, stray = split(len(people), [0.005, 0.003])
     strays = people.iloc[stray].assign(
-        person_id=lambda f: f["person_id"] + "-x", account_id="X-unknown")
+        person_id=lambda f: f["person_id"] + "-x", account_id="X-unknown"
+    )
     tables["people"] = pd.concat([people, people.iloc[dup], strays], ignore_index=True)
     add("people", "duplicate_person_id", len(dup))
     add("people", "unknown_account", len(stray))
@@ -711,10 +1100,13 @@ def generate_world(spec: WorldSpec, out: Path) -> WorldSummary:
     tmp = out / f".partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / TRUTH_DIR).mkdir(parents=True)
-    paths = {t: tmp / (f"{TRUTH_DIR}/{t[6:]}.parquet" if t.startswith("truth_") else
-                       f"{t}.parquet") for t in _SCHEMAS}
-    writers = {t: pq.ParquetWriter(paths[t], _schema(t, spec.dirty), compression="zstd")
-               for t in _SCHEMAS}
+    paths = {
+        t: tmp / (f"{TRUTH_DIR}/{t[6:]}.parquet" if t.startswith("truth_") else f"{t}.parquet")
+        for t in _SCHEMAS
+    }
+    writers = {
+        t: pq.ParquetWriter(paths[t], _schema(t, spec.dirty), compression="zstd") for t in _SCHEMAS
+    }
     summary = WorldSummary()
     n_chunks = -(-spec.accounts // CHUNK_ACCOUNTS)
     try:
@@ -725,21 +1117,31 @@ def generate_world(spec: WorldSpec, out: Path) -> WorldSummary:
             if spec.dirty:
                 _inject_dirt(tables, chunk.rng, spec.end, summary.dirt)
             for name, frame in tables.items():
-                writers[name].write_table(pa.Table.from_pandas(
-                    frame, schema=writers[name].schema, preserve_index=False))
+                writers[name].write_table(
+                    pa.Table.from_pandas(frame, schema=writers[name].schema, preserve_index=False)
+                )
                 summary.rows[name] = summary.rows.get(name, 0) + len(frame)
     finally:
         for writer in writers.values():
             writer.close()
     (tmp / EXTRACT_MANIFEST).write_text(
-        json.dumps({"extracted_at": spec.end.isoformat()}) + "\n", encoding="utf-8")
-    world = {"accounts": spec.accounts, "seed": spec.seed, "start": spec.start.isoformat(),
-             "days": spec.days, "dirty": spec.dirty,
-             "in_market_quarterly": spec.in_market_quarterly, "rows": summary.rows}
-    (tmp / TRUTH_DIR / "world.json").write_text(json.dumps(world, indent=2) + "\n",
-                                                encoding="utf-8")
-    (tmp / TRUTH_DIR / DIRT_FILE).write_text(json.dumps(summary.dirt, indent=2, sort_keys=True)
-                                             + "\n", encoding="utf-8")
+        json.dumps({"extracted_at": spec.end.isoformat()}) + "\n", encoding="utf-8"
+    )
+    world = {
+        "accounts": spec.accounts,
+        "seed": spec.seed,
+        "start": spec.start.isoformat(),
+        "days": spec.days,
+        "dirty": spec.dirty,
+        "in_market_quarterly": spec.in_market_quarterly,
+        "rows": summary.rows,
+    }
+    (tmp / TRUTH_DIR / "world.json").write_text(
+        json.dumps(world, indent=2) + "\n", encoding="utf-8"
+    )
+    (tmp / TRUTH_DIR / DIRT_FILE).write_text(
+        json.dumps(summary.dirt, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     for path in sorted(tmp.rglob("*")):
         if path.is_file():
             target = out / path.relative_to(tmp)

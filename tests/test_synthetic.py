@@ -26,8 +26,11 @@ def _truth(world: Path, name: str) -> pd.DataFrame:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_same_bytes_other_seed_other_world(tmp_path: Path, world_dir: Path) -> None:
@@ -64,11 +67,14 @@ def test_a_share_of_research_is_anonymous_and_dark_cycles_more_so(world_dir: Pat
     assert 0.2 < share < 0.6
     assert events.loc[events["channel"] == "email", "person_id"].notna().all()
     episodes = _truth(world_dir, "episodes").query("kind == 'episode'")
-    joined = events.merge(episodes[["account_id", "start", "opportunity_at", "dark"]],
-                          on="account_id")
-    inside = joined[(joined["timestamp"] >= joined["start"])
-                    & (joined["timestamp"] < joined["opportunity_at"])
-                    & (joined["channel"] == "web")]
+    joined = events.merge(
+        episodes[["account_id", "start", "opportunity_at", "dark"]], on="account_id"
+    )
+    inside = joined[
+        (joined["timestamp"] >= joined["start"])
+        & (joined["timestamp"] < joined["opportunity_at"])
+        & (joined["channel"] == "web")
+    ]
     by_dark = inside.groupby("dark")["person_id"].apply(lambda s: s.isna().mean())
     assert by_dark[True] > by_dark[False] + 0.2
 
@@ -79,14 +85,19 @@ def test_tire_kickers_are_busy_and_never_win(world_dir: Path) -> None:
     assert 0.02 < len(kickers) / len(truth) < 0.08
     events = _read(world_dir, "events")
     per_kicker = events[events["person_id"].isin(kickers["tire_kicker_person_id"])].groupby(
-        "person_id")["event_type"]
+        "person_id"
+    )["event_type"]
     assert per_kicker.size().median() >= 25
-    forms = per_kicker.apply(lambda s: s.isin(["content_download", "form_fill",
-                                                "webinar_attended"]).mean())
+    forms = per_kicker.apply(
+        lambda s: s.isin(["content_download", "form_fill", "webinar_attended"]).mean()
+    )
     assert forms.median() > 0.5
     opps = _read(world_dir, "opportunities")
-    kicker_wins = opps[opps["account_id"].isin(kickers["account_id"])
-                       & (opps["type"] == "new_business") & (opps["status"] == "won")]
+    kicker_wins = opps[
+        opps["account_id"].isin(kickers["account_id"])
+        & (opps["type"] == "new_business")
+        & (opps["status"] == "won")
+    ]
     assert kicker_wins.empty
 
 
@@ -115,10 +126,13 @@ def test_intent_surges_before_site_visits(world_dir: Path) -> None:
     rates = {}
     for name, frame, column in (("intent", intent, "date"), ("visits", visits, "timestamp")):
         joined = frame.merge(episodes[["account_id", "start", "opportunity_at"]], on="account_id")
-        before = joined[(joined[column] >= joined["start"] - pd.Timedelta(days=before_days))
-                        & (joined[column] < joined["start"])]
-        after = joined[(joined[column] >= joined["start"])
-                       & (joined[column] < joined["opportunity_at"])]
+        before = joined[
+            (joined[column] >= joined["start"] - pd.Timedelta(days=before_days))
+            & (joined[column] < joined["start"])
+        ]
+        after = joined[
+            (joined[column] >= joined["start"]) & (joined[column] < joined["opportunity_at"])
+        ]
         rates[name] = (len(before) / (before_days * len(episodes)), len(after) / after_days)
     intent_lead, visit_lead = (rates[n][0] / rates[n][1] for n in ("intent", "visits"))
     assert intent_lead > 0.4
@@ -130,17 +144,21 @@ def test_more_and_more_senior_people_engage_as_a_cycle_matures(world_dir: Path) 
     events = _read(world_dir, "events").dropna(subset=["person_id"])
     people = _read(world_dir, "people")[["person_id", "seniority"]]
     joined = events.merge(episodes[["account_id", "start", "opportunity_at"]], on="account_id")
-    joined = joined[(joined["timestamp"] >= joined["start"])
-                    & (joined["timestamp"] < joined["opportunity_at"])]
-    progress = (joined["timestamp"] - joined["start"]) / (joined["opportunity_at"] - joined["start"])
+    joined = joined[
+        (joined["timestamp"] >= joined["start"]) & (joined["timestamp"] < joined["opportunity_at"])
+    ]
+    progress = (joined["timestamp"] - joined["start"]) / (
+        joined["opportunity_at"] - joined["start"]
+    )
     joined = joined.assign(late=progress > 0.5).merge(people, on="person_id")
     joined["rank"] = joined["seniority"].map({s: i for i, s in enumerate(SENIORITIES)})
     halves = joined.groupby("late").agg(events=("rank", "size"), rank=("rank", "mean"))
     people_per_half = joined.groupby(["account_id", "start", "late"])["person_id"].nunique()
     assert halves.loc[True, "events"] > 1.5 * halves.loc[False, "events"]  # momentum
     assert halves.loc[True, "rank"] > halves.loc[False, "rank"]  # more senior
-    assert people_per_half.groupby("late").mean()[True] > people_per_half.groupby("late").mean()[
-        False]
+    assert (
+        people_per_half.groupby("late").mean()[True] > people_per_half.groupby("late").mean()[False]
+    )
 
 
 def test_wins_depend_on_fit_and_buying_group_coverage(world_dir: Path) -> None:
@@ -165,8 +183,11 @@ def test_the_world_is_not_rigged(world_dir: Path) -> None:
     assert episodes.query("kind == 'episode'")["opportunity_id"].isna().any()
     truth = _truth(world_dir, "accounts")
     customers = truth[truth["customer_since"].notna()]["account_id"]
-    assert not opps[opps["account_id"].isin(customers) & (opps["type"] == "new_business")
-                    & (opps["created_at"] < pd.Timestamp("2024-07-02", tz="UTC"))].shape[0]
+    assert not opps[
+        opps["account_id"].isin(customers)
+        & (opps["type"] == "new_business")
+        & (opps["created_at"] < pd.Timestamp("2024-07-02", tz="UTC"))
+    ].shape[0]
     renewals = opps.query("type == 'renewal'")
     assert renewals["account_id"].isin(customers).mean() > 0.6
     statuses = set(opps["status"])
@@ -195,8 +216,11 @@ def test_dirty_world_reports_each_injected_fault_with_exact_counts(dirty_world_d
     assert ds.report.reconciles
     assert {t: r.rejects for t, r in ds.report.tables.items() if r.rejects} == expected
     assert {r for reasons in expected.values() for r in reasons} >= {
-        "duplicate_event_id", "unknown_account", "unparsable_timestamp",
-        "timestamp_after_extract"}
+        "duplicate_event_id",
+        "unknown_account",
+        "unparsable_timestamp",
+        "timestamp_after_extract",
+    }
 
 
 @pytest.mark.parametrize("accounts", [1, 7])

@@ -16,34 +16,58 @@ EXTRACT = datetime(2025, 1, 1, tzinfo=UTC)
 def _base() -> dict[str, pd.DataFrame]:
     """A tiny clean export, as strings, the way a CSV arrives."""
     return {
-        "accounts": pd.DataFrame({
-            "account_id": ["A1", "A2"], "name": ["Acme", "Globex"],
-            "domain": ["https://www.acme.com/", "globex.io"], "employee_count": ["120", "5000"],
-            "industry": ["Software", "Retail "], "created_at": ["2023-01-01", "2023-02-01"],
-        }),
-        "people": pd.DataFrame({
-            "person_id": ["P1", "P2", "P3"], "account_id": ["A1", "A1", "A2"],
-            "buying_role": ["Decision Maker", "champion", "user"],
-            "department": ["Marketing", "IT", "Sales"],
-        }),
-        "events": pd.DataFrame({
-            "event_id": ["E1", "E2", "E3", "E4"],
-            "timestamp": ["2024-05-01T10:00:00Z", "2024-05-02 11:00", "2024-05-03T12:00:00+02:00",
-                          "2024-05-04T09:00:00Z"],
-            "account_id": ["A1", None, "A2", "A1"], "person_id": ["P1", "P2", None, None],
-            "event_type": ["Pricing Page", "email_open", "page_view", "demo_request"],
-            "weight": ["1", "2.5", None, "1"],
-        }),
-        "intent": pd.DataFrame({
-            "account_id": ["A1", "A2"], "date": ["2024-04-29", "2024-04-29"],
-            "topic": ["Intent Data", "ABM"], "score": ["71.5", "40"],
-        }),
-        "opportunities": pd.DataFrame({
-            "opportunity_id": ["O1", "O2"], "account_id": ["A1", "A2"],
-            "created_at": ["2024-06-01", "2024-03-01"], "status": ["Won", "open"],
-            "closed_at": ["2024-08-01", None], "type": ["New Business", "renewal"],
-            "amount": ["12000", "3000"],
-        }),
+        "accounts": pd.DataFrame(
+            {
+                "account_id": ["A1", "A2"],
+                "name": ["Acme", "Globex"],
+                "domain": ["https://www.acme.com/", "globex.io"],
+                "employee_count": ["120", "5000"],
+                "industry": ["Software", "Retail "],
+                "created_at": ["2023-01-01", "2023-02-01"],
+            }
+        ),
+        "people": pd.DataFrame(
+            {
+                "person_id": ["P1", "P2", "P3"],
+                "account_id": ["A1", "A1", "A2"],
+                "buying_role": ["Decision Maker", "champion", "user"],
+                "department": ["Marketing", "IT", "Sales"],
+            }
+        ),
+        "events": pd.DataFrame(
+            {
+                "event_id": ["E1", "E2", "E3", "E4"],
+                "timestamp": [
+                    "2024-05-01T10:00:00Z",
+                    "2024-05-02 11:00",
+                    "2024-05-03T12:00:00+02:00",
+                    "2024-05-04T09:00:00Z",
+                ],
+                "account_id": ["A1", None, "A2", "A1"],
+                "person_id": ["P1", "P2", None, None],
+                "event_type": ["Pricing Page", "email_open", "page_view", "demo_request"],
+                "weight": ["1", "2.5", None, "1"],
+            }
+        ),
+        "intent": pd.DataFrame(
+            {
+                "account_id": ["A1", "A2"],
+                "date": ["2024-04-29", "2024-04-29"],
+                "topic": ["Intent Data", "ABM"],
+                "score": ["71.5", "40"],
+            }
+        ),
+        "opportunities": pd.DataFrame(
+            {
+                "opportunity_id": ["O1", "O2"],
+                "account_id": ["A1", "A2"],
+                "created_at": ["2024-06-01", "2024-03-01"],
+                "status": ["Won", "open"],
+                "closed_at": ["2024-08-01", None],
+                "type": ["New Business", "renewal"],
+                "amount": ["12000", "3000"],
+            }
+        ),
     }
 
 
@@ -61,7 +85,8 @@ def test_clean_tables_are_used_whole_and_typed() -> None:
     assert ds.events.set_index("event_id").loc["E2", "account_id"] == "A1"
     # offsets are converted to UTC
     assert ds.events.set_index("event_id").loc["E3", "timestamp"] == pd.Timestamp(
-        "2024-05-03T10:00:00Z")
+        "2024-05-03T10:00:00Z"
+    )
     assert ds.accounts["domain"].tolist() == ["acme.com", "globex.io"]
     assert ds.accounts["industry"].tolist() == ["software", "retail"]
     assert ds.people["buying_role"].tolist() == ["decision_maker", "champion", "user"]
@@ -76,6 +101,7 @@ Mutation = Callable[[dict[str, pd.DataFrame]], None]
 def _set(table: str, row: int, column: str, value: object) -> Mutation:
     def mutate(tables: dict[str, pd.DataFrame]) -> None:
         tables[table].loc[row, column] = value
+
     return mutate
 
 
@@ -83,6 +109,7 @@ def _dup(table: str, row: int) -> Mutation:
     def mutate(tables: dict[str, pd.DataFrame]) -> None:
         frame = tables[table]
         tables[table] = pd.concat([frame, frame.iloc[[row]]], ignore_index=True)
+
     return mutate
 
 
@@ -115,19 +142,22 @@ REJECT_RULES = [
     ("opportunities", _set("opportunities", 0, "account_id", "A404"), "unknown_account"),
     ("opportunities", _set("opportunities", 0, "created_at", None), "missing_created_at"),
     ("opportunities", _set("opportunities", 0, "created_at", "June"), "unparsable_created_at"),
-    ("opportunities", _set("opportunities", 0, "created_at", "2025-06-01"),
-     "created_after_extract"),
+    (
+        "opportunities",
+        _set("opportunities", 0, "created_at", "2025-06-01"),
+        "created_after_extract",
+    ),
     ("opportunities", _set("opportunities", 0, "status", "Closed???"), "invalid_status"),
     ("opportunities", _set("opportunities", 0, "type", "Upsell"), "invalid_type"),
-    ("opportunities", _set("opportunities", 0, "closed_at", "2024-01-01"),
-     "closed_before_created"),
+    ("opportunities", _set("opportunities", 0, "closed_at", "2024-01-01"), "closed_before_created"),
     ("opportunities", _set("opportunities", 0, "closed_at", "soon"), "unparsable_closed_at"),
     ("opportunities", _dup("opportunities", 1), "duplicate_opportunity_id"),
 ]
 
 
-@pytest.mark.parametrize(("table", "mutate", "reason"), REJECT_RULES,
-                         ids=[f"{t}-{r}" for t, _, r in REJECT_RULES])
+@pytest.mark.parametrize(
+    ("table", "mutate", "reason"), REJECT_RULES, ids=[f"{t}-{r}" for t, _, r in REJECT_RULES]
+)
 def test_each_reject_rule_counts_one_row(table: str, mutate: Mutation, reason: str) -> None:
     tables = _base()
     mutate(tables)
@@ -150,16 +180,33 @@ def test_rejected_account_takes_its_rows_with_it() -> None:
     assert ds.report.reconciles
 
 
-@pytest.mark.parametrize(("table", "mutate", "warning"), [
-    ("events", _set("events", 3, "person_id", "P404"), "person_not_in_people_kept_with_account"),
-    ("events", _set("events", 0, "account_id", "A2"),
-     "account_differs_from_persons_account_event_account_kept"),
-    ("people", _set("people", 0, "buying_role", "Chief Decider"), "unknown_buying_role_set_to_null"),
-    ("accounts", _set("accounts", 0, "name", ""), "missing_name_set_to_account_id"),
-    ("opportunities", _set("opportunities", 1, "closed_at", "2025-02-01"),
-     "closed_after_extract_taken_as_open"),
-    ("opportunities", _set("opportunities", 0, "closed_at", None), "closed_without_closed_at"),
-])
+@pytest.mark.parametrize(
+    ("table", "mutate", "warning"),
+    [
+        (
+            "events",
+            _set("events", 3, "person_id", "P404"),
+            "person_not_in_people_kept_with_account",
+        ),
+        (
+            "events",
+            _set("events", 0, "account_id", "A2"),
+            "account_differs_from_persons_account_event_account_kept",
+        ),
+        (
+            "people",
+            _set("people", 0, "buying_role", "Chief Decider"),
+            "unknown_buying_role_set_to_null",
+        ),
+        ("accounts", _set("accounts", 0, "name", ""), "missing_name_set_to_account_id"),
+        (
+            "opportunities",
+            _set("opportunities", 1, "closed_at", "2025-02-01"),
+            "closed_after_extract_taken_as_open",
+        ),
+        ("opportunities", _set("opportunities", 0, "closed_at", None), "closed_without_closed_at"),
+    ],
+)
 def test_kept_rows_with_warnings_are_counted(table: str, mutate: Mutation, warning: str) -> None:
     tables = _base()
     mutate(tables)
@@ -183,15 +230,24 @@ def test_intent_is_optional() -> None:
     assert list(ds.intent.columns) == ["account_id", "date", "topic", "score"]
 
 
-@pytest.mark.parametrize(("table", "column"), [
-    ("accounts", "name"), ("people", "person_id"), ("events", "event_type"),
-    ("intent", "score"), ("opportunities", "status"),
-])
+@pytest.mark.parametrize(
+    ("table", "column"),
+    [
+        ("accounts", "name"),
+        ("people", "person_id"),
+        ("events", "event_type"),
+        ("intent", "score"),
+        ("opportunities", "status"),
+    ],
+)
 def test_missing_required_column_names_table_column_and_found(table: str, column: str) -> None:
     tables = _base()
     tables[table] = tables[table].drop(columns=[column])
-    with pytest.raises(ContractError, match=rf"{table} \({table}.csv\): missing required "
-                       rf"column\(s\) {column}; found \["):
+    with pytest.raises(
+        ContractError,
+        match=rf"{table} \({table}.csv\): missing required "
+        rf"column\(s\) {column}; found \[",
+    ):
         _validate(tables)
 
 
@@ -205,23 +261,28 @@ def test_events_need_an_account_or_a_person_column() -> None:
 def test_a_column_of_wrongly_formatted_dates_is_a_wrong_file() -> None:
     tables = _base()
     tables["events"]["timestamp"] = ["01/05/2024 10:00"] * 4
-    with pytest.raises(ContractError, match=r"events.timestamp: 4 of 4 values could not be read "
-                       r"as timestamps, e.g. '01/05/2024 10:00'; set formats.timestamp"):
+    with pytest.raises(
+        ContractError,
+        match=r"events.timestamp: 4 of 4 values could not be read "
+        r"as timestamps, e.g. '01/05/2024 10:00'; set formats.timestamp",
+    ):
         _validate(tables)
 
 
 def test_a_column_of_the_wrong_type_is_a_wrong_file() -> None:
     tables = _base()
     tables["accounts"]["employee_count"] = ["many", "few"]
-    with pytest.raises(ContractError, match="accounts.employee_count: 2 of 2 values could not be "
-                       "read as numbers"):
+    with pytest.raises(
+        ContractError, match=r"accounts\.employee_count: 2 of 2 values could not be read as numbers"
+    ):
         _validate(tables)
 
 
 def test_parquet_typed_columns_are_accepted() -> None:
     tables = _base()
-    tables["events"]["timestamp"] = pd.to_datetime(tables["events"]["timestamp"], utc=True,
-                                                   format="ISO8601").dt.tz_localize(None)
+    tables["events"]["timestamp"] = pd.to_datetime(
+        tables["events"]["timestamp"], utc=True, format="ISO8601"
+    ).dt.tz_localize(None)
     tables["accounts"]["employee_count"] = [120, 5000]
     tables["intent"]["score"] = [71.5, 40.0]
     ds = _validate(tables)
@@ -231,7 +292,9 @@ def test_parquet_typed_columns_are_accepted() -> None:
 
 def test_label_and_domain_normalisation() -> None:
     assert normalise_label(pd.Series(["Closed Won ", "C-Level", "", None])).tolist()[:2] == [
-        "closed_won", "c_level"]
-    assert domain_of(pd.Series(["Ana@Sub.Acme.com", "https://www.acme.com/pricing?x=1",
-                                "acme.com:443"])).tolist() == ["sub.acme.com", "acme.com",
-                                                               "acme.com"]
+        "closed_won",
+        "c_level",
+    ]
+    assert domain_of(
+        pd.Series(["Ana@Sub.Acme.com", "https://www.acme.com/pricing?x=1", "acme.com:443"])
+    ).tolist() == ["sub.acme.com", "acme.com", "acme.com"]

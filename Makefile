@@ -1,0 +1,38 @@
+# Two commands do all the set-up (see README): `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= data/demo
+ACCOUNTS ?= 5000
+SEED ?= 7
+
+.PHONY: demo test install system-deps lint clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,spark]'
+	touch $@
+
+install: $(BIN)/.installed
+
+system-deps:
+	bash scripts/system-deps.sh
+
+## the main job on the built-in synthetic world
+demo: install
+	$(BIN)/inmarket generate --accounts $(ACCOUNTS) --seed $(SEED) --out $(DATA)
+	$(BIN)/inmarket validate $(DATA)
+	$(BIN)/inmarket example-crm --out data/crm_export
+	$(BIN)/inmarket validate data/crm_export --mapping data/crm_export/crm_mapping.toml
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+## every test, with everything the tests need installed first
+test: install system-deps lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# System packages the tests need: Java 17 for Spark (local mode), Chromium for the page tests.
+# Installs only what is missing; needs root (or sudo) on Debian/Ubuntu.
+set -euo pipefail
+
+missing=()
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "system-deps: java and chromium present"
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "system-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,136 @@
+"""Bring your own data: a CRM-shaped export loads through its mapping file into the contract."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from features.mapping import Mapping
+from features.tables import ContractError, load_dataset
+from inmarket.config import ConfigError
+from inmarket.crm_example import crm_export, mapping_file
+
+
+@pytest.fixture(scope="module")
+def crm_dir(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("crm")
+    crm_export(world_dir, out, seed=1)
+    return out
+
+
+def test_the_export_has_a_crm_shape(crm_dir: Path) -> None:
+    files = {p.name for p in crm_dir.glob("*.csv")}
+    assert files == {
+        "companies.csv",
+        "contacts.csv",
+        "leads.csv",
+        "touches.csv",
+        "web_sessions.csv",
+        "intent_weekly.csv",
+        "deals.csv",
+    }
+    leads = pd.read_csv(crm_dir / "leads.csv")
+    assert "Company ID" not in leads.columns  # leads are resolved by email domain
+    assert pd.read_csv(crm_dir / "deals.csv")["Stage"].isin(["Closed Won", "Closed Lost"]).any()
+
+
+def test_export_loads_into_the_same_contract(world_dir: Path, crm_dir: Path) -> None:
+    direct = load_dataset(world_dir)
+    mapped = load_dataset(crm_dir, mapping=mapping_file())
+    assert mapped.report.total_rejected == 0
+    assert mapped.report.reconciles
+    for table in ("accounts", "people", "events", "intent", "opportunities"):
+        assert len(mapped.table(table)) == len(direct.table(table)), table
+
+    def by(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+        return frame.set_index(key).sort_index()
+
+    acc_d, acc_m = by(direct.accounts, "account_id"), by(mapped.accounts, "account_id")
+    pd.testing.assert_series_equal(acc_m["domain"], acc_d["domain"])
+    pd.testing.assert_series_equal(acc_m["industry"], acc_d["industry"])
+    assert (acc_m["employee_count"] == acc_d["employee_count"]).all()
+
+    ppl_d, ppl_m = by(direct.people, "person_id"), by(mapped.people, "person_id")
+    pd.testing.assert_series_equal(ppl_m["account_id"], ppl_d["account_id"])
+    pd.testing.assert_series_equal(ppl_m["buying_role"], ppl_d["buying_role"])
+    pd.testing.assert_series_equal(ppl_m["seniority"], ppl_d["seniority"])
+
+    ev_d, ev_m = by(direct.events, "event_id"), by(mapped.events, "event_id")
+    for column in ("account_id", "person_id", "event_type", "channel", "topic"):
+        pd.testing.assert_series_equal(ev_m[column], ev_d[column], check_dtype=False)
+    pd.testing.assert_series_equal(ev_m["timestamp"], ev_d["timestamp"].dt.floor("s"))
+
+    op_d, op_m = (
+        by(direct.opportunities, "opportunity_id"),
+        by(mapped.opportunities, "opportunity_id"),
+    )
+    for column in ("account_id", "status", "type"):
+        pd.testing.assert_series_equal(op_m[column], op_d[column])
+    pd.testing.assert_series_equal(op_m["created_at"], op_d["created_at"].dt.floor("D"))
+
+    keys = ["account_id", "date", "topic"]
+    int_d = direct.intent.sort_values(keys).reset_index(drop=True)
+    int_m = mapped.intent.sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(int_m[[*keys, "score"]], int_d[[*keys, "score"]])
+
+
+def test_yaml_mapping_is_equivalent(crm_dir: Path, tmp_path: Path) -> None:
+    data = tomllib.loads(mapping_file().read_text())
+    yaml_path = tmp_path / "mapping.yaml"
+    yaml_path.write_text(yaml.safe_dump(data))
+    assert Mapping.load(yaml_path) == Mapping.load(mapping_file())
+
+
+def _write_mapping(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "m.toml"
+    path.write_text(text)
+    return path
+
+
+def test_unknown_table_in_mapping(tmp_path: Path) -> None:
+    path = _write_mapping(tmp_path, '[[leads]]\nfile = "x.csv"\n')
+    with pytest.raises(ConfigError, match=r"unknown table\(s\) \['leads'\]"):
+        Mapping.load(path)
+
+
+def test_mapping_to_a_column_the_table_does_not_have(tmp_path: Path) -> None:
+    path = _write_mapping(tmp_path, '[[events]]\nfile = "x.csv"\ncolumns = { stage = "S" }\n')
+    with pytest.raises(ConfigError, match=r"\[events\] x.csv: \['stage'\] are not columns"):
+        Mapping.load(path)
+
+
+def test_mapped_column_missing_from_file(crm_dir: Path, tmp_path: Path) -> None:
+    text = mapping_file().read_text().replace('"Touch Type"', '"Touch Kind"')
+    with pytest.raises(
+        ContractError,
+        match=r"events \(touches.csv\): mapped column\(s\) "
+        r"\['Touch Kind'\] not in the file; found \[",
+    ):
+        load_dataset(crm_dir, mapping=_write_mapping(tmp_path, text))
+
+
+def test_wrong_date_format_in_mapping_names_the_setting(crm_dir: Path, tmp_path: Path) -> None:
+    text = mapping_file().read_text().replace('"%d.%m.%Y", closed_at', '"%Y-%m-%d", closed_at')
+    with pytest.raises(
+        ContractError,
+        match=r"opportunities.created_at: .* could not be read as "
+        r"timestamps.*check formats.created_at",
+    ):
+        load_dataset(crm_dir, mapping=_write_mapping(tmp_path, text))
+
+
+def test_unmatched_domains_are_rejected_not_dropped(crm_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "export"
+    data.mkdir()
+    for path in crm_dir.iterdir():
+        (data / path.name).write_bytes(path.read_bytes())
+    sessions = pd.read_csv(data / "web_sessions.csv", dtype=str)
+    sessions.loc[:4, "Company Domain"] = "nobody-we-know.org"
+    sessions.to_csv(data / "web_sessions.csv", index=False)
+    ds = load_dataset(data, mapping=mapping_file())
+    assert ds.report.tables["events"].rejects == {"domain_matches_no_account": 5}
+    assert ds.report.reconciles

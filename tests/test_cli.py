@@ -1,0 +1,111 @@
+"""The ``inmarket`` command as a user runs it: real processes, exit codes, messages."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.features.test_tables import _base
+
+
+def _cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "inmarket.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def _write_csvs(folder: Path, tables: dict[str, pd.DataFrame]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        frame.to_csv(folder / f"{name}.csv", index=False)
+    return folder
+
+
+def test_generate_then_validate(tmp_path: Path) -> None:
+    out = tmp_path / "w"
+    gen = _cli("generate", "--accounts", "40", "--seed", "5", "--out", out)
+    assert gen.returncode == 0, gen.stderr
+    assert "40 accounts" in gen.stdout
+    val = _cli("validate", out, "--json", "--rejects-out", tmp_path / "rejects.parquet")
+    assert val.returncode == 0, val.stderr
+    report = json.loads(val.stdout)
+    assert report["reconciles"] is True
+    assert report["tables"]["accounts"]["rows_used"] == 40
+    assert len(pd.read_parquet(tmp_path / "rejects.parquet")) == 0
+
+
+def test_dirty_world_report_lists_faults(tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    assert _cli("generate", "--accounts", "300", "--dirty", "--out", out).returncode == 0
+    val = _cli("validate", out, "--rejects-out", tmp_path / "rejects.parquet")
+    assert val.returncode == 0, val.stderr
+    assert "rejected events: duplicate_event_id" in val.stdout
+    assert "NO" not in val.stdout.split("\n", 2)[2].split("rejected", 1)[0]
+    rejects = pd.read_parquet(tmp_path / "rejects.parquet")
+    expected = json.loads((out / "_truth" / "dirt.json").read_text())
+    assert len(rejects) == sum(sum(r.values()) for r in expected.values())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (
+            lambda t: t.__setitem__("events", t["events"].drop(columns=["event_type"])),
+            r"error: events \(events.csv\): missing required column\(s\) event_type; found \[",
+        ),
+        (
+            lambda t: t["accounts"].__setitem__("employee_count", ["lots", "some"]),
+            r"error: accounts.employee_count: 2 of 2 values could not be read as numbers",
+        ),
+        (
+            lambda t: t["opportunities"].__setitem__("created_at", ["1.6.2024", "1.3.2024"]),
+            r"error: opportunities.created_at: 2 of 2 values could not be read as timestamps",
+        ),
+        (lambda t: t.pop("people"), r"error: table 'people' is missing: expected people.parquet"),
+    ],
+    ids=["missing-column", "wrong-type", "unparsable-dates", "missing-table"],
+)
+def test_a_wrong_file_gives_one_clear_error(tmp_path: Path, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+    tables = _base()
+    mutate(tables)
+    result = _cli("validate", _write_csvs(tmp_path / "data", tables))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert re.match(message, result.stderr), result.stderr
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    result = _cli("validate", tmp_path / "nowhere")
+    assert result.returncode == 2
+    assert "data folder not found" in result.stderr
+
+
+def test_config_file_then_flags(tmp_path: Path) -> None:
+    cfg = tmp_path / "inmarket.toml"
+    cfg.write_text("[generate]\naccounts = 12\nseed = 3\ndays = 200\n")
+    assert _cli("--config", cfg, "generate", "--out", tmp_path / "a").returncode == 0
+    assert len(pd.read_parquet(tmp_path / "a" / "accounts.parquet")) == 12
+    assert (
+        _cli("--config", cfg, "generate", "--accounts", "5", "--out", tmp_path / "b").returncode
+        == 0
+    )
+    assert len(pd.read_parquet(tmp_path / "b" / "accounts.parquet")) == 5
+
+
+def test_invalid_config_is_named(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[generate]\naccounts = 'many'\n")
+    result = _cli("--config", cfg, "generate", "--out", tmp_path / "x")
+    assert result.returncode == 2
+    assert "generate.accounts" in result.stderr and "bad.toml" in result.stderr
