@@ -1,0 +1,1 @@
+"""The BentoML service, batch scoring and the review page."""
