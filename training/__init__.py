@@ -1,1 +1,1 @@
-"""Labels from opportunities, time split, LightGBM, baselines, evaluation and the MLflow registry."""
+"""Labels, time split, LightGBM, baselines, evaluation and the MLflow registry."""
