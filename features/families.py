@@ -153,7 +153,7 @@ class _Rows:
     """One table sorted by (account code, time) so snapshots can search their rows."""
 
     def __init__(self, code: np.ndarray, seconds: np.ndarray) -> None:
-        valid = code >= 0
+        valid = (code >= 0) & (seconds >= 0)  # missing times and times before 1970 are never seen
         self.order = np.flatnonzero(valid)[np.lexsort((seconds[valid], code[valid]))]
         self.key = (code[self.order] << 32) + seconds[self.order]
         self.seconds = seconds
@@ -162,7 +162,8 @@ class _Rows:
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(snapshot index, row index, age in days) for rows in [as_of - lookback, as_of)."""
         snap_key = (snap_code << 32) + snap_s
-        lo = np.searchsorted(self.key, snap_key - int(lookback_days * _DAY), side="left")
+        first = np.maximum(snap_s - int(lookback_days * _DAY), 0)
+        lo = np.searchsorted(self.key, (snap_code << 32) + first, side="left")
         hi = np.searchsorted(self.key, snap_key, side="left")
         sizes = hi - lo
         snap_idx = np.repeat(np.arange(len(snap_key)), sizes)
@@ -278,12 +279,12 @@ def _event_features(out: dict[str, np.ndarray], snap_code: np.ndarray, snap_s: n
                                            out=np.full(n, np.nan), where=e90 > 0)
     in90 = age < 90
     by_type = np.bincount(snap_idx[in90] * (len(EVENT_TYPES) + 1) + type_code[in90],
-                          minlength=n * (len(EVENT_TYPES) + 1)).reshape(n, -1)
+                          minlength=n * (len(EVENT_TYPES) + 1)).reshape(n, len(EVENT_TYPES) + 1)
     for i, t in enumerate(EVENT_TYPES):
         out[f"events_{t}_90d"] = by_type[:, i]
     out["events_other_type_90d"] = by_type[:, -1]
     by_channel = np.bincount(snap_idx[in90] * (len(CHANNELS) + 1) + channel_code[in90],
-                             minlength=n * (len(CHANNELS) + 1)).reshape(n, -1)
+                             minlength=n * (len(CHANNELS) + 1)).reshape(n, len(CHANNELS) + 1)
     for i, c in enumerate(CHANNELS):
         out[f"events_channel_{c}_90d"] = by_channel[:, i]
 

@@ -47,6 +47,10 @@ class RawSource:
     formats: dict[str, str] = field(default_factory=dict)
 
 
+def _add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in sorted({*a, *b})}
+
+
 @dataclass
 class TableReport:
     table: str
@@ -74,6 +78,20 @@ class ValidationReport:
     @property
     def reconciles(self) -> bool:
         return all(t.reconciles for t in self.tables.values())
+
+    def merge(self, other: ValidationReport) -> ValidationReport:
+        """Add up the reports of parts of the same input (e.g. buckets of events)."""
+        tables = dict(self.tables)
+        for name, part in other.tables.items():
+            mine = tables.get(name)
+            if mine is None:
+                tables[name] = part
+                continue
+            tables[name] = TableReport(
+                name, mine.rows_in + part.rows_in, mine.rows_used + part.rows_used,
+                _add_counts(mine.rejects, part.rejects), _add_counts(mine.warnings, part.warnings),
+                {**part.examples, **mine.examples}, mine.provided or part.provided)
+        return ValidationReport(tables, self.extracted_at)
 
     @property
     def total_rejected(self) -> int:
@@ -523,7 +541,8 @@ def _stack(table: str, sources: list[RawSource]) -> tuple[pd.DataFrame, dict[str
                 f"found {list(frame.columns)}. Rename them or map them in a mapping file."
             )
         frame[_SOURCE] = source.file
-        frame[_ROW] = np.arange(len(frame))
+        if _ROW not in frame:  # chunks of a large file arrive with their row numbers
+            frame[_ROW] = np.arange(len(frame))
         frames.append(frame)
     stacked = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     formats = {s.file: s.formats for s in sources}
@@ -557,6 +576,8 @@ def _finish(
         examples={str(r): f"{e[_SOURCE]} row {int(e[_ROW]) + 1}" for r, e in examples.iterrows()},
     )
     canonical = [c for c in column_kinds(table) if c in f.columns]
+    if table == "accounts":  # further firmographic columns are fit features
+        canonical += [c for c in f.columns if c not in canonical and not c.startswith("_")]
     used = f.loc[kept, canonical].reset_index(drop=True)
     for column, kind in column_kinds(table).items():
         if column in used and kind in ("id", "text"):
@@ -574,14 +595,22 @@ def validate(
     *,
     extracted_at: datetime | None = None,
     max_bad_share: float = 0.2,
+    known: dict[str, pd.DataFrame] | None = None,
 ) -> Dataset:
-    """Check raw canonical-named tables against the contract and account for every row."""
+    """Check raw canonical-named tables against the contract and account for every row.
+
+    ``known`` holds tables validated before (e.g. accounts and people, when events are
+    validated bucket by bucket); they are used as they are and not reported again.
+    """
     stamp = pd.Timestamp(_as_utc(extracted_at or datetime.now(UTC)))
     results: dict[str, pd.DataFrame] = {}
     reports: dict[str, TableReport] = {}
-    rejects: list[pd.DataFrame] = []
+    rejects: list[pd.DataFrame] = [pd.DataFrame(columns=["table", _SOURCE, _ROW, "reason"])]
     for table in TABLE_ORDER:
         sources = raw.get(table, [])
+        if not sources and known is not None and table in known:
+            results[table] = known[table]
+            continue
         if not sources:
             if table not in OPTIONAL_TABLES:
                 raise ContractError(f"table '{table}' is missing; it is required")
