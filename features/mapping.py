@@ -16,6 +16,7 @@ where the account is only known through an email or web domain, which column hol
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +96,11 @@ class Mapping(BaseModel):
         sources: list[SourceMapping] = getattr(self, table)
         return sources
 
-    def read(self, folder: Path) -> dict[str, list[RawSource]]:
+    def read(self, folder: Path, tables: Iterable[str] = TABLE_ORDER
+             ) -> dict[str, list[RawSource]]:
         """Read every mapped file in ``folder`` and rename it to canonical columns."""
         raw: dict[str, list[RawSource]] = {}
-        for table in TABLE_ORDER:
+        for table in (t for t in TABLE_ORDER if t in set(tables)):
             sources = [_apply(table, s, folder) for s in self.sources(table)]
             if sources:
                 raw[table] = sources
@@ -109,7 +111,12 @@ def _apply(table: str, source: SourceMapping, folder: Path) -> RawSource:
     path = folder / source.file
     if not path.exists():
         raise ContractError(f"{table}: mapped file {source.file} not found in {folder}")
-    frame = read_table_file(path)
+    return RawSource(table, source.file, map_frame(table, source, read_table_file(path)),
+                     dict(source.formats))
+
+
+def map_frame(table: str, source: SourceMapping, frame: pd.DataFrame) -> pd.DataFrame:
+    """Rename, re-spell and complete one export frame (or a chunk of it) to canonical columns."""
     frame.columns = [str(c).strip() for c in frame.columns]
     wanted = dict(source.columns)
     if source.account_from_domain:
@@ -121,9 +128,8 @@ def _apply(table: str, source: SourceMapping, folder: Path) -> RawSource:
             f"found {list(frame.columns)}"
         )
     renamed = {src: canonical for canonical, src in wanted.items()}
-    passthrough = [
-        c for c in frame.columns if c in {col.name for col in TABLES[table]} and c not in wanted
-    ]
+    keep = {col.name for col in TABLES[table]} | {"_row"}
+    passthrough = [c for c in frame.columns if c in keep and c not in wanted]
     out = pd.DataFrame({renamed[src]: frame[src] for src in wanted.values()}, index=frame.index)
     for column in passthrough:
         out[column] = frame[column]
@@ -138,4 +144,4 @@ def _apply(table: str, source: SourceMapping, folder: Path) -> RawSource:
         lookup = {normalise_label(pd.Series([k])).iloc[0]: v for k, v in spellings.items()}
         normalised = normalise_label(out[column])
         out[column] = normalised.map(lookup).fillna(out[column])
-    return RawSource(table, source.file, out, dict(source.formats))
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from features.contract import (
     BUYING_ROLES,
@@ -49,6 +52,17 @@ class RawSource:
 
 def _add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
     return {k: a.get(k, 0) + b.get(k, 0) for k in sorted({*a, *b})}
+
+
+def _first_examples(a: dict[str, str], b: dict[str, str]) -> dict[str, str]:
+    """Per reason, the example that comes first in its source ('file row N')."""
+
+    def position(example: str) -> tuple[str, int]:
+        file, _, row = example.rpartition(" row ")
+        return file, int(row) if row.isdigit() else 0
+
+    return {k: min((e for e in (a.get(k), b.get(k)) if e), key=position)
+            for k in sorted({*a, *b})}
 
 
 @dataclass
@@ -90,7 +104,7 @@ class ValidationReport:
             tables[name] = TableReport(
                 name, mine.rows_in + part.rows_in, mine.rows_used + part.rows_used,
                 _add_counts(mine.rejects, part.rejects), _add_counts(mine.warnings, part.warnings),
-                {**part.examples, **mine.examples}, mine.provided or part.provided)
+                _first_examples(mine.examples, part.examples), mine.provided or part.provided)
         return ValidationReport(tables, self.extracted_at)
 
     @property
@@ -168,6 +182,35 @@ def read_table_file(path: Path) -> pd.DataFrame:
     raise ContractError(f"{path}: unsupported file type; use Parquet or CSV")
 
 
+def iter_table_file(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Read a table in chunks of about ``chunk_rows`` rows, each with its ``_row`` numbers."""
+    name = path.name.lower()
+    offset = 0
+    if name.endswith(".parquet") or path.is_dir():
+        batches = (pq.ParquetFile(path).iter_batches(batch_size=chunk_rows) if path.is_file()
+                   else pads.dataset(path).to_batches(batch_size=chunk_rows))
+        chunks: Iterable[pd.DataFrame] = (b.to_pandas() for b in batches)
+    elif name.endswith((".csv", ".csv.gz")):
+        chunks = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""],
+                             chunksize=chunk_rows)
+    else:
+        raise ContractError(f"{path}: unsupported file type; use Parquet or CSV")
+    for chunk in chunks:
+        chunk = chunk.reset_index(drop=True)
+        chunk[_ROW] = np.arange(offset, offset + len(chunk))
+        offset += len(chunk)
+        yield chunk
+
+
+def count_rows(path: Path) -> int:
+    """Rows in a Parquet file (from its footer) or an estimate for CSV (from its size)."""
+    if path.is_file() and path.name.lower().endswith(".parquet"):
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    if path.is_dir():
+        return int(pads.dataset(path).count_rows())
+    return path.stat().st_size // 80
+
+
 def find_table_file(folder: Path, table: str) -> Path | None:
     for candidate in (f"{table}.parquet", f"{table}.csv", f"{table}.csv.gz", table):
         path = folder / candidate
@@ -176,24 +219,30 @@ def find_table_file(folder: Path, table: str) -> Path | None:
     return None
 
 
-def read_folder(folder: Path) -> dict[str, list[RawSource]]:
-    """Read ``<table>.parquet`` or ``<table>.csv`` for each canonical table in ``folder``."""
+def locate_tables(folder: Path) -> dict[str, Path]:
+    """The file of each canonical table in ``folder``; a missing required table stops here."""
     if not folder.is_dir():
         raise ContractError(f"{folder}: data folder not found")
-    raw: dict[str, list[RawSource]] = {}
+    paths: dict[str, Path] = {}
     for table in TABLE_ORDER:
         path = find_table_file(folder, table)
-        if path is None:
-            if table in OPTIONAL_TABLES:
-                continue
-            found = sorted(p.name for p in folder.iterdir() if not p.name.startswith("_"))
+        if path is not None:
+            paths[table] = path
+        elif table not in OPTIONAL_TABLES:
+            found = sorted(p.name for p in folder.iterdir() if not p.name.startswith((".", "_")))
             raise ContractError(
                 f"table '{table}' is missing: expected {table}.parquet or {table}.csv in "
                 f"{folder}; found {found or 'nothing'}. Use a mapping file (--mapping) for "
                 "exports with other file names."
             )
-        raw[table] = [RawSource(table, path.name, read_table_file(path))]
-    return raw
+    return paths
+
+
+def read_folder(folder: Path, tables: Iterable[str] = TABLE_ORDER) -> dict[str, list[RawSource]]:
+    """Read ``<table>.parquet`` or ``<table>.csv`` for each canonical table in ``folder``."""
+    wanted = set(tables)
+    return {table: [RawSource(table, path.name, read_table_file(path))]
+            for table, path in locate_tables(folder).items() if table in wanted}
 
 
 def read_extracted_at(folder: Path) -> datetime | None:
@@ -549,7 +598,7 @@ def _stack(table: str, sources: list[RawSource]) -> tuple[pd.DataFrame, dict[str
     return stacked, formats
 
 
-def _empty_table(table: str) -> pd.DataFrame:
+def empty_table(table: str) -> pd.DataFrame:
     dtypes = {
         "id": "str",
         "text": "str",
@@ -582,7 +631,7 @@ def _finish(
     for column, kind in column_kinds(table).items():
         if column in used and kind in ("id", "text"):
             used[column] = used[column].astype("str")
-    template = _empty_table(table)
+    template = empty_table(table)
     for column in template.columns:
         if column not in used:
             used[column] = template[column].reindex(used.index)
@@ -614,7 +663,7 @@ def validate(
         if not sources:
             if table not in OPTIONAL_TABLES:
                 raise ContractError(f"table '{table}' is missing; it is required")
-            results[table] = _empty_table(table)
+            results[table] = empty_table(table)
             reports[table] = TableReport(table, 0, 0, provided=False)
             continue
         frame, formats = _stack(table, sources)

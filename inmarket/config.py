@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -46,9 +46,24 @@ class GenerateConfig(_Section):
     )
 
 
+class FeaturesConfig(_Section):
+    """The snapshot grid and the engine that builds the feature table."""
+
+    every_days: int = Field(30, ge=1, description="days between snapshots")
+    snapshots: int | None = Field(
+        12, ge=1, description="how many snapshots back from the extract; none = all history"
+    )
+    windows: tuple[int, ...] = (7, 30, 90)
+    intent_delay_days: int = Field(7, ge=0, description="days before a weekly intent record is known")
+    engine: Literal["local", "spark"] = "local"
+    buckets: int | None = Field(None, ge=1, description="hash buckets; default ~2M events each")
+    spark_master: str = "local[*]"
+
+
 class Config(_Section):
     data: DataConfig = DataConfig()
     generate: GenerateConfig = GenerateConfig()
+    features: FeaturesConfig = FeaturesConfig()
 
 
 class ConfigError(ValueError):

@@ -1,0 +1,292 @@
+"""Build the feature table of a data folder, bucket by bucket, locally or on Spark.
+
+Accounts are split into hash buckets. The small tables (accounts, people, intent,
+opportunities) are validated once; events, the large table, are streamed in chunks into
+per-bucket files, then each bucket is validated and turned into features by ``build_bucket``,
+the one function both engines run. Peak memory is set by the bucket size, not the data size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from features.families import FeatureConfig, build_features, fit_categories
+from features.mapping import Mapping, SourceMapping, map_frame
+from features.snapshots import as_of_grid, snapshot_grid
+from features.tables import (
+    DOMAIN_COLUMN,
+    ContractError,
+    Dataset,
+    RawSource,
+    ValidationReport,
+    count_rows,
+    domain_of,
+    empty_table,
+    iter_table_file,
+    locate_tables,
+    read_extracted_at,
+    read_folder,
+    validate,
+    write_parquet_atomic,
+)
+
+EVENTS_PER_BUCKET = 2_000_000
+SMALL_TABLES = ("accounts", "people", "intent", "opportunities")
+
+
+@dataclass(frozen=True)
+class EventSource:
+    """One file feeding the events table, with its mapping if the export needs one."""
+
+    name: str
+    path: Path
+    mapping: SourceMapping | None = None
+
+    @property
+    def formats(self) -> dict[str, str]:
+        return dict(self.mapping.formats) if self.mapping else {}
+
+
+@dataclass
+class BuildPlan:
+    """Everything a bucket needs; plain data, so Spark can ship it to executors."""
+
+    base: Dataset
+    as_ofs: pd.DatetimeIndex
+    config: FeatureConfig
+    n_buckets: int
+    extracted_at: datetime
+    max_bad_share: float
+    formats: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def known(self) -> dict[str, pd.DataFrame]:
+        return {t: self.base.table(t) for t in SMALL_TABLES}
+
+
+@dataclass
+class FeatureBuild:
+    out: Path
+    rows: int
+    buckets: int
+    seconds: float
+    report: ValidationReport
+    rejects: int
+
+
+def bucket_of(keys: pd.Series, n_buckets: int) -> np.ndarray:
+    """Stable hash bucket of account ids (the same on every machine and run)."""
+    text = keys.fillna("").astype("str").to_numpy(dtype=object)
+    buckets: np.ndarray = (pd.util.hash_array(text) % np.uint64(n_buckets)).astype(np.int64)
+    return buckets
+
+
+def event_account_keys(frame: pd.DataFrame, base: Dataset) -> pd.Series:
+    """The account each raw event row will belong to, for bucketing only (not validation)."""
+    empty = pd.Series(pd.NA, index=frame.index, dtype="str")
+    key = frame["account_id"].astype("str") if "account_id" in frame else empty
+    if "person_id" in frame:
+        person_account = base.people.set_index("person_id")["account_id"]
+        key = key.fillna(frame["person_id"].astype("str").map(person_account))
+        key = key.fillna(frame["person_id"].astype("str"))
+    if DOMAIN_COLUMN in frame:
+        by_domain = base.accounts.dropna(subset=["domain"]).drop_duplicates("domain").set_index(
+            "domain")["account_id"]
+        domains = domain_of(frame[DOMAIN_COLUMN])
+        key = key.fillna(domains.map(by_domain)).fillna(domains)
+    return key.str.strip()
+
+
+def build_bucket(plan: BuildPlan, sources: list[RawSource], account_ids: np.ndarray
+                 ) -> tuple[pd.DataFrame, ValidationReport, pd.DataFrame]:
+    """Validate one bucket's events and build the features of its accounts' snapshots."""
+    known = plan.known
+    if sources:
+        part = validate({"events": sources}, extracted_at=plan.extracted_at,
+                        max_bad_share=plan.max_bad_share, known=known)
+        events, report, rejects = part.events, part.report, part.rejects
+    else:
+        events = empty_table("events")
+        report = ValidationReport({}, plan.extracted_at)
+        rejects = pd.DataFrame(columns=["table", "source_file", "source_row", "reason"])
+    accounts = plan.base.accounts
+    snaps = snapshot_grid(accounts[accounts["account_id"].isin(account_ids)], plan.as_ofs)
+    intent, opps = plan.base.intent, plan.base.opportunities
+    features = build_features(
+        snaps, accounts, plan.base.people, events,
+        intent[intent["account_id"].isin(account_ids)],
+        opps[opps["account_id"].isin(account_ids)], plan.config)
+    return features, report, rejects
+
+
+def event_sources(folder: Path, mapping: Mapping | None) -> list[EventSource]:
+    if mapping is None:
+        return [EventSource(locate_tables(folder)["events"].name, locate_tables(folder)["events"])]
+    sources = [EventSource(s.file, folder / s.file, s) for s in mapping.sources("events")]
+    for source in sources:
+        if not source.path.exists():
+            raise ContractError(f"events: mapped file {source.name} not found in {folder}")
+    if not sources:
+        raise ContractError("table 'events' is missing from the mapping file")
+    return sources
+
+
+def plan_build(folder: Path, *, mapping: Mapping | None, extracted_at: datetime | None,
+               max_bad_share: float, every_days: int, snapshots: int | None,
+               buckets: int | None, config: FeatureConfig | None) -> tuple[BuildPlan,
+                                                                           list[EventSource]]:
+    """Validate the small tables and decide the snapshot grid and the number of buckets."""
+    folder = Path(folder)
+    sources = event_sources(folder, mapping)
+    raw = mapping.read(folder, SMALL_TABLES) if mapping else read_folder(folder, SMALL_TABLES)
+    stamp = extracted_at or read_extracted_at(folder)
+    base = validate(raw, extracted_at=stamp, max_bad_share=max_bad_share,
+                    known={"events": empty_table("events")})
+    end = base.report.extracted_at
+    if snapshots is None:
+        first = _first_event_day(base)
+        grid = as_of_grid(end, every_days=every_days, start=first + pd.Timedelta(days=90))
+    else:
+        grid = as_of_grid(end, every_days=every_days, count=snapshots)
+    config = config or FeatureConfig()
+    if not config.categories:
+        config = FeatureConfig(config.windows, config.intent_delay_days, config.new_people_days,
+                               fit_categories(base.accounts))
+    total = sum(count_rows(s.path) for s in sources)
+    n_buckets = buckets or max(1, -(-total // EVENTS_PER_BUCKET))
+    plan = BuildPlan(base, grid, config, n_buckets, end, max_bad_share,
+                     {s.name: s.formats for s in sources})
+    return plan, sources
+
+
+def _first_event_day(base: Dataset) -> pd.Timestamp:
+    dated = [base.opportunities["created_at"].min(), base.intent["date"].min()]
+    known = [d for d in dated if pd.notna(d)]
+    return min(known) if known else pd.Timestamp(base.report.extracted_at) - pd.Timedelta(
+        days=365)
+
+
+def _arrow_schema(frame: pd.DataFrame) -> pa.Schema:
+    """Arrow schema of a raw chunk, with text columns as strings even when a chunk is all null."""
+    fields = []
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(column):
+            tz = getattr(column.dt, "tz", None)
+            fields.append(pa.field(name, pa.timestamp("us", str(tz) if tz else None)))
+        elif pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+            fields.append(pa.field(name, pa.float64() if column.dtype.kind == "f" else
+                                   pa.from_numpy_dtype(column.dtype)))
+        else:
+            fields.append(pa.field(name, pa.string()))
+    return pa.schema(fields)
+
+
+def partition_events(plan: BuildPlan, sources: list[EventSource], folder: Path,
+                     chunk_rows: int = 1_000_000) -> dict[int, list[tuple[str, Path]]]:
+    """Stream every events source into per-bucket Parquet files under ``folder``."""
+    writers: dict[tuple[int, str], pq.ParquetWriter] = {}
+    files: dict[int, list[tuple[str, Path]]] = {}
+    try:
+        for index, source in enumerate(sources):
+            for chunk in iter_table_file(source.path, chunk_rows):
+                frame = map_frame("events", source.mapping, chunk) if source.mapping else chunk
+                buckets = bucket_of(event_account_keys(frame, plan.base), plan.n_buckets)
+                for bucket in np.unique(buckets):
+                    key = (int(bucket), source.name)
+                    if key not in writers:
+                        path = folder / f"bucket={bucket}" / f"source={index}.parquet"
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        writers[key] = pq.ParquetWriter(path, _arrow_schema(frame))
+                        files.setdefault(int(bucket), []).append((source.name, path))
+                    part = frame[buckets == bucket]
+                    writers[key].write_table(pa.Table.from_pandas(
+                        part, schema=writers[key].schema, preserve_index=False))
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return files
+
+
+def _run_local(plan: BuildPlan, sources: list[EventSource], scratch: Path
+               ) -> Iterator[tuple[pd.DataFrame, ValidationReport, pd.DataFrame]]:
+    files = partition_events(plan, sources, scratch)
+    account_bucket = bucket_of(plan.base.accounts["account_id"], plan.n_buckets)
+    for bucket in tqdm(range(plan.n_buckets), desc="features", unit="bucket", disable=None):
+        raw = [RawSource("events", name, pd.read_parquet(path), plan.formats.get(name, {}))
+               for name, path in files.get(bucket, [])]
+        ids = plan.base.accounts["account_id"].to_numpy()[account_bucket == bucket]
+        yield build_bucket(plan, raw, ids)
+
+
+def build_feature_table(data: Path, out: Path, *, mapping: Path | None = None,
+                        extracted_at: datetime | None = None, max_bad_share: float = 0.2,
+                        every_days: int = 30, snapshots: int | None = 12,
+                        engine: str = "local", buckets: int | None = None,
+                        spark_master: str = "local[*]", config: FeatureConfig | None = None
+                        ) -> FeatureBuild:
+    """Write the feature table of ``data`` to ``out`` (Parquet, atomically), with the
+    validation report (``<out>.report.json``) and the rejected rows (``<out>.rejects.parquet``)."""
+    began = time.perf_counter()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plan, sources = plan_build(Path(data), mapping=Mapping.load(mapping) if mapping else None,
+                               extracted_at=extracted_at, max_bad_share=max_bad_share,
+                               every_days=every_days, snapshots=snapshots, buckets=buckets,
+                               config=config)
+    scratch = out.parent / f".{out.name}.{os.getpid()}.buckets"
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    writer: pq.ParquetWriter | None = None
+    report, rejects, rows = plan.base.report, [plan.base.rejects], 0
+    try:
+        if engine == "local":
+            parts = _run_local(plan, sources, scratch)
+        elif engine == "spark":
+            from features.spark import run_spark
+
+            parts = run_spark(plan, sources, spark_master)
+        else:
+            raise ContractError(f"engine '{engine}' is not known; use local or spark")
+        for features, part_report, part_rejects in parts:
+            table = pa.Table.from_pandas(features, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+            writer.write_table(table.cast(writer.schema))
+            report = report.merge(part_report)
+            rejects.append(part_rejects)
+            rows += len(features)
+        if writer is not None:
+            writer.close()
+            writer = None
+            os.replace(tmp, out)
+        all_rejects = pd.concat([r for r in rejects if len(r)] or rejects[:1], ignore_index=True)
+        _write_beside(out, report, all_rejects)
+    finally:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+    return FeatureBuild(out, rows, plan.n_buckets, time.perf_counter() - began, report,
+                        len(all_rejects))
+
+
+def _write_beside(out: Path, report: ValidationReport, rejects: pd.DataFrame) -> None:
+    write_parquet_atomic(rejects.astype({"source_row": "int64"}),
+                         out.with_name(out.name.removesuffix(".parquet") + ".rejects.parquet"))
+    path = out.with_name(out.name.removesuffix(".parquet") + ".report.json")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,93 @@
+"""The feature table: bucketed local engine, Spark engine, rejects carried along, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.engine import bucket_of, build_feature_table
+from features.families import FeatureConfig, build_features, fit_categories
+from features.snapshots import as_of_grid, snapshot_grid
+from features.tables import load_dataset
+from inmarket.crm_example import crm_export, mapping_file
+from inmarket.synthetic import TRUTH_DIR
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["account_id", "as_of"]).reset_index(drop=True)
+
+
+def test_buckets_are_stable_and_spread() -> None:
+    ids = pd.Series([f"A{i:06d}" for i in range(10_000)])
+    first, again = bucket_of(ids, 8), bucket_of(ids.copy(), 8)
+    assert (first == again).all()
+    counts = pd.Series(first).value_counts()
+    assert len(counts) == 8 and counts.min() > 1000
+
+
+def test_bucketed_build_equals_one_whole_build(world_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "features.parquet"
+    build = build_feature_table(world_dir, out, buckets=4, snapshots=6)
+    ds = load_dataset(world_dir)
+    grid = as_of_grid(ds.report.extracted_at, every_days=30, count=6)
+    whole = build_features(snapshot_grid(ds.accounts, grid), ds.accounts, ds.people, ds.events,
+                           ds.intent, ds.opportunities,
+                           FeatureConfig(categories=fit_categories(ds.accounts)))
+    written = pd.read_parquet(out)
+    assert build.rows == len(whole) == len(written)
+    pd.testing.assert_frame_equal(_sorted(written), _sorted(whole), check_exact=True)
+    assert build.report.reconciles and build.rejects == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "features.parquet", "features.rejects.parquet", "features.report.json"]
+
+
+def test_dirty_world_rejects_are_carried_along(dirty_world_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "f.parquet"
+    build = build_feature_table(dirty_world_dir, out, buckets=3, snapshots=2)
+    expected = json.loads((dirty_world_dir / TRUTH_DIR / "dirt.json").read_text())
+    report = json.loads((tmp_path / "f.report.json").read_text())
+    assert report["reconciles"]
+    assert {t: r["rejects"] for t, r in report["tables"].items() if r["rejects"]} == expected
+    rejects = pd.read_parquet(tmp_path / "f.rejects.parquet")
+    assert len(rejects) == build.rejects == sum(sum(r.values()) for r in expected.values())
+    assert set(rejects.columns) == {"table", "source_file", "source_row", "reason"}
+
+
+def test_a_failed_build_leaves_the_previous_table_untouched(world_dir: Path,
+                                                            tmp_path: Path) -> None:
+    out = tmp_path / "f.parquet"
+    build_feature_table(world_dir, out, buckets=2, snapshots=1)
+    before = out.read_bytes()
+    broken = tmp_path / "broken"
+    shutil.copytree(world_dir, broken)
+    events = pd.read_parquet(broken / "events.parquet")
+    events["timestamp"] = "31/12/2025"
+    events.to_parquet(broken / "events.parquet")
+    with pytest.raises(ValueError, match="events.timestamp"):
+        build_feature_table(broken, out, buckets=2, snapshots=1)
+    assert out.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_spark_engine_equals_local_engine(dirty_world_dir: Path, world_dir: Path,
+                                          tmp_path: Path) -> None:
+    pytest.importorskip("pyspark")
+    crm = tmp_path / "crm"
+    crm_export(world_dir, crm, seed=2)
+    for name, data, mapping in (("dirty", dirty_world_dir, None), ("crm", crm, mapping_file())):
+        local = build_feature_table(data, tmp_path / f"{name}-local.parquet", mapping=mapping,
+                                    buckets=3, snapshots=3)
+        spark = build_feature_table(data, tmp_path / f"{name}-spark.parquet", mapping=mapping,
+                                    buckets=3, snapshots=3, engine="spark",
+                                    spark_master="local[2]")
+        pd.testing.assert_frame_equal(
+            _sorted(pd.read_parquet(tmp_path / f"{name}-spark.parquet")),
+            _sorted(pd.read_parquet(tmp_path / f"{name}-local.parquet")), check_exact=True)
+        assert spark.report.to_dict() == local.report.to_dict()
+        assert spark.rejects == local.rejects
