@@ -35,10 +35,12 @@ from features.tables import (
     count_rows,
     domain_of,
     empty_table,
-    iter_table_file,
+    encode,
+    iter_table_batches,
     locate_tables,
     read_extracted_at,
     read_folder,
+    text_table,
     validate,
     write_parquet_atomic,
 )
@@ -73,6 +75,11 @@ class BuildPlan:
     formats: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
+    def account_bucket(self) -> np.ndarray:
+        """The bucket of each row of the accounts table."""
+        return bucket_of(self.base.accounts["account_id"], self.n_buckets)
+
+    @property
     def known(self) -> dict[str, pd.DataFrame]:
         return {t: self.base.table(t) for t in SMALL_TABLES}
 
@@ -94,29 +101,18 @@ def bucket_of(keys: pd.Series, n_buckets: int) -> np.ndarray:
     return buckets
 
 
-def event_account_keys(frame: pd.DataFrame, base: Dataset) -> pd.Series:
-    """The account each raw event row will belong to, for bucketing only (not validation)."""
-    empty = pd.Series(pd.NA, index=frame.index, dtype="str")
-    key = frame["account_id"].astype("str") if "account_id" in frame else empty
-    if "person_id" in frame:
-        person_account = base.people.set_index("person_id")["account_id"]
-        key = key.fillna(frame["person_id"].astype("str").map(person_account))
-        key = key.fillna(frame["person_id"].astype("str"))
-    if DOMAIN_COLUMN in frame:
-        by_domain = base.accounts.dropna(subset=["domain"]).drop_duplicates("domain").set_index(
-            "domain")["account_id"]
-        domains = domain_of(frame[DOMAIN_COLUMN])
-        key = key.fillna(domains.map(by_domain)).fillna(domains)
-    return key.str.strip()
-
-
-def build_bucket(plan: BuildPlan, sources: list[RawSource], account_ids: np.ndarray
-                 ) -> tuple[pd.DataFrame, ValidationReport, pd.DataFrame]:
+def build_bucket(
+    plan: BuildPlan, sources: list[RawSource], account_ids: np.ndarray
+) -> tuple[pd.DataFrame, ValidationReport, pd.DataFrame]:
     """Validate one bucket's events and build the features of its accounts' snapshots."""
     known = plan.known
     if sources:
-        part = validate({"events": sources}, extracted_at=plan.extracted_at,
-                        max_bad_share=plan.max_bad_share, known=known)
+        part = validate(
+            {"events": sources},
+            extracted_at=plan.extracted_at,
+            max_bad_share=plan.max_bad_share,
+            known=known,
+        )
         events, report, rejects = part.events, part.report, part.rejects
     else:
         events = empty_table("events")
@@ -126,9 +122,14 @@ def build_bucket(plan: BuildPlan, sources: list[RawSource], account_ids: np.ndar
     snaps = snapshot_grid(accounts[accounts["account_id"].isin(account_ids)], plan.as_ofs)
     intent, opps = plan.base.intent, plan.base.opportunities
     features = build_features(
-        snaps, accounts, plan.base.people, events,
+        snaps,
+        accounts,
+        plan.base.people,
+        events,
         intent[intent["account_id"].isin(account_ids)],
-        opps[opps["account_id"].isin(account_ids)], plan.config)
+        opps[opps["account_id"].isin(account_ids)],
+        plan.config,
+    )
     return features, report, rejects
 
 
@@ -144,17 +145,28 @@ def event_sources(folder: Path, mapping: Mapping | None) -> list[EventSource]:
     return sources
 
 
-def plan_build(folder: Path, *, mapping: Mapping | None, extracted_at: datetime | None,
-               max_bad_share: float, every_days: int, snapshots: int | None,
-               buckets: int | None, config: FeatureConfig | None) -> tuple[BuildPlan,
-                                                                           list[EventSource]]:
+def plan_build(
+    folder: Path,
+    *,
+    mapping: Mapping | None,
+    extracted_at: datetime | None,
+    max_bad_share: float,
+    every_days: int,
+    snapshots: int | None,
+    buckets: int | None,
+    config: FeatureConfig | None,
+) -> tuple[BuildPlan, list[EventSource]]:
     """Validate the small tables and decide the snapshot grid and the number of buckets."""
     folder = Path(folder)
     sources = event_sources(folder, mapping)
     raw = mapping.read(folder, SMALL_TABLES) if mapping else read_folder(folder, SMALL_TABLES)
     stamp = extracted_at or read_extracted_at(folder)
-    base = validate(raw, extracted_at=stamp, max_bad_share=max_bad_share,
-                    known={"events": empty_table("events")})
+    base = validate(
+        raw,
+        extracted_at=stamp,
+        max_bad_share=max_bad_share,
+        known={"events": empty_table("events")},
+    )
     end = base.report.extracted_at
     if snapshots is None:
         first = _first_event_day(base)
@@ -163,90 +175,123 @@ def plan_build(folder: Path, *, mapping: Mapping | None, extracted_at: datetime 
         grid = as_of_grid(end, every_days=every_days, count=snapshots)
     config = config or FeatureConfig()
     if not config.categories:
-        config = FeatureConfig(config.windows, config.intent_delay_days, config.new_people_days,
-                               fit_categories(base.accounts))
+        config = FeatureConfig(
+            config.windows,
+            config.intent_delay_days,
+            config.new_people_days,
+            fit_categories(base.accounts),
+        )
     total = sum(count_rows(s.path) for s in sources)
     n_buckets = buckets or max(1, -(-total // EVENTS_PER_BUCKET))
-    plan = BuildPlan(base, grid, config, n_buckets, end, max_bad_share,
-                     {s.name: s.formats for s in sources})
+    plan = BuildPlan(
+        base, grid, config, n_buckets, end, max_bad_share, {s.name: s.formats for s in sources}
+    )
     return plan, sources
 
 
 def _first_event_day(base: Dataset) -> pd.Timestamp:
     dated = [base.opportunities["created_at"].min(), base.intent["date"].min()]
     known = [d for d in dated if pd.notna(d)]
-    return min(known) if known else pd.Timestamp(base.report.extracted_at) - pd.Timedelta(
-        days=365)
+    return min(known) if known else pd.Timestamp(base.report.extracted_at) - pd.Timedelta(days=365)
 
 
-def _arrow_schema(frame: pd.DataFrame) -> pa.Schema:
-    """Arrow schema of a raw chunk, with text columns as strings even when a chunk is all null."""
-    fields = []
-    for name in frame.columns:
-        column = frame[name]
-        if pd.api.types.is_datetime64_any_dtype(column):
-            tz = getattr(column.dt, "tz", None)
-            fields.append(pa.field(name, pa.timestamp("us", str(tz) if tz else None)))
-        elif pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
-            fields.append(pa.field(name, pa.float64() if column.dtype.kind == "f" else
-                                   pa.from_numpy_dtype(column.dtype)))
-        else:
-            fields.append(pa.field(name, pa.string()))
-    return pa.schema(fields)
+def event_buckets(table: pa.Table, plan: BuildPlan) -> np.ndarray:
+    """The bucket of each raw event row: its account's, resolved as validation will resolve it
+    (account_id, else the person's account, else the domain's); unresolvable rows are hashed."""
+    accounts, people = plan.base.accounts, plan.base.people
+    names = set(table.column_names)
+    account = (encode(table["account_id"], accounts["account_id"]) if "account_id" in names
+               else np.full(table.num_rows, -1))
+    if "person_id" in names:
+        person = encode(table["person_id"], people["person_id"])
+        person_account = encode(people["account_id"], accounts["account_id"])
+        via_person = np.where(person >= 0, person_account[np.maximum(person, 0)], -1)
+        account = np.where(account >= 0, account, via_person)
+    if DOMAIN_COLUMN in names:
+        domains = domain_of(pd.Series(table[DOMAIN_COLUMN].to_pandas(), dtype="str"))
+        account = np.where(account >= 0, account, encode(domains, accounts["domain"]))
+    buckets = np.where(account >= 0, plan.account_bucket[np.maximum(account, 0)], -1)
+    lost = np.flatnonzero(buckets < 0)
+    if len(lost):
+        keys = pd.Series(pd.NA, index=range(len(lost)), dtype="str")
+        for column in ("account_id", "person_id", DOMAIN_COLUMN):
+            if column in names:
+                values = pd.Series(table[column].take(lost).to_pandas(), dtype="str")
+                keys = keys.fillna(values.str.strip())
+        buckets[lost] = bucket_of(keys, plan.n_buckets)
+    return buckets
 
 
 def partition_events(plan: BuildPlan, sources: list[EventSource], folder: Path,
-                     chunk_rows: int = 1_000_000) -> dict[int, list[tuple[str, Path]]]:
+                     chunk_rows: int = 2_000_000) -> dict[int, list[tuple[str, Path]]]:
     """Stream every events source into per-bucket Parquet files under ``folder``."""
     writers: dict[tuple[int, str], pq.ParquetWriter] = {}
     files: dict[int, list[tuple[str, Path]]] = {}
     try:
         for index, source in enumerate(sources):
-            for chunk in iter_table_file(source.path, chunk_rows):
-                frame = map_frame("events", source.mapping, chunk) if source.mapping else chunk
-                buckets = bucket_of(event_account_keys(frame, plan.base), plan.n_buckets)
-                for bucket in np.unique(buckets):
+            for table in iter_table_batches(source.path, chunk_rows):
+                if source.mapping:
+                    table = text_table(map_frame("events", source.mapping, table.to_pandas()))
+                buckets = event_buckets(table, plan)
+                order = np.argsort(buckets, kind="stable")
+                present, starts = np.unique(buckets[order], return_index=True)
+                ends = np.r_[starts[1:], len(order)]
+                for bucket, lo, hi in zip(present, starts, ends, strict=True):
                     key = (int(bucket), source.name)
                     if key not in writers:
                         path = folder / f"bucket={bucket}" / f"source={index}.parquet"
                         path.parent.mkdir(parents=True, exist_ok=True)
-                        writers[key] = pq.ParquetWriter(path, _arrow_schema(frame))
+                        writers[key] = pq.ParquetWriter(path, table.schema)
                         files.setdefault(int(bucket), []).append((source.name, path))
-                    part = frame[buckets == bucket]
-                    writers[key].write_table(pa.Table.from_pandas(
-                        part, schema=writers[key].schema, preserve_index=False))
+                    writers[key].write_table(table.take(order[lo:hi]).cast(writers[key].schema))
     finally:
         for writer in writers.values():
             writer.close()
     return files
 
 
-def _run_local(plan: BuildPlan, sources: list[EventSource], scratch: Path
-               ) -> Iterator[tuple[pd.DataFrame, ValidationReport, pd.DataFrame]]:
+def _run_local(
+    plan: BuildPlan, sources: list[EventSource], scratch: Path
+) -> Iterator[tuple[pd.DataFrame, ValidationReport, pd.DataFrame]]:
     files = partition_events(plan, sources, scratch)
-    account_bucket = bucket_of(plan.base.accounts["account_id"], plan.n_buckets)
     for bucket in tqdm(range(plan.n_buckets), desc="features", unit="bucket", disable=None):
-        raw = [RawSource("events", name, pd.read_parquet(path), plan.formats.get(name, {}))
-               for name, path in files.get(bucket, [])]
-        ids = plan.base.accounts["account_id"].to_numpy()[account_bucket == bucket]
+        raw = [
+            RawSource("events", name, pd.read_parquet(path), plan.formats.get(name, {}))
+            for name, path in files.get(bucket, [])
+        ]
+        ids = plan.base.accounts["account_id"].to_numpy()[plan.account_bucket == bucket]
         yield build_bucket(plan, raw, ids)
 
 
-def build_feature_table(data: Path, out: Path, *, mapping: Path | None = None,
-                        extracted_at: datetime | None = None, max_bad_share: float = 0.2,
-                        every_days: int = 30, snapshots: int | None = 12,
-                        engine: str = "local", buckets: int | None = None,
-                        spark_master: str = "local[*]", config: FeatureConfig | None = None
-                        ) -> FeatureBuild:
+def build_feature_table(
+    data: Path,
+    out: Path,
+    *,
+    mapping: Path | None = None,
+    extracted_at: datetime | None = None,
+    max_bad_share: float = 0.2,
+    every_days: int = 30,
+    snapshots: int | None = 12,
+    engine: str = "local",
+    buckets: int | None = None,
+    spark_master: str = "local[*]",
+    config: FeatureConfig | None = None,
+) -> FeatureBuild:
     """Write the feature table of ``data`` to ``out`` (Parquet, atomically), with the
     validation report (``<out>.report.json``) and the rejected rows (``<out>.rejects.parquet``)."""
     began = time.perf_counter()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    plan, sources = plan_build(Path(data), mapping=Mapping.load(mapping) if mapping else None,
-                               extracted_at=extracted_at, max_bad_share=max_bad_share,
-                               every_days=every_days, snapshots=snapshots, buckets=buckets,
-                               config=config)
+    plan, sources = plan_build(
+        Path(data),
+        mapping=Mapping.load(mapping) if mapping else None,
+        extracted_at=extracted_at,
+        max_bad_share=max_bad_share,
+        every_days=every_days,
+        snapshots=snapshots,
+        buckets=buckets,
+        config=config,
+    )
     scratch = out.parent / f".{out.name}.{os.getpid()}.buckets"
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     writer: pq.ParquetWriter | None = None
@@ -279,13 +324,16 @@ def build_feature_table(data: Path, out: Path, *, mapping: Path | None = None,
             writer.close()
         tmp.unlink(missing_ok=True)
         shutil.rmtree(scratch, ignore_errors=True)
-    return FeatureBuild(out, rows, plan.n_buckets, time.perf_counter() - began, report,
-                        len(all_rejects))
+    return FeatureBuild(
+        out, rows, plan.n_buckets, time.perf_counter() - began, report, len(all_rejects)
+    )
 
 
 def _write_beside(out: Path, report: ValidationReport, rejects: pd.DataFrame) -> None:
-    write_parquet_atomic(rejects.astype({"source_row": "int64"}),
-                         out.with_name(out.name.removesuffix(".parquet") + ".rejects.parquet"))
+    write_parquet_atomic(
+        rejects.astype({"source_row": "int64"}),
+        out.with_name(out.name.removesuffix(".parquet") + ".rejects.parquet"),
+    )
     path = out.with_name(out.name.removesuffix(".parquet") + ".report.json")
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")

@@ -21,11 +21,22 @@ import numpy as np
 import pandas as pd
 
 from features.contract import BUYING_ROLES
+from features.tables import encode
 
 EVENT_TYPES = (
-    "page_view", "pricing_page", "comparison_page", "case_study_view", "content_download",
-    "form_fill", "demo_request", "trial_signup", "review_site_visit", "ad_click", "email_open",
-    "email_click", "webinar_attended",
+    "page_view",
+    "pricing_page",
+    "comparison_page",
+    "case_study_view",
+    "content_download",
+    "form_fill",
+    "demo_request",
+    "trial_signup",
+    "review_site_visit",
+    "ad_click",
+    "email_open",
+    "email_click",
+    "webinar_attended",
 )
 HIGH_INTENT_TYPES = ("pricing_page", "demo_request", "comparison_page", "trial_signup")
 # Opens are mostly machine-generated (mail privacy proxies): they earn lead points, but a person
@@ -37,18 +48,37 @@ TRACKED_ROLES = tuple(r for r in BUYING_ROLES if r != "other")
 FIT_CATEGORIES = ("industry", "region", "employee_band")
 # How much one event says about buying interest; multiplied by events.weight.
 ENGAGEMENT_WEIGHTS = {
-    "page_view": 1.0, "pricing_page": 5.0, "comparison_page": 5.0, "case_study_view": 2.0,
-    "content_download": 3.0, "form_fill": 3.0, "demo_request": 10.0, "trial_signup": 10.0,
-    "review_site_visit": 3.0, "ad_click": 0.5, "email_open": 0.2, "email_click": 1.0,
+    "page_view": 1.0,
+    "pricing_page": 5.0,
+    "comparison_page": 5.0,
+    "case_study_view": 2.0,
+    "content_download": 3.0,
+    "form_fill": 3.0,
+    "demo_request": 10.0,
+    "trial_signup": 10.0,
+    "review_site_visit": 3.0,
+    "ad_click": 0.5,
+    "email_open": 0.2,
+    "email_click": 1.0,
     "webinar_attended": 3.0,
 }
 # The classic lead-scoring rule, as marketing automation tools are commonly set up (DESIGN §5):
 # points per known person over the last 90 days; a person at MQL_THRESHOLD or more is an MQL.
 # Review sites and ads are off-site or anonymous to a MAP and earn nothing. Never weaken it.
 MQL_POINTS = {
-    "demo_request": 30, "trial_signup": 30, "form_fill": 15, "webinar_attended": 15,
-    "pricing_page": 10, "comparison_page": 10, "content_download": 10, "case_study_view": 5,
-    "email_click": 3, "page_view": 1, "email_open": 1, "review_site_visit": 0, "ad_click": 0,
+    "demo_request": 30,
+    "trial_signup": 30,
+    "form_fill": 15,
+    "webinar_attended": 15,
+    "pricing_page": 10,
+    "comparison_page": 10,
+    "content_download": 10,
+    "case_study_view": 5,
+    "email_click": 3,
+    "page_view": 1,
+    "email_open": 1,
+    "review_site_visit": 0,
+    "ad_click": 0,
 }
 MQL_THRESHOLD = 100
 MQL_WINDOW_DAYS = 90
@@ -71,47 +101,186 @@ class Feature(NamedTuple):
     description: str
 
 
-def catalogue(config: FeatureConfig = FeatureConfig(),
-              extra_fit: tuple[str, ...] = ()) -> list[Feature]:
+def catalogue(
+    config: FeatureConfig = FeatureConfig(), extra_fit: tuple[str, ...] = ()
+) -> list[Feature]:
     """Every feature ``build_features`` returns, with its family and a one-line description."""
     w = config.windows
     f: list[Feature] = []
     add = f.append
     for d in w:
-        add(Feature(f"people_engaged_{d}d", "breadth", f"distinct known people engaged (any event but an email open) in the last {d} days"))
+        add(
+            Feature(
+                f"people_engaged_{d}d",
+                "breadth",
+                f"distinct known people engaged (any event but an email open) in the last {d} days",
+            )
+        )
     for d in (30, 90):
-        add(Feature(f"anonymous_events_{d}d", "breadth", f"events by anonymous visitors resolved to the account, last {d} days"))
-        add(Feature(f"departments_engaged_{d}d", "breadth", f"distinct departments of engaged known people, last {d} days"))
-    add(Feature("anonymous_share_90d", "breadth", "share of the last 90 days' events that are anonymous"))
-    add(Feature("seniorities_engaged_90d", "breadth", "distinct seniority levels engaged, last 90 days"))
-    add(Feature("senior_people_engaged_90d", "breadth", "directors, VPs and C-level people engaged, last 90 days"))
-    add(Feature("buying_roles_engaged_90d", "breadth", f"how many of the {len(TRACKED_ROLES)} buying roles have an engaged person, last 90 days"))
+        add(
+            Feature(
+                f"anonymous_events_{d}d",
+                "breadth",
+                f"events by anonymous visitors resolved to the account, last {d} days",
+            )
+        )
+        add(
+            Feature(
+                f"departments_engaged_{d}d",
+                "breadth",
+                f"distinct departments of engaged known people, last {d} days",
+            )
+        )
+    add(
+        Feature(
+            "anonymous_share_90d", "breadth", "share of the last 90 days' events that are anonymous"
+        )
+    )
+    add(
+        Feature(
+            "seniorities_engaged_90d", "breadth", "distinct seniority levels engaged, last 90 days"
+        )
+    )
+    add(
+        Feature(
+            "senior_people_engaged_90d",
+            "breadth",
+            "directors, VPs and C-level people engaged, last 90 days",
+        )
+    )
+    add(
+        Feature(
+            "buying_roles_engaged_90d",
+            "breadth",
+            f"how many of the {len(TRACKED_ROLES)} buying roles have an engaged person, last 90 days",
+        )
+    )
     for role in TRACKED_ROLES:
-        add(Feature(f"role_{role}_engaged_90d", "breadth", f"1 if a {role.replace('_', ' ')} engaged in the last 90 days"))
-    add(Feature(f"new_people_{config.new_people_days}d", "breadth", f"known people whose first event ever is in the last {config.new_people_days} days"))
+        add(
+            Feature(
+                f"role_{role}_engaged_90d",
+                "breadth",
+                f"1 if a {role.replace('_', ' ')} engaged in the last 90 days",
+            )
+        )
+    add(
+        Feature(
+            f"new_people_{config.new_people_days}d",
+            "breadth",
+            f"known people whose first event ever is in the last {config.new_people_days} days",
+        )
+    )
     add(Feature("contacts_known", "breadth", "people known at the account (contacts and leads)"))
     for d in w:
         add(Feature(f"events_{d}d", "depth", f"all events, last {d} days"))
-        add(Feature(f"high_intent_events_{d}d", "depth", f"pricing, demo, comparison and trial events, last {d} days"))
+        add(
+            Feature(
+                f"high_intent_events_{d}d",
+                "depth",
+                f"pricing, demo, comparison and trial events, last {d} days",
+            )
+        )
     for t in EVENT_TYPES:
         add(Feature(f"events_{t}_90d", "depth", f"{t.replace('_', ' ')} events, last 90 days"))
-    add(Feature("events_other_type_90d", "depth", "events of types outside the known list, last 90 days"))
+    add(
+        Feature(
+            "events_other_type_90d", "depth", "events of types outside the known list, last 90 days"
+        )
+    )
     for c in CHANNELS:
-        add(Feature(f"events_channel_{c}_90d", "depth", f"events on the {c.replace('_', ' ')} channel, last 90 days"))
+        add(
+            Feature(
+                f"events_channel_{c}_90d",
+                "depth",
+                f"events on the {c.replace('_', ' ')} channel, last 90 days",
+            )
+        )
     for d in (30, 90):
-        add(Feature(f"engagement_score_{d}d", "depth", f"events weighted by type and weight, last {d} days"))
-    add(Feature("high_intent_people_30d", "depth", "distinct known people with a high-intent event, last 30 days"))
-    add(Feature("high_intent_departments_30d", "depth", "distinct departments with a high-intent event, last 30 days"))
-    add(Feature("top_person_share_90d", "concentration", "share of known people's events from the single most active person, last 90 days"))
+        add(
+            Feature(
+                f"engagement_score_{d}d",
+                "depth",
+                f"events weighted by type and weight, last {d} days",
+            )
+        )
+    add(
+        Feature(
+            "high_intent_people_30d",
+            "depth",
+            "distinct known people with a high-intent event, last 30 days",
+        )
+    )
+    add(
+        Feature(
+            "high_intent_departments_30d",
+            "depth",
+            "distinct departments with a high-intent event, last 30 days",
+        )
+    )
+    add(
+        Feature(
+            "top_person_share_90d",
+            "concentration",
+            "share of known people's events from the single most active person, last 90 days",
+        )
+    )
     add(Feature("days_since_last_event", "recency", "days from the last event to as_of"))
-    add(Feature("days_since_last_high_intent_event", "recency", "days from the last high-intent event to as_of"))
-    add(Feature("momentum_7d_vs_prior_28d", "momentum", "events in the last 7 days over the weekly rate of the 28 days before (smoothed)"))
-    add(Feature("momentum_30d_vs_prior_60d", "momentum", "events in the last 30 days over the 30-day rate of the 60 days before (smoothed)"))
-    add(Feature("intent_max_score_28d", "intent", "highest third-party intent score published in the last 28 days"))
-    add(Feature("intent_max_score_90d", "intent", "highest third-party intent score published in the last 90 days"))
-    add(Feature("intent_mean_score_90d", "intent", "mean third-party intent score published in the last 90 days"))
-    add(Feature("intent_topics_surging_28d", "intent", f"distinct topics scoring {INTENT_SURGE_SCORE:.0f}+ in the last 28 days"))
-    add(Feature("intent_weeks_surging_90d", "intent", f"weeks with any topic scoring {INTENT_SURGE_SCORE:.0f}+ in the last 90 days"))
+    add(
+        Feature(
+            "days_since_last_high_intent_event",
+            "recency",
+            "days from the last high-intent event to as_of",
+        )
+    )
+    add(
+        Feature(
+            "momentum_7d_vs_prior_28d",
+            "momentum",
+            "events in the last 7 days over the weekly rate of the 28 days before (smoothed)",
+        )
+    )
+    add(
+        Feature(
+            "momentum_30d_vs_prior_60d",
+            "momentum",
+            "events in the last 30 days over the 30-day rate of the 60 days before (smoothed)",
+        )
+    )
+    add(
+        Feature(
+            "intent_max_score_28d",
+            "intent",
+            "highest third-party intent score published in the last 28 days",
+        )
+    )
+    add(
+        Feature(
+            "intent_max_score_90d",
+            "intent",
+            "highest third-party intent score published in the last 90 days",
+        )
+    )
+    add(
+        Feature(
+            "intent_mean_score_90d",
+            "intent",
+            "mean third-party intent score published in the last 90 days",
+        )
+    )
+    add(
+        Feature(
+            "intent_topics_surging_28d",
+            "intent",
+            f"distinct topics scoring {INTENT_SURGE_SCORE:.0f}+ in the last 28 days",
+        )
+    )
+    add(
+        Feature(
+            "intent_weeks_surging_90d",
+            "intent",
+            f"weeks with any topic scoring {INTENT_SURGE_SCORE:.0f}+ in the last 90 days",
+        )
+    )
     for c in FIT_CATEGORIES:
         add(Feature(c, "fit", f"firmographic: {c.replace('_', ' ')} (category)"))
     add(Feature("employee_count", "fit", "firmographic: number of employees"))
@@ -119,13 +288,51 @@ def catalogue(config: FeatureConfig = FeatureConfig(),
     for c in extra_fit:
         add(Feature(c, "fit", f"firmographic from the accounts table: {c}"))
     add(Feature("opportunities_won_before", "history", "opportunities won and closed before as_of"))
-    add(Feature("opportunities_lost_before", "history", "opportunities lost and closed before as_of"))
-    add(Feature("new_business_lost_before", "history", "new-business opportunities lost before as_of"))
-    add(Feature("days_since_last_closed_opportunity", "history", "days since the last opportunity closed"))
-    add(Feature("is_customer", "history", "1 if the account has won a deal and not lost its latest renewal"))
-    add(Feature("is_former_customer", "history", "1 if the account was a customer and lost its latest renewal"))
-    add(Feature("mql_points_max_90d", "lead_baseline", "lead points of the account's best person, last 90 days (the MQL rule)"))
-    add(Feature("mql_people_90d", "lead_baseline", f"people at {MQL_THRESHOLD}+ lead points, last 90 days (MQLs)"))
+    add(
+        Feature(
+            "opportunities_lost_before", "history", "opportunities lost and closed before as_of"
+        )
+    )
+    add(
+        Feature(
+            "new_business_lost_before", "history", "new-business opportunities lost before as_of"
+        )
+    )
+    add(
+        Feature(
+            "days_since_last_closed_opportunity",
+            "history",
+            "days since the last opportunity closed",
+        )
+    )
+    add(
+        Feature(
+            "is_customer",
+            "history",
+            "1 if the account has won a deal and not lost its latest renewal",
+        )
+    )
+    add(
+        Feature(
+            "is_former_customer",
+            "history",
+            "1 if the account was a customer and lost its latest renewal",
+        )
+    )
+    add(
+        Feature(
+            "mql_points_max_90d",
+            "lead_baseline",
+            "lead points of the account's best person, last 90 days (the MQL rule)",
+        )
+    )
+    add(
+        Feature(
+            "mql_people_90d",
+            "lead_baseline",
+            f"people at {MQL_THRESHOLD}+ lead points, last 90 days (MQLs)",
+        )
+    )
     return f
 
 
@@ -158,8 +365,9 @@ class _Rows:
         self.key = (code[self.order] << 32) + seconds[self.order]
         self.seconds = seconds
 
-    def pairs(self, snap_code: np.ndarray, snap_s: np.ndarray, lookback_days: float
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def pairs(
+        self, snap_code: np.ndarray, snap_s: np.ndarray, lookback_days: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(snapshot index, row index, age in days) for rows in [as_of - lookback, as_of)."""
         snap_key = (snap_code << 32) + snap_s
         first = np.maximum(snap_s - int(lookback_days * _DAY), 0)
@@ -184,14 +392,20 @@ class _Rows:
 
 
 def _codes(values: pd.Series, index: pd.Index) -> np.ndarray:
-    codes: np.ndarray = index.get_indexer(values.to_numpy())
-    return codes.astype(np.int64)
+    return encode(values, index)
 
 
 def _lookup(values: pd.Series, vocabulary: tuple[str, ...]) -> np.ndarray:
     """Value -> position in vocabulary; unknown or missing -> len(vocabulary)."""
-    codes = pd.Index(vocabulary).get_indexer(values.to_numpy())
-    return np.where(codes < 0, len(vocabulary), codes).astype(np.int64)
+    codes = encode(values, vocabulary)
+    return np.where(codes < 0, len(vocabulary), codes)
+
+
+def _per_type(table: dict[str, float] | tuple[str, ...], other: float) -> np.ndarray:
+    """A value per EVENT_TYPES code (the last for other types)."""
+    if isinstance(table, tuple):
+        return np.array([float(t in table) for t in EVENT_TYPES] + [other])
+    return np.array([table[t] for t in EVENT_TYPES] + [other])
 
 
 class _Groups:
@@ -201,8 +415,11 @@ class _Groups:
         combined = snap_idx.astype(np.int64) * max(n_keys, 1) + key
         self.order = np.argsort(combined, kind="stable")
         ordered = combined[self.order]
-        self.starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(
-            ordered) else np.array([], dtype=np.int64)
+        self.starts = (
+            np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+            if len(ordered)
+            else np.array([], dtype=np.int64)
+        )
         self.snap = ordered[self.starts] // max(n_keys, 1)
         self.key = ordered[self.starts] % max(n_keys, 1)
         self.size = np.diff(np.r_[self.starts, len(ordered)])
@@ -220,8 +437,9 @@ class _Groups:
         return result
 
 
-def _count(snap_idx: np.ndarray, n: int, mask: np.ndarray | None = None,
-           weights: np.ndarray | None = None) -> np.ndarray:
+def _count(
+    snap_idx: np.ndarray, n: int, mask: np.ndarray | None = None, weights: np.ndarray | None = None
+) -> np.ndarray:
     if mask is not None:
         snap_idx = snap_idx[mask]
         weights = None if weights is None else weights[mask]
@@ -244,9 +462,15 @@ def _group_max(snap_idx: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return np.where(np.isneginf(result), np.nan, result)
 
 
-def _event_features(out: dict[str, np.ndarray], snap_code: np.ndarray, snap_s: np.ndarray,
-                    events: pd.DataFrame, people: pd.DataFrame, account_index: pd.Index,
-                    config: FeatureConfig) -> None:
+def _event_features(
+    out: dict[str, np.ndarray],
+    snap_code: np.ndarray,
+    snap_s: np.ndarray,
+    events: pd.DataFrame,
+    people: pd.DataFrame,
+    account_index: pd.Index,
+    config: FeatureConfig,
+) -> None:
     n = len(snap_code)
     ev_code = _codes(events["account_id"], account_index)
     ev_s = _seconds(events["timestamp"])
@@ -254,17 +478,16 @@ def _event_features(out: dict[str, np.ndarray], snap_code: np.ndarray, snap_s: n
     lookback = float(max(max(config.windows), 90))
     snap_idx, row_idx, age = rows.pairs(snap_code, snap_s, lookback)
 
-    etype = events["event_type"].to_numpy()[row_idx]
-    type_code = _lookup(pd.Series(etype), EVENT_TYPES)
-    channel_code = _lookup(events["channel"].iloc[row_idx], CHANNELS)
-    high = np.isin(etype, HIGH_INTENT_TYPES)
+    event_type = _lookup(events["event_type"], EVENT_TYPES)
+    type_code = event_type[row_idx]
+    channel_code = _lookup(events["channel"], CHANNELS)[row_idx]
+    high = _per_type(HIGH_INTENT_TYPES, 0.0)[type_code] > 0
     weight = events["weight"].to_numpy(dtype=float)[row_idx]
-    type_weight = np.array([*ENGAGEMENT_WEIGHTS.values(), 1.0])[
-        _lookup(pd.Series(etype), tuple(ENGAGEMENT_WEIGHTS))]
-    points = np.array([*MQL_POINTS.values(), 0.0])[_lookup(pd.Series(etype), tuple(MQL_POINTS))]
+    type_weight = _per_type(ENGAGEMENT_WEIGHTS, 1.0)[type_code]
+    points = _per_type({k: float(v) for k, v in MQL_POINTS.items()}, 0.0)[type_code]
 
-    person_index = pd.Index(people["person_id"])
-    person_code = person_index.get_indexer(events["person_id"].to_numpy())[row_idx].astype(np.int64)
+    event_person = encode(events["person_id"], people["person_id"])
+    person_code = event_person[row_idx]
     anonymous = events["person_id"].isna().to_numpy()[row_idx]
 
     for d in config.windows:
@@ -275,16 +498,20 @@ def _event_features(out: dict[str, np.ndarray], snap_code: np.ndarray, snap_s: n
     for d in (30, 90):
         out[f"anonymous_events_{d}d"] = _count(snap_idx, n, (age < d) & anonymous)
         out[f"engagement_score_{d}d"] = _count(snap_idx, n, age < d, weights=type_weight * weight)
-    out["anonymous_share_90d"] = np.divide(out["anonymous_events_90d"], e90,
-                                           out=np.full(n, np.nan), where=e90 > 0)
+    out["anonymous_share_90d"] = np.divide(
+        out["anonymous_events_90d"], e90, out=np.full(n, np.nan), where=e90 > 0
+    )
     in90 = age < 90
-    by_type = np.bincount(snap_idx[in90] * (len(EVENT_TYPES) + 1) + type_code[in90],
-                          minlength=n * (len(EVENT_TYPES) + 1)).reshape(n, len(EVENT_TYPES) + 1)
+    by_type = np.bincount(
+        snap_idx[in90] * (len(EVENT_TYPES) + 1) + type_code[in90],
+        minlength=n * (len(EVENT_TYPES) + 1),
+    ).reshape(n, len(EVENT_TYPES) + 1)
     for i, t in enumerate(EVENT_TYPES):
         out[f"events_{t}_90d"] = by_type[:, i]
     out["events_other_type_90d"] = by_type[:, -1]
-    by_channel = np.bincount(snap_idx[in90] * (len(CHANNELS) + 1) + channel_code[in90],
-                             minlength=n * (len(CHANNELS) + 1)).reshape(n, len(CHANNELS) + 1)
+    by_channel = np.bincount(
+        snap_idx[in90] * (len(CHANNELS) + 1) + channel_code[in90], minlength=n * (len(CHANNELS) + 1)
+    ).reshape(n, len(CHANNELS) + 1)
     for i, c in enumerate(CHANNELS):
         out[f"events_channel_{c}_90d"] = by_channel[:, i]
 
@@ -294,14 +521,15 @@ def _event_features(out: dict[str, np.ndarray], snap_code: np.ndarray, snap_s: n
     out["momentum_30d_vs_prior_60d"] = (_count(snap_idx, n, age < 30) + 1) / (prior60 / 2 + 1)
 
     out["days_since_last_event"] = rows.last_before(snap_code, snap_s)
-    is_high_row = events["event_type"].isin(HIGH_INTENT_TYPES).to_numpy()
+    is_high_row = _per_type(HIGH_INTENT_TYPES, 0.0)[event_type] > 0
     out["days_since_last_high_intent_event"] = _Rows(
-        np.where(is_high_row, ev_code, -1), ev_s).last_before(snap_code, snap_s)
+        np.where(is_high_row, ev_code, -1), ev_s
+    ).last_before(snap_code, snap_s)
 
     # one row per (snapshot, known person): the basis of breadth and concentration
     known = (person_code >= 0) & in90
-    groups = _Groups(snap_idx[known], person_code[known], len(person_index))
-    low_signal = np.isin(etype[known], LOW_SIGNAL_TYPES)
+    groups = _Groups(snap_idx[known], person_code[known], len(people))
+    low_signal = _per_type(LOW_SIGNAL_TYPES, 0.0)[type_code[known]] > 0
     p_age = groups.min(np.where(low_signal, np.inf, age[known]))
     p_age_high = groups.min(np.where(high[known], age[known], np.inf))
     p_points = groups.sum(np.where(age[known] < MQL_WINDOW_DAYS, points[known], 0.0))
@@ -320,7 +548,8 @@ def _event_features(out: dict[str, np.ndarray], snap_code: np.ndarray, snap_s: n
     m = engaged & (sen_code >= 0)
     out["seniorities_engaged_90d"] = _distinct(p_snap[m], sen_code[m], n)
     out["senior_people_engaged_90d"] = _count(
-        p_snap, n, engaged & np.isin(seniority[p_person], SENIOR_LEVELS))
+        p_snap, n, engaged & np.isin(seniority[p_person], SENIOR_LEVELS)
+    )
     p_role = role[p_person]
     covered = np.zeros(n, dtype=np.int64)
     for r in TRACKED_ROLES:
@@ -335,24 +564,32 @@ def _event_features(out: dict[str, np.ndarray], snap_code: np.ndarray, snap_s: n
     top = np.zeros(n)
     np.maximum.at(top, p_snap, groups.size.astype(float))
     known_events = _count(p_snap, n, None, weights=groups.size.astype(float))
-    out["top_person_share_90d"] = np.divide(top, known_events, out=np.full(n, np.nan),
-                                            where=known_events > 0)
+    out["top_person_share_90d"] = np.divide(
+        top, known_events, out=np.full(n, np.nan), where=known_events > 0
+    )
     best = np.zeros(n)
     np.maximum.at(best, p_snap, p_points)
     out["mql_points_max_90d"] = best
     out["mql_people_90d"] = _count(p_snap, n, p_points >= MQL_THRESHOLD)
 
-    first_seen = pd.Series(ev_s).groupby(events["person_id"].to_numpy()).min()
-    p_first = first_seen.reindex(person_index).to_numpy()[p_person]
-    recent = (snap_s[p_snap] - p_first) < config.new_people_days * _DAY
+    first_seen = np.full(len(people), np.iinfo(np.int64).max)
+    seen = event_person >= 0
+    np.minimum.at(first_seen, event_person[seen], ev_s[seen])
+    recent = (snap_s[p_snap] - first_seen[p_person]) < config.new_people_days * _DAY
     out[f"new_people_{config.new_people_days}d"] = _count(p_snap, n, recent)
-    contacts = people.groupby("account_id").size()
-    out["contacts_known"] = contacts.reindex(account_index).fillna(0).to_numpy()[snap_code]
+    person_account = encode(people["account_id"], account_index)
+    contacts = np.bincount(person_account[person_account >= 0], minlength=len(account_index))
+    out["contacts_known"] = contacts[snap_code]
 
 
-def _intent_features(out: dict[str, np.ndarray], snap_code: np.ndarray, snap_s: np.ndarray,
-                     intent: pd.DataFrame, account_index: pd.Index, config: FeatureConfig
-                     ) -> None:
+def _intent_features(
+    out: dict[str, np.ndarray],
+    snap_code: np.ndarray,
+    snap_s: np.ndarray,
+    intent: pd.DataFrame,
+    account_index: pd.Index,
+    config: FeatureConfig,
+) -> None:
     n = len(snap_code)
     published = _seconds(intent["date"]) + config.intent_delay_days * _DAY
     rows = _Rows(_codes(intent["account_id"], account_index), published)
@@ -363,19 +600,26 @@ def _intent_features(out: dict[str, np.ndarray], snap_code: np.ndarray, snap_s: 
     out["intent_max_score_90d"] = _group_max(snap_idx, score, n)
     total = _count(snap_idx, n, None, weights=score)
     records = _count(snap_idx, n)
-    out["intent_mean_score_90d"] = np.divide(total, records, out=np.full(n, np.nan),
-                                             where=records > 0)
+    out["intent_mean_score_90d"] = np.divide(
+        total, records, out=np.full(n, np.nan), where=records > 0
+    )
     surging = score >= INTENT_SURGE_SCORE
     topic = pd.factorize(intent["topic"].to_numpy())[0][row_idx]
     m = surging & in28
     out["intent_topics_surging_28d"] = _distinct(snap_idx[m], topic[m], n)
     week = (published[row_idx] // (7 * _DAY)).astype(np.int64)
-    out["intent_weeks_surging_90d"] = _distinct(snap_idx[surging],
-                                                week[surging] - int(week.min(initial=0)), n)
+    out["intent_weeks_surging_90d"] = _distinct(
+        snap_idx[surging], week[surging] - int(week.min(initial=0)), n
+    )
 
 
-def _history_features(out: dict[str, np.ndarray], snap_code: np.ndarray, snap_s: np.ndarray,
-                      opportunities: pd.DataFrame, account_index: pd.Index) -> None:
+def _history_features(
+    out: dict[str, np.ndarray],
+    snap_code: np.ndarray,
+    snap_s: np.ndarray,
+    opportunities: pd.DataFrame,
+    account_index: pd.Index,
+) -> None:
     n = len(snap_code)
     opps = opportunities
     rows = _Rows(_codes(opps["account_id"], account_index), _seconds(opps["created_at"]))
@@ -394,8 +638,9 @@ def _history_features(out: dict[str, np.ndarray], snap_code: np.ndarray, snap_s:
     out["days_since_last_closed_opportunity"] = (snap_s - last_closed) / _DAY
     # the latest closed renewal decides whether a past customer still is one
     renewal = closed & (kind == "renewal")
-    latest = pd.DataFrame({"snap": snap_idx[renewal], "closed": closed_s[renewal],
-                           "lost": status[renewal] == "lost"})
+    latest = pd.DataFrame(
+        {"snap": snap_idx[renewal], "closed": closed_s[renewal], "lost": status[renewal] == "lost"}
+    )
     churned = np.zeros(n, dtype=bool)
     if len(latest):
         last = latest.sort_values(["snap", "closed"], kind="stable").groupby("snap").last()
@@ -408,9 +653,11 @@ def _history_features(out: dict[str, np.ndarray], snap_code: np.ndarray, snap_s:
 
 def fit_categories(accounts: pd.DataFrame) -> dict[str, tuple[str, ...]]:
     """The sorted category levels of every categorical fit column, to keep them stable."""
-    return {c: tuple(sorted(accounts[c].dropna().astype("str").unique()))
-            for c in (*FIT_CATEGORIES, *extra_fit_columns(accounts)) if c in accounts
-            and not pd.api.types.is_numeric_dtype(accounts[c])}
+    return {
+        c: tuple(sorted(accounts[c].dropna().astype("str").unique()))
+        for c in (*FIT_CATEGORIES, *extra_fit_columns(accounts))
+        if c in accounts and not pd.api.types.is_numeric_dtype(accounts[c])
+    }
 
 
 def extra_fit_columns(accounts: pd.DataFrame) -> tuple[str, ...]:
@@ -419,19 +666,30 @@ def extra_fit_columns(accounts: pd.DataFrame) -> tuple[str, ...]:
     return tuple(c for c in accounts.columns if c not in known and not c.startswith("_"))
 
 
-def _fit_features(frame: pd.DataFrame, accounts: pd.DataFrame, snap_code: np.ndarray,
-                  snap_s: np.ndarray, config: FeatureConfig) -> None:
+def _fit_features(
+    frame: pd.DataFrame,
+    accounts: pd.DataFrame,
+    snap_code: np.ndarray,
+    snap_s: np.ndarray,
+    config: FeatureConfig,
+) -> None:
     levels = config.categories or fit_categories(accounts)
     for column in (*FIT_CATEGORIES, *extra_fit_columns(accounts)):
-        values = (accounts[column] if column in accounts
-                  else pd.Series(pd.NA, index=accounts.index, dtype="str"))
+        values = (
+            accounts[column]
+            if column in accounts
+            else pd.Series(pd.NA, index=accounts.index, dtype="str")
+        )
         if column in levels:
             taken = values.astype("str").to_numpy()[snap_code]
             frame[column] = pd.Categorical(taken, categories=list(levels[column]))
         else:
             frame[column] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)[snap_code]
-    count = accounts["employee_count"] if "employee_count" in accounts else pd.Series(
-        np.nan, index=accounts.index)
+    count = (
+        accounts["employee_count"]
+        if "employee_count" in accounts
+        else pd.Series(np.nan, index=accounts.index)
+    )
     frame["employee_count"] = count.to_numpy(dtype=float)[snap_code]
     if "created_at" in accounts:
         created = _seconds(accounts["created_at"]).astype(float)
@@ -441,9 +699,15 @@ def _fit_features(frame: pd.DataFrame, accounts: pd.DataFrame, snap_code: np.nda
         frame["account_age_days"] = np.nan
 
 
-def build_features(snapshots: pd.DataFrame, accounts: pd.DataFrame, people: pd.DataFrame,
-                   events: pd.DataFrame, intent: pd.DataFrame, opportunities: pd.DataFrame,
-                   config: FeatureConfig = FeatureConfig()) -> pd.DataFrame:
+def build_features(
+    snapshots: pd.DataFrame,
+    accounts: pd.DataFrame,
+    people: pd.DataFrame,
+    events: pd.DataFrame,
+    intent: pd.DataFrame,
+    opportunities: pd.DataFrame,
+    config: FeatureConfig = FeatureConfig(),
+) -> pd.DataFrame:
     """One feature row per (account_id, as_of) snapshot, in the snapshots' order.
 
     Tables are the validated canonical tables (``features.tables``); they may hold more
@@ -459,13 +723,14 @@ def build_features(snapshots: pd.DataFrame, accounts: pd.DataFrame, people: pd.D
     _event_features(out, snap_code, snap_s, events, people, account_index, config)
     _intent_features(out, snap_code, snap_s, intent, account_index, config)
     _history_features(out, snap_code, snap_s, opportunities, account_index)
-    frame = pd.DataFrame({
-        "account_id": snapshots["account_id"].astype("str").to_numpy(),
-        "as_of": pd.to_datetime(snap_s, unit="s", utc=True).astype("datetime64[us, UTC]"),
-    })
+    frame = pd.DataFrame(
+        {
+            "account_id": snapshots["account_id"].astype("str").to_numpy(),
+            "as_of": pd.to_datetime(snap_s, unit="s", utc=True).astype("datetime64[us, UTC]"),
+        }
+    )
     _fit_features(frame, accounts, snap_code, snap_s, config)
     names = [f.name for f in catalogue(config, extra_fit_columns(accounts))]
     numeric = pd.DataFrame({k: np.asarray(v, dtype=float) for k, v in out.items()})
     frame = pd.concat([frame, numeric], axis=1)
-    return frame[["account_id", "as_of", "in_pipeline",
-                  *[c for c in names if c in frame.columns]]]
+    return frame[["account_id", "as_of", "in_pipeline", *[c for c in names if c in frame.columns]]]

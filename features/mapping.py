@@ -96,8 +96,7 @@ class Mapping(BaseModel):
         sources: list[SourceMapping] = getattr(self, table)
         return sources
 
-    def read(self, folder: Path, tables: Iterable[str] = TABLE_ORDER
-             ) -> dict[str, list[RawSource]]:
+    def read(self, folder: Path, tables: Iterable[str] = TABLE_ORDER) -> dict[str, list[RawSource]]:
         """Read every mapped file in ``folder`` and rename it to canonical columns."""
         raw: dict[str, list[RawSource]] = {}
         for table in (t for t in TABLE_ORDER if t in set(tables)):
@@ -111,8 +110,9 @@ def _apply(table: str, source: SourceMapping, folder: Path) -> RawSource:
     path = folder / source.file
     if not path.exists():
         raise ContractError(f"{table}: mapped file {source.file} not found in {folder}")
-    return RawSource(table, source.file, map_frame(table, source, read_table_file(path)),
-                     dict(source.formats))
+    return RawSource(
+        table, source.file, map_frame(table, source, read_table_file(path)), dict(source.formats)
+    )
 
 
 def map_frame(table: str, source: SourceMapping, frame: pd.DataFrame) -> pd.DataFrame:

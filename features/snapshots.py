@@ -8,8 +8,13 @@ import numpy as np
 import pandas as pd
 
 
-def as_of_grid(end: datetime | pd.Timestamp, *, every_days: int = 30, count: int | None = None,
-               start: datetime | pd.Timestamp | None = None) -> pd.DatetimeIndex:
+def as_of_grid(
+    end: datetime | pd.Timestamp,
+    *,
+    every_days: int = 30,
+    count: int | None = None,
+    start: datetime | pd.Timestamp | None = None,
+) -> pd.DatetimeIndex:
     """Snapshot times every ``every_days`` days, anchored at ``end`` (midnight UTC) going back.
 
     Anchoring at the end makes the newest snapshot the one the scores are served for. Either
@@ -18,7 +23,7 @@ def as_of_grid(end: datetime | pd.Timestamp, *, every_days: int = 30, count: int
     if every_days < 1:
         raise ValueError("snapshots.every_days must be at least 1")
     anchor = pd.Timestamp(end)
-    anchor = (anchor.tz_localize("UTC") if anchor.tzinfo is None else anchor.tz_convert("UTC"))
+    anchor = anchor.tz_localize("UTC") if anchor.tzinfo is None else anchor.tz_convert("UTC")
     anchor = anchor.floor("D")
     if count is None:
         if start is None:
@@ -33,10 +38,12 @@ def as_of_grid(end: datetime | pd.Timestamp, *, every_days: int = 30, count: int
 def snapshot_grid(accounts: pd.DataFrame, as_ofs: pd.DatetimeIndex) -> pd.DataFrame:
     """Every account at every as_of, except before the account existed in the CRM."""
     stamps = pd.DatetimeIndex(as_ofs).astype("datetime64[us, UTC]")
-    grid = pd.DataFrame({
-        "account_id": accounts["account_id"].to_numpy().repeat(len(stamps)),
-        "as_of": pd.to_datetime(np.tile(stamps.asi8, len(accounts)), unit="us", utc=True),
-    })
+    grid = pd.DataFrame(
+        {
+            "account_id": accounts["account_id"].to_numpy().repeat(len(stamps)),
+            "as_of": pd.to_datetime(np.tile(stamps.asi8, len(accounts)), unit="us", utc=True),
+        }
+    )
     if "created_at" in accounts:
         created = accounts["created_at"].to_numpy().repeat(len(as_ofs))
         grid = grid[~(pd.Series(created, index=grid.index) >= grid["as_of"])]

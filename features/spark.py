@@ -27,11 +27,11 @@ from features.engine import (
     EventSource,
     bucket_of,
     build_bucket,
-    event_account_keys,
+    event_buckets,
 )
 from features.families import catalogue, extra_fit_columns
 from features.mapping import map_frame
-from features.tables import _ROW, RawSource, TableReport, ValidationReport
+from features.tables import _ROW, RawSource, TableReport, ValidationReport, text_table
 
 _BUCKET, _REPORT = "_bucket", "_report"
 
@@ -42,12 +42,15 @@ def spark_session(master: str) -> Any:
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
-    return (SparkSession.builder.master(master).appName("inmarket-features")
-            .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-            .config("spark.sql.shuffle.partitions", "8")
-            .config("spark.ui.enabled", "false")
-            .getOrCreate())
+    return (
+        SparkSession.builder.master(master)
+        .appName("inmarket-features")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
 
 
 def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
@@ -56,8 +59,11 @@ def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
     for name in frame.columns:
         column = frame[name]
         if pd.api.types.is_datetime64_any_dtype(column):
-            stamps = column.dt.tz_localize("UTC") if column.dt.tz is None else column.dt.tz_convert(
-                "UTC")
+            stamps = (
+                column.dt.tz_localize("UTC")
+                if column.dt.tz is None
+                else column.dt.tz_convert("UTC")
+            )
             out[name] = stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         elif name == _ROW:
             out[name] = column.astype("int64")
@@ -70,28 +76,42 @@ def _plain(frame: pd.DataFrame, text: list[str] | tuple[str, ...] = ()) -> pd.Da
     """pandas 3 text columns (Arrow-backed) as plain objects, which PySpark's Arrow path takes;
     the ``text`` columns become objects even when they are all missing."""
     for name in frame.columns:
-        if (name in text or pd.api.types.is_string_dtype(frame[name])
-                or frame[name].dtype == object):
+        if name in text or pd.api.types.is_string_dtype(frame[name]) or frame[name].dtype == object:
             values = frame[name].astype(object)
             frame[name] = values.where(values.notna(), None)
     return frame
 
 
-def _prepare(chunks: Iterator[pd.DataFrame], *, plan: BuildPlan, source: EventSource,
-             columns: list[str], text: list[str]) -> Iterator[pd.DataFrame]:
+def _prepare(
+    chunks: Iterator[pd.DataFrame],
+    *,
+    plan: BuildPlan,
+    source: EventSource,
+    columns: list[str],
+    text: list[str],
+) -> Iterator[pd.DataFrame]:
     for chunk in chunks:
         frame = map_frame("events", source.mapping, chunk) if source.mapping else chunk
         frame = _as_text(frame)
-        frame[_BUCKET] = bucket_of(event_account_keys(frame, plan.base), plan.n_buckets)
+        frame[_BUCKET] = event_buckets(text_table(frame), plan)
         frame["_source"] = source.name
         yield _plain(frame.reindex(columns=columns), text)
 
 
-def _bucket(events: pd.DataFrame, accounts: pd.DataFrame, *, plan: BuildPlan,
-            columns: list[str]) -> pd.DataFrame:
-    raw = [RawSource("events", str(name), part.drop(columns=["_source", _BUCKET]).dropna(
-        axis=1, how="all").reset_index(drop=True), plan.formats.get(str(name), {}))
-        for name, part in events.groupby("_source", sort=True)]
+def _bucket(
+    events: pd.DataFrame, accounts: pd.DataFrame, *, plan: BuildPlan, columns: list[str]
+) -> pd.DataFrame:
+    raw = [
+        RawSource(
+            "events",
+            str(name),
+            part.drop(columns=["_source", _BUCKET])
+            .dropna(axis=1, how="all")
+            .reset_index(drop=True),
+            plan.formats.get(str(name), {}),
+        )
+        for name, part in events.groupby("_source", sort=True)
+    ]
     features, report, rejects = build_bucket(plan, raw, accounts["account_id"].to_numpy())
     for name in features.columns:
         if isinstance(features[name].dtype, pd.CategoricalDtype):
@@ -103,41 +123,68 @@ def _bucket(events: pd.DataFrame, accounts: pd.DataFrame, *, plan: BuildPlan,
 
 
 def _report_from(data: dict[str, Any], plan: BuildPlan) -> ValidationReport:
-    tables = {name: TableReport(name, t["rows_in"], t["rows_used"], t["rejects"], t["warnings"],
-                                t["examples"], t["provided"])
-              for name, t in data["tables"].items()}
+    tables = {
+        name: TableReport(
+            name,
+            t["rows_in"],
+            t["rows_used"],
+            t["rejects"],
+            t["warnings"],
+            t["examples"],
+            t["provided"],
+        )
+        for name, t in data["tables"].items()
+    }
     return ValidationReport(tables, plan.extracted_at)
 
 
-def run_spark(plan: BuildPlan, sources: list[EventSource], master: str
-              ) -> Iterator[tuple[pd.DataFrame, ValidationReport, pd.DataFrame]]:
+def run_spark(
+    plan: BuildPlan, sources: list[EventSource], master: str
+) -> Iterator[tuple[pd.DataFrame, ValidationReport, pd.DataFrame]]:
     """Build the features on Spark; yields one (features, report, rejects) for the whole run."""
     from pyspark.sql import functions as sf
     from pyspark.sql import types as st
 
     spark = spark_session(master)
     prepared = None
-    text_columns = ["event_id", "timestamp", "account_id", "person_id", "event_type", "channel",
-                    "topic", "weight", "_domain"]
+    text_columns = [
+        "event_id",
+        "timestamp",
+        "account_id",
+        "person_id",
+        "event_type",
+        "channel",
+        "topic",
+        "weight",
+        "_domain",
+    ]
     columns = [*text_columns, _ROW, "_source", _BUCKET]
-    schema = st.StructType([*(st.StructField(c, st.StringType()) for c in text_columns),
-                            st.StructField(_ROW, st.LongType()),
-                            st.StructField("_source", st.StringType()),
-                            st.StructField(_BUCKET, st.LongType())])
+    schema = st.StructType(
+        [
+            *(st.StructField(c, st.StringType()) for c in text_columns),
+            st.StructField(_ROW, st.LongType()),
+            st.StructField("_source", st.StringType()),
+            st.StructField(_BUCKET, st.LongType()),
+        ]
+    )
     for source in sources:
         path = str(source.path)
         reader = spark.read
-        frame = (reader.parquet(path) if path.endswith(".parquet") or source.path.is_dir()
-                 else reader.option("header", True).csv(path))
+        frame = (
+            reader.parquet(path)
+            if path.endswith(".parquet") or source.path.is_dir()
+            else reader.option("header", True).csv(path)
+        )
         numbered = frame.rdd.zipWithIndex().map(lambda pair: (*pair[0], pair[1]))
         frame = spark.createDataFrame(numbered, frame.schema.add(_ROW, st.LongType()))
-        frame = frame.mapInPandas(partial(_prepare, plan=plan, source=source, columns=columns,
-                                          text=text_columns),
-                                  schema)
+        frame = frame.mapInPandas(
+            partial(_prepare, plan=plan, source=source, columns=columns, text=text_columns), schema
+        )
         prepared = frame if prepared is None else prepared.unionByName(frame)
     assert prepared is not None
     accounts = plan.base.accounts[["account_id"]].assign(
-        **{_BUCKET: bucket_of(plan.base.accounts["account_id"], plan.n_buckets)})
+        **{_BUCKET: bucket_of(plan.base.accounts["account_id"], plan.n_buckets)}
+    )
     accounts_sdf = spark.createDataFrame(accounts)
 
     sample = build_bucket(plan, [], np.array([], dtype=object))[0]
@@ -153,8 +200,11 @@ def run_spark(plan: BuildPlan, sources: list[EventSource], master: str
     out_fields.append(st.StructField(_REPORT, st.StringType()))
     out_schema = st.StructType(out_fields)
     out_columns = [f.name for f in out_fields]
-    result = (prepared.groupBy(_BUCKET).cogroup(accounts_sdf.groupBy(_BUCKET))
-              .applyInPandas(partial(_bucket, plan=plan, columns=out_columns), out_schema))
+    result = (
+        prepared.groupBy(_BUCKET)
+        .cogroup(accounts_sdf.groupBy(_BUCKET))
+        .applyInPandas(partial(_bucket, plan=plan, columns=out_columns), out_schema)
+    )
     collected = result.orderBy(sf.col("account_id"), sf.col("as_of")).toPandas()
 
     markers = collected[collected[_REPORT].notna()]
@@ -170,6 +220,10 @@ def run_spark(plan: BuildPlan, sources: list[EventSource], master: str
         data = json.loads(text)
         report = report.merge(_report_from(data["report"], plan))
         rejects.append(pd.DataFrame(data["rejects"]))
-    names = ["account_id", "as_of", "in_pipeline",
-             *[f.name for f in catalogue(plan.config, extra_fit_columns(plan.base.accounts))]]
+    names = [
+        "account_id",
+        "as_of",
+        "in_pipeline",
+        *[f.name for f in catalogue(plan.config, extra_fit_columns(plan.base.accounts))],
+    ]
     yield features[names], report, pd.concat(rejects, ignore_index=True)

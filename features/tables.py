@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
@@ -61,8 +63,7 @@ def _first_examples(a: dict[str, str], b: dict[str, str]) -> dict[str, str]:
         file, _, row = example.rpartition(" row ")
         return file, int(row) if row.isdigit() else 0
 
-    return {k: min((e for e in (a.get(k), b.get(k)) if e), key=position)
-            for k in sorted({*a, *b})}
+    return {k: min((e for e in (a.get(k), b.get(k)) if e), key=position) for k in sorted({*a, *b})}
 
 
 @dataclass
@@ -102,9 +103,14 @@ class ValidationReport:
                 tables[name] = part
                 continue
             tables[name] = TableReport(
-                name, mine.rows_in + part.rows_in, mine.rows_used + part.rows_used,
-                _add_counts(mine.rejects, part.rejects), _add_counts(mine.warnings, part.warnings),
-                _first_examples(mine.examples, part.examples), mine.provided or part.provided)
+                name,
+                mine.rows_in + part.rows_in,
+                mine.rows_used + part.rows_used,
+                _add_counts(mine.rejects, part.rejects),
+                _add_counts(mine.warnings, part.warnings),
+                _first_examples(mine.examples, part.examples),
+                mine.provided or part.provided,
+            )
         return ValidationReport(tables, self.extracted_at)
 
     @property
@@ -182,24 +188,39 @@ def read_table_file(path: Path) -> pd.DataFrame:
     raise ContractError(f"{path}: unsupported file type; use Parquet or CSV")
 
 
-def iter_table_file(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """Read a table in chunks of about ``chunk_rows`` rows, each with its ``_row`` numbers."""
+def iter_table_batches(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
+    """Read a table in Arrow chunks of about ``chunk_rows`` rows, each with its ``_row`` numbers.
+
+    CSV arrives as text, the way ``read_table_file`` reads it."""
     name = path.name.lower()
-    offset = 0
     if name.endswith(".parquet") or path.is_dir():
         batches = (pq.ParquetFile(path).iter_batches(batch_size=chunk_rows) if path.is_file()
                    else pads.dataset(path).to_batches(batch_size=chunk_rows))
-        chunks: Iterable[pd.DataFrame] = (b.to_pandas() for b in batches)
+        tables: Iterable[pa.Table] = (pa.Table.from_batches([b]) for b in batches)
     elif name.endswith((".csv", ".csv.gz")):
-        chunks = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""],
-                             chunksize=chunk_rows)
+        tables = (text_table(chunk) for chunk in pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_values=[""], chunksize=chunk_rows))
     else:
         raise ContractError(f"{path}: unsupported file type; use Parquet or CSV")
-    for chunk in chunks:
-        chunk = chunk.reset_index(drop=True)
-        chunk[_ROW] = np.arange(offset, offset + len(chunk))
-        offset += len(chunk)
-        yield chunk
+    offset = 0
+    for table in tables:
+        yield table.append_column(_ROW, pa.array(np.arange(offset, offset + table.num_rows)))
+        offset += table.num_rows
+
+
+def text_table(frame: pd.DataFrame) -> pa.Table:
+    """A pandas frame as Arrow, text columns as strings even when a chunk is all missing."""
+    fields = []
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(column):
+            tz = getattr(column.dt, "tz", None)
+            fields.append(pa.field(name, pa.timestamp("us", str(tz) if tz else None)))
+        elif pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+            fields.append(pa.field(name, pa.from_numpy_dtype(column.dtype)))
+        else:
+            fields.append(pa.field(name, pa.large_string()))
+    return pa.Table.from_pandas(frame, schema=pa.schema(fields), preserve_index=False)
 
 
 def count_rows(path: Path) -> int:
@@ -241,8 +262,11 @@ def locate_tables(folder: Path) -> dict[str, Path]:
 def read_folder(folder: Path, tables: Iterable[str] = TABLE_ORDER) -> dict[str, list[RawSource]]:
     """Read ``<table>.parquet`` or ``<table>.csv`` for each canonical table in ``folder``."""
     wanted = set(tables)
-    return {table: [RawSource(table, path.name, read_table_file(path))]
-            for table, path in locate_tables(folder).items() if table in wanted}
+    return {
+        table: [RawSource(table, path.name, read_table_file(path))]
+        for table, path in locate_tables(folder).items()
+        if table in wanted
+    }
 
 
 def read_extracted_at(folder: Path) -> datetime | None:
@@ -262,20 +286,48 @@ def _as_utc(stamp: datetime) -> datetime:
 
 
 def normalise_label(values: pd.Series) -> pd.Series:
-    """'Closed Won ' -> 'closed_won': lower case, runs of other characters become '_'."""
-    text = values.astype("str").str.strip().str.lower()
+    """'Closed Won ' -> 'closed_won': lower case, runs of other characters become '_'.
+
+    Labels repeat, so the work is done once per distinct value."""
+    codes, uniques = pd.factorize(values)
+    text = pd.Series(uniques, dtype="str").str.strip().str.lower()
     text = text.str.replace(r"[^0-9a-z]+", "_", regex=True).str.strip("_")
-    return text.where(text.str.len() > 0)
+    return _take_labels(text.where(text.str.len() > 0), codes, values.index)
+
+
+def _large_text(values: pd.Series | pd.Index | np.ndarray | list[str] | tuple[str, ...]
+                ) -> pa.Array | pa.ChunkedArray:
+    array = pa.array(values, from_pandas=True) if not isinstance(
+        values, pa.Array | pa.ChunkedArray) else values
+    return array if array.type == pa.large_string() else array.cast(pa.large_string())
+
+
+def encode(values: pd.Series | np.ndarray, vocabulary: pd.Series | pd.Index | tuple[str, ...]
+           ) -> np.ndarray:
+    """Position of each value in ``vocabulary``; -1 where missing or unknown (hash lookup)."""
+    vocab = _large_text(vocabulary)
+    if isinstance(vocab, pa.ChunkedArray):
+        vocab = vocab.combine_chunks()
+    found = pc.index_in(_large_text(values), value_set=vocab)
+    codes: np.ndarray = pc.fill_null(found, -1).to_numpy(zero_copy_only=False)
+    return codes.astype(np.int64)
 
 
 def domain_of(values: pd.Series) -> pd.Series:
-    """An email address, URL or bare domain -> 'example.com'."""
-    text = values.astype("str").str.strip().str.lower()
+    """An email address, URL or bare domain -> 'example.com' (once per distinct value)."""
+    codes, uniques = pd.factorize(values)
+    text = pd.Series(uniques, dtype="str").str.strip().str.lower()
     text = text.str.replace(r"^.*@", "", regex=True)
     text = text.str.replace(r"^[a-z][a-z0-9+.-]*://", "", regex=True)
     text = text.str.replace(r"^www\.", "", regex=True)
     text = text.str.replace(r"[/:?#].*$", "", regex=True)
-    return text.where(text.str.len() > 0)
+    return _take_labels(text.where(text.str.len() > 0), codes, values.index)
+
+
+def _take_labels(labels: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
+    """Spread per-distinct-value results back to the rows (code -1 = missing)."""
+    taken = labels.take(np.maximum(codes, 0)).where(codes >= 0).set_axis(index)
+    return taken.astype("str")
 
 
 def _as_id(values: pd.Series) -> pd.Series:
@@ -442,7 +494,8 @@ def _check_people(
     rows.reject(f["person_id"].isna(), "missing_person_id")
     _resolve_domain(f, rows, accounts)
     rows.reject(f["account_id"].isna(), "missing_account_id")
-    rows.reject(~f["account_id"].isin(accounts["account_id"]), "unknown_account")
+    rows.reject(pd.Series(encode(f["account_id"], accounts["account_id"]) < 0, index=f.index),
+                "unknown_account")
     _dedupe(rows, ["person_id"], "duplicate_person_id")
     if "buying_role" in f:
         role = normalise_label(f["buying_role"])
@@ -479,8 +532,9 @@ def _check_events(
     rows.reject(f["event_type"].isna(), "missing_event_type")
 
     _resolve_domain(f, rows, accounts)
-    person_account = people.set_index("person_id")["account_id"]
-    of_person = f["person_id"].map(person_account)
+    person = encode(f["person_id"], people["person_id"])
+    of_person = pd.Series(people["account_id"].to_numpy()[np.maximum(person, 0)], index=f.index,
+                          dtype="str").where(person >= 0)
     known_person = of_person.notna()
     no_account = f["account_id"].isna()
     rows.reject(no_account & f["person_id"].isna(), "no_account_or_person")
@@ -494,7 +548,8 @@ def _check_events(
         "account_differs_from_persons_account_event_account_kept",
     )
     f["account_id"] = f["account_id"].where(~no_account, of_person)
-    rows.reject(~f["account_id"].isin(accounts["account_id"]), "unknown_account")
+    rows.reject(pd.Series(encode(f["account_id"], accounts["account_id"]) < 0, index=f.index),
+                "unknown_account")
     _dedupe(rows, ["event_id"], "duplicate_event_id")
     if "weight" in f:
         f["weight"], bad = _parse_numbers(ctx, f, "weight")
@@ -516,7 +571,8 @@ def _check_intent(
 ) -> pd.DataFrame:
     f["account_id"] = _as_id(f["account_id"])
     _resolve_domain(f, rows, accounts)
-    rows.reject(~f["account_id"].isin(accounts["account_id"]), "unknown_account")
+    rows.reject(pd.Series(encode(f["account_id"], accounts["account_id"]) < 0, index=f.index),
+                "unknown_account")
     f["date"], bad = _parse_times(ctx, f, "date", dates=True)
     rows.reject(f["date"].isna() & ~bad, "missing_date")
     rows.reject(bad, "unparsable_date")
@@ -537,7 +593,8 @@ def _check_opportunities(
     f["account_id"] = _as_id(f["account_id"])
     rows.reject(f["opportunity_id"].isna(), "missing_opportunity_id")
     _resolve_domain(f, rows, accounts)
-    rows.reject(~f["account_id"].isin(accounts["account_id"]), "unknown_account")
+    rows.reject(pd.Series(encode(f["account_id"], accounts["account_id"]) < 0, index=f.index),
+                "unknown_account")
     f["created_at"], bad = _parse_times(ctx, f, "created_at")
     rows.reject(f["created_at"].isna() & ~bad, "missing_created_at")
     rows.reject(bad, "unparsable_created_at")

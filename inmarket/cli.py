@@ -152,8 +152,12 @@ def validate(
 
 @cli.command()
 @click.argument("data", type=click.Path(path_type=Path, file_okay=False), required=False)
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
-              default=Path("data/features.parquet"), show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("data/features.parquet"),
+    show_default=True,
+)
 @click.option("--mapping", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--every-days", type=int, help="days between snapshots [30]")
 @click.option("--snapshots", type=int, help="number of snapshots back from the extract [12]")
@@ -163,16 +167,33 @@ def validate(
 @click.option("--spark-master", help="Spark master URL [local[*]]")
 @click.option("--list", "list_only", is_flag=True, help="print the feature catalogue and exit")
 @click.pass_context
-def features(ctx: click.Context, data: Path | None, out: Path, mapping: Path | None,
-             every_days: int | None, snapshots: int | None, all_history: bool,
-             engine: str | None, buckets: int | None, spark_master: str | None,
-             list_only: bool) -> None:
+def features(
+    ctx: click.Context,
+    data: Path | None,
+    out: Path,
+    mapping: Path | None,
+    every_days: int | None,
+    snapshots: int | None,
+    all_history: bool,
+    engine: str | None,
+    buckets: int | None,
+    spark_master: str | None,
+    list_only: bool,
+) -> None:
     """Build point-in-time account features for the tables in DATA."""
     from features.families import FeatureConfig, catalogue
 
-    cfg = _config(ctx, data={"mapping": mapping},
-                  features={"every_days": every_days, "snapshots": snapshots, "engine": engine,
-                            "buckets": buckets, "spark_master": spark_master})
+    cfg = _config(
+        ctx,
+        data={"mapping": mapping},
+        features={
+            "every_days": every_days,
+            "snapshots": snapshots,
+            "engine": engine,
+            "buckets": buckets,
+            "spark_master": spark_master,
+        },
+    )
     fc = cfg.features
     feature_config = FeatureConfig(windows=fc.windows, intent_delay_days=fc.intent_delay_days)
     if list_only:
@@ -183,15 +204,27 @@ def features(ctx: click.Context, data: Path | None, out: Path, mapping: Path | N
         raise _Failure("give the DATA folder (or --list for the feature catalogue)")
     from features.engine import build_feature_table
 
-    build = _run(lambda: build_feature_table(
-        data, out, mapping=cfg.data.mapping, extracted_at=cfg.data.extracted_at,
-        max_bad_share=cfg.data.max_bad_share, every_days=fc.every_days,
-        snapshots=None if all_history else fc.snapshots, engine=fc.engine, buckets=fc.buckets,
-        spark_master=fc.spark_master, config=feature_config))
+    build = _run(
+        lambda: build_feature_table(
+            data,
+            out,
+            mapping=cfg.data.mapping,
+            extracted_at=cfg.data.extracted_at,
+            max_bad_share=cfg.data.max_bad_share,
+            every_days=fc.every_days,
+            snapshots=None if all_history else fc.snapshots,
+            engine=fc.engine,
+            buckets=fc.buckets,
+            spark_master=fc.spark_master,
+            config=feature_config,
+        )
+    )
     click.echo(build.report.render())
-    click.echo(f"wrote {build.rows:,} snapshot rows to {out} ({build.buckets} buckets, "
-               f"{fc.engine} engine) in {build.seconds:.1f}s; {build.rejects:,} rejected rows "
-               f"listed beside it")
+    click.echo(
+        f"wrote {build.rows:,} snapshot rows to {out} ({build.buckets} buckets, "
+        f"{fc.engine} engine) in {build.seconds:.1f}s; {build.rejects:,} rejected rows "
+        f"listed beside it"
+    )
 
 
 @cli.command("example-crm")

@@ -54,7 +54,9 @@ class FeaturesConfig(_Section):
         12, ge=1, description="how many snapshots back from the extract; none = all history"
     )
     windows: tuple[int, ...] = (7, 30, 90)
-    intent_delay_days: int = Field(7, ge=0, description="days before a weekly intent record is known")
+    intent_delay_days: int = Field(
+        7, ge=0, description="days before a weekly intent record is known"
+    )
     engine: Literal["local", "spark"] = "local"
     buckets: int | None = Field(None, ge=1, description="hash buckets; default ~2M events each")
     spark_master: str = "local[*]"

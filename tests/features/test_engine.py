@@ -34,15 +34,24 @@ def test_bucketed_build_equals_one_whole_build(world_dir: Path, tmp_path: Path) 
     build = build_feature_table(world_dir, out, buckets=4, snapshots=6)
     ds = load_dataset(world_dir)
     grid = as_of_grid(ds.report.extracted_at, every_days=30, count=6)
-    whole = build_features(snapshot_grid(ds.accounts, grid), ds.accounts, ds.people, ds.events,
-                           ds.intent, ds.opportunities,
-                           FeatureConfig(categories=fit_categories(ds.accounts)))
+    whole = build_features(
+        snapshot_grid(ds.accounts, grid),
+        ds.accounts,
+        ds.people,
+        ds.events,
+        ds.intent,
+        ds.opportunities,
+        FeatureConfig(categories=fit_categories(ds.accounts)),
+    )
     written = pd.read_parquet(out)
     assert build.rows == len(whole) == len(written)
     pd.testing.assert_frame_equal(_sorted(written), _sorted(whole), check_exact=True)
     assert build.report.reconciles and build.rejects == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "features.parquet", "features.rejects.parquet", "features.report.json"]
+        "features.parquet",
+        "features.rejects.parquet",
+        "features.report.json",
+    ]
 
 
 def test_dirty_world_rejects_are_carried_along(dirty_world_dir: Path, tmp_path: Path) -> None:
@@ -57,8 +66,9 @@ def test_dirty_world_rejects_are_carried_along(dirty_world_dir: Path, tmp_path: 
     assert set(rejects.columns) == {"table", "source_file", "source_row", "reason"}
 
 
-def test_a_failed_build_leaves_the_previous_table_untouched(world_dir: Path,
-                                                            tmp_path: Path) -> None:
+def test_a_failed_build_leaves_the_previous_table_untouched(
+    world_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "f.parquet"
     build_feature_table(world_dir, out, buckets=2, snapshots=1)
     before = out.read_bytes()
@@ -67,7 +77,7 @@ def test_a_failed_build_leaves_the_previous_table_untouched(world_dir: Path,
     events = pd.read_parquet(broken / "events.parquet")
     events["timestamp"] = "31/12/2025"
     events.to_parquet(broken / "events.parquet")
-    with pytest.raises(ValueError, match="events.timestamp"):
+    with pytest.raises(ValueError, match=r"events\.timestamp"):
         build_feature_table(broken, out, buckets=2, snapshots=1)
     assert out.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -75,19 +85,29 @@ def test_a_failed_build_leaves_the_previous_table_untouched(world_dir: Path,
 
 @pytest.mark.spark
 @pytest.mark.slow
-def test_spark_engine_equals_local_engine(dirty_world_dir: Path, world_dir: Path,
-                                          tmp_path: Path) -> None:
+def test_spark_engine_equals_local_engine(
+    dirty_world_dir: Path, world_dir: Path, tmp_path: Path
+) -> None:
     pytest.importorskip("pyspark")
     crm = tmp_path / "crm"
     crm_export(world_dir, crm, seed=2)
     for name, data, mapping in (("dirty", dirty_world_dir, None), ("crm", crm, mapping_file())):
-        local = build_feature_table(data, tmp_path / f"{name}-local.parquet", mapping=mapping,
-                                    buckets=3, snapshots=3)
-        spark = build_feature_table(data, tmp_path / f"{name}-spark.parquet", mapping=mapping,
-                                    buckets=3, snapshots=3, engine="spark",
-                                    spark_master="local[2]")
+        local = build_feature_table(
+            data, tmp_path / f"{name}-local.parquet", mapping=mapping, buckets=3, snapshots=3
+        )
+        spark = build_feature_table(
+            data,
+            tmp_path / f"{name}-spark.parquet",
+            mapping=mapping,
+            buckets=3,
+            snapshots=3,
+            engine="spark",
+            spark_master="local[2]",
+        )
         pd.testing.assert_frame_equal(
             _sorted(pd.read_parquet(tmp_path / f"{name}-spark.parquet")),
-            _sorted(pd.read_parquet(tmp_path / f"{name}-local.parquet")), check_exact=True)
+            _sorted(pd.read_parquet(tmp_path / f"{name}-local.parquet")),
+            check_exact=True,
+        )
         assert spark.report.to_dict() == local.report.to_dict()
         assert spark.rejects == local.rejects

@@ -25,31 +25,54 @@ from inmarket.synthetic import WorldSpec, generate_world
 AS_OF = pd.Timestamp("2025-03-01", tz="UTC")
 
 
-def _tables(events: list[tuple[str, str | None, str, str]],
-            people: list[tuple[str, str, str, str, str]]) -> dict[str, pd.DataFrame]:
+def _tables(
+    events: list[tuple[str, str | None, str, str]], people: list[tuple[str, str, str, str, str]]
+) -> dict[str, pd.DataFrame]:
     """events: (account, person or None, event_type, timestamp); people: (id, account, dept,
     seniority, role)."""
-    accounts = pd.DataFrame({"account_id": ["A", "B"], "name": ["A Inc", "B Ltd"],
-                             "industry": ["software", "retail"], "region": ["emea", "emea"],
-                             "employee_band": ["51-200", "51-200"],
-                             "employee_count": [100.0, 120.0],
-                             "created_at": pd.to_datetime(["2020-01-01"] * 2, utc=True)})
-    ppl = pd.DataFrame(people, columns=["person_id", "account_id", "department", "seniority",
-                                        "buying_role"])
+    accounts = pd.DataFrame(
+        {
+            "account_id": ["A", "B"],
+            "name": ["A Inc", "B Ltd"],
+            "industry": ["software", "retail"],
+            "region": ["emea", "emea"],
+            "employee_band": ["51-200", "51-200"],
+            "employee_count": [100.0, 120.0],
+            "created_at": pd.to_datetime(["2020-01-01"] * 2, utc=True),
+        }
+    )
+    ppl = pd.DataFrame(
+        people, columns=["person_id", "account_id", "department", "seniority", "buying_role"]
+    )
     ev = pd.DataFrame(events, columns=["account_id", "person_id", "event_type", "timestamp"])
     ev["timestamp"] = pd.to_datetime(ev["timestamp"], utc=True).astype("datetime64[us, UTC]")
     ev["channel"] = "web"
     ev["weight"] = 1.0
-    intent = pd.DataFrame({"account_id": pd.Series(dtype="str"),
-                           "date": pd.Series(dtype="datetime64[us, UTC]"),
-                           "topic": pd.Series(dtype="str"), "score": pd.Series(dtype=float)})
-    opps = pd.DataFrame({"opportunity_id": pd.Series(dtype="str"),
-                         "account_id": pd.Series(dtype="str"),
-                         "created_at": pd.Series(dtype="datetime64[us, UTC]"),
-                         "closed_at": pd.Series(dtype="datetime64[us, UTC]"),
-                         "status": pd.Series(dtype="str"), "type": pd.Series(dtype="str")})
-    return {"accounts": accounts, "people": ppl, "events": ev, "intent": intent,
-            "opportunities": opps}
+    intent = pd.DataFrame(
+        {
+            "account_id": pd.Series(dtype="str"),
+            "date": pd.Series(dtype="datetime64[us, UTC]"),
+            "topic": pd.Series(dtype="str"),
+            "score": pd.Series(dtype=float),
+        }
+    )
+    opps = pd.DataFrame(
+        {
+            "opportunity_id": pd.Series(dtype="str"),
+            "account_id": pd.Series(dtype="str"),
+            "created_at": pd.Series(dtype="datetime64[us, UTC]"),
+            "closed_at": pd.Series(dtype="datetime64[us, UTC]"),
+            "status": pd.Series(dtype="str"),
+            "type": pd.Series(dtype="str"),
+        }
+    )
+    return {
+        "accounts": accounts,
+        "people": ppl,
+        "events": ev,
+        "intent": intent,
+        "opportunities": opps,
+    }
 
 
 def _features(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp = AS_OF) -> pd.DataFrame:
@@ -61,13 +84,25 @@ def test_breadth_sees_rivers_not_one_busy_reader() -> None:
     """Six people from three departments beat one person doing six times the activity."""
     depts = ["marketing", "marketing", "it", "it", "finance", "finance"]
     roles = ["decision_maker", "champion", "technical_evaluator", "user", "finance", "influencer"]
-    people = [(f"A{i}", "A", depts[i], "director" if i < 2 else "manager", roles[i])
-              for i in range(6)]
+    people = [
+        (f"A{i}", "A", depts[i], "director" if i < 2 else "manager", roles[i]) for i in range(6)
+    ]
     people.append(("B0", "B", "marketing", "individual_contributor", "other"))
     events = [("A", f"A{i}", "pricing_page", f"2025-02-{10 + i:02d}T10:00:00Z") for i in range(6)]
-    events += [("B", "B0", kind, f"2025-02-{1 + i % 27:02d}T1{i % 10}:00:00Z")
-               for i, kind in enumerate(["content_download", "form_fill", "webinar_attended",
-                                         "pricing_page", "page_view", "email_click"] * 6)]
+    events += [
+        ("B", "B0", kind, f"2025-02-{1 + i % 27:02d}T1{i % 10}:00:00Z")
+        for i, kind in enumerate(
+            [
+                "content_download",
+                "form_fill",
+                "webinar_attended",
+                "pricing_page",
+                "page_view",
+                "email_click",
+            ]
+            * 6
+        )
+    ]
     f = _features(_tables(events, people))
     a, b = f.loc["A"], f.loc["B"]
     assert b["events_30d"] == 6 * a["events_30d"]
@@ -83,8 +118,10 @@ def test_breadth_sees_rivers_not_one_busy_reader() -> None:
 
 def test_an_event_at_as_of_is_not_seen_one_second_before_is() -> None:
     people = [("A0", "A", "it", "manager", "user")]
-    events = [("A", "A0", "demo_request", "2025-03-01T00:00:00Z"),
-              ("A", "A0", "pricing_page", "2025-02-28T23:59:59Z")]
+    events = [
+        ("A", "A0", "demo_request", "2025-03-01T00:00:00Z"),
+        ("A", "A0", "pricing_page", "2025-02-28T23:59:59Z"),
+    ]
     a = _features(_tables(events, people)).loc["A"]
     assert a["events_7d"] == 1
     assert a["events_demo_request_90d"] == 0
@@ -104,8 +141,10 @@ def test_mql_points_follow_the_rule_table_within_90_days() -> None:
 
 def test_email_opens_alone_do_not_make_a_person_engaged() -> None:
     people = [("A0", "A", "it", "manager", "user"), ("A1", "A", "it", "manager", "champion")]
-    events = [("A", "A0", "email_open", "2025-02-20T10:00:00Z"),
-              ("A", "A1", "page_view", "2025-02-21T10:00:00Z")]
+    events = [
+        ("A", "A0", "email_open", "2025-02-20T10:00:00Z"),
+        ("A", "A1", "page_view", "2025-02-21T10:00:00Z"),
+    ]
     a = _features(_tables(events, people)).loc["A"]
     assert a["people_engaged_30d"] == 1
     assert a["role_champion_engaged_90d"] == 1 and a["role_user_engaged_90d"] == 0
@@ -125,13 +164,21 @@ def test_output_matches_the_catalogue() -> None:
 
 def test_snapshot_grid_is_anchored_at_the_end() -> None:
     grid = as_of_grid(pd.Timestamp("2026-07-01 13:00", tz="UTC"), every_days=30, count=3)
-    assert list(grid) == [pd.Timestamp(d, tz="UTC") for d in
-                          ("2026-05-02", "2026-06-01", "2026-07-01")]
-    weekly = as_of_grid(pd.Timestamp("2026-07-01", tz="UTC"), every_days=7,
-                        start=pd.Timestamp("2026-06-01", tz="UTC"))
+    assert list(grid) == [
+        pd.Timestamp(d, tz="UTC") for d in ("2026-05-02", "2026-06-01", "2026-07-01")
+    ]
+    weekly = as_of_grid(
+        pd.Timestamp("2026-07-01", tz="UTC"),
+        every_days=7,
+        start=pd.Timestamp("2026-06-01", tz="UTC"),
+    )
     assert weekly[0] >= pd.Timestamp("2026-06-01", tz="UTC") and len(weekly) == 5
-    accounts = pd.DataFrame({"account_id": ["old", "new"], "created_at": pd.to_datetime(
-        ["2020-01-01", "2026-06-15"], utc=True)})
+    accounts = pd.DataFrame(
+        {
+            "account_id": ["old", "new"],
+            "created_at": pd.to_datetime(["2020-01-01", "2026-06-15"], utc=True),
+        }
+    )
     snaps = snapshot_grid(accounts, grid)
     assert len(snaps) == 4  # "new" did not exist at the first two snapshots
 
@@ -148,24 +195,26 @@ def test_categories_are_stable_whatever_the_accounts_subset(small_world: Dataset
     config = FeatureConfig(categories=fit_categories(ds.accounts))
     grid = as_of_grid(ds.report.extracted_at, every_days=30, count=2)
     one = snapshot_grid(ds.accounts.head(3), grid)
-    f = build_features(one, ds.accounts, ds.people, ds.events, ds.intent, ds.opportunities,
-                       config)
+    f = build_features(one, ds.accounts, ds.people, ds.events, ds.intent, ds.opportunities, config)
     assert list(f["industry"].cat.categories) == sorted(ds.accounts["industry"].unique())
 
 
-def _mutate_after(ds: Dataset, as_of: pd.Timestamp, rng: np.random.Generator
-                  ) -> dict[str, pd.DataFrame]:
+def _mutate_after(
+    ds: Dataset, as_of: pd.Timestamp, rng: np.random.Generator
+) -> dict[str, pd.DataFrame]:
     """Delete, change and add rows dated at or after as_of, in every dated table."""
     events, intent, opps = ds.events.copy(), ds.intent.copy(), ds.opportunities.copy()
     later = events["timestamp"] >= as_of
     drop = later & (rng.random(len(events)) < 0.3)
     change = later & ~drop & (rng.random(len(events)) < 0.5)
     events.loc[change, "event_type"] = "demo_request"
-    events.loc[change, "person_id"] = rng.choice(ds.people["person_id"].to_numpy(),
-                                                 int(change.sum()))
+    events.loc[change, "person_id"] = rng.choice(
+        ds.people["person_id"].to_numpy(), int(change.sum())
+    )
     added = events[later].sample(frac=0.5, random_state=int(rng.integers(1e9)), replace=True)
-    added = added.assign(event_id=added["event_id"] + "-new",
-                         timestamp=as_of + pd.Timedelta(seconds=1))
+    added = added.assign(
+        event_id=added["event_id"] + "-new", timestamp=as_of + pd.Timedelta(seconds=1)
+    )
     events = pd.concat([events[~drop], added], ignore_index=True)
     i_later = intent["date"] >= as_of
     intent.loc[i_later, "score"] = 100.0
@@ -174,20 +223,27 @@ def _mutate_after(ds: Dataset, as_of: pd.Timestamp, rng: np.random.Generator
     opps.loc[created_later, "status"] = "won"
     opps.loc[created_later, "type"] = "new_business"
     closes_later = (opps["closed_at"] >= as_of) & ~created_later
-    opps.loc[closes_later, "status"] = np.where(opps.loc[closes_later, "status"] == "won",
-                                                "lost", "won")
-    opps.loc[closes_later, "closed_at"] = opps.loc[closes_later, "closed_at"] + pd.Timedelta(
-        days=3)
+    opps.loc[closes_later, "status"] = np.where(
+        opps.loc[closes_later, "status"] == "won", "lost", "won"
+    )
+    opps.loc[closes_later, "closed_at"] = opps.loc[closes_later, "closed_at"] + pd.Timedelta(days=3)
     opps = opps[~(created_later & (rng.random(len(opps)) < 0.5))]
-    return {"accounts": ds.accounts, "people": ds.people, "events": events, "intent": intent,
-            "opportunities": opps}
+    return {
+        "accounts": ds.accounts,
+        "people": ds.people,
+        "events": events,
+        "intent": intent,
+        "opportunities": opps,
+    }
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(snapshot=st.integers(0, 11), seed=st.integers(0, 2**32 - 1),
-       n_accounts=st.integers(1, 80))
-def test_rows_at_or_after_as_of_never_change_the_snapshot(small_world: Dataset, snapshot: int,
-                                                          seed: int, n_accounts: int) -> None:
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(snapshot=st.integers(0, 11), seed=st.integers(0, 2**32 - 1), n_accounts=st.integers(1, 80))
+def test_rows_at_or_after_as_of_never_change_the_snapshot(
+    small_world: Dataset, snapshot: int, seed: int, n_accounts: int
+) -> None:
     ds = small_world
     rng = np.random.default_rng(seed)
     as_of = as_of_grid(ds.report.extracted_at, every_days=30, count=12)[snapshot]
@@ -204,19 +260,24 @@ def test_the_leakage_check_can_fail(small_world: Dataset) -> None:
     as_of = as_of_grid(ds.report.extracted_at, every_days=30, count=12)[6]
     snaps = snapshot_grid(ds.accounts, pd.DatetimeIndex([as_of]))
     base = build_features(snaps, ds.accounts, ds.people, ds.events, ds.intent, ds.opportunities)
-    changed = build_features(snaps, **_mutate_after(ds, as_of - pd.Timedelta(days=20),
-                                                    np.random.default_rng(0)))
+    changed = build_features(
+        snaps, **_mutate_after(ds, as_of - pd.Timedelta(days=20), np.random.default_rng(0))
+    )
     assert not base.equals(changed)
 
 
 def test_customers_and_former_customers(tmp_path: Path) -> None:
     tables = _tables([], [("A0", "A", "it", "manager", "user")])
-    tables["opportunities"] = pd.DataFrame({
-        "opportunity_id": ["o1", "o2", "o3"], "account_id": ["A", "A", "B"],
-        "created_at": pd.to_datetime(["2023-01-01", "2024-01-01", "2024-05-01"], utc=True),
-        "closed_at": pd.to_datetime(["2023-03-01", "2024-03-01", None], utc=True),
-        "status": ["won", "lost", "open"], "type": ["new_business", "renewal", "new_business"],
-    })
+    tables["opportunities"] = pd.DataFrame(
+        {
+            "opportunity_id": ["o1", "o2", "o3"],
+            "account_id": ["A", "A", "B"],
+            "created_at": pd.to_datetime(["2023-01-01", "2024-01-01", "2024-05-01"], utc=True),
+            "closed_at": pd.to_datetime(["2023-03-01", "2024-03-01", None], utc=True),
+            "status": ["won", "lost", "open"],
+            "type": ["new_business", "renewal", "new_business"],
+        }
+    )
     f = _features(tables)
     assert f.loc["A", "is_former_customer"] == 1 and f.loc["A", "is_customer"] == 0
     assert f.loc["A", "opportunities_won_before"] == 1
