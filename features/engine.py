@@ -13,6 +13,9 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from functools import cached_property, partial
+from multiprocessing import get_context
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -45,7 +48,7 @@ from features.tables import (
     write_parquet_atomic,
 )
 
-EVENTS_PER_BUCKET = 2_000_000
+EVENTS_PER_BUCKET = 1_000_000
 SMALL_TABLES = ("accounts", "people", "intent", "opportunities")
 
 
@@ -74,7 +77,7 @@ class BuildPlan:
     max_bad_share: float
     formats: dict[str, dict[str, str]] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def account_bucket(self) -> np.ndarray:
         """The bucket of each row of the accounts table."""
         return bucket_of(self.base.accounts["account_id"], self.n_buckets)
@@ -202,14 +205,16 @@ def event_buckets(table: pa.Table, plan: BuildPlan) -> np.ndarray:
     names = set(table.column_names)
     account = (encode(table["account_id"], accounts["account_id"]) if "account_id" in names
                else np.full(table.num_rows, -1))
-    if "person_id" in names:
-        person = encode(table["person_id"], people["person_id"])
+    missing = np.flatnonzero(account < 0)
+    if "person_id" in names and len(missing):
+        person = encode(table["person_id"].take(missing), people["person_id"])
         person_account = encode(people["account_id"], accounts["account_id"])
-        via_person = np.where(person >= 0, person_account[np.maximum(person, 0)], -1)
-        account = np.where(account >= 0, account, via_person)
-    if DOMAIN_COLUMN in names:
-        domains = domain_of(pd.Series(table[DOMAIN_COLUMN].to_pandas(), dtype="str"))
-        account = np.where(account >= 0, account, encode(domains, accounts["domain"]))
+        account[missing] = np.where(person >= 0, person_account[np.maximum(person, 0)], -1)
+    missing = np.flatnonzero(account < 0)
+    if DOMAIN_COLUMN in names and len(missing):
+        domains = domain_of(pd.Series(table[DOMAIN_COLUMN].take(missing).to_pandas(),
+                                      dtype="str"))
+        account[missing] = encode(domains, accounts["domain"])
     buckets = np.where(account >= 0, plan.account_bucket[np.maximum(account, 0)], -1)
     lost = np.flatnonzero(buckets < 0)
     if len(lost):
@@ -224,8 +229,9 @@ def event_buckets(table: pa.Table, plan: BuildPlan) -> np.ndarray:
 
 def partition_events(plan: BuildPlan, sources: list[EventSource], folder: Path,
                      chunk_rows: int = 2_000_000) -> dict[int, list[tuple[str, Path]]]:
-    """Stream every events source into per-bucket Parquet files under ``folder``."""
-    writers: dict[tuple[int, str], pq.ParquetWriter] = {}
+    """Stream every events source into per-bucket Arrow files under ``folder``."""
+    writers: dict[tuple[int, str], pa.ipc.RecordBatchFileWriter] = {}
+    schemas: dict[str, pa.Schema] = {}
     files: dict[int, list[tuple[str, Path]]] = {}
     try:
         for index, source in enumerate(sources):
@@ -233,34 +239,75 @@ def partition_events(plan: BuildPlan, sources: list[EventSource], folder: Path,
                 if source.mapping:
                     table = text_table(map_frame("events", source.mapping, table.to_pandas()))
                 buckets = event_buckets(table, plan)
-                order = np.argsort(buckets, kind="stable")
+                order = np.argsort(buckets.astype(np.int16), kind="stable")  # radix sort
+                ordered = table.take(order)
                 present, starts = np.unique(buckets[order], return_index=True)
                 ends = np.r_[starts[1:], len(order)]
                 for bucket, lo, hi in zip(present, starts, ends, strict=True):
                     key = (int(bucket), source.name)
                     if key not in writers:
-                        path = folder / f"bucket={bucket}" / f"source={index}.parquet"
+                        path = folder / f"bucket={bucket}" / f"source={index}.arrow"
                         path.parent.mkdir(parents=True, exist_ok=True)
-                        writers[key] = pq.ParquetWriter(path, table.schema)
+                        # scratch files are read once, soon: Arrow IPC, no encoding work
+                        writers[key] = pa.ipc.new_file(path, schemas.get(source.name,
+                                                                          table.schema))
                         files.setdefault(int(bucket), []).append((source.name, path))
-                    writers[key].write_table(table.take(order[lo:hi]).cast(writers[key].schema))
+                    part = ordered.slice(lo, hi - lo)
+                    schema = schemas.setdefault(source.name, part.schema)
+                    if part.schema != schema:
+                        part = part.cast(schema)
+                    writers[key].write_table(part)
     finally:
         for writer in writers.values():
             writer.close()
     return files
 
 
-def _run_local(
-    plan: BuildPlan, sources: list[EventSource], scratch: Path
-) -> Iterator[tuple[pd.DataFrame, ValidationReport, pd.DataFrame]]:
-    files = partition_events(plan, sources, scratch)
-    for bucket in tqdm(range(plan.n_buckets), desc="features", unit="bucket", disable=None):
-        raw = [
-            RawSource("events", name, pd.read_parquet(path), plan.formats.get(name, {}))
-            for name, path in files.get(bucket, [])
-        ]
-        ids = plan.base.accounts["account_id"].to_numpy()[plan.account_bucket == bucket]
-        yield build_bucket(plan, raw, ids)
+def _read_arrow(path: Path) -> pd.DataFrame:
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).read_all().to_pandas()
+
+
+class _LocalBuckets:
+    """Runs ``build_bucket`` over the partitioned buckets, in forked worker processes."""
+
+    def __init__(self, plan: BuildPlan, files: dict[int, list[tuple[str, Path]]]) -> None:
+        self.plan, self.files = plan, files
+        self.account_bucket = plan.account_bucket
+
+    def __call__(self, bucket: int) -> tuple[pd.DataFrame, ValidationReport, pd.DataFrame]:
+        plan = self.plan
+        raw = [RawSource("events", name, _read_arrow(path), plan.formats.get(name, {}))
+               for name, path in self.files.get(bucket, [])]
+        ids = plan.base.accounts["account_id"].to_numpy()[self.account_bucket == bucket]
+        return build_bucket(plan, raw, ids)
+
+
+_WORKER: _LocalBuckets | None = None  # each forked worker's copy of the job
+
+
+def _start_worker(job: _LocalBuckets) -> None:
+    global _WORKER
+    _WORKER = job
+
+
+def _work(bucket: int) -> tuple[pd.DataFrame, ValidationReport, pd.DataFrame]:
+    assert _WORKER is not None
+    return _WORKER(bucket)
+
+
+def _run_local(plan: BuildPlan, sources: list[EventSource], scratch: Path, workers: int
+               ) -> Iterator[tuple[pd.DataFrame, ValidationReport, pd.DataFrame]]:
+    job = _LocalBuckets(plan, partition_events(plan, sources, scratch))
+    buckets = range(plan.n_buckets)
+    progress = partial(tqdm, desc="features", unit="bucket", total=plan.n_buckets, disable=None)
+    if workers <= 1 or plan.n_buckets == 1:
+        yield from progress(map(job, buckets))
+        return
+    # fork: the workers share the plan's tables copy-on-write instead of unpickling them
+    with ProcessPoolExecutor(min(workers, plan.n_buckets), mp_context=get_context("fork"),
+                             initializer=_start_worker, initargs=(job,)) as pool:
+        yield from progress(pool.map(_work, buckets))
 
 
 def build_feature_table(
@@ -276,10 +323,12 @@ def build_feature_table(
     buckets: int | None = None,
     spark_master: str = "local[*]",
     config: FeatureConfig | None = None,
+    workers: int | None = None,
 ) -> FeatureBuild:
     """Write the feature table of ``data`` to ``out`` (Parquet, atomically), with the
     validation report (``<out>.report.json``) and the rejected rows (``<out>.rejects.parquet``)."""
     began = time.perf_counter()
+    workers = workers or min(2, os.cpu_count() or 1)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     plan, sources = plan_build(
@@ -298,7 +347,7 @@ def build_feature_table(
     report, rejects, rows = plan.base.report, [plan.base.rejects], 0
     try:
         if engine == "local":
-            parts = _run_local(plan, sources, scratch)
+            parts = _run_local(plan, sources, scratch, workers)
         elif engine == "spark":
             from features.spark import run_spark
 
