@@ -6,7 +6,7 @@ DATA ?= data/demo
 ACCOUNTS ?= 5000
 SEED ?= 7
 
-.PHONY: demo test install system-deps lint clean
+.PHONY: demo test install system-deps lint bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,7 @@ system-deps:
 demo: install
 	$(BIN)/inmarket generate --accounts $(ACCOUNTS) --seed $(SEED) --out $(DATA)
 	$(BIN)/inmarket validate $(DATA)
+	$(BIN)/inmarket features $(DATA) --out $(DATA)/features.parquet
 	$(BIN)/inmarket example-crm --out data/crm_export
 	$(BIN)/inmarket validate data/crm_export --mapping data/crm_export/crm_mapping.toml
 
@@ -33,6 +34,10 @@ lint: install
 ## every test, with everything the tests need installed first
 test: install system-deps lint
 	$(BIN)/python -m pytest
+
+## benchmarks (not part of test): results in bench/results/, figures in BENCHMARKS.md
+bench: install
+	$(BIN)/python -m bench.features --accounts 100000 --world data/bench-100000
 
 clean:
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache

@@ -35,7 +35,8 @@ DUCKDB_FLOOR = textwrap.dedent("""
     con.execute("SET threads = 2")
     rows = con.execute(f'''
         WITH grid AS (
-            SELECT TIMESTAMPTZ '{end}' - INTERVAL (30 * k) DAY AS as_of FROM range({snapshots}) t(k)),
+            SELECT TIMESTAMPTZ '{end}' - INTERVAL (30 * k) DAY AS as_of
+            FROM range({snapshots}) t(k)),
         ev AS (SELECT account_id, person_id, timestamp FROM read_parquet('{events}'))
         SELECT count(*) FROM (
             SELECT ev.account_id, grid.as_of, count(*) AS events_90d,
@@ -50,8 +51,7 @@ DUCKDB_FLOOR = textwrap.dedent("""
 def measure(command: list[str]) -> dict[str, float | str]:
     """Run a command; return its wall time and the peak memory of its process tree."""
     began = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     root = psutil.Process(process.pid)
     peak_rss = peak_pss = 0
     while process.poll() is None:
@@ -67,9 +67,12 @@ def measure(command: list[str]) -> dict[str, float | str]:
     out, err = process.communicate()
     if process.returncode:
         raise SystemExit(f"{command[0]} failed:\n{err[-2000:]}")
-    return {"seconds": round(time.perf_counter() - began, 2),
-            "peak_rss_gb": round(peak_rss / 1e9, 2), "peak_pss_gb": round(peak_pss / 1e9, 2),
-            "stdout": out.strip().splitlines()[-1] if out.strip() else ""}
+    return {
+        "seconds": round(time.perf_counter() - began, 2),
+        "peak_rss_gb": round(peak_rss / 1e9, 2),
+        "peak_pss_gb": round(peak_pss / 1e9, 2),
+        "stdout": out.strip().splitlines()[-1] if out.strip() else "",
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -83,20 +86,49 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     inmarket = [sys.executable, "-m", "inmarket.cli"]
     generated = None
     if not (world / "events.parquet").exists():
-        generated = measure([*inmarket, "generate", "--accounts", str(args.accounts),
-                             "--seed", str(args.seed), "--out", str(world)])
+        generated = measure(
+            [
+                *inmarket,
+                "generate",
+                "--accounts",
+                str(args.accounts),
+                "--seed",
+                str(args.seed),
+                "--out",
+                str(world),
+            ]
+        )
     events = pq.ParquetFile(world / "events.parquet").metadata.num_rows
     end = json.loads((world / "_extract.json").read_text())["extracted_at"]
     with tempfile.TemporaryDirectory() as tmp:
-        pipeline = measure([*inmarket, "features", str(world), "--out", f"{tmp}/f.parquet",
-                            "--snapshots", str(args.snapshots)])
+        pipeline = measure(
+            [
+                *inmarket,
+                "features",
+                str(world),
+                "--out",
+                f"{tmp}/f.parquet",
+                "--snapshots",
+                str(args.snapshots),
+            ]
+        )
         rows = pq.ParquetFile(f"{tmp}/f.parquet").metadata.num_rows
-    floor = measure([sys.executable, "-c", DUCKDB_FLOOR, str(world / "events.parquet"), end,
-                     str(args.snapshots)])
+    floor = measure(
+        [
+            sys.executable,
+            "-c",
+            DUCKDB_FLOOR,
+            str(world / "events.parquet"),
+            end,
+            str(args.snapshots),
+        ]
+    )
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB",
-        "accounts": args.accounts, "events": events, "snapshot_rows": rows,
+        "accounts": args.accounts,
+        "events": events,
+        "snapshot_rows": rows,
         "generate": generated,
         "pipeline": {**pipeline, "events_per_second": round(events / float(pipeline["seconds"]))},
         "duckdb_floor": {**floor, "events_per_second": round(events / float(floor["seconds"]))},

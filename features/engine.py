@@ -14,10 +14,10 @@ import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from functools import cached_property, partial
-from multiprocessing import get_context
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property, partial
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -203,8 +203,11 @@ def event_buckets(table: pa.Table, plan: BuildPlan) -> np.ndarray:
     (account_id, else the person's account, else the domain's); unresolvable rows are hashed."""
     accounts, people = plan.base.accounts, plan.base.people
     names = set(table.column_names)
-    account = (encode(table["account_id"], accounts["account_id"]) if "account_id" in names
-               else np.full(table.num_rows, -1))
+    account = (
+        encode(table["account_id"], accounts["account_id"])
+        if "account_id" in names
+        else np.full(table.num_rows, -1)
+    )
     missing = np.flatnonzero(account < 0)
     if "person_id" in names and len(missing):
         person = encode(table["person_id"].take(missing), people["person_id"])
@@ -212,8 +215,7 @@ def event_buckets(table: pa.Table, plan: BuildPlan) -> np.ndarray:
         account[missing] = np.where(person >= 0, person_account[np.maximum(person, 0)], -1)
     missing = np.flatnonzero(account < 0)
     if DOMAIN_COLUMN in names and len(missing):
-        domains = domain_of(pd.Series(table[DOMAIN_COLUMN].take(missing).to_pandas(),
-                                      dtype="str"))
+        domains = domain_of(pd.Series(table[DOMAIN_COLUMN].take(missing).to_pandas(), dtype="str"))
         account[missing] = encode(domains, accounts["domain"])
     buckets = np.where(account >= 0, plan.account_bucket[np.maximum(account, 0)], -1)
     lost = np.flatnonzero(buckets < 0)
@@ -227,8 +229,9 @@ def event_buckets(table: pa.Table, plan: BuildPlan) -> np.ndarray:
     return buckets
 
 
-def partition_events(plan: BuildPlan, sources: list[EventSource], folder: Path,
-                     chunk_rows: int = 2_000_000) -> dict[int, list[tuple[str, Path]]]:
+def partition_events(
+    plan: BuildPlan, sources: list[EventSource], folder: Path, chunk_rows: int = 2_000_000
+) -> dict[int, list[tuple[str, Path]]]:
     """Stream every events source into per-bucket Arrow files under ``folder``."""
     writers: dict[tuple[int, str], pa.ipc.RecordBatchFileWriter] = {}
     schemas: dict[str, pa.Schema] = {}
@@ -249,8 +252,7 @@ def partition_events(plan: BuildPlan, sources: list[EventSource], folder: Path,
                         path = folder / f"bucket={bucket}" / f"source={index}.arrow"
                         path.parent.mkdir(parents=True, exist_ok=True)
                         # scratch files are read once, soon: Arrow IPC, no encoding work
-                        writers[key] = pa.ipc.new_file(path, schemas.get(source.name,
-                                                                          table.schema))
+                        writers[key] = pa.ipc.new_file(path, schemas.get(source.name, table.schema))
                         files.setdefault(int(bucket), []).append((source.name, path))
                     part = ordered.slice(lo, hi - lo)
                     schema = schemas.setdefault(source.name, part.schema)
@@ -277,8 +279,10 @@ class _LocalBuckets:
 
     def __call__(self, bucket: int) -> tuple[pd.DataFrame, ValidationReport, pd.DataFrame]:
         plan = self.plan
-        raw = [RawSource("events", name, _read_arrow(path), plan.formats.get(name, {}))
-               for name, path in self.files.get(bucket, [])]
+        raw = [
+            RawSource("events", name, _read_arrow(path), plan.formats.get(name, {}))
+            for name, path in self.files.get(bucket, [])
+        ]
         ids = plan.base.accounts["account_id"].to_numpy()[self.account_bucket == bucket]
         return build_bucket(plan, raw, ids)
 
@@ -296,8 +300,9 @@ def _work(bucket: int) -> tuple[pd.DataFrame, ValidationReport, pd.DataFrame]:
     return _WORKER(bucket)
 
 
-def _run_local(plan: BuildPlan, sources: list[EventSource], scratch: Path, workers: int
-               ) -> Iterator[tuple[pd.DataFrame, ValidationReport, pd.DataFrame]]:
+def _run_local(
+    plan: BuildPlan, sources: list[EventSource], scratch: Path, workers: int
+) -> Iterator[tuple[pd.DataFrame, ValidationReport, pd.DataFrame]]:
     job = _LocalBuckets(plan, partition_events(plan, sources, scratch))
     buckets = range(plan.n_buckets)
     progress = partial(tqdm, desc="features", unit="bucket", total=plan.n_buckets, disable=None)
@@ -305,8 +310,12 @@ def _run_local(plan: BuildPlan, sources: list[EventSource], scratch: Path, worke
         yield from progress(map(job, buckets))
         return
     # fork: the workers share the plan's tables copy-on-write instead of unpickling them
-    with ProcessPoolExecutor(min(workers, plan.n_buckets), mp_context=get_context("fork"),
-                             initializer=_start_worker, initargs=(job,)) as pool:
+    with ProcessPoolExecutor(
+        min(workers, plan.n_buckets),
+        mp_context=get_context("fork"),
+        initializer=_start_worker,
+        initargs=(job,),
+    ) as pool:
         yield from progress(pool.map(_work, buckets))
 
 

@@ -194,12 +194,19 @@ def iter_table_batches(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
     CSV arrives as text, the way ``read_table_file`` reads it."""
     name = path.name.lower()
     if name.endswith(".parquet") or path.is_dir():
-        batches = (pq.ParquetFile(path).iter_batches(batch_size=chunk_rows) if path.is_file()
-                   else pads.dataset(path).to_batches(batch_size=chunk_rows))
+        batches = (
+            pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
+            if path.is_file()
+            else pads.dataset(path).to_batches(batch_size=chunk_rows)
+        )
         tables: Iterable[pa.Table] = (pa.Table.from_batches([b]) for b in batches)
     elif name.endswith((".csv", ".csv.gz")):
-        tables = (text_table(chunk) for chunk in pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_values=[""], chunksize=chunk_rows))
+        tables = (
+            text_table(chunk)
+            for chunk in pd.read_csv(
+                path, dtype=str, keep_default_na=False, na_values=[""], chunksize=chunk_rows
+            )
+        )
     else:
         raise ContractError(f"{path}: unsupported file type; use Parquet or CSV")
     offset = 0
@@ -295,15 +302,20 @@ def normalise_label(values: pd.Series) -> pd.Series:
     return _take_labels(text.where(text.str.len() > 0), codes, values.index)
 
 
-def _large_text(values: pd.Series | pd.Index | np.ndarray | list[str] | tuple[str, ...]
-                ) -> pa.Array | pa.ChunkedArray:
-    array = pa.array(values, from_pandas=True) if not isinstance(
-        values, pa.Array | pa.ChunkedArray) else values
+def _large_text(
+    values: pd.Series | pd.Index | np.ndarray | list[str] | tuple[str, ...],
+) -> pa.Array | pa.ChunkedArray:
+    array = (
+        pa.array(values, from_pandas=True)
+        if not isinstance(values, pa.Array | pa.ChunkedArray)
+        else values
+    )
     return array if array.type == pa.large_string() else array.cast(pa.large_string())
 
 
-def encode(values: pd.Series | np.ndarray, vocabulary: pd.Series | pd.Index | tuple[str, ...]
-           ) -> np.ndarray:
+def encode(
+    values: pd.Series | np.ndarray, vocabulary: pd.Series | pd.Index | tuple[str, ...]
+) -> np.ndarray:
     """Position of each value in ``vocabulary``; -1 where missing or unknown (hash lookup)."""
     vocab = _large_text(vocabulary)
     if isinstance(vocab, pa.ChunkedArray):
@@ -494,8 +506,10 @@ def _check_people(
     rows.reject(f["person_id"].isna(), "missing_person_id")
     _resolve_domain(f, rows, accounts)
     rows.reject(f["account_id"].isna(), "missing_account_id")
-    rows.reject(pd.Series(encode(f["account_id"], accounts["account_id"]) < 0, index=f.index),
-                "unknown_account")
+    rows.reject(
+        pd.Series(encode(f["account_id"], accounts["account_id"]) < 0, index=f.index),
+        "unknown_account",
+    )
     _dedupe(rows, ["person_id"], "duplicate_person_id")
     if "buying_role" in f:
         role = normalise_label(f["buying_role"])
@@ -533,8 +547,9 @@ def _check_events(
 
     _resolve_domain(f, rows, accounts)
     person = encode(f["person_id"], people["person_id"])
-    of_person = pd.Series(people["account_id"].to_numpy()[np.maximum(person, 0)], index=f.index,
-                          dtype="str").where(person >= 0)
+    of_person = pd.Series(
+        people["account_id"].to_numpy()[np.maximum(person, 0)], index=f.index, dtype="str"
+    ).where(person >= 0)
     known_person = of_person.notna()
     no_account = f["account_id"].isna()
     rows.reject(no_account & f["person_id"].isna(), "no_account_or_person")
@@ -548,8 +563,10 @@ def _check_events(
         "account_differs_from_persons_account_event_account_kept",
     )
     f["account_id"] = f["account_id"].where(~no_account, of_person)
-    rows.reject(pd.Series(encode(f["account_id"], accounts["account_id"]) < 0, index=f.index),
-                "unknown_account")
+    rows.reject(
+        pd.Series(encode(f["account_id"], accounts["account_id"]) < 0, index=f.index),
+        "unknown_account",
+    )
     _dedupe(rows, ["event_id"], "duplicate_event_id")
     if "weight" in f:
         f["weight"], bad = _parse_numbers(ctx, f, "weight")
@@ -571,8 +588,10 @@ def _check_intent(
 ) -> pd.DataFrame:
     f["account_id"] = _as_id(f["account_id"])
     _resolve_domain(f, rows, accounts)
-    rows.reject(pd.Series(encode(f["account_id"], accounts["account_id"]) < 0, index=f.index),
-                "unknown_account")
+    rows.reject(
+        pd.Series(encode(f["account_id"], accounts["account_id"]) < 0, index=f.index),
+        "unknown_account",
+    )
     f["date"], bad = _parse_times(ctx, f, "date", dates=True)
     rows.reject(f["date"].isna() & ~bad, "missing_date")
     rows.reject(bad, "unparsable_date")
@@ -593,8 +612,10 @@ def _check_opportunities(
     f["account_id"] = _as_id(f["account_id"])
     rows.reject(f["opportunity_id"].isna(), "missing_opportunity_id")
     _resolve_domain(f, rows, accounts)
-    rows.reject(pd.Series(encode(f["account_id"], accounts["account_id"]) < 0, index=f.index),
-                "unknown_account")
+    rows.reject(
+        pd.Series(encode(f["account_id"], accounts["account_id"]) < 0, index=f.index),
+        "unknown_account",
+    )
     f["created_at"], bad = _parse_times(ctx, f, "created_at")
     rows.reject(f["created_at"].isna() & ~bad, "missing_created_at")
     rows.reject(bad, "unparsable_created_at")

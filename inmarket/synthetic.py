@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from features.families import segment_positions
 from features.tables import EXTRACT_MANIFEST
 
 CHUNK_ACCOUNTS = 2000
@@ -395,12 +396,6 @@ def _ids(prefix: str, numbers: np.ndarray, width: int) -> pd.Series:
     return prefix + pd.Series(numbers, dtype="int64").astype("str").str.zfill(width)
 
 
-def _segment_positions(sizes: np.ndarray) -> np.ndarray:
-    """0..n-1 within each segment of the given sizes, concatenated."""
-    starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
-    return np.arange(int(sizes.sum())) - starts
-
-
 def _seasonal_keep(rng: np.random.Generator, t: np.ndarray, start: np.datetime64) -> np.ndarray:
     """Thin event times (days since start) by month and weekday seasonality."""
     stamps = start + (t * 86_400e6).astype("int64").astype("timedelta64[us]")
@@ -491,7 +486,7 @@ class _Chunk:
         ).astype(int)
         self.group_size = size
         acct = np.repeat(np.arange(n), size)
-        pos = _segment_positions(size)
+        pos = segment_positions(size)
         m = len(acct)
         extra = rng.choice(["influencer", "user", "other"], m, p=[0.35, 0.45, 0.2])
         role = np.select(
@@ -643,7 +638,7 @@ class _Chunk:
         """Share of the key buying roles among the people an episode engages."""
         g = self.group_size[acct]
         ep = np.repeat(np.arange(len(acct)), g)
-        pos = _segment_positions(g)
+        pos = segment_positions(g)
         person = self.order_person[self.order_offset[acct][ep] + pos]
         is_engaged = pos < engaged[ep]
         covered = np.zeros(len(acct))
@@ -823,7 +818,7 @@ class _Chunk:
         spans = pd.concat([real, noise], ignore_index=True)
         weeks = np.ceil((spans["end"] - spans["begin"]).to_numpy() / 7).astype(int).clip(1, 40)
         idx = np.repeat(np.arange(len(spans)), weeks)
-        week = _segment_positions(weeks)
+        week = segment_positions(weeks)
         day = spans["begin"].to_numpy()[idx] + 7 * week
         ramp = (week + 1) / weeks[idx]
         score = np.clip(

@@ -109,3 +109,34 @@ def test_invalid_config_is_named(tmp_path: Path) -> None:
     result = _cli("--config", cfg, "generate", "--out", tmp_path / "x")
     assert result.returncode == 2
     assert "generate.accounts" in result.stderr and "bad.toml" in result.stderr
+
+
+def test_features_list_prints_the_catalogue() -> None:
+    from features.families import catalogue
+
+    result = _cli("features", "--list")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines] == [f.name for f in catalogue()]
+
+
+def test_features_command_writes_table_report_and_rejects(tmp_path: Path) -> None:
+    world = tmp_path / "w"
+    assert _cli("generate", "--accounts", "150", "--dirty", "--out", world).returncode == 0
+    out = tmp_path / "f.parquet"
+    result = _cli("features", world, "--out", out, "--snapshots", "3", "--every-days", "7")
+    assert result.returncode == 0, result.stderr
+    table = pd.read_parquet(out)
+    assert table["as_of"].nunique() == 3
+    assert (table["as_of"].diff().dropna().abs() <= pd.Timedelta(days=7)).any()
+    report = json.loads((tmp_path / "f.report.json").read_text())
+    assert report["reconciles"] and report["tables"]["events"]["rows_rejected"] > 0
+    assert len(pd.read_parquet(tmp_path / "f.rejects.parquet")) == sum(
+        t["rows_rejected"] for t in report["tables"].values()
+    )
+
+
+def test_features_without_data_is_a_clear_error() -> None:
+    result = _cli("features")
+    assert result.returncode == 2
+    assert "give the DATA folder" in result.stderr
