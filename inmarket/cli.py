@@ -227,6 +227,130 @@ def features(
     )
 
 
+def _store_option(f: Any) -> Any:
+    return click.option(
+        "--store",
+        type=click.Path(path_type=Path, file_okay=False),
+        help="MLflow store folder [mlruns]",
+    )(f)
+
+
+@cli.command()
+@click.argument("data", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--features",
+    "features_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="a feature table built before (else built from DATA)",
+)
+@click.option("--mapping", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--label", type=click.Choice(["won", "opportunity"]), help="[won]")
+@click.option("--horizon-days", type=int, help="label window [90]")
+@click.option("--seed", type=int, help="[7]")
+@click.option(
+    "--shuffle-labels",
+    is_flag=True,
+    default=None,
+    help="permutation check: train on shuffled labels (expect ROC AUC ~0.5)",
+)
+@_store_option
+@click.pass_context
+def train(
+    ctx: click.Context,
+    data: Path,
+    features_path: Path | None,
+    mapping: Path | None,
+    label: str | None,
+    horizon_days: int | None,
+    seed: int | None,
+    shuffle_labels: bool | None,
+    store: Path | None,
+) -> None:
+    """Train on DATA, compare with the baselines, register the model as challenger."""
+    from training.job import SplitError, TrainJob
+
+    cfg = _config(
+        ctx,
+        data={"mapping": mapping},
+        tracking={"store": store},
+        train={
+            "label": label,
+            "horizon_days": horizon_days,
+            "seed": seed,
+            "shuffle_labels": shuffle_labels,
+        },
+    )
+    try:
+        result = _run(lambda: TrainJob(cfg).run(data, features_path))
+    except SplitError as exc:
+        raise _Failure(str(exc)) from exc
+    c = result.counts
+    click.echo(
+        f"labels ({cfg.train.label} within {cfg.train.horizon_days} days): "
+        f"{c.labelled:,} snapshots labelled, {c.positives:,} positive; left out "
+        f"{c.window_not_observed:,} not fully observed, {c.in_pipeline:,} in pipeline, "
+        f"{c.customers:,} customers, {c.outcome_open:,} still open"
+    )
+    s = result.split
+    click.echo(
+        f"split: train {s['train_as_of']} ({s['train_rows']:,} rows), validation "
+        f"{s['valid_as_of']} ({s['valid_rows']:,}), test {s['test_as_of']} "
+        f"({s['test_rows']:,}, {s['test_positives']} positive)"
+    )
+    click.echo("\ntest metrics, same rows for all (lead days: median, (deals flagged)):")
+    click.echo(result.evaluation.table())
+    model, mql = result.evaluation.metrics["model"], result.evaluation.metrics["mql_rule"]
+    click.echo(
+        f"\nthe account model finds {model['recall_at_10'] / mql['recall_at_10']:.2f}x "
+        "the later wins the MQL rule finds in its top 10%"
+    )
+    click.echo(
+        f"MLflow run {result.run_id} in {cfg.tracking.store}; model {result.model_uri} "
+        f"(alias challenger). Next: inmarket promote"
+    )
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="promote even if the challenger is worse")
+@_store_option
+@click.pass_context
+def promote(ctx: click.Context, force: bool, store: Path | None) -> None:
+    """Make the challenger the champion if it is not worse on the same test rows."""
+    from training.registry import connect
+    from training.registry import promote as promote_model
+
+    cfg = _config(ctx, tracking={"store": store}).tracking
+    client = connect(cfg.store, cfg.uri, cfg.experiment)
+    try:
+        decision = promote_model(client, cfg.model_name, force=force)
+    except ValueError as exc:
+        raise _Failure(str(exc)) from exc
+    verdict = "promoted to champion" if decision.promoted else "not promoted"
+    click.echo(f"{cfg.model_name} v{decision.version} {verdict}: {decision.reason}")
+    if not decision.promoted and decision.previous != decision.version:
+        ctx.exit(1)
+
+
+@cli.command()
+@click.option("--model", "model_uri", required=True, help="e.g. models:/inmarket@champion")
+@click.argument("data", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--features", "features_path", type=click.Path(path_type=Path, dir_okay=False))
+@_store_option
+@click.pass_context
+def evaluate(
+    ctx: click.Context, model_uri: str, data: Path, features_path: Path | None, store: Path | None
+) -> None:
+    """Re-score a registered model on DATA's test window, next to the baselines."""
+    from training.job import EvaluateJob, SplitError
+
+    cfg = _config(ctx, tracking={"store": store})
+    try:
+        evaluation = _run(lambda: EvaluateJob(cfg).run(model_uri, data, features_path))
+    except SplitError as exc:
+        raise _Failure(str(exc)) from exc
+    click.echo(evaluation.table())
+
+
 @cli.command("example-crm")
 @click.option("--accounts", type=int, default=300, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)

@@ -62,10 +62,39 @@ class FeaturesConfig(_Section):
     spark_master: str = "local[*]"
 
 
+class TrainConfig(_Section):
+    """Labels, the time split and the model."""
+
+    label: Literal["won", "opportunity"] = "won"
+    horizon_days: int = Field(90, ge=7, description="label window after as_of")
+    include_customers: bool = False
+    every_days: int = Field(14, ge=1, description="days between training snapshots")
+    test_days: int = Field(120, ge=1, description="the last days of labelled snapshots: test")
+    validation_days: int = Field(90, ge=1, description="validation window before the test")
+    seed: int = 7
+    learning_rate: float = Field(0.03, gt=0, le=1)
+    num_leaves: int = Field(15, ge=2)
+    min_data_in_leaf: int = Field(50, ge=1)
+    max_rounds: int = Field(2000, ge=1)
+    early_stopping_rounds: int = Field(100, ge=1)
+    shuffle_labels: bool = Field(False, description="permutation check: must give ROC AUC ~0.5")
+
+
+class TrackingConfig(_Section):
+    """The MLflow store and registry."""
+
+    store: Path = Field(Path("mlruns"), description="folder of the SQLite store and artifacts")
+    uri: str | None = Field(None, description="tracking URI; default sqlite under store")
+    experiment: str = "inmarket"
+    model_name: str = "inmarket"
+
+
 class Config(_Section):
     data: DataConfig = DataConfig()
     generate: GenerateConfig = GenerateConfig()
     features: FeaturesConfig = FeaturesConfig()
+    train: TrainConfig = TrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
 
 class ConfigError(ValueError):

@@ -1,0 +1,101 @@
+"""Labels from opportunities (DESIGN §3): did a new-business deal follow within the horizon?
+
+A snapshot (account_id, as_of) is labelled from the new-business opportunities created in
+(as_of, as_of + horizon]:
+
+- ``won`` (default): 1 if one of them is won; 0 if none is won and none is still open;
+  left out if the only ones there are still open (the outcome is not known yet);
+- ``opportunity``: 1 if any is created, 0 otherwise.
+
+Left out as well, and counted: snapshots whose window is not fully observed (as_of + horizon
+after the extract), accounts already in pipeline at as_of (an open opportunity), and current
+customers (unless ``include_customers``), whose next deal is not new business.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from features.tables import encode
+
+LabelKind = Literal["won", "opportunity"]
+
+
+@dataclass(frozen=True)
+class LabelCounts:
+    snapshots: int
+    window_not_observed: int
+    in_pipeline: int
+    customers: int
+    outcome_open: int
+    labelled: int
+    positives: int
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def label_snapshots(
+    features: pd.DataFrame,
+    opportunities: pd.DataFrame,
+    *,
+    extracted_at: pd.Timestamp,
+    horizon_days: int = 90,
+    kind: LabelKind = "won",
+    include_customers: bool = False,
+) -> tuple[pd.DataFrame, LabelCounts]:
+    """Return the labelled snapshots (features plus ``label``) and the counts left out."""
+    extracted_at = pd.Timestamp(extracted_at)
+    horizon = pd.Timedelta(days=horizon_days)
+    nb = opportunities[opportunities["type"] == "new_business"]
+    won_any, open_any, created_any = _window_flags(features, nb, horizon)
+
+    observed = (features["as_of"] + horizon) <= extracted_at
+    in_pipeline = features["in_pipeline"].to_numpy() > 0
+    customer = (features["is_customer"].to_numpy() > 0) & (not include_customers)
+    if kind == "won":
+        label = won_any.astype(float)
+        unknown = ~won_any & open_any
+    else:
+        label = created_any.astype(float)
+        unknown = np.zeros(len(features), dtype=bool)
+    keep = observed.to_numpy() & ~in_pipeline & ~customer & ~unknown
+    counts = LabelCounts(
+        snapshots=len(features),
+        window_not_observed=int((~observed).sum()),
+        in_pipeline=int((observed & in_pipeline).sum()),
+        customers=int((observed & ~in_pipeline & customer).sum()),
+        outcome_open=int((observed & ~in_pipeline & ~customer & unknown).sum()),
+        labelled=int(keep.sum()),
+        positives=int(label[keep].sum()),
+    )
+    labelled = features[keep].assign(label=label[keep].astype(np.int64))
+    return labelled.reset_index(drop=True), counts
+
+
+def _window_flags(
+    features: pd.DataFrame, nb: pd.DataFrame, horizon: pd.Timedelta
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per snapshot: is any new-business opportunity in (as_of, as_of + horizon] won / open /
+    there at all."""
+    accounts = pd.Index(features["account_id"].unique())
+    opp_code = encode(nb["account_id"], accounts)
+    opp_s = nb["created_at"].to_numpy(dtype="datetime64[us]").astype(np.int64) // 1_000_000
+    valid = opp_code >= 0
+    key = (opp_code[valid] << 32) + opp_s[valid]
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    won = (nb["status"].to_numpy() == "won")[valid][order]
+    is_open = (nb["status"].to_numpy() == "open")[valid][order]
+    snap_code = encode(features["account_id"], accounts)
+    snap_s = features["as_of"].to_numpy(dtype="datetime64[us]").astype(np.int64) // 1_000_000
+    base = snap_code << 32
+    lo = np.searchsorted(key, base + snap_s, side="right")  # created strictly after as_of
+    hi = np.searchsorted(key, base + snap_s + int(horizon.total_seconds()), side="right")
+    won_cum = np.r_[0, np.cumsum(won)]
+    open_cum = np.r_[0, np.cumsum(is_open)]
+    return (won_cum[hi] - won_cum[lo]) > 0, (open_cum[hi] - open_cum[lo]) > 0, hi > lo

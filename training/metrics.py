@@ -1,0 +1,85 @@
+"""Evaluation metrics (DESIGN §5), the same for the model and every baseline on the same rows.
+
+Top-10% metrics rank accounts within each snapshot, as a team works its list each period, and
+treat ties fairly: accounts tied at the cut-off count in proportion to the places left, so a
+score with many ties (lead points are often 0) is neither helped nor hurt by an arbitrary order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+TOP_SHARE = 0.10
+
+
+def top_share_weights(scores: np.ndarray, share: float = TOP_SHARE) -> np.ndarray:
+    """For one snapshot: each row's weight in the top ``share`` (1, 0, or a fraction for ties)."""
+    n = len(scores)
+    if n == 0:
+        return np.zeros(0)
+    k = int(np.ceil(share * n))
+    threshold = np.sort(scores)[::-1][k - 1]
+    above = scores > threshold
+    tied = scores == threshold
+    weights = above.astype(float)
+    weights[tied] = (k - above.sum()) / tied.sum()
+    return weights
+
+
+def _top_weights(scores: np.ndarray, as_of: np.ndarray, share: float) -> np.ndarray:
+    weights = np.zeros(len(scores))
+    for stamp in np.unique(as_of):  # a loop over snapshots (a dozen), not over accounts
+        rows = np.flatnonzero(as_of == stamp)
+        weights[rows] = top_share_weights(scores[rows], share)
+    return weights
+
+
+def evaluate_scores(
+    scores: np.ndarray,
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    as_of: np.ndarray,
+    share: float = TOP_SHARE,
+) -> dict[str, float]:
+    """ROC AUC, PR AUC, Brier, lift and recall in the top ``share`` of each snapshot."""
+    labels = np.asarray(labels, dtype=float)
+    weights = _top_weights(np.asarray(scores, dtype=float), np.asarray(as_of), share)
+    base_rate = labels.mean()
+    found = float((weights * labels).sum())
+    top_rate = found / weights.sum() if weights.sum() else float("nan")
+    return {
+        "roc_auc": float(roc_auc_score(labels, scores)),
+        "pr_auc": float(average_precision_score(labels, scores)),
+        "brier": float(brier_score_loss(labels, probabilities)),
+        "lift_at_10": float(top_rate / base_rate) if base_rate else float("nan"),
+        "recall_at_10": found / labels.sum() if labels.sum() else float("nan"),
+        "base_rate": float(base_rate),
+    }
+
+
+def lead_time_days(
+    frame: pd.DataFrame, scores: np.ndarray, opportunities: pd.DataFrame, share: float = TOP_SHARE
+) -> tuple[float, int]:
+    """Median days between the first snapshot where a later-won account was in the top
+    ``share`` and the creation of its won new-business opportunity; and how many such deals.
+
+    ``frame`` holds the scored snapshots (account_id, as_of, label)."""
+    weights = _top_weights(np.asarray(scores, dtype=float), frame["as_of"].to_numpy(), share)
+    flagged = frame.loc[weights > 0, ["account_id", "as_of"]]
+    wins = opportunities[
+        (opportunities["type"] == "new_business") & (opportunities["status"] == "won")
+    ][["account_id", "created_at"]]
+    first, last = frame["as_of"].min(), frame["as_of"].max()
+    wins = wins[(wins["created_at"] > first) & (wins["created_at"] <= last + pd.Timedelta(days=90))]
+    joined = wins.merge(flagged, on="account_id")
+    joined = joined[
+        (joined["as_of"] < joined["created_at"])
+        & (joined["as_of"] >= joined["created_at"] - pd.Timedelta(days=90))
+    ]
+    if joined.empty:
+        return float("nan"), 0
+    earliest = joined.groupby(["account_id", "created_at"])["as_of"].min().reset_index()
+    days = (earliest["created_at"] - earliest["as_of"]).dt.total_seconds() / 86_400
+    return float(days.median()), len(earliest)

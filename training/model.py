@@ -1,0 +1,171 @@
+"""The in-market model: LightGBM with early stopping, calibrated on the validation window.
+
+Calibration is Platt scaling of the booster's margin, fitted on validation rows only (what
+``CalibratedClassifierCV(FrozenEstimator(model), method="sigmoid")`` does): it is monotone,
+so rankings are the booster's, and two parameters stay stable with few positives. The model is
+saved as plain files (the booster's text model and a JSON of features, categories and
+calibration), and wrapped as an MLflow pyfunc that returns probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+from features.families import META_COLUMNS
+
+LABEL = "label"
+BOOSTER_FILE, META_FILE = "booster.txt", "model.json"
+
+
+@dataclass(frozen=True)
+class LightGBMParams:
+    learning_rate: float = 0.03
+    num_leaves: int = 15
+    min_data_in_leaf: int = 50
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    lambda_l2: float = 1.0
+    max_rounds: int = 2000
+    early_stopping_rounds: int = 100
+    num_threads: int = 2
+
+    def booster_params(self, seed: int) -> dict[str, Any]:
+        return {
+            "objective": "binary",
+            "metric": "average_precision",
+            "verbosity": -1,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": 1,
+            "lambda_l2": self.lambda_l2,
+            "seed": seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": self.num_threads,
+        }
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in (*META_COLUMNS, LABEL)]
+
+
+def prepare(
+    frame: pd.DataFrame, features: list[str], categories: dict[str, list[str]]
+) -> pd.DataFrame:
+    """The model's columns in the model's order and dtypes; unknown categories become missing."""
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise ValueError(f"features missing from the input: {missing[:5]}")
+    out = pd.DataFrame(index=frame.index)
+    for name in features:
+        if name in categories:
+            out[name] = pd.Categorical(
+                frame[name].astype("str").where(frame[name].notna()), categories=categories[name]
+            )
+        else:
+            out[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+    return out
+
+
+@dataclass
+class InMarketModel:
+    booster: lgb.Booster
+    features: list[str]
+    categories: dict[str, list[str]]
+    calibration: tuple[float, float] = (1.0, 0.0)  # probability = sigmoid(a * margin + b)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def margin(self, frame: pd.DataFrame) -> np.ndarray:
+        x = prepare(frame, self.features, self.categories)
+        margin: np.ndarray = self.booster.predict(
+            x, raw_score=True, num_threads=1 if len(x) < 64 else 0
+        )
+        return margin
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        a, b = self.calibration
+        probability: np.ndarray = 1.0 / (1.0 + np.exp(-(a * self.margin(frame) + b)))
+        return probability
+
+    def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Per-feature contributions to the margin (SHAP values from ``pred_contrib``)."""
+        x = prepare(frame, self.features, self.categories)
+        values = self.booster.predict(x, pred_contrib=True)
+        return pd.DataFrame(np.asarray(values)[:, :-1], columns=self.features, index=frame.index)
+
+    def save(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(folder / BOOSTER_FILE))
+        meta = {
+            "features": self.features,
+            "categories": self.categories,
+            "calibration": list(self.calibration),
+            "info": self.info,
+        }
+        (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> InMarketModel:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        booster = lgb.Booster(model_file=str(folder / BOOSTER_FILE))
+        a, b = meta["calibration"]
+        return cls(booster, meta["features"], meta["categories"], (a, b), meta["info"])
+
+
+def fit_model(
+    train: pd.DataFrame, valid: pd.DataFrame, *, seed: int, params: LightGBMParams
+) -> InMarketModel:
+    """Train on ``train``, stop early and calibrate on ``valid``; deterministic for a seed."""
+    features = feature_columns(train)
+    categories = {
+        c: [str(v) for v in train[c].cat.categories]
+        for c in features
+        if isinstance(train[c].dtype, pd.CategoricalDtype)
+    }
+    x_train = prepare(train, features, categories)
+    x_valid = prepare(valid, features, categories)
+    dtrain = lgb.Dataset(x_train, train[LABEL].to_numpy(), free_raw_data=False)
+    dvalid = lgb.Dataset(x_valid, valid[LABEL].to_numpy(), reference=dtrain)
+    booster = lgb.train(
+        params.booster_params(seed),
+        dtrain,
+        num_boost_round=params.max_rounds,
+        valid_sets=[dvalid],
+        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
+    )
+    booster.best_iteration = booster.best_iteration or booster.current_iteration()
+    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    model = InMarketModel(
+        booster, features, categories, info={"best_iteration": booster.current_iteration()}
+    )
+    model.calibration = platt(model.margin(valid), valid[LABEL].to_numpy())
+    return model
+
+
+def platt(margin: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Fit probability = sigmoid(a * margin + b) on held-out rows."""
+    fit = LogisticRegression(C=1e6, max_iter=1000).fit(margin.reshape(-1, 1), labels)
+    return float(fit.coef_[0, 0]), float(fit.intercept_[0])
+
+
+class InMarketPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    """MLflow wrapper: feature records in, calibrated probabilities out."""
+
+    def load_context(self, context: Any) -> None:
+        self.model = InMarketModel.load(Path(context.artifacts["model"]))
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
+        return self.model.predict_proba(model_input)

@@ -1,0 +1,111 @@
+"""The MLflow store (SQLite under ``mlruns/``), the registry's aliases, and promotion.
+
+``challenger`` is the newest registered model; ``champion`` is the one served. A challenger is
+promoted only when its test PR AUC is not worse than the champion's on the same rows (the
+challenger's test set, re-scored with both models), or with ``force``; the decision and its
+figures are recorded as tags on the model version either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from training.model import LABEL, InMarketModel
+
+CHALLENGER, CHAMPION = "challenger", "champion"
+TEST_SET = "evaluation/test_set.parquet"
+
+
+def tracking_uri(store: Path) -> str:
+    return f"sqlite:///{Path(store).resolve()}/mlflow.db"
+
+
+def connect(store: Path, uri: str | None = None, experiment: str = "inmarket") -> MlflowClient:
+    """Point MLflow at the store (creating it) and make sure the experiment exists."""
+    store = Path(store)
+    store.mkdir(parents=True, exist_ok=True)
+    uri = uri or tracking_uri(store)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri, uri)
+    if client.get_experiment_by_name(experiment) is None:
+        client.create_experiment(
+            experiment, artifact_location=(store.resolve() / "artifacts").as_uri()
+        )
+    mlflow.set_experiment(experiment)
+    return client
+
+
+def load_model(uri: str) -> InMarketModel:
+    """An ``InMarketModel`` from a models:/ or runs:/ URI."""
+    wrapper = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    model: InMarketModel = wrapper.model
+    return model
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str):  # type: ignore[no-untyped-def]
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+@dataclass
+class Promotion:
+    promoted: bool
+    version: str
+    previous: str | None
+    reason: str
+
+
+def promote(client: MlflowClient, name: str, *, force: bool = False) -> Promotion:
+    """Move ``champion`` to the challenger if it is not worse on the same rows (or forced)."""
+    from sklearn.metrics import average_precision_score
+
+    challenger = version_by_alias(client, name, CHALLENGER)
+    if challenger is None:
+        raise ValueError(f"model '{name}' has no '{CHALLENGER}' version; run `inmarket train`")
+    champion = version_by_alias(client, name, CHAMPION)
+    if champion is not None and champion.version == challenger.version:
+        return Promotion(
+            False,
+            challenger.version,
+            champion.version,
+            f"version {challenger.version} is already the champion",
+        )
+    if champion is None:
+        decided, reason = True, "no champion yet"
+    else:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=challenger.run_id, artifact_path=TEST_SET
+        )
+        test = pd.read_parquet(local)
+        scores = {
+            v: average_precision_score(
+                test[LABEL], load_model(f"models:/{name}/{v.version}").predict_proba(test)
+            )
+            for v in (challenger, champion)
+        }
+        new, old = scores[challenger], scores[champion]
+        decided = new >= old or force
+        verdict = "not worse than" if new >= old else "worse than"
+        reason = (
+            f"test PR AUC {new:.6f} is {verdict} champion v{champion.version}'s {old:.6f} "
+            f"on the same {len(test):,} test rows" + (" (forced)" if force and new < old else "")
+        )
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    client.set_model_version_tag(
+        name, challenger.version, "promotion", "accepted" if decided else "refused"
+    )
+    client.set_model_version_tag(name, challenger.version, "promotion_reason", reason)
+    client.set_model_version_tag(name, challenger.version, "promotion_at", stamp)
+    if decided:
+        client.set_registered_model_alias(name, CHAMPION, challenger.version)
+    return Promotion(decided, challenger.version, champion.version if champion else None, reason)
