@@ -236,7 +236,7 @@ class TrainJob:
             }
         )
         mlflow.log_input(
-            mlflow.data.from_pandas(
+            mlflow.data.from_pandas(  # type: ignore[attr-defined]
                 labelled.astype(
                     {
                         c: "str"
@@ -282,9 +282,9 @@ class TrainJob:
             {"gain": gain.to_dict(), "mean_abs_shap": shap.to_dict()}, "evaluation/importance.json"
         )
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / Path(TEST_SET).name
-            split.test.to_parquet(path, index=False)
-            mlflow.log_artifact(str(path), str(Path(TEST_SET).parent))
+            test_file = Path(tmp) / Path(TEST_SET).name
+            split.test.to_parquet(test_file, index=False)
+            mlflow.log_artifact(str(test_file), str(Path(TEST_SET).parent))
 
     def _register(self, client: Any, run_id: str, model: InMarketModel, split: Split) -> str:
         name = self.config.tracking.model_name

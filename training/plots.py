@@ -1,4 +1,4 @@
-"""The evaluation plots logged with every run: gains, lift, calibration, importance, MQL vs model."""
+"""Plots logged with every run: gains, lift, calibration, importance, MQL vs model."""
 
 from __future__ import annotations
 
