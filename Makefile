@@ -24,6 +24,8 @@ demo: install
 	$(BIN)/inmarket generate --accounts $(ACCOUNTS) --seed $(SEED) --out $(DATA)
 	$(BIN)/inmarket validate $(DATA)
 	$(BIN)/inmarket features $(DATA) --out $(DATA)/features.parquet
+	$(BIN)/inmarket train $(DATA)
+	$(BIN)/inmarket promote
 	$(BIN)/inmarket example-crm --out data/crm_export
 	$(BIN)/inmarket validate data/crm_export --mapping data/crm_export/crm_mapping.toml
 

@@ -77,7 +77,9 @@ class TrainConfig(_Section):
     min_data_in_leaf: int = Field(50, ge=1)
     max_rounds: int = Field(2000, ge=1)
     early_stopping_rounds: int = Field(100, ge=1)
-    shuffle_labels: bool = Field(False, description="permutation check: must give ROC AUC ~0.5")
+    shuffle_labels: bool = Field(
+        False, description="permutation check: train on shuffled labels, test ROC AUC ~0.5"
+    )
 
 
 class TrackingConfig(_Section):

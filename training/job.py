@@ -172,14 +172,16 @@ class TrainJob:
             kind=tc.label,
             include_customers=tc.include_customers,
         )
-        if tc.shuffle_labels:
-            labelled[LABEL] = np.random.default_rng(tc.seed).permutation(labelled[LABEL].to_numpy())
         split = time_split(
             labelled,
             test_days=tc.test_days,
             validation_days=tc.validation_days,
             embargo_days=tc.horizon_days,
         )
+        if tc.shuffle_labels:  # permutation check: learn from noise, test on the truth
+            rng = np.random.default_rng(tc.seed)
+            for part in (split.train, split.valid):
+                part[LABEL] = rng.permutation(part[LABEL].to_numpy())
         params = LightGBMParams(
             learning_rate=tc.learning_rate,
             num_leaves=tc.num_leaves,

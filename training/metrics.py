@@ -65,9 +65,10 @@ def lead_time_days(
     """Median days between the first snapshot where a later-won account was in the top
     ``share`` and the creation of its won new-business opportunity; and how many such deals.
 
-    ``frame`` holds the scored snapshots (account_id, as_of, label)."""
+    ``frame`` holds the scored snapshots (account_id, as_of, label). An account tied at the cut
+    counts as flagged when it is more likely than not in the top under a random tie-break."""
     weights = _top_weights(np.asarray(scores, dtype=float), frame["as_of"].to_numpy(), share)
-    flagged = frame.loc[weights > 0, ["account_id", "as_of"]]
+    flagged = frame.loc[weights >= 0.5, ["account_id", "as_of"]]  # in, or more likely than not
     wins = opportunities[
         (opportunities["type"] == "new_business") & (opportunities["status"] == "won")
     ][["account_id", "created_at"]]

@@ -87,13 +87,12 @@ def promote(client: MlflowClient, name: str, *, force: bool = False) -> Promotio
             run_id=challenger.run_id, artifact_path=TEST_SET
         )
         test = pd.read_parquet(local)
-        scores = {
-            v: average_precision_score(
+        new, old = (
+            average_precision_score(
                 test[LABEL], load_model(f"models:/{name}/{v.version}").predict_proba(test)
             )
             for v in (challenger, champion)
-        }
-        new, old = scores[challenger], scores[champion]
+        )
         decided = new >= old or force
         verdict = "not worse than" if new >= old else "worse than"
         reason = (

@@ -1,0 +1,229 @@
+"""Training end to end with a real SQLite MLflow store: run, registry, promotion, honesty checks."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from features.engine import build_feature_table
+from inmarket.config import Config, load_config
+from training.job import EvaluateJob, SplitError, TrainJob, TrainResult, time_split
+from training.registry import CHALLENGER, CHAMPION, connect, load_model, promote, tracking_uri
+
+pytestmark = pytest.mark.slow
+
+
+def _config(store: Path, **train: object) -> Config:
+    return load_config(None, {"tracking": {"store": str(store)}, "train": train})
+
+
+@pytest.fixture(scope="session")
+def world_features(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "features.parquet"
+    build_feature_table(world_dir, out, every_days=14, snapshots=None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained(
+    world_dir: Path, world_features: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, TrainResult]:
+    """One store with one trained challenger, made once per session; tests copy it."""
+    store = tmp_path_factory.mktemp("store") / "mlruns"
+    result = TrainJob(_config(store)).run(world_dir, world_features)
+    return store, result
+
+
+@pytest.fixture
+def store(trained: tuple[Path, TrainResult], tmp_path: Path) -> Path:
+    copy = tmp_path / "mlruns"
+    shutil.copytree(trained[0], copy)
+    # the SQLite file stores absolute artifact locations: point them at the copy
+    db = copy / "mlflow.db"
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        old, new = (trained[0].resolve() / "artifacts").as_uri(), (copy / "artifacts").as_uri()
+        for table, column in (
+            ("experiments", "artifact_location"),
+            ("runs", "artifact_uri"),
+            ("model_versions", "source"),
+            ("model_versions", "storage_location"),
+            ("logged_models", "artifact_location"),
+        ):
+            try:
+                con.execute(f"UPDATE {table} SET {column} = REPLACE({column}, ?, ?)", (old, new))
+            except sqlite3.OperationalError:
+                pass
+    return copy
+
+
+def test_run_logs_everything_and_registers_a_challenger(trained: tuple[Path, TrainResult]) -> None:
+    store, result = trained
+    client = connect(store)
+    run = client.get_run(result.run_id)
+    assert {
+        "test_roc_auc",
+        "test_pr_auc",
+        "test_brier",
+        "test_lift_at_10",
+        "test_recall_at_10",
+        "mql_rule_test_recall_at_10",
+        "logistic_test_pr_auc",
+        "engagement_test_roc_auc",
+        "test_lead_time_deals",
+        "labels_positives",
+    } <= set(run.data.metrics)
+    assert run.data.params["data_fingerprint"] == result.fingerprint
+    assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.digest
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    assert artifacts == {
+        "plots/gains_and_lift.png",
+        "plots/calibration.png",
+        "plots/feature_importance.png",
+        "plots/model_vs_mql.png",
+    }
+    version = client.get_model_version_by_alias("inmarket", CHALLENGER)
+    assert str(version.version) == result.version and version.run_id == result.run_id
+    info = mlflow.models.get_model_info(result.model_uri)
+    assert info.signature is not None and info.saved_input_example_info is not None
+    assert store.joinpath("mlflow.db").exists()
+    assert tracking_uri(store).startswith("sqlite:///")
+
+
+def test_pyfunc_returns_probabilities_not_classes(
+    trained: tuple[Path, TrainResult], world_features: Path
+) -> None:
+    store, result = trained
+    connect(store)
+    rows = pd.read_parquet(world_features).sample(2000, random_state=0)
+    rows = rows.astype({c: "str" for c in ("industry", "region", "employee_band")})  # as JSON
+    probabilities = mlflow.pyfunc.load_model(result.model_uri).predict(rows)
+    assert probabilities.min() >= 0 and probabilities.max() <= 1
+    assert len(np.unique(probabilities)) > 20 and not set(np.unique(probabilities)) <= {0, 1}
+
+
+def test_model_beats_the_mql_rule_on_the_same_rows(trained: tuple[Path, TrainResult]) -> None:
+    metrics = trained[1].evaluation.metrics
+    assert metrics["model"]["roc_auc"] > metrics["mql_rule"]["roc_auc"]
+    assert metrics["model"]["recall_at_10"] > metrics["mql_rule"]["recall_at_10"]
+    assert set(metrics) == {"model", "mql_rule", "logistic", "engagement"}
+
+
+def test_same_seed_same_data_same_metrics(
+    trained: tuple[Path, TrainResult], world_dir: Path, world_features: Path, tmp_path: Path
+) -> None:
+    again = TrainJob(_config(tmp_path / "mlruns")).run(world_dir, world_features)
+    for name, values in trained[1].evaluation.metrics.items():
+        for metric, value in values.items():
+            assert again.evaluation.metrics[name][metric] == pytest.approx(value, abs=1e-6)
+
+
+def test_shuffled_labels_give_a_coin_flip(
+    world_dir: Path, world_features: Path, tmp_path: Path
+) -> None:
+    result = TrainJob(_config(tmp_path / "mlruns", shuffle_labels=True)).run(
+        world_dir, world_features
+    )
+    assert abs(result.evaluation.metrics["model"]["roc_auc"] - 0.5) < 0.1
+
+
+def test_evaluate_rescores_a_registered_version(
+    trained: tuple[Path, TrainResult], world_dir: Path, world_features: Path
+) -> None:
+    store, result = trained
+    evaluation = EvaluateJob(_config(store)).run(result.model_uri, world_dir, world_features)
+    assert evaluation.metrics["model"] == pytest.approx(result.evaluation.metrics["model"])
+
+
+def test_promotion_refuses_worse_and_accepts_better(
+    store: Path, world_dir: Path, world_features: Path
+) -> None:
+    client = connect(store)
+    first = promote(client, "inmarket")
+    assert first.promoted and first.reason == "no champion yet"
+    champion = client.get_model_version_by_alias("inmarket", CHAMPION).version
+
+    worse = TrainJob(_config(store, shuffle_labels=True)).run(world_dir, world_features)
+    refused = promote(client, "inmarket")
+    assert not refused.promoted and "worse than" in refused.reason
+    assert client.get_model_version_by_alias("inmarket", CHAMPION).version == champion
+    assert client.get_model_version("inmarket", worse.version).tags["promotion"] == "refused"
+
+    better = TrainJob(_config(store)).run(world_dir, world_features)
+    accepted = promote(client, "inmarket")
+    assert accepted.promoted and "not worse than" in accepted.reason
+    assert str(client.get_model_version_by_alias("inmarket", CHAMPION).version) == better.version
+    assert client.get_model_version("inmarket", better.version).tags["promotion"] == "accepted"
+
+
+def test_force_promotes_a_worse_model_and_says_so(
+    store: Path, world_dir: Path, world_features: Path
+) -> None:
+    client = connect(store)
+    promote(client, "inmarket")
+    worse = TrainJob(_config(store, shuffle_labels=True)).run(world_dir, world_features)
+    forced = promote(client, "inmarket", force=True)
+    assert forced.promoted and forced.reason.endswith("(forced)")
+    assert str(client.get_model_version_by_alias("inmarket", CHAMPION).version) == worse.version
+    assert isinstance(load_model(f"models:/inmarket@{CHAMPION}").features, list)
+
+
+def test_cli_train_and_promote(world_dir: Path, world_features: Path, tmp_path: Path) -> None:
+    store = tmp_path / "mlruns"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inmarket.cli",
+            "train",
+            str(world_dir),
+            "--features",
+            str(world_features),
+            "--store",
+            str(store),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "mql_rule" in run.stdout and "the later wins the MQL rule finds" in run.stdout
+    first = subprocess.run(
+        [sys.executable, "-m", "inmarket.cli", "promote", "--store", str(store)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert first.returncode == 0 and "promoted to champion" in first.stdout
+    assert MlflowClient(tracking_uri(store)).get_model_version_by_alias("inmarket", CHAMPION)
+
+
+def test_too_little_history_is_a_clear_error() -> None:
+    frame = pd.DataFrame(
+        {"as_of": pd.to_datetime(["2025-01-01"] * 4, utc=True), "label": [0, 1, 0, 1]}
+    )
+    with pytest.raises(SplitError, match="the train window has 0 labelled rows"):
+        time_split(frame, test_days=120, validation_days=90, embargo_days=90)
+
+
+def test_reference_world_meets_the_quality_bar(tmp_path: Path) -> None:
+    """The issue's bar, on the synthetic world of 5,000 accounts, seed 7: test ROC AUC at
+    least 0.85 and at least 1.5x the later wins the MQL rule finds in its top 10%."""
+    from inmarket.synthetic import WorldSpec, generate_world
+
+    world = tmp_path / "world"
+    generate_world(WorldSpec(accounts=5000, seed=7), world)
+    result = TrainJob(_config(tmp_path / "mlruns")).run(world)
+    model, mql = result.evaluation.metrics["model"], result.evaluation.metrics["mql_rule"]
+    assert model["roc_auc"] >= 0.85
+    assert model["recall_at_10"] >= 1.5 * mql["recall_at_10"]
+    assert result.evaluation.lead_times["model"][1] > 0
