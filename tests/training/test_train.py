@@ -59,10 +59,7 @@ def store(trained: tuple[Path, TrainResult], tmp_path: Path) -> Path:
             ("model_versions", "storage_location"),
             ("logged_models", "artifact_location"),
         ):
-            try:
-                con.execute(f"UPDATE {table} SET {column} = REPLACE({column}, ?, ?)", (old, new))
-            except sqlite3.OperationalError:
-                pass
+            con.execute(f"UPDATE {table} SET {column} = REPLACE({column}, ?, ?)", (old, new))
     return copy
 
 
