@@ -148,6 +148,20 @@ def event_sources(folder: Path, mapping: Mapping | None) -> list[EventSource]:
     return sources
 
 
+def load_small_tables(
+    folder: Path, mapping: Mapping | None, extracted_at: datetime | None, max_bad_share: float
+) -> Dataset:
+    """Accounts, people, intent and opportunities, validated; events left empty (they are
+    streamed bucket by bucket)."""
+    raw = mapping.read(folder, SMALL_TABLES) if mapping else read_folder(folder, SMALL_TABLES)
+    return validate(
+        raw,
+        extracted_at=extracted_at or read_extracted_at(folder),
+        max_bad_share=max_bad_share,
+        known={"events": empty_table("events")},
+    )
+
+
 def plan_build(
     folder: Path,
     *,
@@ -162,14 +176,7 @@ def plan_build(
     """Validate the small tables and decide the snapshot grid and the number of buckets."""
     folder = Path(folder)
     sources = event_sources(folder, mapping)
-    raw = mapping.read(folder, SMALL_TABLES) if mapping else read_folder(folder, SMALL_TABLES)
-    stamp = extracted_at or read_extracted_at(folder)
-    base = validate(
-        raw,
-        extracted_at=stamp,
-        max_bad_share=max_bad_share,
-        known={"events": empty_table("events")},
-    )
+    base = load_small_tables(folder, mapping, extracted_at, max_bad_share)
     end = base.report.extracted_at
     if snapshots is None:
         first = _first_event_day(base)

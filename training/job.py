@@ -14,11 +14,14 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
 from mlflow.models import infer_signature
 
-from features.engine import build_feature_table
+from features.engine import build_feature_table, load_small_tables
 from features.families import FeatureConfig
-from features.tables import Dataset, load_dataset
+from features.mapping import Mapping
+from features.tables import Dataset
 from inmarket.config import Config
 from training import plots
 from training.baselines import fit_baselines
@@ -135,15 +138,12 @@ class TrainJob:
         self.config = config
 
     def features(self, data: Path, features_path: Path | None) -> tuple[pd.DataFrame, Dataset]:
+        """The feature table (read, or built from ``data``) and the validated small tables."""
         cfg = self.config
-        dataset = load_dataset(
-            data,
-            mapping=cfg.data.mapping,
-            extracted_at=cfg.data.extracted_at,
-            max_bad_share=cfg.data.max_bad_share,
-        )
+        mapping = Mapping.load(cfg.data.mapping) if cfg.data.mapping else None
+        tables = load_small_tables(data, mapping, cfg.data.extracted_at, cfg.data.max_bad_share)
         if features_path is not None:
-            return pd.read_parquet(features_path), dataset
+            return pd.read_parquet(features_path), tables
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "features.parquet"
             build_feature_table(
@@ -159,7 +159,7 @@ class TrainJob:
                 spark_master=cfg.features.spark_master,
                 config=FeatureConfig(cfg.features.windows, cfg.features.intent_delay_days),
             )
-            return pd.read_parquet(out), dataset
+            return pd.read_parquet(out), tables
 
     def run(self, data: Path, features_path: Path | None = None) -> TrainResult:
         cfg, tc = self.config, self.config.train
@@ -204,7 +204,9 @@ class TrainJob:
         )
         client = connect(cfg.tracking.store, cfg.tracking.uri, cfg.tracking.experiment)
         with mlflow.start_run() as run:
-            self._log(run.info.run_id, model, split, evaluation, counts, labelled, fingerprint)
+            self._log(
+                str(Path(data).resolve()), model, split, evaluation, counts, labelled, fingerprint
+            )
             version = self._register(client, run.info.run_id, model, split)
         return TrainResult(
             run.info.run_id,
@@ -218,7 +220,7 @@ class TrainJob:
 
     def _log(
         self,
-        run_id: str,
+        source: str,
         model: InMarketModel,
         split: Split,
         evaluation: Evaluation,
@@ -237,19 +239,24 @@ class TrainJob:
                 **{k: v for k, v in split.describe().items()},
             }
         )
+        # The data's identity without re-reading a million rows: our own fingerprint, the
+        # source folder and the schema of a sample.
+        sample = labelled.head(1000).astype(
+            {
+                c: "str"
+                for c in labelled.columns
+                if isinstance(labelled[c].dtype, pd.CategoricalDtype)
+            }
+        )
         mlflow.log_input(
-            mlflow.data.from_pandas(  # type: ignore[attr-defined]
-                labelled.astype(
-                    {
-                        c: "str"
-                        for c in labelled.columns
-                        if isinstance(labelled[c].dtype, pd.CategoricalDtype)
-                    }
-                ),
+            MetaDataset(  # type: ignore[abstract]
+                LocalArtifactDatasetSource(source),
                 name="labelled_snapshots",
-                targets=LABEL,
+                digest=fingerprint,
+                schema=infer_signature(sample).inputs,
             ),
             context="training",
+            tags={"rows": str(len(labelled)), "positives": str(int(labelled[LABEL].sum()))},
         )
         for name, values in evaluation.metrics.items():
             prefix = "test" if name == "model" else f"{name}_test"
@@ -261,7 +268,10 @@ class TrainJob:
         mlflow.log_metrics({f"labels_{k}": v for k, v in counts.as_dict().items()})
         mlflow.set_tags({"data_fingerprint": fingerprint, "label": tc.label})
         labels = split.test[LABEL].to_numpy()
-        shap = model.contributions(split.test).abs().mean()
+        # mean |SHAP| on a seeded sample of test rows: the ranking of features is stable long
+        # before every row is explained
+        explained = split.test.sample(min(len(split.test), 20_000), random_state=tc.seed)
+        shap = model.contributions(explained).abs().mean()
         gain = pd.Series(model.booster.feature_importance("gain"), index=model.features)
         figures = {
             "plots/gains_and_lift.png": plots.gains_chart(labels, evaluation.scores),

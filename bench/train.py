@@ -1,0 +1,89 @@
+"""Training benchmark: `inmarket train` on about a million labelled snapshot rows.
+
+    python -m bench.train --world data/bench-100000 --every-days 45
+
+Builds the feature table of a (generated or reused) world once, then times ``inmarket train``
+from that table: labels, the time split, LightGBM with early stopping and calibration, the three
+baselines, metrics, plots and the MLflow run with the registered model, in its own process with
+its peak memory sampled. Results go to ``bench/results/train.json`` and stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+
+from bench.features import RESULTS, measure
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--world", type=Path)
+    parser.add_argument("--every-days", type=int, default=45)
+    args = parser.parse_args(argv)
+    world = args.world or Path(f"data/bench-{args.accounts}")
+    inmarket = [sys.executable, "-m", "inmarket.cli"]
+    if not (world / "events.parquet").exists():
+        measure(
+            [
+                *inmarket,
+                "generate",
+                "--accounts",
+                str(args.accounts),
+                "--seed",
+                str(args.seed),
+                "--out",
+                str(world),
+            ]
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        features = Path(tmp) / "features.parquet"
+        built = measure(
+            [
+                *inmarket,
+                "features",
+                str(world),
+                "--out",
+                str(features),
+                "--every-days",
+                str(args.every_days),
+                "--all-history",
+            ]
+        )
+        rows = pq.ParquetFile(features).metadata.num_rows
+        trained = measure(
+            [
+                *inmarket,
+                "train",
+                str(world),
+                "--features",
+                str(features),
+                "--store",
+                f"{tmp}/mlruns",
+            ]
+        )
+    result = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB",
+        "world": str(world),
+        "snapshot_rows": rows,
+        "features": built,
+        "train": trained,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "train.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
