@@ -224,3 +224,53 @@ def test_reference_world_meets_the_quality_bar(tmp_path: Path) -> None:
     assert model["roc_auc"] >= 0.85
     assert model["recall_at_10"] >= 1.5 * mql["recall_at_10"]
     assert result.evaluation.lead_times["model"][1] > 0
+
+
+def test_mlflow_ui_serves_the_store(trained: tuple[Path, TrainResult]) -> None:
+    """`mlflow ui` pointed at the store shows the experiment, the run and the registered model."""
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    store, result = trained
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "ui",
+            "--backend-store-uri",
+            tracking_uri(store),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(
+                    f"{base}/runs/get?run_id={result.run_id}", timeout=5
+                ) as response:
+                    run = json.load(response)["run"]
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(1)
+        metrics = {m["key"] for m in run["data"]["metrics"]}
+        assert {"test_pr_auc", "mql_rule_test_recall_at_10"} <= metrics
+        with urllib.request.urlopen(
+            f"{base}/registered-models/alias?name=inmarket&alias={CHALLENGER}", timeout=5
+        ) as response:
+            assert json.load(response)["model_version"]["run_id"] == result.run_id
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
