@@ -238,7 +238,7 @@ def _mutate_after(
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(snapshot=st.integers(0, 11), seed=st.integers(0, 2**32 - 1), n_accounts=st.integers(1, 80))
 def test_rows_at_or_after_as_of_never_change_the_snapshot(
