@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from features.engine import build_feature_table
+from inmarket.config import Config, load_config
 from inmarket.synthetic import CHUNK_ACCOUNTS, WorldSpec, generate_world
+from training.job import TrainJob, TrainResult
 
 # CI replays the same examples run after run, so a landing is never decided by chance;
 # local runs keep exploring new ones.
@@ -32,3 +35,24 @@ def dirty_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dirty")
     generate_world(WorldSpec(accounts=WORLD_ACCOUNTS, seed=11, dirty=True), out)
     return out
+
+
+def train_config(store: Path, **train: object) -> Config:
+    return load_config(None, {"tracking": {"store": str(store)}, "train": train})
+
+
+@pytest.fixture(scope="session")
+def world_features(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "features.parquet"
+    build_feature_table(world_dir, out, every_days=14, snapshots=None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained(
+    world_dir: Path, world_features: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, TrainResult]:
+    """One store with one trained challenger, made once per session; tests copy it."""
+    store = tmp_path_factory.mktemp("store") / "mlruns"
+    result = TrainJob(train_config(store)).run(world_dir, world_features)
+    return store, result

@@ -199,6 +199,10 @@ class TrainJob:
                 "test_metrics": evaluation.metrics["model"],
                 "mql_test_metrics": evaluation.metrics["mql_rule"],
                 "horizon_days": tc.horizon_days,
+                # the score 0-100 is the percentile among the test window's accounts
+                "score_quantiles": np.quantile(
+                    evaluation.probabilities["model"], np.linspace(0, 1, 101)
+                ).tolist(),
                 "label": tc.label,
             }
         )

@@ -13,33 +13,11 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from features.engine import build_feature_table
-from inmarket.config import Config, load_config
+from tests.conftest import train_config
 from training.job import EvaluateJob, SplitError, TrainJob, TrainResult, time_split
 from training.registry import CHALLENGER, CHAMPION, connect, load_model, promote, tracking_uri
 
 pytestmark = pytest.mark.slow
-
-
-def _config(store: Path, **train: object) -> Config:
-    return load_config(None, {"tracking": {"store": str(store)}, "train": train})
-
-
-@pytest.fixture(scope="session")
-def world_features(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("train") / "features.parquet"
-    build_feature_table(world_dir, out, every_days=14, snapshots=None)
-    return out
-
-
-@pytest.fixture(scope="session")
-def trained(
-    world_dir: Path, world_features: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, TrainResult]:
-    """One store with one trained challenger, made once per session; tests copy it."""
-    store = tmp_path_factory.mktemp("store") / "mlruns"
-    result = TrainJob(_config(store)).run(world_dir, world_features)
-    return store, result
 
 
 @pytest.fixture
@@ -118,7 +96,7 @@ def test_model_beats_the_mql_rule_on_the_same_rows(trained: tuple[Path, TrainRes
 def test_same_seed_same_data_same_metrics(
     trained: tuple[Path, TrainResult], world_dir: Path, world_features: Path, tmp_path: Path
 ) -> None:
-    again = TrainJob(_config(tmp_path / "mlruns")).run(world_dir, world_features)
+    again = TrainJob(train_config(tmp_path / "mlruns")).run(world_dir, world_features)
     for name, values in trained[1].evaluation.metrics.items():
         for metric, value in values.items():
             assert again.evaluation.metrics[name][metric] == pytest.approx(value, abs=1e-6)
@@ -127,7 +105,7 @@ def test_same_seed_same_data_same_metrics(
 def test_shuffled_labels_give_a_coin_flip(
     world_dir: Path, world_features: Path, tmp_path: Path
 ) -> None:
-    result = TrainJob(_config(tmp_path / "mlruns", shuffle_labels=True)).run(
+    result = TrainJob(train_config(tmp_path / "mlruns", shuffle_labels=True)).run(
         world_dir, world_features
     )
     assert abs(result.evaluation.metrics["model"]["roc_auc"] - 0.5) < 0.1
@@ -137,7 +115,7 @@ def test_evaluate_rescores_a_registered_version(
     trained: tuple[Path, TrainResult], world_dir: Path, world_features: Path
 ) -> None:
     store, result = trained
-    evaluation = EvaluateJob(_config(store)).run(result.model_uri, world_dir, world_features)
+    evaluation = EvaluateJob(train_config(store)).run(result.model_uri, world_dir, world_features)
     assert evaluation.metrics["model"] == pytest.approx(result.evaluation.metrics["model"])
 
 
@@ -149,13 +127,13 @@ def test_promotion_refuses_worse_and_accepts_better(
     assert first.promoted and first.reason == "no champion yet"
     champion = client.get_model_version_by_alias("inmarket", CHAMPION).version
 
-    worse = TrainJob(_config(store, shuffle_labels=True)).run(world_dir, world_features)
+    worse = TrainJob(train_config(store, shuffle_labels=True)).run(world_dir, world_features)
     refused = promote(client, "inmarket")
     assert not refused.promoted and "worse than" in refused.reason
     assert client.get_model_version_by_alias("inmarket", CHAMPION).version == champion
     assert client.get_model_version("inmarket", worse.version).tags["promotion"] == "refused"
 
-    better = TrainJob(_config(store)).run(world_dir, world_features)
+    better = TrainJob(train_config(store)).run(world_dir, world_features)
     accepted = promote(client, "inmarket")
     assert accepted.promoted and "not worse than" in accepted.reason
     assert str(client.get_model_version_by_alias("inmarket", CHAMPION).version) == better.version
@@ -167,7 +145,7 @@ def test_force_promotes_a_worse_model_and_says_so(
 ) -> None:
     client = connect(store)
     promote(client, "inmarket")
-    worse = TrainJob(_config(store, shuffle_labels=True)).run(world_dir, world_features)
+    worse = TrainJob(train_config(store, shuffle_labels=True)).run(world_dir, world_features)
     forced = promote(client, "inmarket", force=True)
     assert forced.promoted and forced.reason.endswith("(forced)")
     assert str(client.get_model_version_by_alias("inmarket", CHAMPION).version) == worse.version
@@ -219,7 +197,7 @@ def test_reference_world_meets_the_quality_bar(tmp_path: Path) -> None:
 
     world = tmp_path / "world"
     generate_world(WorldSpec(accounts=5000, seed=7), world)
-    result = TrainJob(_config(tmp_path / "mlruns")).run(world)
+    result = TrainJob(train_config(tmp_path / "mlruns")).run(world)
     model, mql = result.evaluation.metrics["model"], result.evaluation.metrics["mql_rule"]
     assert model["roc_auc"] >= 0.85
     assert model["recall_at_10"] >= 1.5 * mql["recall_at_10"]
