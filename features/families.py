@@ -167,7 +167,8 @@ def catalogue(
         Feature(
             f"new_people_{config.new_people_days}d",
             "breadth",
-            f"known people whose first event ever is in the last {config.new_people_days} days",
+            f"known people whose every event of the last 90 days is in the last "
+            f"{config.new_people_days} days",
         )
     )
     add(Feature("contacts_known", "breadth", "people known at the account (contacts and leads)"))
@@ -224,12 +225,18 @@ def catalogue(
             "share of known people's events from the single most active person, last 90 days",
         )
     )
-    add(Feature("days_since_last_event", "recency", "days from the last event to as_of"))
+    add(
+        Feature(
+            "days_since_last_event",
+            "recency",
+            "days from the last event to as_of (missing: none in the last 90 days)",
+        )
+    )
     add(
         Feature(
             "days_since_last_high_intent_event",
             "recency",
-            "days from the last high-intent event to as_of",
+            "days from the last high-intent event to as_of (missing: none in 90 days)",
         )
     )
     add(
@@ -379,17 +386,6 @@ class _Rows:
         age = (snap_s[snap_idx] - self.seconds[row_idx]) / _DAY
         return snap_idx, row_idx, age
 
-    def last_before(self, snap_code: np.ndarray, snap_s: np.ndarray) -> np.ndarray:
-        """Days from the latest row before as_of to as_of (NaN if none)."""
-        snap_key = (snap_code << 32) + snap_s
-        pos = np.searchsorted(self.key, snap_key, side="left") - 1
-        ok = pos >= 0
-        same = np.zeros(len(pos), dtype=bool)
-        same[ok] = (self.key[pos[ok]] >> 32) == snap_code[ok]
-        days = np.full(len(pos), np.nan)
-        days[same] = (snap_s[same] - (self.key[pos[same]] & 0xFFFFFFFF)) / _DAY
-        return days
-
 
 def _codes(values: pd.Series, index: pd.Index) -> np.ndarray:
     return encode(values, index)
@@ -430,6 +426,12 @@ class _Groups:
         result: np.ndarray = np.minimum.reduceat(values[self.order], self.starts)
         return result
 
+    def max(self, values: np.ndarray) -> np.ndarray:
+        if not len(self.starts):
+            return np.array([], dtype=float)
+        result: np.ndarray = np.maximum.reduceat(values[self.order], self.starts)
+        return result
+
     def sum(self, values: np.ndarray) -> np.ndarray:
         if not len(self.starts):
             return np.array([], dtype=float)
@@ -454,6 +456,12 @@ def _distinct(snap_idx: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:
     unique = np.unique(snap_idx.astype(np.int64) * width + key)
     counts: np.ndarray = np.bincount(unique // width, minlength=n)
     return counts
+
+
+def _group_min(snap_idx: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    result = np.full(n, np.inf)
+    np.minimum.at(result, snap_idx, values)
+    return np.where(np.isposinf(result), np.nan, result)
 
 
 def _group_max(snap_idx: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
@@ -520,11 +528,10 @@ def _event_features(
     prior60 = _count(snap_idx, n, (age >= 30) & (age < 90))
     out["momentum_30d_vs_prior_60d"] = (_count(snap_idx, n, age < 30) + 1) / (prior60 / 2 + 1)
 
-    out["days_since_last_event"] = rows.last_before(snap_code, snap_s)
-    is_high_row = _per_type(HIGH_INTENT_TYPES, 0.0)[event_type] > 0
-    out["days_since_last_high_intent_event"] = _Rows(
-        np.where(is_high_row, ev_code, -1), ev_s
-    ).last_before(snap_code, snap_s)
+    # within the lookback only: every snapshot has that much history, so an account seen on
+    # the first snapshot of the data and one seen years later mean the same thing
+    out["days_since_last_event"] = _group_min(snap_idx, age, n)
+    out["days_since_last_high_intent_event"] = _group_min(snap_idx[high], age[high], n)
 
     # one row per (snapshot, known person): the basis of breadth and concentration
     known = (person_code >= 0) & in90
@@ -572,11 +579,11 @@ def _event_features(
     out["mql_points_max_90d"] = best
     out["mql_people_90d"] = _count(p_snap, n, p_points >= MQL_THRESHOLD)
 
-    first_seen = np.full(len(people), np.iinfo(np.int64).max)
-    seen = event_person >= 0
-    np.minimum.at(first_seen, event_person[seen], ev_s[seen])
-    recent = (snap_s[p_snap] - first_seen[p_person]) < config.new_people_days * _DAY
-    out[f"new_people_{config.new_people_days}d"] = _count(p_snap, n, recent)
+    # new: every event of the person in the 90-day window falls in the last few days
+    p_oldest = groups.max(age[known])
+    out[f"new_people_{config.new_people_days}d"] = _count(
+        p_snap, n, p_oldest < config.new_people_days
+    )
     person_account = encode(people["account_id"], account_index)
     contacts = np.bincount(person_account[person_account >= 0], minlength=len(account_index))
     out["contacts_known"] = contacts[snap_code]

@@ -351,6 +351,53 @@ def evaluate(
     click.echo(evaluation.table())
 
 
+@cli.command()
+@click.argument("data", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("data/ranked.parquet"),
+    show_default=True,
+)
+@click.option("--model", "model_uri", help="[models:/<model_name>@champion]")
+@click.option("--mapping", type=click.Path(path_type=Path, dir_okay=False))
+@_store_option
+@click.pass_context
+def score(
+    ctx: click.Context,
+    data: Path,
+    out: Path,
+    model_uri: str | None,
+    mapping: Path | None,
+    store: Path | None,
+) -> None:
+    """Rank every account of DATA by the champion's score, with trend, reasons and gaps."""
+    from serving.batch import score_batch
+    from training.registry import connect, load_model
+
+    cfg = _config(ctx, data={"mapping": mapping}, tracking={"store": store})
+    connect(cfg.tracking.store, cfg.tracking.uri, cfg.tracking.experiment)
+    uri = model_uri or f"models:/{cfg.tracking.model_name}@champion"
+    try:
+        model = load_model(uri)
+    except Exception as exc:  # MLflow raises several types for a missing model or alias
+        raise _Failure(f"cannot load {uri}: {exc}; train and promote a model first") from exc
+    result = _run(
+        lambda: score_batch(
+            model,
+            data,
+            out,
+            mapping=cfg.data.mapping,
+            every_days=cfg.features.every_days,
+            model_uri=uri,
+        )
+    )
+    stages = result.ranked["stage"].value_counts().to_dict()
+    click.echo(f"ranked {len(result.ranked):,} accounts into {out} (and .csv); stages {stages}")
+    for warning in result.warnings:
+        click.echo(f"warning: drift {warning}", err=True)
+
+
 @cli.command("example-crm")
 @click.option("--accounts", type=int, default=300, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)

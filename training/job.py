@@ -23,6 +23,7 @@ from features.families import FeatureConfig
 from features.mapping import Mapping
 from features.tables import Dataset
 from inmarket.config import Config
+from serving.drift import reference_bins
 from training import plots
 from training.baselines import fit_baselines
 from training.labels import LabelCounts, label_snapshots
@@ -200,6 +201,7 @@ class TrainJob:
                 "mql_test_metrics": evaluation.metrics["mql_rule"],
                 "horizon_days": tc.horizon_days,
                 # the score 0-100 is the percentile among the test window's accounts
+                "reference": reference_bins(split.train, model.features),
                 "score_quantiles": np.quantile(
                     evaluation.probabilities["model"], np.linspace(0, 1, 101)
                 ).tolist(),

@@ -1,0 +1,146 @@
+"""Batch scoring: the latest snapshot of every account, ranked, with trend, reasons and gaps.
+
+``inmarket score DATA --out ranked.parquet`` builds the features of the two newest snapshots
+(the extract time and one period before, for the trend), scores both with the champion, and
+writes the ranked accounts (Parquet and CSV, atomically) plus ``<out>.drift.json``: the PSI of
+each feature against the model's training data, with a warning above 0.2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.engine import build_feature_table
+from features.families import FeatureConfig
+from features.tables import write_parquet_atomic
+from serving.drift import PSI_WARNING, drift_report
+from serving.scoring import buying_group, explain_rows, score_rows
+from training.model import InMarketModel
+
+RANKED_COLUMNS = (
+    "rank",
+    "account_id",
+    "name",
+    "domain",
+    "industry",
+    "region",
+    "employee_band",
+    "as_of",
+    "score",
+    "stage",
+    "probability",
+    "trend",
+    "people_engaged_90d",
+    "departments_engaged_90d",
+    "high_intent_people_30d",
+    "top_reasons",
+    "reasons",
+    "roles_engaged",
+    "roles_missing",
+    "buying_group_gap",
+    "in_pipeline",
+    "is_customer",
+    "mql_points_max_90d",
+)
+
+
+@dataclass
+class BatchResult:
+    ranked: pd.DataFrame
+    drift: dict[str, float]
+    warnings: list[str]
+
+
+def rank_accounts(
+    model: InMarketModel, features: pd.DataFrame, accounts: pd.DataFrame
+) -> pd.DataFrame:
+    """Score the newest snapshot of each account; trend against the one before."""
+    stamps = sorted(features["as_of"].unique())
+    latest = features[features["as_of"] == stamps[-1]].reset_index(drop=True)
+    scored = pd.concat([latest, score_rows(model, latest)], axis=1)
+    if len(stamps) > 1:
+        before = features[features["as_of"] == stamps[-2]].reset_index(drop=True)
+        previous = pd.Series(
+            score_rows(model, before)["score"].to_numpy(), index=before["account_id"]
+        )
+        scored["trend"] = scored["score"] - scored["account_id"].map(previous)
+    else:
+        scored["trend"] = float("nan")
+    explained = explain_rows(model, latest)
+    scored["reasons"] = [json.dumps(e) for e in explained]
+    scored["top_reasons"] = ["; ".join(str(r["text"]) for r in e["positive"]) for e in explained]
+    scored = pd.concat([scored, buying_group(latest)], axis=1)
+    info = accounts.set_index("account_id")[["name", "domain"]].reindex(scored["account_id"])
+    scored["name"] = info["name"].to_numpy()
+    scored["domain"] = info["domain"].to_numpy()
+    scored = scored.sort_values(["score", "probability"], ascending=False, kind="stable")
+    scored["rank"] = range(1, len(scored) + 1)
+    return scored[list(RANKED_COLUMNS)].reset_index(drop=True)
+
+
+def score_batch(
+    model: InMarketModel,
+    data: Path,
+    out: Path,
+    *,
+    mapping: Path | None = None,
+    every_days: int = 30,
+    config: FeatureConfig | None = None,
+    model_uri: str | None = None,
+) -> BatchResult:
+    """Build features, rank every account and write the ranked list and drift figures."""
+    from features.engine import load_small_tables
+    from features.mapping import Mapping
+
+    with tempfile.TemporaryDirectory() as tmp:
+        table = Path(tmp) / "features.parquet"
+        build_feature_table(
+            data, table, mapping=mapping, every_days=every_days, snapshots=2, config=config
+        )
+        features = pd.read_parquet(table)
+    tables = load_small_tables(Path(data), Mapping.load(mapping) if mapping else None, None, 0.2)
+    ranked = rank_accounts(model, features, tables.accounts)
+    latest = features[features["as_of"] == features["as_of"].max()]
+    drift = drift_report(latest, model.info.get("reference", {}))
+    warnings = [
+        f"{name}: PSI {value:.2f} above {PSI_WARNING}"
+        for name, value in drift.items()
+        if value > PSI_WARNING
+    ]
+    write_ranked(ranked, out)
+    _write_json(
+        out.with_name(out.name.removesuffix(".parquet") + ".drift.json"),
+        {
+            "as_of": str(latest["as_of"].max()),
+            "model": model_uri,
+            "psi": drift,
+            "warnings": warnings,
+        },
+    )
+    return BatchResult(ranked, drift, warnings)
+
+
+def write_ranked(ranked: pd.DataFrame, out: Path) -> None:
+    """Parquet and CSV side by side, each written to a temporary file and renamed."""
+    write_parquet_atomic(ranked, out)
+    csv = out.with_suffix(".csv")
+    tmp = csv.with_name(f".{csv.name}.{os.getpid()}.tmp")
+    text = ranked.assign(
+        roles_engaged=ranked["roles_engaged"].map(" ".join),
+        roles_missing=ranked["roles_missing"].map(" ".join),
+    )
+    text.drop(columns=["reasons"]).to_csv(tmp, index=False)
+    os.replace(tmp, csv)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
