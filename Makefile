@@ -26,6 +26,7 @@ demo: install
 	$(BIN)/inmarket features $(DATA) --out $(DATA)/features.parquet
 	$(BIN)/inmarket train $(DATA)
 	$(BIN)/inmarket promote
+	$(BIN)/inmarket score $(DATA) --out $(DATA)/ranked.parquet
 	$(BIN)/inmarket example-crm --out data/crm_export
 	$(BIN)/inmarket validate data/crm_export --mapping data/crm_export/crm_mapping.toml
 
