@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import textwrap
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-import psutil
 import pyarrow.parquet as pq
 
-RESULTS = Path(__file__).parent / "results"
+from bench.measure import measure, record, stamp
 
 DUCKDB_FLOOR = textwrap.dedent("""
     import sys, duckdb
@@ -46,33 +42,6 @@ DUCKDB_FLOOR = textwrap.dedent("""
             GROUP BY ALL)''').fetchone()[0]
     print(rows)
 """)
-
-
-def measure(command: list[str]) -> dict[str, float | str]:
-    """Run a command; return its wall time and the peak memory of its process tree."""
-    began = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    root = psutil.Process(process.pid)
-    peak_rss = peak_pss = 0
-    while process.poll() is None:
-        rss = pss = 0
-        try:
-            for proc in [root, *root.children(recursive=True)]:
-                info = proc.memory_full_info()
-                rss, pss = rss + info.rss, pss + info.pss
-        except psutil.Error:
-            pass
-        peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
-        time.sleep(0.1)
-    out, err = process.communicate()
-    if process.returncode:
-        raise SystemExit(f"{command[0]} failed:\n{err[-2000:]}")
-    return {
-        "seconds": round(time.perf_counter() - began, 2),
-        "peak_rss_gb": round(peak_rss / 1e9, 2),
-        "peak_pss_gb": round(peak_pss / 1e9, 2),
-        "stdout": out.strip().splitlines()[-1] if out.strip() else "",
-    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -124,8 +93,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         ]
     )
     result = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB",
+        **stamp(),
         "accounts": args.accounts,
         "events": events,
         "snapshot_rows": rows,
@@ -134,10 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "duckdb_floor": {**floor, "events_per_second": round(events / float(floor["seconds"]))},
         "ratio_to_floor": round(float(pipeline["seconds"]) / float(floor["seconds"]), 2),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "features.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return result
+    return record("features", result)
 
 
 if __name__ == "__main__":

@@ -11,16 +11,13 @@ its peak memory sampled. Results go to ``bench/results/train.json`` and stdout.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
-import psutil
 import pyarrow.parquet as pq
 
-from bench.features import RESULTS, measure
+from bench.measure import measure, record, stamp
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -72,17 +69,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             ]
         )
     result = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB",
+        **stamp(),
         "world": str(world),
         "snapshot_rows": rows,
         "features": built,
         "train": trained,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "train.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return result
+    return record("train", result)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,57 @@
+"""Measuring a command as a benchmark: wall time and peak memory of its process tree."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def measure(command: list[str]) -> dict[str, float | str]:
+    """Run a command; return its wall time and the peak memory of its process tree."""
+    began = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    root = psutil.Process(process.pid)
+    peak_rss = peak_pss = 0
+    while process.poll() is None:
+        rss = pss = 0
+        try:
+            for proc in [root, *root.children(recursive=True)]:
+                info = proc.memory_full_info()
+                rss, pss = rss + info.rss, pss + info.pss
+        except psutil.Error:
+            pass
+        peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+        time.sleep(0.1)
+    out, err = process.communicate()
+    if process.returncode:
+        raise SystemExit(f"{command[0]} failed:\n{err[-2000:]}")
+    return {
+        "seconds": round(time.perf_counter() - began, 2),
+        "peak_rss_gb": round(peak_rss / 1e9, 2),
+        "peak_pss_gb": round(peak_pss / 1e9, 2),
+        "stdout": out.strip().splitlines()[-1] if out.strip() else "",
+    }
+
+
+def stamp() -> dict[str, str]:
+    """When and on what a figure was measured."""
+    memory = psutil.virtual_memory().total / 2**30
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{psutil.cpu_count()} cores, {memory:.0f} GiB",
+    }
+
+
+def record(name: str, result: dict[str, object]) -> dict[str, object]:
+    """Write ``bench/results/<name>.json`` and print it."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return result
