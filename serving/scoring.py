@@ -128,6 +128,10 @@ def score_rows(model: InMarketModel, frame: pd.DataFrame) -> pd.DataFrame:
 def _sentence(feature: str, value: object, descriptions: dict[str, str]) -> str:
     if isinstance(value, float) and np.isnan(value):
         return f"no data yet: {descriptions.get(feature, feature)}"
+    if feature.startswith("role_") and feature.endswith("_engaged_90d"):
+        role = feature.removeprefix("role_").removesuffix("_engaged_90d").replace("_", " ")
+        engaged = bool(value) if isinstance(value, int | float | np.number) else False
+        return f"{'a' if engaged else 'no'} {role} engaged in the last 90 days"
     text = REASON_TEXT.get(feature)
     if text is not None and isinstance(value, int | float | np.number):
         return text(float(value))

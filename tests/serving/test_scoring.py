@@ -89,3 +89,14 @@ def test_buying_group_names_the_missing_roles() -> None:
     )
     assert group.loc[1, "buying_group_gap"].endswith("all engaged")
     assert "champion" in group.loc[1, "roles_engaged"]
+
+
+def test_role_flags_read_as_sentences() -> None:
+    from serving.scoring import _sentence
+
+    assert (
+        _sentence("role_champion_engaged_90d", 0.0, {}) == "no champion engaged in the last 90 days"
+    )
+    assert _sentence("role_decision_maker_engaged_90d", 1.0, {}) == (
+        "a decision maker engaged in the last 90 days"
+    )

@@ -1,0 +1,327 @@
+"""The BentoML service: scores, reasons and buying-group gaps over HTTP (DESIGN §7).
+
+Start it with ``inmarket serve`` or ``bentoml serve serving.service:InMarketService``. Settings
+come from the environment when the service starts (not at import):
+
+| variable | meaning | default |
+|---|---|---|
+| INMARKET_STORE | MLflow store folder | mlruns |
+| INMARKET_TRACKING_URI | tracking URI (overrides the store) | sqlite under the store |
+| INMARKET_MODEL_NAME | registered model served as ``@champion`` | inmarket |
+| INMARKET_RANKED | ranked accounts written by ``inmarket score`` | data/ranked.parquet |
+| INMARKET_TOKEN | bearer token guarding every route but health and metrics | none |
+| INMARKET_RELOAD_SECONDS | how often the champion alias is checked | 30 |
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import pandas as pd
+from fastapi import FastAPI, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from features.families import FIT_CATEGORIES, catalogue
+from serving.scoring import buying_group, explain_rows, score_rows
+from training.model import InMarketModel
+
+log = logging.getLogger("inmarket.service")
+MAX_RECORDS = 1000
+_BATCH = Field(min_length=1, max_length=MAX_RECORDS, description="account feature records")
+FEATURES = [f.name for f in catalogue()]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+FeatureRecord = create_model(  # type: ignore[call-overload]
+    "FeatureRecord",
+    __base__=_Strict,
+    account_id=(str, Field(min_length=1, max_length=200, description="the account's id")),
+    **{
+        name: (
+            (str | None) if name in FIT_CATEGORIES else (float | None),
+            Field(None, description=f.description),
+        )
+        for f in catalogue()
+        for name in [f.name]
+    },
+)
+
+
+class ScoredAccount(BaseModel):
+    account_id: str
+    probability: float
+    score: int = Field(description="0-100: percentile among the model's test-window accounts")
+    stage: str = Field(description="cold, aware, engaged, in-market or ready")
+    missing_features: list[str] = Field(
+        description="features absent from the request, treated as missing"
+    )
+
+
+class ScoreResponse(BaseModel):
+    model_name: str
+    model_version: str
+    scores: list[ScoredAccount]
+
+
+class Reason(BaseModel):
+    feature: str
+    value: float | str | None
+    contribution: float
+    text: str
+
+
+class Explanation(ScoredAccount):
+    positive: list[Reason]
+    negative: list[Reason]
+    roles_engaged: list[str]
+    roles_missing: list[str]
+    buying_group_gap: str
+
+
+class ExplainResponse(BaseModel):
+    model_name: str
+    model_version: str
+    accounts: list[Explanation]
+
+
+@dataclass
+class Settings:
+    store: Path
+    tracking_uri: str | None
+    model_name: str
+    ranked: Path
+    token: str | None
+    reload_seconds: float
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            Path(env.get("INMARKET_STORE", "mlruns")),
+            env.get("INMARKET_TRACKING_URI"),
+            env.get("INMARKET_MODEL_NAME", "inmarket"),
+            Path(env.get("INMARKET_RANKED", "data/ranked.parquet")),
+            env.get("INMARKET_TOKEN") or None,
+            float(env.get("INMARKET_RELOAD_SECONDS", "30")),
+        )
+
+
+class ChampionHolder:
+    """The served model; swapped whole when the champion alias moves, so a request that
+    started on the old model finishes on it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.model: InMarketModel | None = None
+        self.version: str | None = None
+        self.loaded_at: datetime | None = None
+        self.error: str | None = None
+        self._lock = threading.Lock()
+
+    def refresh(self) -> bool:
+        """Load the champion if its version changed; True when a new model was loaded."""
+        from training.registry import CHAMPION, connect, load_model, version_by_alias
+
+        with self._lock:
+            try:
+                client = connect(self.settings.store, self.settings.tracking_uri)
+                current = version_by_alias(client, self.settings.model_name, CHAMPION)
+                if current is None:
+                    raise LookupError(
+                        f"model '{self.settings.model_name}' has no '{CHAMPION}' "
+                        "alias; run `inmarket train` and `inmarket promote`"
+                    )
+                if str(current.version) == self.version:
+                    return False
+                model = load_model(f"models:/{self.settings.model_name}/{current.version}")
+            except Exception as exc:  # keep serving the old model; readiness tells the rest
+                self.error = str(exc)
+                log.error("inmarket: cannot load the champion model: %s", exc)
+                return False
+            self.model, self.version = model, str(current.version)
+            self.loaded_at, self.error = datetime.now().astimezone(), None
+            log.info("inmarket: serving %s version %s", self.settings.model_name, self.version)
+            return True
+
+
+def _frame(records: list[Any]) -> tuple[pd.DataFrame, list[list[str]]]:
+    """Records -> feature frame; the features each record left out (treated as missing)."""
+    rows = [r.model_dump(exclude_unset=True) for r in records]
+    frame = pd.DataFrame(rows).reindex(columns=["account_id", *FEATURES])
+    missing = [[f for f in FEATURES if f not in row or row[f] is None] for row in rows]
+    for name in FEATURES:
+        if name not in FIT_CATEGORIES:
+            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+    return frame, missing
+
+
+app = FastAPI(title="In-market: read-only routes")
+
+
+@bentoml.service(name="inmarket", traffic={"timeout": 60})
+@bentoml.asgi_app(app, path="/")
+class InMarketService:
+    """Scores B2B accounts from the engagement of their buying groups."""
+
+    def __init__(self) -> None:
+        self.settings = Settings.from_env()
+        self.holder = ChampionHolder(self.settings)
+        self.holder.refresh()
+        if self.settings.reload_seconds > 0:
+            threading.Thread(target=self._watch, daemon=True, name="champion-watch").start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.settings.reload_seconds)
+            self.holder.refresh()
+
+    def __is_ready__(self) -> bool:
+        return self.holder.model is not None
+
+    def _model(self) -> tuple[InMarketModel, str]:
+        model, version = self.holder.model, self.holder.version
+        if model is None or version is None:
+            raise bentoml.exceptions.ServiceUnavailable(
+                f"no model loaded: {self.holder.error or 'starting'}"
+            )
+        return model, version
+
+    @bentoml.api(route="/score")
+    def score(
+        self,
+        records: list[FeatureRecord] = _BATCH,  # type: ignore[valid-type]
+    ) -> ScoreResponse:
+        """Probability, score 0-100 and stage for a batch of account feature records."""
+        model, version = self._model()
+        frame, missing = _frame(records)
+        scored = score_rows(model, frame)
+        return ScoreResponse(
+            model_name=self.settings.model_name,
+            model_version=version,
+            scores=[
+                ScoredAccount(
+                    account_id=a,
+                    probability=float(p),
+                    score=int(s),
+                    stage=str(g),
+                    missing_features=m,
+                )
+                for a, p, s, g, m in zip(
+                    frame["account_id"],
+                    scored["probability"],
+                    scored["score"],
+                    scored["stage"],
+                    missing,
+                    strict=True,
+                )
+            ],
+        )
+
+    @bentoml.api(route="/explain")
+    def explain(
+        self,
+        records: list[FeatureRecord] = _BATCH,  # type: ignore[valid-type]
+    ) -> ExplainResponse:
+        """Scores plus the top positive and negative reasons in words and the buying group."""
+        model, version = self._model()
+        frame, missing = _frame(records)
+        return ExplainResponse(
+            model_name=self.settings.model_name,
+            model_version=version,
+            accounts=_explanations(model, frame, missing),
+        )
+
+    @bentoml.api(route="/admin/reload")
+    def reload(self) -> dict[str, Any]:
+        """Check the champion alias now (guarded by the token when one is set)."""
+        changed = self.holder.refresh()
+        return {
+            "reloaded": changed,
+            "model_version": self.holder.version,
+            "error": self.holder.error,
+        }
+
+    @app.get("/model")
+    def model_card(self) -> dict[str, Any]:
+        """The served model: name, version, training metrics next to the MQL rule, features,
+        and the drift figures of the latest batch scoring."""
+        model, version = self._model()
+        ranked = self.settings.ranked
+        drift_path = ranked.with_name(ranked.name.removesuffix(".parquet") + ".drift.json")
+        drift = json.loads(drift_path.read_text(encoding="utf-8")) if drift_path.exists() else None
+        loaded = self.holder.loaded_at
+        return {
+            "name": self.settings.model_name,
+            "version": version,
+            "alias": "champion",
+            "loaded_at": loaded.isoformat() if loaded else None,
+            "trained_at": model.info.get("trained_at"),
+            "label": model.info.get("label"),
+            "horizon_days": model.info.get("horizon_days"),
+            "test_metrics": model.info.get("test_metrics"),
+            "mql_test_metrics": model.info.get("mql_test_metrics"),
+            "features": model.features,
+            "drift": drift,
+        }
+
+    @app.get("/accounts")
+    def ranked_accounts(
+        self,
+        limit: int = Query(50, ge=1, le=1000),
+        offset: int = Query(0, ge=0),
+        stage: str | None = Query(None, max_length=20),
+        min_score: int = Query(0, ge=0, le=100),
+    ) -> dict[str, Any]:
+        """Ranked accounts from the latest batch scoring (``inmarket score``)."""
+        path = self.settings.ranked
+        if not path.exists():
+            raise HTTPException(
+                404, f"no batch scoring at {path}; run `inmarket score DATA --out {path}`"
+            )
+        ranked = pd.read_parquet(path)
+        ranked = ranked[ranked["score"] >= min_score]
+        if stage:
+            ranked = ranked[ranked["stage"] == stage]
+        page = ranked.iloc[offset : offset + limit].drop(columns=["reasons"])
+        page = page.assign(
+            as_of=page["as_of"].astype("str"),
+            roles_engaged=page["roles_engaged"].map(list),
+            roles_missing=page["roles_missing"].map(list),
+        )
+        records = page.astype(object).where(page.notna(), None).to_dict(orient="records")
+        return {"total": len(ranked), "offset": offset, "accounts": records}
+
+
+def _explanations(
+    model: InMarketModel, frame: pd.DataFrame, missing: list[list[str]]
+) -> list[Explanation]:
+    scored = score_rows(model, frame)
+    reasons = explain_rows(model, frame)
+    group = buying_group(frame)
+    return [
+        Explanation(
+            account_id=str(frame["account_id"].iloc[i]),
+            probability=float(scored["probability"].iloc[i]),
+            score=int(scored["score"].iloc[i]),
+            stage=str(scored["stage"].iloc[i]),
+            missing_features=missing[i],
+            positive=reasons[i]["positive"],
+            negative=reasons[i]["negative"],
+            roles_engaged=group["roles_engaged"].iloc[i],
+            roles_missing=group["roles_missing"].iloc[i],
+            buying_group_gap=group["buying_group_gap"].iloc[i],
+        )
+        for i in range(len(frame))
+    ]
