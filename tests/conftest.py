@@ -56,3 +56,23 @@ def trained(
     store = tmp_path_factory.mktemp("store") / "mlruns"
     result = TrainJob(train_config(store)).run(world_dir, world_features)
     return store, result
+
+
+def copy_store(source: Path, target: Path) -> Path:
+    """Copy an MLflow store; its SQLite file holds absolute artifact locations, which are
+    pointed at the copy."""
+    import shutil
+    import sqlite3
+
+    shutil.copytree(source, target)
+    old, new = (source.resolve() / "artifacts").as_uri(), (target.resolve() / "artifacts").as_uri()
+    with sqlite3.connect(target / "mlflow.db") as con:
+        for table, column in (
+            ("experiments", "artifact_location"),
+            ("runs", "artifact_uri"),
+            ("model_versions", "source"),
+            ("model_versions", "storage_location"),
+            ("logged_models", "artifact_location"),
+        ):
+            con.execute(f"UPDATE {table} SET {column} = REPLACE({column}, ?, ?)", (old, new))
+    return target

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import train_config
+from tests.conftest import copy_store, train_config
 from training.job import EvaluateJob, SplitError, TrainJob, TrainResult, time_split
 from training.registry import CHALLENGER, CHAMPION, connect, load_model, promote, tracking_uri
 
@@ -22,23 +21,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def store(trained: tuple[Path, TrainResult], tmp_path: Path) -> Path:
-    copy = tmp_path / "mlruns"
-    shutil.copytree(trained[0], copy)
-    # the SQLite file stores absolute artifact locations: point them at the copy
-    db = copy / "mlflow.db"
-    import sqlite3
-
-    with sqlite3.connect(db) as con:
-        old, new = (trained[0].resolve() / "artifacts").as_uri(), (copy / "artifacts").as_uri()
-        for table, column in (
-            ("experiments", "artifact_location"),
-            ("runs", "artifact_uri"),
-            ("model_versions", "source"),
-            ("model_versions", "storage_location"),
-            ("logged_models", "artifact_location"),
-        ):
-            con.execute(f"UPDATE {table} SET {column} = REPLACE({column}, ?, ?)", (old, new))
-    return copy
+    return copy_store(trained[0], tmp_path / "mlruns")
 
 
 def test_run_logs_everything_and_registers_a_challenger(trained: tuple[Path, TrainResult]) -> None:

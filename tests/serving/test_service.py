@@ -1,0 +1,233 @@
+"""The BentoML service as a real `bentoml serve` process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.batch import score_batch
+from tests.conftest import copy_store
+from training.job import TrainResult
+from training.registry import connect, load_model, promote
+
+pytestmark = pytest.mark.slow
+CATEGORIES = ("industry", "region", "employee_band")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """A `bentoml serve` subprocess; stopped at the end."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = cwd / f"serve-{self.port}.log"
+        bentoml = Path(sys.executable).with_name("bentoml")
+        self.process = subprocess.Popen(
+            [
+                str(bentoml),
+                "serve",
+                "serving.service:InMarketService",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=Path(__file__).resolve().parents[2],
+            env={**os.environ, **env},
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait(self, path: str = "/livez", timeout: float = 120) -> httpx.Response:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                response = httpx.get(self.url + path, timeout=5)
+                if response.status_code < 500 or path != "/livez":
+                    return response
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"server did not come up: {self.log.read_text()[-3000:]}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="module")
+def served(
+    trained: tuple[Path, TrainResult], world_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, Path]]:
+    """A store with a champion, a batch scoring, and a server on them."""
+    root = tmp_path_factory.mktemp("served")
+    store = copy_store(trained[0], root / "mlruns")
+    client = connect(store)
+    promote(client, "inmarket")
+    ranked = root / "ranked.parquet"
+    score_batch(load_model("models:/inmarket@champion"), world_dir, ranked)
+    server = Server(
+        {
+            "INMARKET_STORE": str(store),
+            "INMARKET_RANKED": str(ranked),
+            "INMARKET_RELOAD_SECONDS": "0",
+        },
+        root,
+    )
+    try:
+        server.wait()
+        assert server.wait("/readyz").status_code == 200
+        yield server, ranked
+    finally:
+        server.stop()
+
+
+def _records(ranked: Path, n: int, world_features: Path) -> list[dict[str, object]]:
+    features = pd.read_parquet(world_features)
+    latest = features[features["as_of"] == features["as_of"].max()].head(n)
+    latest = latest.drop(columns=["as_of", "in_pipeline"]).astype({c: "str" for c in CATEGORIES})
+    records: list[dict[str, object]] = json.loads(latest.to_json(orient="records"))
+    return records
+
+
+def test_score_matches_the_model(
+    served: tuple[Server, Path], world_features: Path, trained: tuple[Path, TrainResult]
+) -> None:
+    server, ranked = served
+    records = _records(ranked, 20, world_features)
+    response = httpx.post(server.url + "/score", json={"records": records}, timeout=30)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_name"] == "inmarket" and body["model_version"] == trained[1].version
+    frame = pd.DataFrame(records).astype({c: "category" for c in CATEGORIES})
+    expected = load_model(trained[1].model_uri).predict_proba(frame)
+    got = np.array([s["probability"] for s in body["scores"]])
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert all(0 <= s["score"] <= 100 for s in body["scores"])
+
+
+def test_missing_features_are_allowed_and_listed(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    response = httpx.post(
+        server.url + "/score", json={"records": [{"account_id": "A1", "events_30d": 4}]}, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    scored = response.json()["scores"][0]
+    assert "events_30d" not in scored["missing_features"]
+    assert "people_engaged_30d" in scored["missing_features"]
+
+
+def test_explain_gives_reasons_and_roles(served: tuple[Server, Path], world_features: Path) -> None:
+    server, ranked = served
+    response = httpx.post(
+        server.url + "/explain", json={"records": _records(ranked, 3, world_features)}, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    for account in response.json()["accounts"]:
+        assert account["positive"] or account["negative"]
+        assert all(r["text"] for r in account["positive"])
+        assert set(account["roles_engaged"]) | set(account["roles_missing"]) >= {
+            "decision_maker",
+            "champion",
+        }
+        assert account["buying_group_gap"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"records": [{"account_id": "A1", "stage": 3}]}, "stage"),
+        ({"records": [{"account_id": "A1", "events_30d": "many"}]}, "events_30d"),
+        ({"records": [{"events_30d": 1}]}, "account_id"),
+        ({"records": []}, "records"),
+        ({"records": [{"account_id": "A1"}] * 1001}, "records"),
+        ({"rows": []}, "records"),
+    ],
+)
+def test_bad_input_is_a_4xx_naming_the_field(
+    served: tuple[Server, Path], body: dict[str, object], field: str
+) -> None:
+    server, _ = served
+    response = httpx.post(server.url + "/score", json=body, timeout=30)
+    assert 400 <= response.status_code < 500
+    assert field in response.text
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"records": [{"account_id": "A1", "events_30d": NaN}]}',
+        b'{"records": [{"account_id": "A1", "events_30d": Infinity}]}',
+        b"{not json",
+        b"",
+    ],
+)
+def test_nan_inf_and_malformed_json_are_4xx(served: tuple[Server, Path], raw: bytes) -> None:
+    server, _ = served
+    response = httpx.post(
+        server.url + "/score", content=raw, headers={"content-type": "application/json"}, timeout=30
+    )
+    assert 400 <= response.status_code < 500, response.text
+
+
+def test_model_card_and_ranked_accounts(served: tuple[Server, Path]) -> None:
+    server, ranked = served
+    card = httpx.get(server.url + "/model", timeout=30).json()
+    assert card["alias"] == "champion" and card["features"]
+    assert card["test_metrics"]["roc_auc"] > card["mql_test_metrics"]["roc_auc"]
+    assert card["drift"]["psi"]
+    page = httpx.get(server.url + "/accounts", params={"limit": 5, "offset": 5}, timeout=30).json()
+    assert page["total"] == len(pd.read_parquet(ranked))
+    assert [a["rank"] for a in page["accounts"]] == [6, 7, 8, 9, 10]
+    ready = httpx.get(
+        server.url + "/accounts", params={"stage": "ready", "limit": 1000}, timeout=30
+    ).json()
+    assert all(a["stage"] == "ready" for a in ready["accounts"])
+    assert httpx.get(server.url + "/accounts", params={"limit": 0}, timeout=30).status_code == 422
+
+
+def test_health_and_metrics(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    assert httpx.get(server.url + "/livez", timeout=30).status_code == 200
+    metrics = httpx.get(server.url + "/metrics", timeout=30)
+    assert metrics.status_code == 200 and "bentoml" in metrics.text
+
+
+def test_readiness_fails_without_a_model(tmp_path: Path) -> None:
+    server = Server(
+        {"INMARKET_STORE": str(tmp_path / "empty"), "INMARKET_RELOAD_SECONDS": "0"}, tmp_path
+    )
+    try:
+        server.wait()
+        assert server.wait("/readyz").status_code != 200
+        assert (
+            httpx.post(
+                server.url + "/score", json={"records": [{"account_id": "A"}]}, timeout=30
+            ).status_code
+            == 503
+        )
+        assert "cannot load the champion model" in server.log.read_text()
+    finally:
+        server.stop()
