@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -396,6 +397,42 @@ def score(
     click.echo(f"ranked {len(result.ranked):,} accounts into {out} (and .csv); stages {stages}")
     for warning in result.warnings:
         click.echo(f"warning: drift {warning}", err=True)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=3000, show_default=True)
+@click.option(
+    "--ranked",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("data/ranked.parquet"),
+    show_default=True,
+    help="ranked accounts from `inmarket score`, served at GET /accounts",
+)
+@_store_option
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, ranked: Path, store: Path | None) -> None:
+    """Serve the champion over HTTP (BentoML); set INMARKET_TOKEN to require a bearer token."""
+    import os
+    import shutil
+
+    cfg = _config(ctx, tracking={"store": store}).tracking
+    bentoml = shutil.which("bentoml") or str(Path(sys.executable).with_name("bentoml"))
+    env = {
+        **os.environ,
+        "INMARKET_STORE": str(cfg.store.resolve()),
+        "INMARKET_MODEL_NAME": cfg.model_name,
+        "INMARKET_RANKED": str(ranked.resolve()),
+    }
+    if cfg.uri:
+        env["INMARKET_TRACKING_URI"] = cfg.uri
+    root = Path(__file__).resolve().parent.parent
+    os.chdir(root)
+    os.execve(
+        bentoml,
+        [bentoml, "serve", "serving.service:InMarketService", "--host", host, "--port", str(port)],
+        env,
+    )
 
 
 @cli.command("example-crm")

@@ -15,6 +15,7 @@ come from the environment when the service starts (not at import):
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -302,6 +303,47 @@ class InMarketService:
         )
         records = page.astype(object).where(page.notna(), None).to_dict(orient="records")
         return {"total": len(ranked), "offset": offset, "accounts": records}
+
+
+class BearerAuth:
+    """ASGI middleware: with INMARKET_TOKEN set, every route but health and metrics needs
+    ``Authorization: Bearer <token>``; without it, answers 401."""
+
+    OPEN = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        token = os.environ.get("INMARKET_TOKEN") or None  # read when the server starts
+        self.expected = f"Bearer {token}".encode() if token else None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.expected is None or scope["type"] != "http" or scope.get("path", "") in self.OPEN:
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"authorization", b"")
+        if hmac.compare_digest(given, self.expected):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps(
+            {
+                "error": "missing or wrong bearer token: send the header "
+                "'Authorization: Bearer <INMARKET_TOKEN>'"
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"www-authenticate", b"Bearer"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+InMarketService.add_asgi_middleware(BearerAuth)  # type: ignore[attr-defined]
 
 
 def _explanations(

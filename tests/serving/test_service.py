@@ -231,3 +231,88 @@ def test_readiness_fails_without_a_model(tmp_path: Path) -> None:
         assert "cannot load the champion model" in server.log.read_text()
     finally:
         server.stop()
+
+
+def test_the_token_guards_every_route_but_health(
+    served: tuple[Server, Path], tmp_path: Path
+) -> None:
+    _, ranked = served
+    store = ranked.parent / "mlruns"
+    server = Server(
+        {
+            "INMARKET_STORE": str(store),
+            "INMARKET_RANKED": str(ranked),
+            "INMARKET_RELOAD_SECONDS": "0",
+            "INMARKET_TOKEN": "s3cret",
+        },
+        tmp_path,
+    )
+    try:
+        server.wait()
+        assert httpx.get(server.url + "/readyz", timeout=30).status_code == 200
+        assert httpx.get(server.url + "/metrics", timeout=30).status_code == 200
+        body = {"records": [{"account_id": "A1"}]}
+        for method, path in (
+            ("POST", "/score"),
+            ("POST", "/explain"),
+            ("GET", "/model"),
+            ("GET", "/accounts"),
+            ("POST", "/admin/reload"),
+        ):
+            anonymous = httpx.request(method, server.url + path, json=body, timeout=30)
+            assert anonymous.status_code == 401, path
+            wrong = httpx.request(
+                method,
+                server.url + path,
+                json=body,
+                timeout=30,
+                headers={"Authorization": "Bearer nope"},
+            )
+            assert wrong.status_code == 401, path
+            right = httpx.request(
+                method,
+                server.url + path,
+                json=body,
+                timeout=30,
+                headers={"Authorization": "Bearer s3cret"},
+            )
+            assert right.status_code == 200, (path, right.text)
+    finally:
+        server.stop()
+
+
+def test_inmarket_serve_starts_the_service(served: tuple[Server, Path], tmp_path: Path) -> None:
+    _, ranked = served
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "inmarket.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--store",
+            str(ranked.parent / "mlruns"),
+            "--ranked",
+            str(ranked),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.5)
+        page = httpx.get(f"http://127.0.0.1:{port}/accounts", params={"limit": 1}, timeout=30)
+        assert page.json()["accounts"][0]["rank"] == 1
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
