@@ -31,7 +31,8 @@ import pandas as pd
 from fastapi import FastAPI, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from features.families import FIT_CATEGORIES, catalogue
+from features.families import FIT_CATEGORIES, FeatureConfig, build_features, catalogue
+from features.tables import ContractError, Dataset, RawSource, empty_table, validate
 from serving.scoring import buying_group, explain_rows, score_rows
 from training.model import InMarketModel
 
@@ -95,6 +96,73 @@ class ExplainResponse(BaseModel):
     model_name: str
     model_version: str
     accounts: list[Explanation]
+
+
+class AccountIn(_Strict):
+    account_id: str = Field(min_length=1, max_length=200)
+    name: str | None = None
+    domain: str | None = None
+    industry: str | None = None
+    employee_count: float | None = None
+    employee_band: str | None = None
+    region: str | None = None
+    created_at: datetime | None = None
+
+
+class PersonIn(_Strict):
+    person_id: str = Field(min_length=1, max_length=200)
+    account_id: str = Field(min_length=1, max_length=200)
+    title: str | None = None
+    department: str | None = None
+    seniority: str | None = None
+    buying_role: str | None = None
+
+
+class EventIn(_Strict):
+    timestamp: datetime
+    event_type: str = Field(min_length=1, max_length=100)
+    account_id: str | None = None
+    person_id: str | None = None
+    event_id: str | None = None
+    channel: str | None = None
+    topic: str | None = None
+    weight: float | None = Field(None, ge=0)
+
+
+class IntentIn(_Strict):
+    account_id: str
+    date: datetime
+    topic: str
+    score: float = Field(ge=0, le=100)
+
+
+class OpportunityIn(_Strict):
+    opportunity_id: str
+    account_id: str
+    created_at: datetime
+    status: str
+    closed_at: datetime | None = None
+    amount: float | None = None
+    type: str | None = None
+
+
+class EventsRequest(_Strict):
+    """Raw tables of one or more accounts; features are computed at ``as_of`` with the very
+    same code as the batch pipeline."""
+
+    as_of: datetime = Field(description="features see rows strictly before this time")
+    accounts: list[AccountIn] = Field(min_length=1, max_length=100)
+    people: list[PersonIn] = Field(default_factory=list, max_length=20_000)
+    events: list[EventIn] = Field(default_factory=list, max_length=200_000)
+    intent: list[IntentIn] = Field(default_factory=list, max_length=50_000)
+    opportunities: list[OpportunityIn] = Field(default_factory=list, max_length=5_000)
+
+
+class EventsResponse(ExplainResponse):
+    as_of: str
+    rows_rejected: dict[str, dict[str, int]] = Field(
+        description="input rows left out, per table and reason (never dropped silently)"
+    )
 
 
 @dataclass
@@ -244,6 +312,36 @@ class InMarketService:
             accounts=_explanations(model, frame, missing),
         )
 
+    @bentoml.api(route="/score_events")
+    def score_events(self, request: EventsRequest) -> EventsResponse:
+        """Scores and reasons computed from raw people and events, at ``as_of``."""
+        model, version = self._model()
+        as_of = pd.Timestamp(request.as_of)
+        as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+        dataset = _validate_request(request, as_of)
+        snapshots = pd.DataFrame(
+            {"account_id": dataset.accounts["account_id"], "as_of": as_of.floor("s")}
+        )
+        config = FeatureConfig(categories={k: tuple(v) for k, v in model.categories.items()})
+        frame = build_features(
+            snapshots,
+            dataset.accounts,
+            dataset.people,
+            dataset.events,
+            dataset.intent,
+            dataset.opportunities,
+            config,
+        )
+        missing: list[list[str]] = [[] for _ in range(len(frame))]
+        rejected = {t: r.rejects for t, r in dataset.report.tables.items() if r.rejects}
+        return EventsResponse(
+            model_name=self.settings.model_name,
+            model_version=version,
+            as_of=str(as_of),
+            rows_rejected=rejected,
+            accounts=_explanations(model, frame, missing),
+        )
+
     @bentoml.api(route="/admin/reload")
     def reload(self) -> dict[str, Any]:
         """Check the champion alias now (guarded by the token when one is set)."""
@@ -303,6 +401,30 @@ class InMarketService:
         )
         records = page.astype(object).where(page.notna(), None).to_dict(orient="records")
         return {"total": len(ranked), "offset": offset, "accounts": records}
+
+
+def _validate_request(request: EventsRequest, as_of: pd.Timestamp) -> Dataset:
+    """The request's tables through the data contract, like files would go."""
+
+    def table(name: str, rows: list[BaseModel]) -> list[RawSource]:
+        frame = pd.DataFrame([r.model_dump() for r in rows])
+        return [RawSource(name, f"request.{name}", frame)] if len(frame) else []
+
+    raw = {
+        "accounts": table("accounts", list(request.accounts)),
+        "people": table("people", list(request.people)),
+        "events": table("events", list(request.events)),
+        "intent": table("intent", list(request.intent)),
+        "opportunities": table("opportunities", list(request.opportunities)),
+    }
+    known = {name: empty_table(name) for name, sources in raw.items() if not sources}
+    raw = {name: sources for name, sources in raw.items() if sources}
+    # rows after as_of are not late here, they are just not seen: the extract is "now"
+    stamp = max(as_of, pd.Timestamp.now("UTC")).to_pydatetime()
+    try:
+        return validate(raw, extracted_at=stamp, max_bad_share=1.0, known=known)
+    except ContractError as exc:
+        raise bentoml.exceptions.InvalidArgument(str(exc)) from exc
 
 
 class BearerAuth:

@@ -316,3 +316,61 @@ def test_inmarket_serve_starts_the_service(served: tuple[Server, Path], tmp_path
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def _account_tables(world_dir: Path, account_ids: list[str]) -> dict[str, list[dict[str, object]]]:
+    tables = {}
+    for name in ("accounts", "people", "events", "intent", "opportunities"):
+        frame = pd.read_parquet(world_dir / f"{name}.parquet")
+        frame = frame[frame["account_id"].isin(account_ids)]
+        if name == "people":
+            frame = frame.drop(columns=["email"])
+        for column in frame.columns:
+            if pd.api.types.is_datetime64_any_dtype(frame[column]) or (
+                name == "intent" and column == "date"
+            ):
+                stamps = pd.to_datetime(frame[column], utc=True)
+                frame[column] = stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").where(stamps.notna())
+        tables[name] = json.loads(frame.to_json(orient="records"))
+    return tables
+
+
+def test_score_events_equals_batch_scoring(served: tuple[Server, Path], world_dir: Path) -> None:
+    server, ranked = served
+    table = pd.read_parquet(ranked)
+    picked = table.iloc[[0, 3, 50, 700]]
+    request = {
+        "as_of": str(picked["as_of"].iloc[0].isoformat()),
+        **_account_tables(world_dir, list(picked["account_id"])),
+    }
+    response = httpx.post(server.url + "/score_events", json={"request": request}, timeout=60)
+    assert response.status_code == 200, response.text[:2000]
+    body = response.json()
+    assert body["rows_rejected"] == {}
+    got = {a["account_id"]: a for a in body["accounts"]}
+    for _, row in picked.iterrows():
+        assert got[row["account_id"]]["probability"] == pytest.approx(row["probability"], rel=1e-12)
+        assert got[row["account_id"]]["score"] == row["score"]
+        assert got[row["account_id"]]["roles_missing"] == list(row["roles_missing"])
+
+
+def test_score_events_counts_the_rows_it_rejects(
+    served: tuple[Server, Path], world_dir: Path
+) -> None:
+    server, ranked = served
+    account = str(pd.read_parquet(ranked)["account_id"].iloc[0])
+    tables = _account_tables(world_dir, [account])
+    tables["events"].append(
+        {
+            "timestamp": "2025-01-01T00:00:00Z",
+            "event_type": "page_view",
+            "account_id": "NOT-AN-ACCOUNT",
+        }
+    )
+    request = {"as_of": "2026-07-01T00:00:00Z", **tables}
+    body = httpx.post(server.url + "/score_events", json={"request": request}, timeout=60).json()
+    assert body["rows_rejected"] == {"events": {"unknown_account": 1}}
+    bad = httpx.post(
+        server.url + "/score_events", json={"request": {**request, "accounts": []}}, timeout=60
+    )
+    assert bad.status_code == 400 and "accounts" in bad.text
