@@ -374,3 +374,32 @@ def test_score_events_counts_the_rows_it_rejects(
         server.url + "/score_events", json={"request": {**request, "accounts": []}}, timeout=60
     )
     assert bad.status_code == 400 and "accounts" in bad.text
+
+
+def test_a_promoted_champion_is_picked_up_without_restart(
+    trained: tuple[Path, TrainResult], world_dir: Path, world_features: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import train_config
+    from training.job import TrainJob
+
+    store = copy_store(trained[0], tmp_path / "mlruns")
+    client = connect(store)
+    promote(client, "inmarket")
+    server = Server({"INMARKET_STORE": str(store), "INMARKET_RELOAD_SECONDS": "1"}, tmp_path)
+    try:
+        server.wait()
+        assert server.wait("/readyz").status_code == 200
+        before = httpx.get(server.url + "/model", timeout=30).json()["version"]
+        newer = TrainJob(train_config(store, seed=8)).run(world_dir, world_features)
+        promote(client, "inmarket", force=True)
+        deadline = time.monotonic() + 60
+        while httpx.get(server.url + "/model", timeout=30).json()["version"] == before:
+            assert time.monotonic() < deadline, "the new champion was not picked up"
+            time.sleep(0.5)
+        assert httpx.get(server.url + "/model", timeout=30).json()["version"] == newer.version
+        scored = httpx.post(
+            server.url + "/score", json={"records": [{"account_id": "A"}]}, timeout=30
+        ).json()
+        assert scored["model_version"] == newer.version
+    finally:
+        server.stop()
