@@ -71,10 +71,9 @@ class ScoredAccount(BaseModel):
     )
 
 
-class ScoreResponse(BaseModel):
+class ScoredRecord(ScoredAccount):
     model_name: str
     model_version: str
-    scores: list[ScoredAccount]
 
 
 class Reason(BaseModel):
@@ -267,36 +266,37 @@ class InMarketService:
             )
         return model, version
 
-    @bentoml.api(route="/score")
+    # max_latency_ms is where BentoML starts shedding load (503); batches form well below it
+    @bentoml.api(route="/score", batchable=True, max_batch_size=MAX_RECORDS, max_latency_ms=5000)
     def score(
         self,
         records: list[FeatureRecord] = _BATCH,  # type: ignore[valid-type]
-    ) -> ScoreResponse:
-        """Probability, score 0-100 and stage for a batch of account feature records."""
+    ) -> list[ScoredRecord]:
+        """Probability, score 0-100 and stage for a batch of account feature records.
+
+        Adaptive batching: concurrent requests are scored together and answered apart."""
         model, version = self._model()
         frame, missing = _frame(records)
         scored = score_rows(model, frame)
-        return ScoreResponse(
-            model_name=self.settings.model_name,
-            model_version=version,
-            scores=[
-                ScoredAccount(
-                    account_id=a,
-                    probability=float(p),
-                    score=int(s),
-                    stage=str(g),
-                    missing_features=m,
-                )
-                for a, p, s, g, m in zip(
-                    frame["account_id"],
-                    scored["probability"],
-                    scored["score"],
-                    scored["stage"],
-                    missing,
-                    strict=True,
-                )
-            ],
-        )
+        return [
+            ScoredRecord(
+                account_id=a,
+                probability=float(p),
+                score=int(s),
+                stage=str(g),
+                missing_features=m,
+                model_name=self.settings.model_name,
+                model_version=version,
+            )
+            for a, p, s, g, m in zip(
+                frame["account_id"],
+                scored["probability"],
+                scored["score"],
+                scored["stage"],
+                missing,
+                strict=True,
+            )
+        ]
 
     @bentoml.api(route="/explain")
     def explain(

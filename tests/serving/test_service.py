@@ -120,12 +120,15 @@ def test_score_matches_the_model(
     response = httpx.post(server.url + "/score", json={"records": records}, timeout=30)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model_name"] == "inmarket" and body["model_version"] == trained[1].version
+    assert all(
+        s["model_name"] == "inmarket" and s["model_version"] == trained[1].version for s in body
+    )
+    assert [s["account_id"] for s in body] == [r["account_id"] for r in records]
     frame = pd.DataFrame(records).astype({c: "category" for c in CATEGORIES})
     expected = load_model(trained[1].model_uri).predict_proba(frame)
-    got = np.array([s["probability"] for s in body["scores"]])
+    got = np.array([s["probability"] for s in body])
     np.testing.assert_allclose(got, expected, rtol=1e-12)
-    assert all(0 <= s["score"] <= 100 for s in body["scores"])
+    assert all(0 <= s["score"] <= 100 for s in body)
 
 
 def test_missing_features_are_allowed_and_listed(served: tuple[Server, Path]) -> None:
@@ -134,7 +137,7 @@ def test_missing_features_are_allowed_and_listed(served: tuple[Server, Path]) ->
         server.url + "/score", json={"records": [{"account_id": "A1", "events_30d": 4}]}, timeout=30
     )
     assert response.status_code == 200, response.text
-    scored = response.json()["scores"][0]
+    scored = response.json()[0]
     assert "events_30d" not in scored["missing_features"]
     assert "people_engaged_30d" in scored["missing_features"]
 
@@ -400,6 +403,27 @@ def test_a_promoted_champion_is_picked_up_without_restart(
         scored = httpx.post(
             server.url + "/score", json={"records": [{"account_id": "A"}]}, timeout=30
         ).json()
-        assert scored["model_version"] == newer.version
+        assert scored[0]["model_version"] == newer.version
     finally:
         server.stop()
+
+
+def test_concurrent_requests_are_batched_and_answered_apart(
+    served: tuple[Server, Path], world_features: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    server, ranked = served
+    records = _records(ranked, 40, world_features)
+
+    def one(record: dict[str, object]) -> list[dict[str, object]]:
+        response = httpx.post(server.url + "/score", json={"records": [record]}, timeout=30)
+        assert response.status_code == 200
+        result: list[dict[str, object]] = response.json()
+        return result
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(one, records))
+    assert [a[0]["account_id"] for a in answers] == [r["account_id"] for r in records]
+    metrics = httpx.get(server.url + "/metrics", timeout=30).text
+    assert "adaptive_batch_size" in metrics
