@@ -43,6 +43,7 @@ from features.tables import (
     locate_tables,
     read_extracted_at,
     read_folder,
+    take_codes,
     text_table,
     validate,
     write_parquet_atomic,
@@ -219,12 +220,12 @@ def event_buckets(table: pa.Table, plan: BuildPlan) -> np.ndarray:
     if "person_id" in names and len(missing):
         person = encode(table["person_id"].take(missing), people["person_id"])
         person_account = encode(people["account_id"], accounts["account_id"])
-        account[missing] = np.where(person >= 0, person_account[np.maximum(person, 0)], -1)
+        account[missing] = take_codes(person_account, person, missing=-1)
     missing = np.flatnonzero(account < 0)
     if DOMAIN_COLUMN in names and len(missing):
         domains = domain_of(pd.Series(table[DOMAIN_COLUMN].take(missing).to_pandas(), dtype="str"))
         account[missing] = encode(domains, accounts["domain"])
-    buckets = np.where(account >= 0, plan.account_bucket[np.maximum(account, 0)], -1)
+    buckets = take_codes(plan.account_bucket, account, missing=-1)
     lost = np.flatnonzero(buckets < 0)
     if len(lost):
         keys = pd.Series(pd.NA, index=range(len(lost)), dtype="str")

@@ -313,6 +313,14 @@ def _large_text(
     return array if array.type == pa.large_string() else array.cast(pa.large_string())
 
 
+def take_codes(values: np.ndarray, codes: np.ndarray, missing: object = None) -> np.ndarray:
+    """``values[codes]``, with ``missing`` where a code is -1 (also when ``values`` is empty)."""
+    out = np.full(len(codes), missing, dtype=values.dtype if missing is not None else object)
+    found = codes >= 0
+    out[found] = values[codes[found]]
+    return out
+
+
 def encode(
     values: pd.Series | np.ndarray, vocabulary: pd.Series | pd.Index | tuple[str, ...]
 ) -> np.ndarray:
@@ -338,6 +346,8 @@ def domain_of(values: pd.Series) -> pd.Series:
 
 def _take_labels(labels: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
     """Spread per-distinct-value results back to the rows (code -1 = missing)."""
+    if labels.empty:  # every value missing
+        return pd.Series(pd.NA, index=index, dtype="str")
     taken = labels.take(np.maximum(codes, 0)).where(codes >= 0).set_axis(index)
     return taken.astype("str")
 
@@ -548,8 +558,8 @@ def _check_events(
     _resolve_domain(f, rows, accounts)
     person = encode(f["person_id"], people["person_id"])
     of_person = pd.Series(
-        people["account_id"].to_numpy()[np.maximum(person, 0)], index=f.index, dtype="str"
-    ).where(person >= 0)
+        take_codes(people["account_id"].to_numpy(dtype=object), person), index=f.index, dtype="str"
+    )
     known_person = of_person.notna()
     no_account = f["account_id"].isna()
     rows.reject(no_account & f["person_id"].isna(), "no_account_or_person")

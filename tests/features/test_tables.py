@@ -298,3 +298,13 @@ def test_label_and_domain_normalisation() -> None:
     assert domain_of(
         pd.Series(["Ana@Sub.Acme.com", "https://www.acme.com/pricing?x=1", "acme.com:443"])
     ).tolist() == ["sub.acme.com", "acme.com", "acme.com"]
+
+
+def test_an_optional_column_left_empty_is_missing_not_an_error() -> None:
+    """Found by fuzzing the service: an all-empty domain or label column."""
+    tables = _base()
+    tables["accounts"]["domain"] = None
+    tables["accounts"]["industry"] = None
+    ds = _validate(tables)
+    assert ds.accounts["domain"].isna().all() and ds.accounts["industry"].isna().all()
+    assert normalise_label(pd.Series([None, None], dtype="str")).isna().all()
