@@ -1,0 +1,187 @@
+"""Serving benchmark: our BentoML service against `mlflow models serve`, same model, same run.
+
+    python -m bench.serve --store mlruns --features data/demo/features.parquet
+
+Starts both servers on 127.0.0.1 on the registered champion, then sends a bounded load of
+single-account scoring requests from 16 concurrent clients to each (``--requests`` in all,
+at most ``--seconds``), and times 1,000-account batches on our service. Reports p50/p99 latency
+and requests per second. Results go to ``bench/results/serve.json`` and stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from bench.measure import record, stamp
+
+CATEGORIES = ("industry", "region", "employee_band")
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _start(
+    command: list[str], env: dict[str, str], ready: str, log: Path
+) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        command, env={**os.environ, **env}, stdout=log.open("w"), stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(ready, timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            break
+        time.sleep(0.5)
+    process.kill()
+    raise SystemExit(f"{command[0]} did not start: {log.read_text()[-2000:]}")
+
+
+async def _load(url: str, bodies: list[Any], clients: int, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    stop = time.perf_counter() + seconds
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal errors
+        while not queue.empty() and time.perf_counter() < stop:
+            body = queue.get_nowait()
+            began = time.perf_counter()
+            response = await http.post(url, json=body)
+            latencies.append(time.perf_counter() - began)
+            errors += response.status_code != 200
+
+    began = time.perf_counter()
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+    elapsed = time.perf_counter() - began
+    ms = np.array(latencies) * 1000
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "seconds": round(elapsed, 2),
+        "requests_per_second": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--store", type=Path, default=Path("mlruns"))
+    parser.add_argument("--features", type=Path, default=Path("data/demo/features.parquet"))
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=60)
+    args = parser.parse_args(argv)
+    features = pd.read_parquet(args.features)
+    latest = features[features["as_of"] == features["as_of"].max()]
+    rows = latest.drop(columns=["as_of", "in_pipeline"]).astype({c: "str" for c in CATEGORIES})
+    records = json.loads(rows.to_json(orient="records"))
+    mlflow_rows = [{k: v for k, v in r.items() if k != "account_id"} for r in records]
+    n = args.requests
+    ours_body = [{"records": [records[i % len(records)]]} for i in range(n)]
+    mlflow_body = [{"dataframe_records": [mlflow_rows[i % len(rows)]]} for i in range(n)]
+    batch_body = [{"records": records[i * 1000 % len(records) :][:1000]} for i in range(20)]
+    bin_dir = Path(sys.executable).parent
+    store = args.store.resolve()
+    uri = f"sqlite:///{store}/mlflow.db"
+    logs = Path("bench/results")
+    logs.mkdir(parents=True, exist_ok=True)
+    ours_port, mlflow_port = _port(), _port()
+    ours = _start(
+        [
+            str(bin_dir / "bentoml"),
+            "serve",
+            "serving.service:InMarketService",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(ours_port),
+        ],
+        {"INMARKET_STORE": str(store), "INMARKET_RELOAD_SECONDS": "0"},
+        f"http://127.0.0.1:{ours_port}/readyz",
+        logs / "serve-bentoml.log",
+    )
+    reference = _start(
+        [
+            str(bin_dir / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            "models:/inmarket@champion",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(mlflow_port),
+        ],
+        {
+            "MLFLOW_TRACKING_URI": uri,
+            "MLFLOW_REGISTRY_URI": uri,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
+        f"http://127.0.0.1:{mlflow_port}/ping",
+        logs / "serve-mlflow.log",
+    )
+    try:
+        asyncio.run(_load(f"http://127.0.0.1:{ours_port}/score", ours_body[:200], 4, 30))
+        asyncio.run(_load(f"http://127.0.0.1:{mlflow_port}/invocations", mlflow_body[:200], 4, 30))
+        single = asyncio.run(
+            _load(f"http://127.0.0.1:{ours_port}/score", ours_body, args.clients, args.seconds)
+        )
+        baseline = asyncio.run(
+            _load(
+                f"http://127.0.0.1:{mlflow_port}/invocations",
+                mlflow_body,
+                args.clients,
+                args.seconds,
+            )
+        )
+        batch = asyncio.run(
+            _load(f"http://127.0.0.1:{ours_port}/score", batch_body, 1, args.seconds)
+        )
+    finally:
+        for process in (ours, reference):
+            process.terminate()
+            process.wait(timeout=30)
+    result = {
+        **stamp(),
+        "clients": args.clients,
+        "single_account_bentoml": single,
+        "single_account_mlflow_models_serve": baseline,
+        "throughput_ratio": round(
+            single["requests_per_second"] / baseline["requests_per_second"], 2
+        ),
+        "batch_1000_accounts_bentoml": batch,
+    }
+    return record("serve", result)
+
+
+if __name__ == "__main__":
+    main()
