@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
+import numpy as np
 import pandas as pd
 from fastapi import FastAPI, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -40,6 +41,7 @@ log = logging.getLogger("inmarket.service")
 MAX_RECORDS = 1000
 _BATCH = Field(min_length=1, max_length=MAX_RECORDS, description="account feature records")
 FEATURES = [f.name for f in catalogue()]
+_NUMERIC = [f for f in FEATURES if f not in FIT_CATEGORIES]
 
 
 class _Strict(BaseModel):
@@ -227,12 +229,12 @@ class ChampionHolder:
 def _frame(records: list[Any]) -> tuple[pd.DataFrame, list[list[str]]]:
     """Records -> feature frame; the features each record left out (treated as missing)."""
     rows = [r.model_dump(exclude_unset=True) for r in records]
-    frame = pd.DataFrame(rows).reindex(columns=["account_id", *FEATURES])
-    missing = [[f for f in FEATURES if f not in row or row[f] is None] for row in rows]
-    for name in FEATURES:
-        if name not in FIT_CATEGORIES:
-            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
-    return frame, missing
+    missing = [[f for f in FEATURES if row.get(f) is None] for row in rows]
+    numbers = np.array([[row.get(f) for f in _NUMERIC] for row in rows], dtype="float64")
+    columns: dict[str, Any] = {"account_id": [row["account_id"] for row in rows]}
+    columns.update(zip(_NUMERIC, numbers.T, strict=True))
+    columns.update({f: [row.get(f) for row in rows] for f in FIT_CATEGORIES})
+    return pd.DataFrame(columns)[["account_id", *FEATURES]], missing
 
 
 app = FastAPI(title="In-market: read-only routes")

@@ -68,15 +68,17 @@ def prepare(
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise ValueError(f"features missing from the input: {missing[:5]}")
-    out = pd.DataFrame(index=frame.index)
-    for name in features:
-        if name in categories:
-            out[name] = pd.Categorical(
-                frame[name].astype("str").where(frame[name].notna()), categories=categories[name]
-            )
-        else:
-            out[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
-    return out
+    numeric = [c for c in features if c not in categories]
+    as_float = frame[numeric]
+    if not all(pd.api.types.is_float_dtype(t) for t in as_float.dtypes):
+        as_float = as_float.apply(pd.to_numeric, errors="coerce")
+    columns: dict[str, Any] = dict(zip(numeric, as_float.to_numpy(dtype="float64").T, strict=True))
+    for name in categories:
+        values = frame[name]
+        columns[name] = pd.Categorical(
+            values.astype("str").where(values.notna()), categories=categories[name]
+        )
+    return pd.DataFrame(columns, index=frame.index)[features]
 
 
 @dataclass
