@@ -409,9 +409,18 @@ def score(
     show_default=True,
     help="ranked accounts from `inmarket score`, served at GET /accounts",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="worker processes (each loads the model)",
+)
 @_store_option
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, ranked: Path, store: Path | None) -> None:
+def serve(
+    ctx: click.Context, host: str, port: int, ranked: Path, workers: int, store: Path | None
+) -> None:
     """Serve the champion over HTTP (BentoML); set INMARKET_TOKEN to require a bearer token."""
     import os
     import shutil
@@ -426,6 +435,9 @@ def serve(ctx: click.Context, host: str, port: int, ranked: Path, store: Path | 
     }
     if cfg.uri:
         env["INMARKET_TRACKING_URI"] = cfg.uri
+    # BentoML reads per-service settings from this variable when the server starts
+    options = [env.get("BENTOML_CONFIG_OPTIONS", ""), f"services.inmarket.workers={workers}"]
+    env["BENTOML_CONFIG_OPTIONS"] = " ".join(o for o in options if o)
     root = Path(__file__).resolve().parent.parent
     os.chdir(root)
     os.execve(

@@ -286,9 +286,12 @@ def test_the_token_guards_every_route_but_health(
         server.stop()
 
 
-def test_inmarket_serve_starts_the_service(served: tuple[Server, Path], tmp_path: Path) -> None:
+def test_inmarket_serve_starts_the_service_with_workers(
+    served: tuple[Server, Path], tmp_path: Path
+) -> None:
     _, ranked = served
     port = _free_port()
+    log = tmp_path / "serve.log"
     process = subprocess.Popen(
         [
             sys.executable,
@@ -297,13 +300,15 @@ def test_inmarket_serve_starts_the_service(served: tuple[Server, Path], tmp_path
             "serve",
             "--port",
             str(port),
+            "--workers",
+            "2",
             "--store",
             str(ranked.parent / "mlruns"),
             "--ranked",
             str(ranked),
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
         cwd=tmp_path,
     )
     try:
@@ -314,10 +319,14 @@ def test_inmarket_serve_starts_the_service(served: tuple[Server, Path], tmp_path
                     break
             except httpx.HTTPError:
                 pass
-            assert time.monotonic() < deadline and process.poll() is None
+            assert time.monotonic() < deadline and process.poll() is None, log.read_text()
             time.sleep(0.5)
         page = httpx.get(f"http://127.0.0.1:{port}/accounts", params={"limit": 1}, timeout=30)
         assert page.json()["accounts"][0]["rank"] == 1
+        deadline = time.monotonic() + 60
+        while "entry_service:inmarket:2" not in log.read_text():
+            assert time.monotonic() < deadline, "the second worker did not start"
+            time.sleep(0.5)
     finally:
         process.terminate()
         process.wait(timeout=30)
