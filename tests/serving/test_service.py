@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -35,23 +35,31 @@ def _free_port() -> int:
 
 
 class Server:
-    """A `bentoml serve` subprocess; stopped at the end."""
+    """A server subprocess on a free port (``bentoml serve`` unless a command is given);
+    stopped at the end."""
 
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], cwd: Path, command: Callable[[int], list[str]] | None = None
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / f"serve-{self.port}.log"
-        bentoml = Path(sys.executable).with_name("bentoml")
-        self.process = subprocess.Popen(
-            [
-                str(bentoml),
+        bentoml = str(Path(sys.executable).with_name("bentoml"))
+        args = (
+            command(self.port)
+            if command
+            else [
+                bentoml,
                 "serve",
                 "serving.service:InMarketService",
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(self.port),
-            ],
+            ]
+        )
+        self.process = subprocess.Popen(
+            args,
             cwd=Path(__file__).resolve().parents[2],
             env={**os.environ, **env},
             stdout=self.log.open("w"),
@@ -290,10 +298,10 @@ def test_inmarket_serve_starts_the_service_with_workers(
     served: tuple[Server, Path], tmp_path: Path
 ) -> None:
     _, ranked = served
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    process = subprocess.Popen(
-        [
+    server = Server(
+        {},
+        tmp_path,
+        lambda port: [
             sys.executable,
             "-m",
             "inmarket.cli",
@@ -307,29 +315,18 @@ def test_inmarket_serve_starts_the_service_with_workers(
             "--ranked",
             str(ranked),
         ],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, log.read_text()
-            time.sleep(0.5)
-        page = httpx.get(f"http://127.0.0.1:{port}/accounts", params={"limit": 1}, timeout=30)
+        server.wait()
+        assert server.wait("/readyz").status_code == 200
+        page = httpx.get(server.url + "/accounts", params={"limit": 1}, timeout=30)
         assert page.json()["accounts"][0]["rank"] == 1
         deadline = time.monotonic() + 60
-        while "entry_service:inmarket:2" not in log.read_text():
+        while "entry_service:inmarket:2" not in server.log.read_text():
             assert time.monotonic() < deadline, "the second worker did not start"
             time.sleep(0.5)
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop()
 
 
 def _account_tables(world_dir: Path, account_ids: list[str]) -> dict[str, list[dict[str, object]]]:
