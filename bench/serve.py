@@ -37,6 +37,17 @@ def _port() -> int:
         return port
 
 
+def _repromote(store: Path) -> None:
+    """Promote another registered version (the one before the champion) mid-run."""
+    from training.registry import CHALLENGER, CHAMPION, connect, promote
+
+    client = connect(store)
+    champion = int(client.get_model_version_by_alias("inmarket", CHAMPION).version)
+    other = champion - 1 if champion > 1 else champion + 1
+    client.set_registered_model_alias("inmarket", CHALLENGER, str(other))
+    promote(client, "inmarket", force=True)
+
+
 def _start(
     command: list[str], env: dict[str, str], ready: str, log: Path
 ) -> subprocess.Popen[bytes]:
@@ -90,6 +101,70 @@ async def _load(url: str, bodies: list[Any], clients: int, seconds: float) -> di
     }
 
 
+def _tree_rss(process: subprocess.Popen[bytes]) -> float:
+    import psutil
+
+    try:
+        root = psutil.Process(process.pid)
+        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 1e6
+    except psutil.Error:
+        return float("nan")
+
+
+async def _soak(
+    url: str,
+    bodies: list[Any],
+    rate: float,
+    seconds: float,
+    process: subprocess.Popen[bytes],
+    on_half: Any,
+) -> dict[str, Any]:
+    """A fixed request rate for ``seconds``; the server's memory every second; ``on_half``
+    called half-way (a promotion)."""
+    statuses: dict[int, int] = {}
+    versions: set[str] = set()
+    memory: list[float] = []
+    began = time.perf_counter()
+    tasks = []
+
+    async def one(http: httpx.AsyncClient, body: Any) -> None:
+        try:
+            response = await http.post(url, json=body)
+        except httpx.HTTPError:
+            statuses[-1] = statuses.get(-1, 0) + 1
+            return
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        if response.status_code == 200:
+            versions.add(response.json()[0]["model_version"])
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        sent, promoted, next_sample = 0, False, 0.0
+        while (elapsed := time.perf_counter() - began) < seconds:
+            while sent < elapsed * rate:
+                tasks.append(asyncio.create_task(one(http, bodies[sent % len(bodies)])))
+                sent += 1
+            if elapsed >= next_sample:
+                memory.append(round(_tree_rss(process), 1))
+                next_sample += 1.0
+            if not promoted and elapsed >= seconds / 2:
+                await asyncio.to_thread(on_half)
+                promoted = True
+            await asyncio.sleep(0.005)
+        await asyncio.gather(*tasks)
+    return {
+        "rate_per_second": rate,
+        "seconds": seconds,
+        "sent": sent,
+        "statuses": statuses,
+        "errors": sum(n for code, n in statuses.items() if code != 200),
+        "model_versions_seen": sorted(versions),
+        "rss_mb_first": memory[0],
+        "rss_mb_last": memory[-1],
+        "rss_mb_max": max(memory),
+        "rss_mb_second_half_growth": round(memory[-1] - memory[len(memory) // 2], 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--store", type=Path, default=Path("mlruns"))
@@ -97,6 +172,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument(
+        "--soak-rate",
+        type=float,
+        default=50,
+        help="requests per second of the fixed-rate soak (0: skip it)",
+    )
     args = parser.parse_args(argv)
     features = pd.read_parquet(args.features)
     latest = features[features["as_of"] == features["as_of"].max()]
@@ -123,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "--port",
             str(ours_port),
         ],
-        {"INMARKET_STORE": str(store), "INMARKET_RELOAD_SECONDS": "0"},
+        {"INMARKET_STORE": str(store), "INMARKET_RELOAD_SECONDS": "2"},
         f"http://127.0.0.1:{ours_port}/readyz",
         logs / "serve-bentoml.log",
     )
@@ -166,6 +247,18 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         batch = asyncio.run(
             _load(f"http://127.0.0.1:{ours_port}/score", batch_body, 1, args.seconds)
         )
+        soak = None
+        if args.soak_rate > 0:
+            soak = asyncio.run(
+                _soak(
+                    f"http://127.0.0.1:{ours_port}/score",
+                    ours_body,
+                    args.soak_rate,
+                    60,
+                    ours,
+                    lambda: _repromote(store),
+                )
+            )
     finally:
         for process in (ours, reference):
             process.terminate()
@@ -179,6 +272,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             single["requests_per_second"] / baseline["requests_per_second"], 2
         ),
         "batch_1000_accounts_bentoml": batch,
+        "soak_60s_with_promotion": soak,
     }
     return record("serve", result)
 
