@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# System packages the tests need: Java 17 for Spark (local mode), Chromium for the page tests.
+# System packages the tests and benchmarks need: Java 17 for Spark (local mode), Chromium for
+# the page tests, wrk for the serving benchmark.
 # Installs only what is missing; needs root (or sudo) on Debian/Ubuntu.
 set -euo pipefail
 
 missing=()
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)  # the serving benchmark's load generator
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "system-deps: java and chromium present"
+  echo "system-deps: java, chromium and wrk present"
   exit 0
 fi
 SUDO=""

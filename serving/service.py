@@ -15,6 +15,7 @@ come from the environment when the service starts (not at import):
 
 from __future__ import annotations
 
+import gc
 import hmac
 import json
 import logging
@@ -34,7 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from features.families import FIT_CATEGORIES, FeatureConfig, build_features, catalogue
 from features.tables import ContractError, Dataset, RawSource, empty_table, validate
-from serving.scoring import buying_group, explain_rows, score_rows
+from serving import bentoml_fixes
+from serving.scoring import buying_group, explain_rows, score_and_stage, score_rows
 from training.model import InMarketModel
 
 log = logging.getLogger("inmarket.service")
@@ -249,6 +251,11 @@ class InMarketService:
         self.settings = Settings.from_env()
         self.holder = ChampionHolder(self.settings)
         self.holder.refresh()
+        # Everything loaded so far (MLflow, pandas, the model) lives as long as the server:
+        # moved out of the collector's sight, full collections stop pausing every request
+        # in flight for ~200 ms every couple of seconds under load (bench/serve.py).
+        gc.collect()
+        gc.freeze()
         if self.settings.reload_seconds > 0:
             threading.Thread(target=self._watch, daemon=True, name="champion-watch").start()
 
@@ -278,26 +285,20 @@ class InMarketService:
 
         Adaptive batching: concurrent requests are scored together and answered apart."""
         model, version = self._model()
-        frame, missing = _frame(records)
-        scored = score_rows(model, frame)
+        rows = [r.__dict__ for r in records]  # the validated fields; unset ones are None
+        probability = model.probability_of(model.matrix_from_rows(rows))
+        score, stage = score_and_stage(model, probability)
         return [
             ScoredRecord(
-                account_id=a,
+                account_id=row["account_id"],
                 probability=float(p),
                 score=int(s),
                 stage=str(g),
-                missing_features=m,
+                missing_features=[f for f in FEATURES if row[f] is None],
                 model_name=self.settings.model_name,
                 model_version=version,
             )
-            for a, p, s, g, m in zip(
-                frame["account_id"],
-                scored["probability"],
-                scored["score"],
-                scored["stage"],
-                missing,
-                strict=True,
-            )
+            for row, p, s, g in zip(rows, probability, score, stage, strict=True)
         ]
 
     @bentoml.api(route="/explain")
@@ -468,6 +469,8 @@ class BearerAuth:
 
 
 InMarketService.add_asgi_middleware(BearerAuth)  # type: ignore[attr-defined]
+
+bentoml_fixes.apply(InMarketService)
 
 
 def _explanations(

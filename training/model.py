@@ -81,6 +81,21 @@ def prepare(
     return pd.DataFrame(columns, index=frame.index)[features]
 
 
+def _codes(values: Any, categories: list[str]) -> np.ndarray:
+    """Category values -> LightGBM's codes (position in ``categories``); unknown or missing
+    values -> NaN, exactly what LightGBM does with a pandas categorical column."""
+    index = {c: float(i) for i, c in enumerate(categories)}
+
+    def code(value: Any) -> float:
+        if isinstance(value, str):
+            return index.get(value, np.nan)
+        if value is None or pd.isna(value):
+            return np.nan
+        return index.get(str(value), np.nan)
+
+    return np.array([code(v) for v in values], dtype="float64")
+
+
 @dataclass
 class InMarketModel:
     booster: lgb.Booster
@@ -89,21 +104,57 @@ class InMarketModel:
     calibration: tuple[float, float] = (1.0, 0.0)  # probability = sigmoid(a * margin + b)
     info: dict[str, Any] = field(default_factory=dict)
 
-    def margin(self, frame: pd.DataFrame) -> np.ndarray:
-        x = prepare(frame, self.features, self.categories)
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """The model's input matrix: its features in its order, categories as codes.
+
+        Predicting from this matrix gives the same numbers as from ``prepare``'s pandas frame
+        (a test checks) without LightGBM's pandas conversion, which costs ~1.5 ms a call."""
+        missing = [c for c in self.features if c not in frame.columns]
+        if missing:
+            raise ValueError(f"features missing from the input: {missing[:5]}")
+        numeric = [c for c in self.features if c not in self.categories]
+        as_float = frame[numeric]
+        if not all(pd.api.types.is_float_dtype(t) for t in as_float.dtypes):
+            as_float = as_float.apply(pd.to_numeric, errors="coerce")
+        x = np.empty((len(frame), len(self.features)), dtype="float64")
+        positions = {name: i for i, name in enumerate(self.features)}
+        x[:, [positions[c] for c in numeric]] = as_float.to_numpy(dtype="float64", na_value=np.nan)
+        for name, categories in self.categories.items():
+            x[:, positions[name]] = _codes(frame[name].tolist(), categories)
+        return x
+
+    def matrix_from_rows(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """The same matrix from records (dicts of feature -> value; None is missing)."""
+        x = np.array(
+            [
+                [row.get(f) if f not in self.categories else None for f in self.features]
+                for row in rows
+            ],
+            dtype="float64",
+        ).reshape(len(rows), len(self.features))
+        for name, categories in self.categories.items():
+            x[:, self.features.index(name)] = _codes([row.get(name) for row in rows], categories)
+        return x
+
+    def margin_of(self, x: np.ndarray) -> np.ndarray:
         # one thread for small requests: thread start-up dominates (DESIGN §9)
         margin = self.booster.predict(x, raw_score=True, num_threads=1 if len(x) < 64 else 0)
         return np.asarray(margin, dtype=float)
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+    def probability_of(self, x: np.ndarray) -> np.ndarray:
         a, b = self.calibration
-        probability: np.ndarray = 1.0 / (1.0 + np.exp(-(a * self.margin(frame) + b)))
+        probability: np.ndarray = 1.0 / (1.0 + np.exp(-(a * self.margin_of(x) + b)))
         return probability
+
+    def margin(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.margin_of(self.matrix(frame))
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.probability_of(self.matrix(frame))
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per-feature contributions to the margin (SHAP values from ``pred_contrib``)."""
-        x = prepare(frame, self.features, self.categories)
-        values = self.booster.predict(x, pred_contrib=True)
+        values = self.booster.predict(self.matrix(frame), pred_contrib=True)
         return pd.DataFrame(np.asarray(values)[:, :-1], columns=self.features, index=frame.index)
 
     def save(self, folder: Path) -> Path:

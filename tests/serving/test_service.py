@@ -387,9 +387,21 @@ def test_score_events_counts_the_rows_it_rejects(
     assert bad.status_code == 400 and "accounts" in bad.text
 
 
-def test_a_promoted_champion_is_picked_up_without_restart(
+def _tree_rss_mb(process: subprocess.Popen[bytes]) -> float:
+    import psutil
+
+    root = psutil.Process(process.pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 1e6
+
+
+def test_a_fixed_rate_minute_with_a_promotion_in_the_middle(
     trained: tuple[Path, TrainResult], world_dir: Path, world_features: Path, tmp_path: Path
 ) -> None:
+    """60 s at 25 requests/s; a new champion trained and promoted after 15 s is picked up
+    without restart while requests are in flight: no errors, both versions answer, and memory
+    is flat over the last 20 s (bench/serve.py runs the same at 50/s)."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from tests.conftest import train_config
     from training.job import TrainJob
 
@@ -397,21 +409,50 @@ def test_a_promoted_champion_is_picked_up_without_restart(
     client = connect(store)
     promote(client, "inmarket")
     server = Server({"INMARKET_STORE": str(store), "INMARKET_RELOAD_SECONDS": "1"}, tmp_path)
+    records = _records(tmp_path, 200, world_features)
     try:
         server.wait()
         assert server.wait("/readyz").status_code == 200
         before = httpx.get(server.url + "/model", timeout=30).json()["version"]
-        newer = TrainJob(train_config(store, seed=8)).run(world_dir, world_features)
-        promote(client, "inmarket", force=True)
-        deadline = time.monotonic() + 60
-        while httpx.get(server.url + "/model", timeout=30).json()["version"] == before:
-            assert time.monotonic() < deadline, "the new champion was not picked up"
-            time.sleep(0.5)
+        http = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=16))
+
+        def one(i: int) -> tuple[int, str | None]:
+            response = http.post(server.url + "/score", json={"records": [records[i % 200]]})
+            ok = response.status_code == 200
+            return response.status_code, response.json()[0]["model_version"] if ok else None
+
+        rate, seconds = 25, 60
+        answers: list[Future[tuple[int, str | None]]] = []
+        memory: list[float] = []
+
+        def retrain_and_promote() -> TrainResult:
+            result = TrainJob(train_config(store, seed=8)).run(world_dir, world_features)
+            promote(client, "inmarket", force=True)
+            return result
+
+        retrained: Future[TrainResult] | None = None
+        with ThreadPoolExecutor(16) as pool, ThreadPoolExecutor(1) as trainer:
+            began = time.monotonic()
+            while (elapsed := time.monotonic() - began) < seconds:
+                while len(answers) < elapsed * rate:
+                    answers.append(pool.submit(one, len(answers)))
+                if len(memory) < elapsed:
+                    memory.append(_tree_rss_mb(server.process))
+                if retrained is None and elapsed >= 15:
+                    retrained = trainer.submit(retrain_and_promote)
+                time.sleep(0.01)
+            results = [a.result() for a in answers]
+        http.close()
+        assert retrained is not None
+        newer = retrained.result()
+        assert newer.version != before
+        assert len(results) >= rate * seconds - 1
+        assert [code for code, _ in results if code != 200] == []
+        versions = [v for _, v in results]
+        assert versions[0] == before and versions[-1] == newer.version
         assert httpx.get(server.url + "/model", timeout=30).json()["version"] == newer.version
-        scored = httpx.post(
-            server.url + "/score", json={"records": [{"account_id": "A"}]}, timeout=30
-        ).json()
-        assert scored[0]["model_version"] == newer.version
+        last = memory[-20:]
+        assert max(last) - min(last) < 15, f"server memory grew over the last 20 s: {last}"
     finally:
         server.stop()
 

@@ -235,3 +235,25 @@ def test_mlflow_ui_serves_the_store(trained: tuple[Path, TrainResult]) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_matrix_predictions_equal_the_pandas_path(
+    trained: tuple[Path, TrainResult], world_features: Path
+) -> None:
+    """The serving path predicts from a NumPy matrix; LightGBM's own pandas path is the
+    reference: same margins and contributions, unknown categories treated as missing."""
+    from training.model import prepare
+
+    model = load_model(trained[1].model_uri)
+    frame = pd.read_parquet(world_features).head(3000)
+    frame.loc[frame.index[:50], "industry"] = pd.NA
+    reference = prepare(frame, model.features, model.categories)
+    expected = model.booster.predict(reference, raw_score=True)
+    assert np.array_equal(model.margin(frame), expected)
+    rows = frame.astype({c: "object" for c in model.categories}).to_dict(orient="records")
+    rows[0]["region"] = "atlantis"  # unknown: missing, as LightGBM does with pandas
+    reference.loc[reference.index[0], "region"] = None
+    expected[0] = model.booster.predict(reference.iloc[:1], raw_score=True)[0]
+    assert np.array_equal(model.margin_of(model.matrix_from_rows(rows)), expected)
+    contributions = model.booster.predict(reference.iloc[1:200], pred_contrib=True)[:, :-1]
+    assert np.array_equal(model.contributions(frame.iloc[1:200]).to_numpy(), contributions)
