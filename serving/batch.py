@@ -1,9 +1,17 @@
 """Batch scoring: the latest snapshot of every account, ranked, with trend, reasons and gaps.
 
-``inmarket score DATA --out ranked.parquet`` builds the features of the two newest snapshots
-(the extract time and one period before, for the trend), scores both with the champion, and
-writes the ranked accounts (Parquet and CSV, atomically) plus ``<out>.drift.json``: the PSI of
-each feature against the model's training data, with a warning above 0.2.
+``inmarket score DATA --out ranked.parquet`` builds the features of the newest snapshots (the
+extract time and ``history - 1`` periods before it), scores them with the champion, and writes,
+each atomically:
+
+- ``ranked.parquet``, ``ranked.csv``: the newest snapshot of every account, ranked, with trend
+  against the snapshot before, reasons and buying-group gaps;
+- ``ranked.drift.json``: PSI of each feature against the model's training data, warnings
+  above 0.2;
+- ``ranked.history.parquet``: every account's score at every snapshot scored (the page's chart);
+- ``ranked.activity.parquet``: weekly engagement by person of the 13 weeks before the newest
+  snapshot (``features.activity``);
+- ``ranked.opportunities.parquet``: the validated opportunities, open and past.
 """
 
 from __future__ import annotations
@@ -85,6 +93,18 @@ def rank_accounts(
     return scored[list(RANKED_COLUMNS)].reset_index(drop=True)
 
 
+def sidecar(out: Path, kind: str) -> Path:
+    """A file written beside the ranked list: ``ranked.parquet`` -> ``ranked.<kind>``."""
+    return out.with_name(out.name.removesuffix(".parquet") + f".{kind}")
+
+
+def score_history(model: InMarketModel, features: pd.DataFrame) -> pd.DataFrame:
+    """Every account's probability, score and stage at every snapshot of ``features``."""
+    scored = score_rows(model, features)
+    history = pd.concat([features[["account_id", "as_of"]], scored], axis=1)
+    return history.sort_values(["account_id", "as_of"]).reset_index(drop=True)
+
+
 def score_batch(
     model: InMarketModel,
     data: Path,
@@ -92,22 +112,33 @@ def score_batch(
     *,
     mapping: Path | None = None,
     every_days: int = 30,
+    history: int = 6,
     config: FeatureConfig | None = None,
     model_uri: str | None = None,
 ) -> BatchResult:
-    """Build features, rank every account and write the ranked list and drift figures."""
+    """Build features, rank every account and write the ranked list and its side files."""
+    from features.activity import weekly_activity
     from features.engine import load_small_tables
     from features.mapping import Mapping
 
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "features.parquet"
         build_feature_table(
-            data, table, mapping=mapping, every_days=every_days, snapshots=2, config=config
+            data,
+            table,
+            mapping=mapping,
+            every_days=every_days,
+            snapshots=max(2, history),
+            config=config,
         )
         features = pd.read_parquet(table)
     tables = load_small_tables(Path(data), Mapping.load(mapping) if mapping else None, None, 0.2)
     ranked = rank_accounts(model, features, tables.accounts)
     latest = features[features["as_of"] == features["as_of"].max()]
+    write_parquet_atomic(score_history(model, features), sidecar(out, "history.parquet"))
+    activity = weekly_activity(data, until=latest["as_of"].max(), mapping=mapping)
+    write_parquet_atomic(activity, sidecar(out, "activity.parquet"))
+    write_parquet_atomic(tables.opportunities, sidecar(out, "opportunities.parquet"))
     drift = drift_report(latest, model.info.get("reference", {}))
     warnings = [
         f"{name}: PSI {value:.2f} above {PSI_WARNING}"
@@ -116,7 +147,7 @@ def score_batch(
     ]
     write_ranked(ranked, out)
     _write_json(
-        out.with_name(out.name.removesuffix(".parquet") + ".drift.json"),
+        sidecar(out, "drift.json"),
         {
             "as_of": str(latest["as_of"].max()),
             "model": model_uri,

@@ -131,7 +131,8 @@ def _sentence(feature: str, value: object, descriptions: dict[str, str]) -> str:
     if feature.startswith("role_") and feature.endswith("_engaged_90d"):
         role = feature.removeprefix("role_").removesuffix("_engaged_90d").replace("_", " ")
         engaged = bool(value) if isinstance(value, int | float | np.number) else False
-        return f"{'a' if engaged else 'no'} {role} engaged in the last 90 days"
+        article = ("an" if role[0] in "aeiou" else "a") if engaged else "no"
+        return f"{article} {role} engaged in the last 90 days"
     text = REASON_TEXT.get(feature)
     if text is not None and isinstance(value, int | float | np.number):
         return text(float(value))

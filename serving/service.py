@@ -24,18 +24,35 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import bentoml
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as Path_
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from features.families import FIT_CATEGORIES, FeatureConfig, build_features, catalogue
 from features.tables import ContractError, Dataset, RawSource, empty_table, validate
 from serving import bentoml_fixes
+from serving.page import COOKIE, PAGE_HTML, STATIC, login_page
+from serving.review import (
+    SORTABLE,
+    ListQuery,
+    Scoring,
+    ScoringCache,
+    account_view,
+    csv_text,
+    records,
+    select,
+    summary,
+)
 from serving.scoring import buying_group, explain_rows, score_and_stage, score_rows
 from training.model import InMarketModel
 
@@ -239,7 +256,33 @@ def _frame(records: list[Any]) -> tuple[pd.DataFrame, list[list[str]]]:
     return pd.DataFrame(columns)[["account_id", *FEATURES]], missing
 
 
-app = FastAPI(title="In-market: read-only routes")
+def _list_query(
+    stage: str | None = Query(None, max_length=20, description="cold, aware, engaged, ..."),
+    industry: str | None = Query(None, max_length=100),
+    region: str | None = Query(None, max_length=100),
+    min_score: int = Query(0, ge=0, le=100),
+    q: str | None = Query(None, max_length=200, description="part of a name or domain"),
+    sort: str = Query("rank", max_length=40, description=f"one of {', '.join(SORTABLE)}"),
+    order: str = Query("asc", pattern="^(asc|desc)$"),
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=1000),
+) -> ListQuery:
+    if sort not in SORTABLE:
+        raise HTTPException(
+            422, f"sort: '{sort}' is not sortable; use one of {', '.join(SORTABLE)}"
+        )
+    return ListQuery(stage, industry, region, min_score, q, sort, order == "desc", offset, limit)
+
+
+_LIST_QUERY = Depends(_list_query)
+
+
+def _select(scoring: Scoring, query: ListQuery) -> pd.DataFrame:
+    return select(scoring.ranked, query)
+
+
+app = FastAPI(title="In-market: the review page and read-only routes")
+app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
 @bentoml.service(name="inmarket", traffic={"timeout": 60})
@@ -251,6 +294,7 @@ class InMarketService:
         self.settings = Settings.from_env()
         self.holder = ChampionHolder(self.settings)
         self.holder.refresh()
+        self.scoring = ScoringCache(self.settings.ranked)
         # Everything loaded so far (MLflow, pandas, the model) lives as long as the server:
         # moved out of the collector's sight, full collections stop pausing every request
         # in flight for ~200 ms every couple of seconds under load (bench/serve.py).
@@ -360,9 +404,7 @@ class InMarketService:
         """The served model: name, version, training metrics next to the MQL rule, features,
         and the drift figures of the latest batch scoring."""
         model, version = self._model()
-        ranked = self.settings.ranked
-        drift_path = ranked.with_name(ranked.name.removesuffix(".parquet") + ".drift.json")
-        drift = json.loads(drift_path.read_text(encoding="utf-8")) if drift_path.exists() else None
+        scoring = self.scoring.get()
         loaded = self.holder.loaded_at
         return {
             "name": self.settings.model_name,
@@ -375,35 +417,94 @@ class InMarketService:
             "test_metrics": model.info.get("test_metrics"),
             "mql_test_metrics": model.info.get("mql_test_metrics"),
             "features": model.features,
-            "drift": drift,
+            "drift": scoring.drift if scoring else None,
         }
 
-    @app.get("/accounts")
-    def ranked_accounts(
-        self,
-        limit: int = Query(50, ge=1, le=1000),
-        offset: int = Query(0, ge=0),
-        stage: str | None = Query(None, max_length=20),
-        min_score: int = Query(0, ge=0, le=100),
-    ) -> dict[str, Any]:
-        """Ranked accounts from the latest batch scoring (``inmarket score``)."""
-        path = self.settings.ranked
-        if not path.exists():
+    def _scoring(self) -> Scoring:
+        scoring = self.scoring.get()
+        if scoring is None:
+            path = self.settings.ranked
             raise HTTPException(
-                404, f"no batch scoring at {path}; run `inmarket score DATA --out {path}`"
+                404,
+                f"no batch scoring at {path}; run `inmarket score DATA --out {path}` "
+                "(or set INMARKET_RANKED to where it wrote)",
             )
-        ranked = pd.read_parquet(path)
-        ranked = ranked[ranked["score"] >= min_score]
-        if stage:
-            ranked = ranked[ranked["stage"] == stage]
-        page = ranked.iloc[offset : offset + limit].drop(columns=["reasons"])
-        page = page.assign(
-            as_of=page["as_of"].astype("str"),
-            roles_engaged=page["roles_engaged"].map(list),
-            roles_missing=page["roles_missing"].map(list),
+        return scoring
+
+    @app.get("/accounts")
+    def ranked_accounts(self, query: ListQuery = _LIST_QUERY) -> dict[str, Any]:
+        """Ranked accounts from the latest batch scoring (``inmarket score``): filtered by
+        stage, industry, region, minimum score and a search of name or domain, sorted, paged."""
+        scoring = self._scoring()
+        rows = _select(scoring, query)
+        page = rows.iloc[query.offset : query.offset + query.limit]
+        return {
+            "as_of": str(scoring.ranked["as_of"].max()),
+            "total": len(rows),
+            "offset": query.offset,
+            "limit": query.limit,
+            "accounts": records(page),
+        }
+
+    @app.get("/accounts.csv")
+    def ranked_accounts_csv(self, query: ListQuery = _LIST_QUERY) -> Response:
+        """Every account matching the filters (all pages), as CSV, in the list's order."""
+        rows = _select(self._scoring(), query)
+        return Response(
+            csv_text(rows),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": 'attachment; filename="in-market-accounts.csv"'},
         )
-        records = page.astype(object).where(page.notna(), None).to_dict(orient="records")
-        return {"total": len(ranked), "offset": offset, "accounts": records}
+
+    @app.get("/summary")
+    def scoring_summary(self) -> dict[str, Any]:
+        """Stage counts, filter choices and how many accounts worth working now have nobody
+        at the MQL threshold (what the MQL rule would have missed)."""
+        return summary(self._scoring().ranked)
+
+    @app.get("/accounts/{account_id}")
+    def account(self, account_id: str = Path_(max_length=200)) -> dict[str, Any]:
+        """One account: score history, weekly engagement by person and department (anonymous
+        visits as such), reasons, buying roles engaged and missing, opportunities."""
+        view = account_view(self._scoring(), account_id)
+        if view is None:
+            raise HTTPException(404, f"account_id '{account_id}' is not in the ranked list")
+        return view
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page(self) -> HTMLResponse:
+        """The review page (everything it needs is served from /static)."""
+        return HTMLResponse(PAGE_HTML)
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_form(self) -> HTMLResponse:
+        return HTMLResponse(login_page())
+
+    @app.post("/login", include_in_schema=False)
+    async def login(self, request: Request) -> Response:
+        """Trade the token for a cookie, so a browser can open the page."""
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        given = (form.get("token") or [""])[0]
+        token = self.settings.token
+        if token is None:
+            return RedirectResponse("/", status_code=303)
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return HTMLResponse(login_page("That token is not the service's."), status_code=401)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    def logout(self) -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
 
 
 def _validate_request(request: EventsRequest, as_of: pd.Timestamp) -> Dataset:
@@ -431,28 +532,50 @@ def _validate_request(request: EventsRequest, as_of: pd.Timestamp) -> Dataset:
 
 
 class BearerAuth:
-    """ASGI middleware: with INMARKET_TOKEN set, every route but health and metrics needs
-    ``Authorization: Bearer <token>``; without it, answers 401."""
+    """ASGI middleware: with INMARKET_TOKEN set, every route but health, metrics and the login
+    form needs ``Authorization: Bearer <token>`` or the cookie the login form sets; without
+    them, the API answers 401 and the page sends the browser to the login form."""
 
-    OPEN = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+    OPEN = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/login"})
+    PAGES = frozenset({"/", "/index.html"})
 
     def __init__(self, app: Any) -> None:
         self.app = app
         token = os.environ.get("INMARKET_TOKEN") or None  # read when the server starts
-        self.expected = f"Bearer {token}".encode() if token else None
+        self.expected = token.encode() if token else None
+
+    def _allowed(self, scope: dict[str, Any]) -> bool:
+        assert self.expected is not None
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"authorization", b"")
+        if hmac.compare_digest(given, b"Bearer " + self.expected):
+            return True
+        cookie = SimpleCookie(headers.get(b"cookie", b"").decode("latin-1")).get(COOKIE)
+        return cookie is not None and hmac.compare_digest(cookie.value.encode(), self.expected)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if self.expected is None or scope["type"] != "http" or scope.get("path", "") in self.OPEN:
+        if (
+            self.expected is None
+            or scope["type"] != "http"
+            or scope.get("path", "") in self.OPEN
+            or self._allowed(scope)
+        ):
             await self.app(scope, receive, send)
             return
-        given = dict(scope.get("headers") or []).get(b"authorization", b"")
-        if hmac.compare_digest(given, self.expected):
-            await self.app(scope, receive, send)
+        if scope.get("path") in self.PAGES and scope.get("method") == "GET":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 303,
+                    "headers": [(b"location", b"/login")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
             return
         body = json.dumps(
             {
                 "error": "missing or wrong bearer token: send the header "
-                "'Authorization: Bearer <INMARKET_TOKEN>'"
+                "'Authorization: Bearer <INMARKET_TOKEN>' (browsers: sign in at /login)"
             }
         ).encode()
         await send(

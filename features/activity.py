@@ -1,0 +1,124 @@
+"""Weekly engagement of each account, by person, for the account view (the review page).
+
+One more streaming pass over the events, through the same data contract as the features
+(rows the contract rejects are not shown here either), keeping the weeks before ``until``:
+
+| column | meaning |
+|---|---|
+| account_id | the account |
+| week | Monday 00:00 UTC of the week |
+| person_id | the person; null for anonymous visits resolved to the account |
+| events | interactions that week |
+| opens | of which email opens (mostly machine-made: they do not make a person "engaged") |
+| high_intent | pricing, demo, comparison or trial interactions that week |
+| topics | up to three most frequent topics that week, ``; ``-separated |
+
+People's title, department, seniority and buying role are joined from the people table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from features.engine import SMALL_TABLES, event_sources, load_small_tables
+from features.families import HIGH_INTENT_TYPES, LOW_SIGNAL_TYPES
+from features.mapping import Mapping, map_frame
+from features.tables import RawSource, empty_table, iter_table_batches, validate
+
+ACTIVITY_WEEKS = 13
+ACTIVITY_COLUMNS = (
+    "account_id",
+    "week",
+    "person_id",
+    "events",
+    "opens",
+    "high_intent",
+    "topics",
+    "title",
+    "department",
+    "seniority",
+    "buying_role",
+)
+
+
+def _weekly(events: pd.DataFrame, start: pd.Timestamp, until: pd.Timestamp) -> pd.DataFrame:
+    seen = events[(events["timestamp"] >= start) & (events["timestamp"] < until)]
+    day = seen["timestamp"].dt.tz_convert("UTC").dt.floor("D")
+    week = day - pd.to_timedelta(day.dt.dayofweek, unit="D")  # Monday
+    frame = pd.DataFrame(
+        {
+            "account_id": seen["account_id"].to_numpy(),
+            "week": week.to_numpy(),
+            "person_id": seen["person_id"].fillna("").to_numpy(),
+            "opens": seen["event_type"].isin(LOW_SIGNAL_TYPES).to_numpy(),
+            "high_intent": seen["event_type"].isin(HIGH_INTENT_TYPES).to_numpy(),
+            "topic": seen["topic"].to_numpy(),
+        }
+    )
+    keys = ["account_id", "week", "person_id"]
+    counts = frame.groupby(keys, sort=False).agg(
+        events=("high_intent", "size"), opens=("opens", "sum"), high_intent=("high_intent", "sum")
+    )
+    topics = (
+        frame.dropna(subset=["topic"])
+        .groupby([*keys, "topic"], sort=False)
+        .size()
+        .rename("n")
+        .reset_index()
+    )
+    return counts.reset_index().merge(topics, on=keys, how="left")
+
+
+def weekly_activity(
+    data: Path,
+    *,
+    until: pd.Timestamp,
+    weeks: int = ACTIVITY_WEEKS,
+    mapping: Path | None = None,
+    chunk_rows: int = 2_000_000,
+) -> pd.DataFrame:
+    """The weekly engagement table of the ``weeks`` before ``until`` (see the module doc)."""
+    folder = Path(data)
+    loaded = Mapping.load(mapping) if mapping else None
+    base = load_small_tables(folder, loaded, None, 1.0)
+    known = {t: base.table(t) for t in SMALL_TABLES}
+    start = until - pd.Timedelta(weeks=weeks)
+    parts = []
+    for source in event_sources(folder, loaded):
+        for table in iter_table_batches(source.path, chunk_rows):
+            frame = (
+                map_frame("events", source.mapping, table.to_pandas())
+                if source.mapping
+                else table.to_pandas()
+            )
+            checked = validate(
+                {"events": [RawSource("events", source.name, frame, source.formats)]},
+                extracted_at=base.report.extracted_at,
+                max_bad_share=1.0,
+                known=known,
+            )
+            parts.append(_weekly(checked.events, start, until))
+    if not parts:
+        parts = [_weekly(empty_table("events"), start, until)]
+    rows = pd.concat(parts, ignore_index=True)
+    keys = ["account_id", "week", "person_id"]
+    counts = rows.groupby(keys, sort=False)[["events", "opens", "high_intent"]].sum()
+    topics = (
+        rows.dropna(subset=["topic"])
+        .groupby([*keys, "topic"], sort=False)["n"]
+        .sum()
+        .reset_index()
+        .sort_values([*keys, "n", "topic"], ascending=[True, True, True, False, True])
+        .groupby(keys, sort=False)["topic"]
+        .agg(lambda t: "; ".join(t.iloc[:3]))
+    )
+    weekly = counts.join(topics.rename("topics")).reset_index()
+    weekly["person_id"] = weekly["person_id"].replace("", None)
+    people = base.people[["person_id", "title", "department", "seniority", "buying_role"]]
+    weekly = weekly.merge(people, on="person_id", how="left")
+    weekly = weekly.astype({"events": "int64", "opens": "int64", "high_intent": "int64"})
+    return weekly.sort_values(["account_id", "week", "events"], ascending=[True, True, False])[
+        list(ACTIVITY_COLUMNS)
+    ].reset_index(drop=True)

@@ -1,0 +1,360 @@
+// The review page: ranked accounts, filters, paging, CSV export and one account's view.
+// Every piece of data is put on the page with textContent (never innerHTML), so names,
+// titles and topics are always shown as text.
+"use strict";
+
+const STAGES = ["ready", "in-market", "engaged", "aware", "cold"];
+const DEFAULTS = { stage: "", industry: "", region: "", min_score: 0, q: "", sort: "rank", order: "asc" };
+const state = { ...DEFAULTS, offset: 0, limit: 50 };
+const SVG = "http://www.w3.org/2000/svg";
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return node;
+}
+
+const words = (text) => String(text ?? "").replaceAll("_", " ");
+const number = (value, digits = 0) =>
+  value === null || value === undefined ? "–" : Number(value).toLocaleString("en", { maximumFractionDigits: digits });
+const day = (iso) => (iso ? String(iso).slice(0, 10) : "–");
+
+function showError(error) {
+  const box = document.getElementById("error");
+  box.textContent = String(error.message || error);
+  box.hidden = false;
+}
+
+async function getJSON(url) {
+  const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  if (response.status === 401) {
+    window.location.assign("/login");
+    throw new Error("sign-in needed");
+  }
+  if (!response.ok) {
+    let detail = response.statusText;
+    try {
+      const body = await response.json();
+      detail = body.detail || body.error || detail;
+    } catch (_) { /* not JSON */ }
+    throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+  }
+  document.getElementById("error").hidden = true;
+  return response.json();
+}
+
+function query(withPage) {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(DEFAULTS)) {
+    if (String(state[key]) !== String(value)) params.set(key, state[key]);
+  }
+  if (withPage) {
+    params.set("offset", state.offset);
+    params.set("limit", state.limit);
+  }
+  return params.toString();
+}
+
+function stageBadge(stage) {
+  const known = STAGES.includes(stage) ? stage : "unknown";
+  return el("span", { class: `stage stage-${known}` }, stage);
+}
+
+function trendCell(trend) {
+  if (trend === null || trend === undefined) return el("span", { class: "muted" }, "–");
+  if (trend > 0) return el("span", { class: "up", title: `up ${trend} since the last snapshot` }, `▲ ${trend}`);
+  if (trend < 0) return el("span", { class: "down", title: `down ${-trend} since the last snapshot` }, `▼ ${-trend}`);
+  return el("span", { class: "flat", title: "unchanged since the last snapshot" }, "▬ 0");
+}
+
+function chips(roles, kind) {
+  return el("span", { class: "chips" }, roles.map((role) => el("span", { class: `chip ${kind}` }, words(role))));
+}
+
+function accountLink(account) {
+  return el(
+    "a",
+    { href: `#account/${encodeURIComponent(account.account_id)}`, class: "account-link" },
+    el("span", { class: "name" }, account.name ?? account.account_id),
+    el("span", { class: "domain" }, account.domain ?? ""),
+  );
+}
+
+function renderRows(accounts) {
+  const body = document.querySelector("#accounts tbody");
+  body.replaceChildren(
+    ...accounts.map((a) =>
+      el(
+        "tr",
+        { dataset: { accountId: a.account_id } },
+        el("td", { class: "num rank" }, a.rank),
+        el("td", {}, accountLink(a)),
+        el("td", { class: "num score" }, a.score),
+        el("td", {}, stageBadge(a.stage)),
+        el("td", { class: "num" }, trendCell(a.trend)),
+        el("td", { class: "num" }, number(a.people_engaged_90d)),
+        el("td", { class: "num" }, number(a.departments_engaged_90d)),
+        el("td", { class: "reasons" }, a.top_reasons || "–"),
+        el("td", {}, chips(a.roles_missing, "missing")),
+      ),
+    ),
+  );
+  if (!accounts.length) body.append(el("tr", {}, el("td", { colspan: 9, class: "muted" }, "No account matches these filters.")));
+}
+
+function renderHeaders() {
+  for (const th of document.querySelectorAll("#accounts th[data-sort]")) {
+    const active = th.dataset.sort === state.sort;
+    th.setAttribute("aria-sort", active ? (state.order === "asc" ? "ascending" : "descending") : "none");
+  }
+}
+
+async function loadList() {
+  try {
+    const data = await getJSON(`/accounts?${query(true)}`);
+    renderRows(data.accounts);
+    renderHeaders();
+    const first = data.total ? data.offset + 1 : 0;
+    const last = Math.min(data.offset + data.limit, data.total);
+    document.getElementById("count").textContent =
+      `${number(data.total)} accounts match · showing ${number(first)}–${number(last)}`;
+    const pages = Math.max(1, Math.ceil(data.total / data.limit));
+    document.getElementById("page-info").textContent = `page ${Math.floor(data.offset / data.limit) + 1} of ${number(pages)}`;
+    document.getElementById("prev").disabled = data.offset === 0;
+    document.getElementById("next").disabled = last >= data.total;
+    document.getElementById("export").href = `/accounts.csv?${query(false)}`;
+  } catch (error) {
+    showError(error);
+  }
+}
+
+function fillSelect(id, values, label = words) {
+  const select = document.getElementById(id);
+  for (const value of values) select.append(el("option", { value }, label(value)));
+}
+
+function metricsTable(model) {
+  const rows = [
+    ["ROC AUC", "roc_auc", 3],
+    ["PR AUC", "pr_auc", 3],
+    ["Recall in top 10%", "recall_at_10", 3],
+    ["Lift in top 10%", "lift_at_10", 2],
+  ];
+  const ours = model.test_metrics || {};
+  const mql = model.mql_test_metrics || {};
+  return el(
+    "table",
+    { class: "metrics" },
+    el("thead", {}, el("tr", {}, el("th", {}, "test window"), el("th", { class: "num" }, "model"), el("th", { class: "num" }, "MQL rule"))),
+    el("tbody", {}, rows.map(([name, key, digits]) =>
+      el("tr", {}, el("td", {}, name), el("td", { class: "num" }, number(ours[key], digits)), el("td", { class: "num" }, number(mql[key], digits))),
+    )),
+  );
+}
+
+async function loadOverview() {
+  try {
+    const [summary, model] = await Promise.all([getJSON("/summary"), getJSON("/model")]);
+    document.getElementById("as-of").textContent = `scored as of ${day(summary.as_of)}`;
+    fillSelect("f-stage", STAGES.filter((s) => s in summary.stages));
+    fillSelect("f-industry", summary.industries);
+    fillSelect("f-region", summary.regions);
+    const counts = el("p", { class: "stages" }, STAGES.map((s) =>
+      el("button", { type: "button", class: "stage-count", dataset: { stage: s } }, stageBadge(s), ` ${number(summary.stages[s] ?? 0)}`),
+    ));
+    document.getElementById("summary").replaceChildren(
+      el("h2", {}, "This period"),
+      counts,
+      el("p", {}, el("strong", {}, number(summary.worked_now)), " accounts to work now (in-market or ready); ",
+        el("strong", { id: "mql-missed" }, number(summary.worked_now_without_mql)),
+        ` of them have nobody at ${summary.mql_threshold} lead points — the MQL rule would not have flagged them.`),
+    );
+    for (const button of document.querySelectorAll(".stage-count")) {
+      button.addEventListener("click", () => setFilter("stage", button.dataset.stage));
+    }
+    document.getElementById("model-card").replaceChildren(
+      el("h2", {}, "Model"),
+      el("p", {}, `${model.name} version ${model.version} (${model.alias}), trained ${day(model.trained_at)}; `,
+        `label: ${words(model.label)} within ${model.horizon_days} days.`),
+      metricsTable(model),
+    );
+  } catch (error) {
+    showError(error);
+  }
+}
+
+function setFilter(name, value) {
+  state[name] = value;
+  const input = document.querySelector(`#filters [name="${name}"]`);
+  if (input) input.value = value;
+  state.offset = 0;
+  loadList();
+}
+
+// --- the account view -------------------------------------------------------------------
+
+function lineChart(history) {
+  const width = 520, height = 150, pad = 28;
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": "score history" });
+  for (const y of [0, 40, 70, 90, 100]) {
+    const at = height - pad - (y / 100) * (height - 2 * pad);
+    chart.append(svg("line", { x1: pad, x2: width - 8, y1: at, y2: at, class: "grid" }), svg("text", { x: 2, y: at + 4, class: "axis" }, y));
+  }
+  if (!history.length) return chart;
+  const x = (i) => pad + (history.length === 1 ? 0 : (i / (history.length - 1)) * (width - pad - 16));
+  const y = (score) => height - pad - (score / 100) * (height - 2 * pad);
+  chart.append(svg("polyline", { points: history.map((h, i) => `${x(i)},${y(h.score)}`).join(" "), class: "line" }));
+  history.forEach((h, i) => {
+    chart.append(svg("circle", { cx: x(i), cy: y(h.score), r: 4, class: "point" }, svg("title", {}, `${day(h.as_of)}: ${h.score} (${h.stage})`)));
+    chart.append(svg("text", { x: x(i), y: height - 6, class: "axis", "text-anchor": "middle" }, day(h.as_of).slice(5)));
+  });
+  return chart;
+}
+
+function weekChart(weeks) {
+  const width = 520, height = 150, pad = 24;
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": "engagement by week" });
+  const top = Math.max(1, ...weeks.map((w) => w.known + w.anonymous));
+  const slot = (width - pad) / Math.max(weeks.length, 1);
+  weeks.forEach((w, i) => {
+    const scale = (n) => (n / top) * (height - 2 * pad);
+    const x = pad + i * slot + 2;
+    const known = scale(w.known), anonymous = scale(w.anonymous);
+    const label = `week of ${day(w.week)}: ${w.known} known, ${w.anonymous} anonymous, ${w.high_intent} high-intent`;
+    chart.append(
+      svg("rect", { x, y: height - pad - known, width: slot - 4, height: known, class: "known" }, svg("title", {}, label)),
+      svg("rect", { x, y: height - pad - known - anonymous, width: slot - 4, height: anonymous, class: "anonymous" }, svg("title", {}, label)),
+      svg("text", { x: x + (slot - 4) / 2, y: height - 8, class: "axis", "text-anchor": "middle" }, day(w.week).slice(5)),
+    );
+  });
+  chart.append(svg("text", { x: 2, y: 14, class: "axis" }, top));
+  return chart;
+}
+
+function table(headers, rows) {
+  return el(
+    "table",
+    { class: "detail" },
+    el("thead", {}, el("tr", {}, headers.map((h) => el("th", {}, h)))),
+    el("tbody", {}, rows.map((cells) => el("tr", {}, cells.map((c) => el("td", {}, c))))),
+  );
+}
+
+function reasonList(reasons, kind) {
+  if (!reasons.length) return el("p", { class: "muted" }, "none");
+  return el("ul", { class: `reasons ${kind}` }, reasons.map((r) => el("li", { title: `${r.feature}: ${r.contribution.toFixed(3)}` }, r.text)));
+}
+
+function renderAccount(view) {
+  const a = view.account;
+  const people = view.people.map((p) => [
+    p.anonymous ? el("em", {}, "Anonymous visitors") : (p.title || p.person_id),
+    p.anonymous ? "–" : words(p.department || "–"),
+    p.anonymous ? "–" : words(p.buying_role || "–"),
+    number(p.interactions),
+    number(p.opens),
+    number(p.high_intent),
+    day(p.last_week),
+    p.topics || "–",
+  ]);
+  const opportunities = view.opportunities.map((o) => [
+    o.opportunity_id, words(o.type || "–"), words(o.status), day(o.created_at), day(o.closed_at), number(o.amount),
+  ]);
+  document.getElementById("account").replaceChildren(
+    el("h2", { id: "account-name" }, a.name ?? a.account_id),
+    el("p", { class: "muted" }, [a.domain, words(a.industry), words(a.region), a.employee_band && `${a.employee_band} employees`].filter(Boolean).join(" · ")),
+    el("div", { class: "stats" },
+      el("div", {}, el("span", { class: "big" }, a.score), el("span", {}, "score")),
+      el("div", {}, stageBadge(a.stage), el("span", {}, "stage")),
+      el("div", {}, trendCell(a.trend), el("span", {}, "since last snapshot")),
+      el("div", {}, el("span", { class: "big" }, `${(a.probability * 100).toFixed(1)}%`), el("span", {}, "chance of a won deal in 90 days")),
+    ),
+    el("div", { class: "columns" },
+      el("section", { id: "history" }, el("h3", {}, "Score history"), lineChart(view.history)),
+      el("section", { id: "timeline" }, el("h3", {}, "Engagement by week"), weekChart(view.weeks),
+        el("p", { class: "legend" }, el("span", { class: "swatch known" }), " known people ", el("span", { class: "swatch anonymous" }), " anonymous visits")),
+    ),
+    el("div", { class: "columns" },
+      el("section", { id: "why" }, el("h3", {}, "Why"),
+        el("h4", {}, "Pushing the score up"), reasonList(a.reasons.positive, "positive"),
+        el("h4", {}, "Holding it back"), reasonList(a.reasons.negative, "negative")),
+      el("section", { id: "buying-group" }, el("h3", {}, "Buying group"),
+        el("h4", {}, "Engaged (90 days)"), a.roles_engaged.length ? chips(a.roles_engaged, "engaged") : el("p", { class: "muted" }, "nobody yet"),
+        el("h4", {}, "Not reached"), a.roles_missing.length ? chips(a.roles_missing, "missing") : el("p", { class: "muted" }, "every role engaged"),
+        el("p", { class: "gap" }, a.buying_group_gap)),
+    ),
+    el("section", { id: "people" }, el("h3", {}, "Who engaged (13 weeks)"),
+      el("p", { class: "muted" }, "Email opens are mostly made by mail privacy proxies: someone with only opens does not count as engaged."),
+      people.length ? table(["Person", "Department", "Buying role", "Interactions", "Email opens", "High-intent", "Last active (week of)", "Topics"], people)
+        : el("p", { class: "muted" }, "No engagement in the last 13 weeks.")),
+    el("section", { id: "departments" }, el("h3", {}, "By department"),
+      table(["Department", "Interactions"], view.departments.map((d) => [words(d.department), number(d.events)]))),
+    el("section", { id: "opportunities" }, el("h3", {}, "Opportunities"),
+      opportunities.length ? table(["Opportunity", "Type", "Status", "Created", "Closed", "Amount"], opportunities)
+        : el("p", { class: "muted" }, "No opportunities, open or past.")),
+  );
+}
+
+async function route() {
+  const match = window.location.hash.match(/^#account\/(.+)$/);
+  document.getElementById("list-view").hidden = Boolean(match);
+  document.getElementById("overview").hidden = Boolean(match);
+  document.getElementById("account-view").hidden = !match;
+  if (!match) return;
+  try {
+    renderAccount(await getJSON(`/accounts/${match[1]}`));
+    window.scrollTo(0, 0);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+function start() {
+  const filters = document.getElementById("filters");
+  filters.addEventListener("submit", (event) => event.preventDefault());
+  let typing = null;
+  filters.addEventListener("input", (event) => {
+    const { name, value } = event.target;
+    if (!(name in DEFAULTS)) return;
+    clearTimeout(typing);
+    typing = setTimeout(() => setFilter(name, name === "min_score" ? Number(value) || 0 : value), name === "q" ? 250 : 0);
+  });
+  for (const th of document.querySelectorAll("#accounts th[data-sort]")) {
+    th.tabIndex = 0;
+    const sort = () => {
+      const key = th.dataset.sort;
+      if (state.sort === key) state.order = state.order === "asc" ? "desc" : "asc";
+      else state.order = key === "rank" || key === "name" ? "asc" : "desc";
+      state.sort = key;
+      state.offset = 0;
+      loadList();
+    };
+    th.addEventListener("click", sort);
+    th.addEventListener("keydown", (event) => { if (event.key === "Enter") sort(); });
+  }
+  document.getElementById("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.limit); loadList(); });
+  document.getElementById("next").addEventListener("click", () => { state.offset += state.limit; loadList(); });
+  document.getElementById("back").addEventListener("click", (event) => { event.preventDefault(); window.location.hash = ""; });
+  window.addEventListener("hashchange", route);
+  loadOverview();
+  loadList();
+  route();
+}
+
+document.addEventListener("DOMContentLoaded", start);

@@ -1,0 +1,273 @@
+"""What the review page and the static report show, as plain functions over the files batch
+scoring writes (``serving.batch``): the ranked list filtered, sorted and paged, its summary,
+and one account's view. The service caches the files and reloads them when they change.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.activity import ACTIVITY_COLUMNS, ACTIVITY_WEEKS
+from features.families import MQL_THRESHOLD
+from serving.batch import sidecar
+from serving.scoring import STAGES
+
+# Columns a list can be sorted by; ties keep the rank order.
+SORTABLE = (
+    "rank",
+    "score",
+    "trend",
+    "name",
+    "domain",
+    "people_engaged_90d",
+    "departments_engaged_90d",
+    "high_intent_people_30d",
+    "mql_points_max_90d",
+)
+LIST_COLUMNS = (
+    "rank",
+    "account_id",
+    "name",
+    "domain",
+    "industry",
+    "region",
+    "employee_band",
+    "score",
+    "stage",
+    "trend",
+    "people_engaged_90d",
+    "departments_engaged_90d",
+    "high_intent_people_30d",
+    "top_reasons",
+    "roles_engaged",
+    "roles_missing",
+    "buying_group_gap",
+    "mql_points_max_90d",
+)
+WORKED_STAGES = ("in-market", "ready")
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """Filters, order and page of the ranked list; every field optional."""
+
+    stage: str | None = None
+    industry: str | None = None
+    region: str | None = None
+    min_score: int = 0
+    q: str | None = None
+    sort: str = "rank"
+    descending: bool = False
+    offset: int = 0
+    limit: int = 50
+
+
+@dataclass
+class Scoring:
+    """One batch scoring's files, read once."""
+
+    ranked: pd.DataFrame
+    history: pd.DataFrame
+    activity: pd.DataFrame
+    opportunities: pd.DataFrame
+    drift: dict[str, Any] | None
+
+    @classmethod
+    def read(cls, ranked: Path) -> Scoring:
+        def optional(kind: str, columns: tuple[str, ...]) -> pd.DataFrame:
+            path = sidecar(ranked, kind)
+            return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=columns)
+
+        frame = pd.read_parquet(ranked)
+        frame = frame.assign(
+            _name=frame["name"].fillna("").str.lower(),
+            _domain=frame["domain"].fillna("").str.lower(),
+        )
+        drift_path = sidecar(ranked, "drift.json")
+        return cls(
+            frame,
+            optional("history.parquet", ("account_id", "as_of", "score")),
+            optional("activity.parquet", ACTIVITY_COLUMNS),
+            optional("opportunities.parquet", ("account_id", "opportunity_id")),
+            json.loads(drift_path.read_text(encoding="utf-8")) if drift_path.exists() else None,
+        )
+
+
+class ScoringCache:
+    """The newest batch scoring at ``path``, re-read when the ranked file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[float, int] | None = None
+        self._scoring: Scoring | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Scoring | None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (stat.st_mtime, stat.st_size)
+        with self._lock:
+            if stamp != self._stamp or self._scoring is None:
+                self._scoring, self._stamp = Scoring.read(self.path), stamp
+            return self._scoring
+
+
+def select(ranked: pd.DataFrame, query: ListQuery) -> pd.DataFrame:
+    """The rows matching the filters, in the requested order (all of them, not one page)."""
+    if query.sort not in SORTABLE:
+        raise ValueError(f"sort: '{query.sort}' is not sortable; use one of {', '.join(SORTABLE)}")
+    keep = ranked["score"].to_numpy() >= query.min_score
+    for column in ("stage", "industry", "region"):
+        value = getattr(query, column)
+        if value:
+            keep &= (ranked[column].astype("str") == value).to_numpy()
+    if query.q and query.q.strip():
+        needle = query.q.strip().lower()
+        keep &= (
+            ranked["_name"].str.contains(needle, regex=False)
+            | ranked["_domain"].str.contains(needle, regex=False)
+            | (ranked["account_id"].str.lower() == needle)
+        ).to_numpy()
+    rows = ranked[keep]
+    if query.sort != "rank":
+        key = "_name" if query.sort == "name" else query.sort
+        rows = rows.sort_values(
+            [key, "rank"], ascending=[not query.descending, True], kind="stable", na_position="last"
+        )
+    elif query.descending:
+        rows = rows.iloc[::-1]
+    return rows
+
+
+def records(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """List rows as JSON-ready dicts (missing numbers as null)."""
+    page = rows[list(LIST_COLUMNS)]
+    page = page.assign(
+        roles_engaged=page["roles_engaged"].map(list),
+        roles_missing=page["roles_missing"].map(list),
+    )
+    result: list[dict[str, Any]] = (
+        page.astype(object).where(page.notna(), None).to_dict(orient="records")
+    )
+    return result
+
+
+def csv_text(rows: pd.DataFrame) -> str:
+    """The rows as CSV, the list's columns, roles space-separated."""
+    table = rows[list(LIST_COLUMNS)].assign(
+        roles_engaged=rows["roles_engaged"].map(" ".join),
+        roles_missing=rows["roles_missing"].map(" ".join),
+    )
+    text: str = table.to_csv(index=False)
+    return text
+
+
+def summary(ranked: pd.DataFrame) -> dict[str, Any]:
+    """Stage counts, the choices of each filter, and what the MQL rule would have missed: the
+    accounts worth working now (in-market or ready) in which nobody has reached the MQL
+    threshold of lead points."""
+    stages = ranked["stage"].value_counts()
+    worked = ranked[ranked["stage"].isin(WORKED_STAGES)]
+    no_mql = worked["mql_points_max_90d"].fillna(0) < MQL_THRESHOLD
+    return {
+        "as_of": str(ranked["as_of"].max()) if len(ranked) else None,
+        "accounts": len(ranked),
+        "stages": {name: int(stages.get(name, 0)) for name, _ in reversed(STAGES)},
+        "industries": sorted(ranked["industry"].dropna().astype("str").unique().tolist()),
+        "regions": sorted(ranked["region"].dropna().astype("str").unique().tolist()),
+        "worked_now": len(worked),
+        "worked_now_without_mql": int(no_mql.sum()),
+        "mql_threshold": MQL_THRESHOLD,
+    }
+
+
+def _plain(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    text = frame.astype(object).where(frame.notna(), None)
+    for column in text.columns:
+        if pd.api.types.is_datetime64_any_dtype(frame[column]):
+            text[column] = [
+                None if pd.isna(v) else pd.Timestamp(v).isoformat() for v in frame[column]
+            ]
+    rows: list[dict[str, Any]] = text.to_dict(orient="records")
+    return rows
+
+
+def _first_topics(weekly: pd.Series, k: int = 3) -> str:
+    """Up to ``k`` distinct topics from a person's weekly top topics, newest weeks last."""
+    seen = dict.fromkeys(t for value in weekly.dropna() for t in str(value).split("; "))
+    return "; ".join(list(seen)[:k])
+
+
+def account_view(scoring: Scoring, account_id: str) -> dict[str, Any] | None:
+    """Everything the account view shows; None for an account not in the ranked list."""
+    ranked = scoring.ranked
+    row = ranked[ranked["account_id"] == account_id]
+    if row.empty:
+        return None
+    account = records(row)[0]
+    account["as_of"] = str(row["as_of"].iloc[0])
+    account["probability"] = float(row["probability"].iloc[0])
+    account["reasons"] = json.loads(row["reasons"].iloc[0])
+    history = scoring.history[scoring.history["account_id"] == account_id]
+    activity = scoring.activity[scoring.activity["account_id"] == account_id]
+    opportunities = scoring.opportunities[scoring.opportunities["account_id"] == account_id]
+    known = activity["person_id"].notna()
+    as_of = pd.Timestamp(row["as_of"].iloc[0])
+    monday = (as_of - pd.Timedelta(weeks=ACTIVITY_WEEKS)).floor("D")
+    monday += pd.Timedelta(days=(7 - monday.dayofweek) % 7)
+    weeks = (
+        activity.assign(
+            known=np.where(known, activity["events"], 0),
+            anonymous=np.where(known, 0, activity["events"]),
+        )
+        .groupby("week", sort=True)[["known", "anonymous", "high_intent"]]
+        .sum()
+        .reindex(pd.date_range(monday, as_of, freq="7D", inclusive="left"), fill_value=0)
+        .rename_axis("week")
+        .reset_index()
+    )
+    people = (
+        activity.assign(person_id=activity["person_id"].fillna(""))
+        .groupby("person_id", sort=False)
+        .agg(
+            events=("events", "sum"),
+            opens=("opens", "sum"),
+            high_intent=("high_intent", "sum"),
+            last_week=("week", "max"),
+            title=("title", "first"),
+            department=("department", "first"),
+            buying_role=("buying_role", "first"),
+            topics=("topics", _first_topics),
+        )
+        .reset_index()
+    )
+    people["interactions"] = people["events"] - people["opens"]
+    people = people.sort_values(
+        ["interactions", "events", "person_id"], ascending=[False, False, True]
+    )
+    people["anonymous"] = people["person_id"] == ""
+    people["person_id"] = people["person_id"].replace("", None)
+    departments = (
+        activity.assign(department=activity["department"].fillna("anonymous visitors"))
+        .groupby("department")["events"]
+        .sum()
+        .sort_values(ascending=False)
+        .reset_index()
+    )
+    return {
+        "account": account,
+        "history": _plain(history[["as_of", "score", "stage", "probability"]]),
+        "weeks": _plain(weeks),
+        "people": _plain(people),
+        "departments": _plain(departments),
+        "opportunities": _plain(opportunities.drop(columns=["account_id"])),
+    }
