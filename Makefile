@@ -6,7 +6,9 @@ DATA ?= data/demo
 ACCOUNTS ?= 5000
 SEED ?= 7
 
-.PHONY: demo test install system-deps lint bench clean
+PORT ?= 3000
+
+.PHONY: demo demo-data test install system-deps lint bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,14 +21,19 @@ install: $(BIN)/.installed
 system-deps:
 	bash scripts/system-deps.sh
 
-## the main job on the built-in synthetic world
-demo: install
+## the main job on the built-in synthetic world, ending with the page served
+demo: demo-data
+	@echo "serving the review page at http://127.0.0.1:$(PORT)/ (Ctrl-C stops it)"
+	$(BIN)/inmarket serve --port $(PORT) --ranked $(DATA)/ranked.parquet
+
+demo-data: install
 	$(BIN)/inmarket generate --accounts $(ACCOUNTS) --seed $(SEED) --out $(DATA)
 	$(BIN)/inmarket validate $(DATA)
 	$(BIN)/inmarket features $(DATA) --out $(DATA)/features.parquet
 	$(BIN)/inmarket train $(DATA)
 	$(BIN)/inmarket promote
 	$(BIN)/inmarket score $(DATA) --out $(DATA)/ranked.parquet
+	$(BIN)/inmarket report --ranked $(DATA)/ranked.parquet --out $(DATA)/report.html
 	$(BIN)/inmarket example-crm --out data/crm_export
 	$(BIN)/inmarket validate data/crm_export --mapping data/crm_export/crm_mapping.toml
 

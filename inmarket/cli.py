@@ -377,9 +377,12 @@ def score(
     from training.registry import connect, load_model
 
     cfg = _config(ctx, data={"mapping": mapping}, tracking={"store": store})
-    connect(cfg.tracking.store, cfg.tracking.uri, cfg.tracking.experiment)
+    client = connect(cfg.tracking.store, cfg.tracking.uri, cfg.tracking.experiment)
     uri = model_uri or f"models:/{cfg.tracking.model_name}@champion"
     try:
+        name, _, alias = uri.removeprefix("models:/").partition("@")
+        if uri.startswith("models:/") and alias:  # record which version scored, not the alias
+            uri = f"models:/{name}/{client.get_model_version_by_alias(name, alias).version}"
         model = load_model(uri)
     except Exception as exc:  # MLflow raises several types for a missing model or alias
         raise _Failure(f"cannot load {uri}: {exc}; train and promote a model first") from exc
@@ -445,6 +448,65 @@ def serve(
         [bentoml, "serve", "serving.service:InMarketService", "--host", host, "--port", str(port)],
         env,
     )
+
+
+@cli.command()
+@click.option(
+    "--ranked",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("data/ranked.parquet"),
+    show_default=True,
+    help="ranked accounts from `inmarket score`",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("data/report.html"),
+    show_default=True,
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(0),
+    default=1000,
+    show_default=True,
+    help="accounts listed, best first (0: all)",
+)
+@_store_option
+@click.pass_context
+def report(ctx: click.Context, ranked: Path, out: Path, limit: int, store: Path | None) -> None:
+    """Write the ranked list, its summary and the model card as one static HTML file."""
+    from serving.report import write_report
+
+    if not ranked.exists():
+        raise _Failure(f"{ranked} not found; run `inmarket score DATA --out {ranked}` first")
+    model = _model_card(ctx, ranked, store)
+    listed = _run(lambda: write_report(ranked, out, model, limit or None))
+    click.echo(f"wrote {out}: {listed:,} accounts" + ("" if model else " (no model card)"))
+
+
+def _model_card(ctx: click.Context, ranked: Path, store: Path | None) -> dict[str, Any] | None:
+    """What the report says about the model that scored ``ranked`` (None if unreadable)."""
+    import json
+
+    from serving.batch import sidecar
+    from training.registry import connect, load_model
+
+    cfg = _config(ctx, tracking={"store": store}).tracking
+    drift = sidecar(ranked, "drift.json")
+    uri = json.loads(drift.read_text(encoding="utf-8")).get("model") if drift.exists() else None
+    uri = uri or f"models:/{cfg.model_name}@champion"
+    try:
+        client = connect(cfg.store, cfg.uri, cfg.experiment)
+        model = load_model(uri)
+        name, _, ref = uri.removeprefix("models:/").partition("@")
+        if ref:
+            version = client.get_model_version_by_alias(name, ref).version
+        else:
+            name, _, version = uri.removeprefix("models:/").partition("/")
+    except Exception as exc:  # the report is still useful without the card
+        click.echo(f"warning: no model card: cannot read {uri}: {exc}", err=True)
+        return None
+    return {"name": name, "version": version, **model.info}
 
 
 @cli.command("example-crm")

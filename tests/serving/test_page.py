@@ -1,0 +1,326 @@
+"""The review page in a real headless Chromium against a real `bentoml serve` process."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from serving.batch import score_batch
+from tests.conftest import copy_store
+from tests.serving.server import Server
+from training.job import TrainResult
+from training.registry import connect, load_model, promote
+
+pytestmark = pytest.mark.slow
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+HOSTILE_NAME = "<img src=x onerror=alert(1)>"
+HOSTILE_TITLE = "<script>alert(2)</script> Head of IT"
+HOSTILE_TOPIC = "<b onmouseover=alert(3)>pricing</b>"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def hostile_world(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The test world with markup in one busy account's name, a person's title and topics."""
+    world = tmp_path_factory.mktemp("hostile") / "world"
+    shutil.copytree(world_dir, world)
+    events = pd.read_parquet(world / "events.parquet")
+    recent = events[events["timestamp"] >= events["timestamp"].max() - pd.Timedelta(days=60)]
+    account = str(recent.dropna(subset=["person_id"])["account_id"].value_counts().idxmax())
+    person = str(recent[recent["account_id"] == account]["person_id"].dropna().iloc[0])
+    accounts = pd.read_parquet(world / "accounts.parquet")
+    accounts.loc[accounts["account_id"] == account, "name"] = HOSTILE_NAME
+    accounts.to_parquet(world / "accounts.parquet")
+    people = pd.read_parquet(world / "people.parquet")
+    people.loc[people["person_id"] == person, "title"] = HOSTILE_TITLE
+    people.to_parquet(world / "people.parquet")
+    events.loc[events["person_id"] == person, "topic"] = HOSTILE_TOPIC
+    events.to_parquet(world / "events.parquet")
+    return {"world": world, "account": account, "person": person}
+
+
+@pytest.fixture(scope="module")
+def scored(
+    trained: tuple[Path, TrainResult],
+    hostile_world: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("page")
+    store = copy_store(trained[0], root / "mlruns")
+    promote(connect(store), "inmarket")
+    ranked = root / "ranked.parquet"
+    score_batch(load_model("models:/inmarket@champion"), hostile_world["world"], ranked)
+    return {**hostile_world, "store": store, "ranked": ranked, "root": root}
+
+
+def _server(scored: dict[str, Any], **env: str) -> Server:
+    server = Server(
+        {
+            "INMARKET_STORE": str(scored["store"]),
+            "INMARKET_RANKED": str(scored["ranked"]),
+            "INMARKET_RELOAD_SECONDS": "0",
+            **env,
+        },
+        scored["root"],
+    )
+    server.wait()
+    assert server.wait("/readyz").status_code == 200
+    return server
+
+
+@pytest.fixture(scope="module")
+def server(scored: dict[str, Any]) -> Iterator[Server]:
+    running = _server(scored)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@dataclass
+class Watched:
+    """What a page did besides rendering: dialogs opened, script errors, URLs requested."""
+
+    dialogs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def watched() -> Watched:
+    return Watched()
+
+
+@pytest.fixture
+def page(browser: Browser, server: Server, watched: Watched) -> Iterator[Page]:
+    """The review page, fresh, with its dialogs, script errors and requests recorded."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    opened = context.new_page()
+    opened.on("dialog", lambda d: (watched.dialogs.append(d.message), d.dismiss()))
+    opened.on("pageerror", lambda e: watched.errors.append(str(e)))
+    opened.on("request", lambda r: watched.urls.append(r.url))
+    opened.goto(server.url + "/")
+    expect(opened.locator("#accounts tbody tr").first).to_be_visible()
+    yield opened
+    assert watched.errors == []
+    context.close()
+
+
+def _scores(page: Page) -> list[int]:
+    return [int(t) for t in page.locator("#accounts tbody td.score").all_inner_texts()]
+
+
+def _wait_for_count(page: Page, total: int) -> None:
+    expect(page.locator("#count")).to_contain_text(f"{total:,} accounts match")
+
+
+def test_the_list_loads_sorted_by_score(
+    page: Page, server: Server, scored: dict[str, Any], watched: Watched
+) -> None:
+    ranked = pd.read_parquet(scored["ranked"])
+    _wait_for_count(page, len(ranked))
+    scores = _scores(page)
+    assert len(scores) == 50
+    assert scores == sorted(scores, reverse=True)
+    assert scores[0] == ranked["score"].max()
+    names = page.locator("#accounts tbody .account-link .name").all_inner_texts()
+    assert names[:3] == ranked["name"].head(3).tolist()
+    page.locator("#next").click()
+    expect(page.locator("#page-info")).to_contain_text("page 2 of 50")
+    assert _scores(page)[0] <= scores[-1]
+    page.locator("th[data-sort=score]").click()  # score, lowest first now
+    expect(page.locator("th[data-sort=score]")).to_have_attribute("aria-sort", "descending")
+    page.locator("th[data-sort=score]").click()
+    expect(page.locator("th[data-sort=score]")).to_have_attribute("aria-sort", "ascending")
+    assert _scores(page)[0] == ranked["score"].min()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("th[data-sort=rank]").click()
+    expect(page.locator("#page-info")).to_contain_text("page 1 of 50")
+    page.screenshot(path=str(SCREENSHOTS / "list.png"))
+    external = [u for u in watched.urls if not u.startswith((server.url, "data:"))]
+    assert external == [], "the page fetched something from elsewhere"
+
+
+def test_filters_narrow_the_list(page: Page, scored: dict[str, Any]) -> None:
+    ranked = pd.read_parquet(scored["ranked"])
+    page.locator("#f-stage").select_option("in-market")
+    expected = ranked[ranked["stage"] == "in-market"]
+    _wait_for_count(page, len(expected))
+    assert set(page.locator("#accounts tbody .stage").all_inner_texts()) == {"in-market"}
+    region = str(expected["region"].mode().iloc[0])
+    page.locator("#f-region").select_option(region)
+    both = expected[expected["region"].astype("str") == region]
+    _wait_for_count(page, len(both))
+    page.locator("#f-min-score").fill("95")
+    narrowed = both[both["score"] >= 95]
+    _wait_for_count(page, len(narrowed))
+    assert sorted(page.locator("#accounts tbody td.rank").all_inner_texts(), key=int) == [
+        str(r) for r in narrowed["rank"].head(50)
+    ]
+
+
+def test_search_finds_an_account_by_domain(page: Page, scored: dict[str, Any]) -> None:
+    ranked = pd.read_parquet(scored["ranked"])
+    target = ranked.iloc[len(ranked) // 2]
+    page.locator("#f-q").fill(str(target["domain"]).upper())
+    _wait_for_count(page, 1)
+    expect(page.locator("#accounts tbody .account-link .name")).to_have_text(str(target["name"]))
+
+
+def test_the_account_view_shows_timeline_reasons_and_missing_roles(
+    page: Page, scored: dict[str, Any]
+) -> None:
+    ranked = pd.read_parquet(scored["ranked"])
+    account = ranked[ranked["account_id"] == scored["account"]].iloc[0]
+    page.locator("#f-q").fill(str(account["domain"]))
+    _wait_for_count(page, 1)
+    page.locator("#accounts tbody .account-link").click()
+    expect(page.locator("#account-name")).to_have_text(HOSTILE_NAME)
+    assert page.locator("#list-view").is_hidden()
+    assert page.locator("#history circle").count() == 6  # one point per snapshot scored
+    assert page.locator("#timeline rect.known").count() == 13  # one bar per week
+    activity = pd.read_parquet(scored["ranked"].with_name("ranked.activity.parquet"))
+    mine = activity[activity["account_id"] == scored["account"]]
+    people = page.locator("#people tbody tr")
+    assert people.count() == mine["person_id"].nunique(dropna=False)
+    if mine["person_id"].isna().any():
+        expect(page.locator("#people")).to_contain_text("Anonymous visitors")
+    reasons = json.loads(account["reasons"])
+    expect(page.locator("#why ul.positive li")).to_have_count(len(reasons["positive"]))
+    expect(page.locator("#why ul.positive li").first).to_have_text(reasons["positive"][0]["text"])
+    missing = page.locator("#buying-group .chip.missing").all_inner_texts()
+    assert missing == [r.replace("_", " ") for r in account["roles_missing"]]
+    expect(page.locator("#buying-group .gap")).to_have_text(str(account["buying_group_gap"]))
+    opportunities = pd.read_parquet(scored["ranked"].with_name("ranked.opportunities.parquet"))
+    count = int((opportunities["account_id"] == scored["account"]).sum())
+    assert page.locator("#opportunities tbody tr").count() == count
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "account.png"), full_page=True)
+    page.locator("#back").click()
+    expect(page.locator("#list-view")).to_be_visible()
+
+
+def test_the_csv_download_matches_the_filtered_rows(
+    page: Page, scored: dict[str, Any], tmp_path: Path
+) -> None:
+    ranked = pd.read_parquet(scored["ranked"])
+    page.locator("#f-stage").select_option("engaged")
+    page.locator("#f-min-score").fill("80")
+    expected = ranked[(ranked["stage"] == "engaged") & (ranked["score"] >= 80)]
+    assert len(expected) > 50  # more than one page: the export is every page
+    _wait_for_count(page, len(expected))
+    with page.expect_download() as download:
+        page.locator("#export").click()
+    path = tmp_path / "export.csv"
+    download.value.save_as(path)
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    assert [r["account_id"] for r in rows] == expected["account_id"].tolist()
+    assert [int(r["score"]) for r in rows] == expected["score"].tolist()
+    assert {r["stage"] for r in rows} == {"engaged"}
+
+
+def test_markup_in_names_titles_and_topics_is_shown_as_text(page: Page, watched: Watched) -> None:
+    page.locator("#f-q").fill("onerror")
+    _wait_for_count(page, 1)
+    expect(page.locator("#accounts tbody .account-link .name")).to_have_text(HOSTILE_NAME)
+    page.locator("#accounts tbody .account-link").click()
+    expect(page.locator("#account-name")).to_have_text(HOSTILE_NAME)
+    expect(page.locator("#people")).to_contain_text(HOSTILE_TITLE)
+    # the data contract turns topics into labels before anything shows them
+    expect(page.locator("#people")).to_contain_text("b_onmouseover_alert_3_pricing_b")
+    page.locator("#people").hover()
+    page.wait_for_timeout(500)
+    assert page.locator("img").count() == 0
+    assert page.locator("#account script, #accounts script, #account b").count() == 0
+    assert watched.dialogs == []
+
+
+def test_the_page_needs_the_token_when_one_is_set(browser: Browser, scored: dict[str, Any]) -> None:
+    guarded = _server(scored, INMARKET_TOKEN="s3cret-token")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(guarded.url + "/")
+        assert page.url.endswith("/login")
+        assert page.request.get(guarded.url + "/accounts").status == 401
+        assert page.request.get(guarded.url + "/static/app.js").status == 401
+        page.locator("#token").fill("wrong")
+        page.locator("button[type=submit]").click()
+        expect(page.locator(".error")).to_contain_text("not the service's")
+        page.locator("#token").fill("s3cret-token")
+        page.locator("button[type=submit]").click()
+        expect(page.locator("#accounts tbody tr").first).to_be_visible()
+        assert page.request.get(guarded.url + "/accounts").status == 200
+        page.locator(".logout button").click()
+        expect(page.locator("#token")).to_be_visible()
+        assert httpx.get(guarded.url + "/", follow_redirects=False).status_code == 303
+    finally:
+        context.close()
+        guarded.stop()
+
+
+def test_the_static_report_lists_the_accounts_as_text(
+    browser: Browser, scored: dict[str, Any], tmp_path: Path
+) -> None:
+    out = tmp_path / "report.html"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inmarket.cli",
+            "report",
+            "--ranked",
+            str(scored["ranked"]),
+            "--out",
+            str(out),
+            "--limit",
+            "0",
+            "--store",
+            str(scored["store"]),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    ranked = pd.read_parquet(scored["ranked"])
+    assert f"{len(ranked):,} accounts" in done.stdout
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(out.as_uri())
+        assert page.locator("tr.account").count() == len(ranked)
+        expect(page.locator("#accounts")).to_contain_text(HOSTILE_NAME)
+        assert page.locator("img").count() == 0 and dialogs == []
+        worked = ranked[ranked["stage"].isin(["in-market", "ready"])]
+        missed = int((worked["mql_points_max_90d"].fillna(0) < 100).sum())
+        expect(page.locator("#mql-missed")).to_have_text(f"{missed:,}")
+        expect(page.locator("#model-card")).to_contain_text("MQL rule")
+    finally:
+        context.close()
