@@ -46,7 +46,7 @@ ACTIVITY_COLUMNS = (
 def _weekly(events: pd.DataFrame, start: pd.Timestamp, until: pd.Timestamp) -> pd.DataFrame:
     seen = events[(events["timestamp"] >= start) & (events["timestamp"] < until)]
     day = seen["timestamp"].dt.tz_convert("UTC").dt.floor("D")
-    week = day - pd.to_timedelta(day.dt.dayofweek, unit="D")  # Monday
+    week = day - pd.to_timedelta(day.dt.day_of_week, unit="D")  # Monday
     frame = pd.DataFrame(
         {
             "account_id": seen["account_id"].to_numpy(),

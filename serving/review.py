@@ -223,7 +223,7 @@ def account_view(scoring: Scoring, account_id: str) -> dict[str, Any] | None:
     known = activity["person_id"].notna()
     as_of = pd.Timestamp(row["as_of"].iloc[0])
     monday = (as_of - pd.Timedelta(weeks=ACTIVITY_WEEKS)).floor("D")
-    monday += pd.Timedelta(days=(7 - monday.dayofweek) % 7)
+    monday += pd.Timedelta(days=(7 - monday.day_of_week) % 7)
     weeks = (
         activity.assign(
             known=np.where(known, activity["events"], 0),

@@ -1,0 +1,128 @@
+"""The review page's list, summary and account view as plain functions (serving/review.py)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from features.families import MQL_THRESHOLD
+from serving.review import ListQuery, Scoring, account_view, csv_text, select, summary
+
+AS_OF = pd.Timestamp("2026-07-01", tz="UTC")
+
+
+def _ranked() -> pd.DataFrame:
+    rows = [
+        # account, name, domain, industry, region, score, stage, trend, mql points
+        ("A1", "Acme Robotics", "acme.io", "software", "emea", 99, "ready", 3, 40.0),
+        (
+            "A2",
+            "Blue Bank",
+            "bluebank.com",
+            "financial_services",
+            "apac",
+            95,
+            "in-market",
+            -2,
+            120.0,
+        ),
+        ("A3", "acme foods", "acmefoods.com", "retail", "emea", 93, "in-market", 0, None),
+        ("A4", "Zed", "zed.org", "software", "latam", 50, "aware", 10, 5.0),
+    ]
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "account_id", "name", "domain", "industry", "region", "score", "stage", "trend",
+            "mql_points_max_90d",
+        ],
+    )  # fmt: skip
+    frame.insert(0, "rank", range(1, len(frame) + 1))
+    return frame.assign(
+        employee_band="51-200",
+        as_of=AS_OF,
+        probability=[0.5, 0.3, 0.2, 0.01],
+        people_engaged_90d=[5.0, 3.0, 2.0, 0.0],
+        departments_engaged_90d=[3.0, 2.0, 1.0, 0.0],
+        high_intent_people_30d=[2.0, 1.0, 0.0, 0.0],
+        top_reasons="r",
+        reasons='{"positive": [], "negative": []}',
+        roles_engaged=[["champion"], [], [], []],
+        roles_missing=[["finance"], ["champion", "finance"], [], []],
+        buying_group_gap="g",
+        _name=lambda f: f["name"].str.lower(),
+        _domain=lambda f: f["domain"].str.lower(),
+    )
+
+
+def _ids(rows: pd.DataFrame) -> list[str]:
+    return rows["account_id"].tolist()
+
+
+def test_filters_search_and_order() -> None:
+    ranked = _ranked()
+    assert _ids(select(ranked, ListQuery())) == ["A1", "A2", "A3", "A4"]
+    assert _ids(select(ranked, ListQuery(stage="in-market"))) == ["A2", "A3"]
+    assert _ids(select(ranked, ListQuery(region="emea", min_score=95))) == ["A1"]
+    assert _ids(select(ranked, ListQuery(q="ACME"))) == ["A1", "A3"]
+    assert _ids(select(ranked, ListQuery(q="bluebank.com"))) == ["A2"]
+    assert _ids(select(ranked, ListQuery(q="a4"))) == ["A4"]  # an exact account id
+    assert _ids(select(ranked, ListQuery(sort="trend", descending=True))) == [
+        "A4",
+        "A1",
+        "A3",
+        "A2",
+    ]
+    assert _ids(select(ranked, ListQuery(sort="name"))) == ["A3", "A1", "A2", "A4"]
+    assert _ids(select(ranked, ListQuery(descending=True))) == ["A4", "A3", "A2", "A1"]
+    with pytest.raises(ValueError, match="sort: 'probability'"):
+        select(ranked, ListQuery(sort="probability"))
+
+
+def test_csv_has_the_rows_and_roles_as_words() -> None:
+    text = csv_text(select(_ranked(), ListQuery(stage="in-market")))
+    lines = text.strip().splitlines()
+    assert lines[0].startswith("rank,account_id,name")
+    assert len(lines) == 3 and ",champion finance," in lines[1]
+
+
+def test_summary_counts_what_the_mql_rule_misses() -> None:
+    result = summary(_ranked())
+    assert result["stages"] == {"ready": 1, "in-market": 2, "engaged": 0, "aware": 1, "cold": 0}
+    assert result["worked_now"] == 3
+    # A2 has a person at the threshold; A1 (40 points) and A3 (no points) have nobody
+    assert MQL_THRESHOLD <= 120 and result["worked_now_without_mql"] == 2
+    assert result["regions"] == ["apac", "emea", "latam"]
+
+
+def test_account_view_fills_empty_weeks_and_shows_anonymous_visits() -> None:
+    ranked = _ranked()
+    week = pd.Timestamp("2026-06-15", tz="UTC")
+    activity = pd.DataFrame(
+        {
+            "account_id": ["A1", "A1", "A2"],
+            "week": [week, week, week],
+            "person_id": ["P1", None, "P9"],
+            "events": [4, 7, 1],
+            "opens": [1, 0, 0],
+            "high_intent": [2, 1, 0],
+            "topics": ["pricing; crm", "crm", None],
+            "title": ["VP Sales", None, "CFO"],
+            "department": ["sales", None, "finance"],
+            "seniority": ["vp", None, "c_level"],
+            "buying_role": ["decision_maker", None, "finance"],
+        }
+    )
+    history = pd.DataFrame(
+        {"account_id": ["A1"], "as_of": [AS_OF], "score": [99], "stage": ["ready"]}
+    ).assign(probability=0.5)
+    opportunities = pd.DataFrame({"account_id": ["A2"], "opportunity_id": ["O1"]})
+    view = account_view(Scoring(ranked, history, activity, opportunities, None), "A1")
+    assert view is not None
+    assert len(view["weeks"]) == 13 and sum(w["anonymous"] for w in view["weeks"]) == 7
+    mid = next(w for w in view["weeks"] if w["week"].startswith("2026-06-15"))
+    assert (mid["known"], mid["anonymous"], mid["high_intent"]) == (4, 7, 3)
+    people = {p["person_id"]: p for p in view["people"]}
+    assert people[None]["anonymous"] and people[None]["interactions"] == 7
+    assert people["P1"]["interactions"] == 3 and people["P1"]["opens"] == 1
+    assert view["opportunities"] == []
+    assert account_view(Scoring(ranked, history, activity, opportunities, None), "nope") is None
