@@ -7,6 +7,7 @@ ACCOUNTS ?= 5000
 SEED ?= 7
 
 PORT ?= 3000
+BENCH_ACCOUNTS ?= 100000
 
 .PHONY: demo demo-data test install system-deps lint bench clean
 
@@ -46,8 +47,8 @@ test: install system-deps lint
 	$(BIN)/python -m pytest
 
 ## benchmarks (not part of test): results in bench/results/, figures in BENCHMARKS.md
-bench: install
-	$(BIN)/python -m bench.features --accounts 100000 --world data/bench-100000
+bench: install system-deps
+	$(BIN)/python -m bench --accounts $(BENCH_ACCOUNTS)
 
 clean:
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache

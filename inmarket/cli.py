@@ -362,6 +362,12 @@ def evaluate(
 )
 @click.option("--model", "model_uri", help="[models:/<model_name>@champion]")
 @click.option("--mapping", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "spark"]),
+    help="[local]; spark: features on Spark and probabilities by mlflow.pyfunc.spark_udf",
+)
+@click.option("--spark-master", help="Spark master URL [local[*]]")
 @_store_option
 @click.pass_context
 def score(
@@ -370,13 +376,20 @@ def score(
     out: Path,
     model_uri: str | None,
     mapping: Path | None,
+    engine: str | None,
+    spark_master: str | None,
     store: Path | None,
 ) -> None:
     """Rank every account of DATA by the champion's score, with trend, reasons and gaps."""
     from serving.batch import score_batch
     from training.registry import connect, load_model
 
-    cfg = _config(ctx, data={"mapping": mapping}, tracking={"store": store})
+    cfg = _config(
+        ctx,
+        data={"mapping": mapping},
+        tracking={"store": store},
+        features={"engine": engine, "spark_master": spark_master},
+    )
     client = connect(cfg.tracking.store, cfg.tracking.uri, cfg.tracking.experiment)
     uri = model_uri or f"models:/{cfg.tracking.model_name}@champion"
     try:
@@ -394,6 +407,8 @@ def score(
             mapping=cfg.data.mapping,
             every_days=cfg.features.every_days,
             model_uri=uri,
+            engine=cfg.features.engine,
+            spark_master=cfg.features.spark_master,
         )
     )
     stages = result.ranked["stage"].value_counts().to_dict()

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.engine import build_feature_table
 from features.families import FeatureConfig
 from features.tables import write_parquet_atomic
 from serving.drift import PSI_WARNING, drift_report
-from serving.scoring import buying_group, explain_rows, score_rows
+from serving.scoring import buying_group, explain_rows, score_and_stage
 from training.model import InMarketModel
 
 RANKED_COLUMNS = (
@@ -67,17 +68,27 @@ class BatchResult:
 
 
 def rank_accounts(
-    model: InMarketModel, features: pd.DataFrame, accounts: pd.DataFrame
+    model: InMarketModel,
+    features: pd.DataFrame,
+    accounts: pd.DataFrame,
+    probability: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Score the newest snapshot of each account; trend against the one before."""
-    stamps = sorted(features["as_of"].unique())
-    latest = features[features["as_of"] == stamps[-1]].reset_index(drop=True)
-    scored = pd.concat([latest, score_rows(model, latest)], axis=1)
+    """Rank the newest snapshot of each account; trend against the one before.
+
+    ``probability`` holds the model's probability of every row of ``features`` when it was
+    computed elsewhere (Spark); by default the model computes it here."""
+    if probability is None:
+        probability = model.predict_proba(features)
+    score, stage = score_and_stage(model, probability)
+    stamps = np.sort(features["as_of"].unique())
+    is_latest = (features["as_of"] == stamps[-1]).to_numpy()
+    latest = features[is_latest].reset_index(drop=True)
+    scored = latest.assign(
+        probability=probability[is_latest], score=score[is_latest], stage=stage[is_latest]
+    )
     if len(stamps) > 1:
-        before = features[features["as_of"] == stamps[-2]].reset_index(drop=True)
-        previous = pd.Series(
-            score_rows(model, before)["score"].to_numpy(), index=before["account_id"]
-        )
+        is_before = (features["as_of"] == stamps[-2]).to_numpy()
+        previous = pd.Series(score[is_before], index=features["account_id"][is_before].to_numpy())
         scored["trend"] = scored["score"] - scored["account_id"].map(previous)
     else:
         scored["trend"] = float("nan")
@@ -93,15 +104,60 @@ def rank_accounts(
     return scored[list(RANKED_COLUMNS)].reset_index(drop=True)
 
 
+def spark_probabilities(
+    features: Path, model_uri: str, feature_names: list[str], master: str
+) -> pd.DataFrame:
+    """The registered model's probability of every row of a feature table, computed on Spark
+    with ``mlflow.pyfunc.spark_udf``: account_id, as_of (epoch seconds), probability."""
+    import mlflow.pyfunc
+    from pyspark.sql import functions as F
+
+    from features.spark import spark_session
+
+    spark = spark_session(master)
+    table = spark.read.parquet(str(features))
+    # the executors run the model in their own Python (env_manager="local"): it must have
+    # this package installed, like the feature engine's executors
+    predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type="double", env_manager="local")
+    scored = table.select(
+        "account_id",
+        F.col("as_of").cast("long").alias("as_of_seconds"),
+        predict(F.struct(*[F.col(name) for name in feature_names])).alias("probability"),
+    )
+    result: pd.DataFrame = scored.toPandas()
+    return result
+
+
+def _align(features: pd.DataFrame, scored: pd.DataFrame) -> np.ndarray:
+    """Spark's probabilities in the order of the feature rows (keyed by account and as_of)."""
+    keys = pd.DataFrame(
+        {
+            "account_id": features["account_id"].to_numpy(),
+            "as_of_seconds": (
+                (features["as_of"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+            ).to_numpy(),
+        }
+    )
+    joined = keys.merge(scored, on=["account_id", "as_of_seconds"], how="left", validate="1:1")
+    if joined["probability"].isna().any():
+        raise RuntimeError("Spark scoring returned no probability for some feature rows")
+    probability: np.ndarray = joined["probability"].to_numpy(dtype="float64")
+    return probability
+
+
 def sidecar(out: Path, kind: str) -> Path:
     """A file written beside the ranked list: ``ranked.parquet`` -> ``ranked.<kind>``."""
     return out.with_name(out.name.removesuffix(".parquet") + f".{kind}")
 
 
-def score_history(model: InMarketModel, features: pd.DataFrame) -> pd.DataFrame:
+def score_history(
+    model: InMarketModel, features: pd.DataFrame, probability: np.ndarray
+) -> pd.DataFrame:
     """Every account's probability, score and stage at every snapshot of ``features``."""
-    scored = score_rows(model, features)
-    history = pd.concat([features[["account_id", "as_of"]], scored], axis=1)
+    score, stage = score_and_stage(model, probability)
+    history = features[["account_id", "as_of"]].assign(
+        probability=probability, score=score, stage=stage
+    )
     return history.sort_values(["account_id", "as_of"]).reset_index(drop=True)
 
 
@@ -115,8 +171,14 @@ def score_batch(
     history: int = 6,
     config: FeatureConfig | None = None,
     model_uri: str | None = None,
+    engine: str = "local",
+    spark_master: str = "local[*]",
 ) -> BatchResult:
-    """Build features, rank every account and write the ranked list and its side files."""
+    """Build features, rank every account and write the ranked list and its side files.
+
+    With ``engine="spark"`` the features are built by the Spark engine and the probabilities
+    computed by ``mlflow.pyfunc.spark_udf`` from ``model_uri`` (the model's reasons are still
+    worked out here, for the newest snapshot only)."""
     from features.activity import weekly_activity
     from features.engine import load_small_tables
     from features.mapping import Mapping
@@ -130,12 +192,22 @@ def score_batch(
             every_days=every_days,
             snapshots=max(2, history),
             config=config,
+            engine=engine,
+            spark_master=spark_master,
         )
         features = pd.read_parquet(table)
+        if engine == "spark":
+            if model_uri is None:
+                raise ValueError("Spark scoring needs the model's URI (models:/<name>/<version>)")
+            scored = spark_probabilities(table, model_uri, model.features, spark_master)
+            probability = _align(features, scored)
+        else:
+            probability = model.predict_proba(features)
     tables = load_small_tables(Path(data), Mapping.load(mapping) if mapping else None, None, 0.2)
-    ranked = rank_accounts(model, features, tables.accounts)
+    ranked = rank_accounts(model, features, tables.accounts, probability)
     latest = features[features["as_of"] == features["as_of"].max()]
-    write_parquet_atomic(score_history(model, features), sidecar(out, "history.parquet"))
+    history_rows = score_history(model, features, probability)
+    write_parquet_atomic(history_rows, sidecar(out, "history.parquet"))
     activity = weekly_activity(data, until=latest["as_of"].max(), mapping=mapping)
     write_parquet_atomic(activity, sidecar(out, "activity.parquet"))
     write_parquet_atomic(tables.opportunities, sidecar(out, "opportunities.parquet"))

@@ -93,3 +93,37 @@ def test_cli_score_needs_a_champion(tmp_path: Path, world_dir: Path) -> None:
     assert result.returncode == 2
     assert "cannot load models:/inmarket@champion" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.spark
+def test_spark_scoring_equals_local_scoring(
+    trained: tuple[Path, TrainResult],
+    world_dir: Path,
+    ranked: tuple[Path, pd.DataFrame],
+    tmp_path: Path,
+) -> None:
+    """`inmarket score --engine spark`: features on Spark (local mode), probabilities from
+    mlflow.pyfunc.spark_udf; every probability within 1e-9 of local scoring, same ranking."""
+    store, result = trained
+    connect(store)
+    out = tmp_path / "ranked.parquet"
+    score_batch(
+        load_model(result.model_uri),
+        world_dir,
+        out,
+        model_uri=result.model_uri,
+        engine="spark",
+        spark_master="local[2]",
+    )
+    local_out, local = ranked
+    spark = pd.read_parquet(out)
+    assert spark["account_id"].tolist() == local["account_id"].tolist()
+    np.testing.assert_allclose(spark["probability"], local["probability"], rtol=0, atol=1e-9)
+    assert spark["score"].tolist() == local["score"].tolist()
+    assert spark["reasons"].tolist() == local["reasons"].tolist()
+    history = pd.read_parquet(out.with_name("ranked.history.parquet"))
+    local_history = pd.read_parquet(local_out.with_name("ranked.history.parquet"))
+    assert len(history) == len(local_history) > len(local)
+    np.testing.assert_allclose(
+        history["probability"], local_history["probability"], rtol=0, atol=1e-9
+    )
