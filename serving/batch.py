@@ -58,6 +58,7 @@ RANKED_COLUMNS = (
     "is_customer",
     "mql_points_max_90d",
 )
+_ROW_NUMBER = "_row_number"  # carries each feature row's position through Spark
 
 
 @dataclass
@@ -105,43 +106,39 @@ def rank_accounts(
 
 
 def spark_probabilities(
-    features: Path, model_uri: str, feature_names: list[str], master: str
-) -> pd.DataFrame:
-    """The registered model's probability of every row of a feature table, computed on Spark
-    with ``mlflow.pyfunc.spark_udf``: account_id, as_of (epoch seconds), probability."""
+    features: pd.DataFrame, model_uri: str, feature_names: list[str], master: str
+) -> np.ndarray:
+    """The registered model's probability of every feature row, in row order, computed on Spark
+    with ``mlflow.pyfunc.spark_udf``.
+
+    The table is handed to Spark from the driver (Arrow), not read from a path, so on a real
+    cluster the executors need no access to the driver's scratch space; MLflow ships the model
+    to them the same way."""
     import mlflow.pyfunc
     from pyspark.sql import functions as F
 
     from features.spark import spark_session
 
     spark = spark_session(master)
-    table = spark.read.parquet(str(features))
+    frame = features[feature_names].copy()
+    for name in feature_names:  # Spark takes categories as their text
+        if isinstance(frame[name].dtype, pd.CategoricalDtype):
+            frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
+    frame.insert(0, _ROW_NUMBER, np.arange(len(frame), dtype="int64"))
+    table = spark.createDataFrame(frame)
     # the executors run the model in their own Python (env_manager="local"): it must have
     # this package installed, like the feature engine's executors
     predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type="double", env_manager="local")
     scored = table.select(
-        "account_id",
-        F.col("as_of").cast("long").alias("as_of_seconds"),
+        _ROW_NUMBER,
         predict(F.struct(*[F.col(name) for name in feature_names])).alias("probability"),
-    )
-    result: pd.DataFrame = scored.toPandas()
-    return result
-
-
-def _align(features: pd.DataFrame, scored: pd.DataFrame) -> np.ndarray:
-    """Spark's probabilities in the order of the feature rows (keyed by account and as_of)."""
-    keys = pd.DataFrame(
-        {
-            "account_id": features["account_id"].to_numpy(),
-            "as_of_seconds": (
-                (features["as_of"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-            ).to_numpy(),
-        }
-    )
-    joined = keys.merge(scored, on=["account_id", "as_of_seconds"], how="left", validate="1:1")
-    if joined["probability"].isna().any():
-        raise RuntimeError("Spark scoring returned no probability for some feature rows")
-    probability: np.ndarray = joined["probability"].to_numpy(dtype="float64")
+    ).toPandas()
+    probability = np.full(len(frame), np.nan)
+    probability[scored[_ROW_NUMBER].to_numpy()] = scored["probability"].to_numpy(dtype="float64")
+    if np.isnan(probability).any() or len(scored) != len(frame):
+        raise RuntimeError(
+            f"Spark scoring returned {len(scored):,} probabilities for {len(frame):,} feature rows"
+        )
     return probability
 
 
@@ -199,8 +196,7 @@ def score_batch(
         if engine == "spark":
             if model_uri is None:
                 raise ValueError("Spark scoring needs the model's URI (models:/<name>/<version>)")
-            scored = spark_probabilities(table, model_uri, model.features, spark_master)
-            probability = _align(features, scored)
+            probability = spark_probabilities(features, model_uri, model.features, spark_master)
         else:
             probability = model.predict_proba(features)
     tables = load_small_tables(Path(data), Mapping.load(mapping) if mapping else None, None, 0.2)
