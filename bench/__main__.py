@@ -8,7 +8,8 @@ wall time and peak memory sampled (``bench.measure``): the 12-snapshot feature t
 DuckDB floor for it, the training feature table (all history, every 45 days), training,
 promotion, batch scoring (locally and, with ``--spark``, on Spark in local mode), the static
 report, and the serving benchmark (``bench.serve``) on the model just trained. Writes
-``bench/results/suite-<accounts>.json`` and ``.md`` and prints the table.
+``bench/results/suite-<accounts>.json`` and ``.md`` and prints the table; when a smaller suite
+run is there too, it adds how each step grew between the two sizes.
 """
 
 from __future__ import annotations
@@ -187,6 +188,32 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def growth(small: dict[str, Any], large: dict[str, Any]) -> str:
+    """How each step's wall time and peak memory grew between two suite runs, against the
+    growth of the world itself: a time ratio above the size ratio is worse than linear."""
+    size = large["accounts"] / small["accounts"]
+    lines = [
+        f"Growth from {small['accounts']:,} to {large['accounts']:,} accounts "
+        f"({size:g}x the accounts, {large['events'] / small['events']:.2f}x the events)",
+        "",
+        "| step | seconds | time ratio | peak RSS (GB) | memory ratio | |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, big in large["steps"].items():
+        little = small["steps"].get(name)
+        if little is None:
+            continue
+        time_ratio = big["seconds"] / max(little["seconds"], 0.01)
+        memory_ratio = big["peak_rss_gb"] / max(little["peak_rss_gb"], 0.01)
+        verdict = "worse than linear" if time_ratio > size * 1.1 else "linear or better"
+        lines.append(
+            f"| {name} | {little['seconds']:.1f} → {big['seconds']:.1f} | {time_ratio:.1f}x | "
+            f"{little['peak_rss_gb']:.2f} → {big['peak_rss_gb']:.2f} | {memory_ratio:.1f}x | "
+            f"{verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--accounts", type=int, default=100_000)
@@ -202,6 +229,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     name = f"suite-{args.accounts}"
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     text = table(result)
+    smaller = sorted(
+        (json.loads(p.read_text()) for p in RESULTS.glob("suite-*.json") if p.stem != name),
+        key=lambda r: r["accounts"],
+    )
+    smaller = [r for r in smaller if r["accounts"] < args.accounts]
+    if smaller:  # the nearest smaller run of this machine, for the growth of each step
+        text += "\n" + growth(smaller[-1], result)
     (RESULTS / f"{name}.md").write_text(text)
     print(text)
     return result

@@ -43,7 +43,10 @@ ACTIVITY_COLUMNS = (
 )
 
 
-def _weekly(events: pd.DataFrame, start: pd.Timestamp, until: pd.Timestamp) -> pd.DataFrame:
+def _weekly(
+    events: pd.DataFrame, start: pd.Timestamp, until: pd.Timestamp
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Counts per account, week and person, and counts per topic of the same keys."""
     seen = events[(events["timestamp"] >= start) & (events["timestamp"] < until)]
     day = seen["timestamp"].dt.tz_convert("UTC").dt.floor("D")
     week = day - pd.to_timedelta(day.dt.day_of_week, unit="D")  # Monday
@@ -68,7 +71,25 @@ def _weekly(events: pd.DataFrame, start: pd.Timestamp, until: pd.Timestamp) -> p
         .rename("n")
         .reset_index()
     )
-    return counts.reset_index().merge(topics, on=keys, how="left")
+    return counts.reset_index(), topics
+
+
+def _top_topics(rows: pd.DataFrame, keys: list[str], top: int = 3) -> pd.Series:
+    """The ``top`` most frequent topics of each key (ties by name), ``; ``-joined, from
+    per-chunk topic counts (``keys``, topic, n)."""
+    ranked = (
+        rows.groupby([*keys, "topic"], sort=False)["n"]
+        .sum()
+        .reset_index()
+        .sort_values([*keys, "n", "topic"], ascending=[True, True, True, False, True])
+    )
+    ranked = ranked[ranked.groupby(keys, sort=False).cumcount() < top]
+    joined = ranked.groupby(keys, sort=False)["topic"].first().astype(object)
+    for place in range(1, top):  # vectorised joins: no Python call per group
+        nth = ranked.groupby(keys, sort=False)["topic"].nth(place)
+        nth.index = pd.MultiIndex.from_frame(ranked.loc[nth.index, keys])
+        joined = joined.add("; " + nth.reindex(joined.index).astype(object), fill_value="")
+    return joined.astype("str").rename("topics")
 
 
 def weekly_activity(
@@ -85,7 +106,7 @@ def weekly_activity(
     base = load_small_tables(folder, loaded, None, 1.0)
     known = {t: base.table(t) for t in SMALL_TABLES}
     start = until - pd.Timedelta(weeks=weeks)
-    parts = []
+    parts: list[tuple[pd.DataFrame, pd.DataFrame]] = []
     for source in event_sources(folder, loaded):
         for table in iter_table_batches(source.path, chunk_rows):
             frame = (
@@ -102,19 +123,14 @@ def weekly_activity(
             parts.append(_weekly(checked.events, start, until))
     if not parts:
         parts = [_weekly(empty_table("events"), start, until)]
-    rows = pd.concat(parts, ignore_index=True)
     keys = ["account_id", "week", "person_id"]
-    counts = rows.groupby(keys, sort=False)[["events", "opens", "high_intent"]].sum()
-    topics = (
-        rows.dropna(subset=["topic"])
-        .groupby([*keys, "topic"], sort=False)["n"]
+    counts = (
+        pd.concat([c for c, _ in parts], ignore_index=True)
+        .groupby(keys, sort=False)[["events", "opens", "high_intent"]]
         .sum()
-        .reset_index()
-        .sort_values([*keys, "n", "topic"], ascending=[True, True, True, False, True])
-        .groupby(keys, sort=False)["topic"]
-        .agg(lambda t: "; ".join(t.iloc[:3]))
     )
-    weekly = counts.join(topics.rename("topics")).reset_index()
+    topics = _top_topics(pd.concat([t for _, t in parts], ignore_index=True), keys)
+    weekly = counts.join(topics).reset_index()
     weekly["person_id"] = weekly["person_id"].replace("", None)
     people = base.people[["person_id", "title", "department", "seniority", "buying_role"]]
     weekly = weekly.merge(people, on="person_id", how="left")

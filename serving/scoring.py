@@ -150,6 +150,13 @@ def explain_rows(
     order = np.argsort(-values, axis=1)
     descriptions = {f.name: f.description for f in catalogue()}
     features = np.array(model.features, dtype=object)
+    columns: dict[str, np.ndarray] = {}  # the columns some reason quotes, as arrays
+
+    def cell(feature: str, row: int) -> object:
+        if feature not in columns:
+            columns[feature] = frame[feature].to_numpy()
+        return columns[feature][row]
+
     explained = []
     for row, ranking in enumerate(order):  # formatting words, per requested row
         positive = [i for i in ranking[:top] if values[row, i] > 0]
@@ -157,7 +164,7 @@ def explain_rows(
 
         def reason(i: int, row: int = row) -> dict[str, object]:
             feature = str(features[i])
-            value = frame.iloc[row][feature]
+            value = cell(feature, row)
             return {
                 "feature": feature,
                 "value": None
@@ -185,8 +192,17 @@ def buying_group(frame: pd.DataFrame) -> pd.DataFrame:
         },
         index=frame.index,
     )
-    engaged = flags.apply(lambda row: [r for r in TRACKED_ROLES if row[r]], axis=1)
-    missing = flags.apply(lambda row: [r for r in TRACKED_ROLES if not row[r]], axis=1)
+    matrix = flags.to_numpy()
+    engaged = pd.Series(
+        [[r for r, on in zip(TRACKED_ROLES, row, strict=True) if on] for row in matrix],
+        index=frame.index,
+        dtype=object,
+    )
+    missing = pd.Series(
+        [[r for r, on in zip(TRACKED_ROLES, row, strict=True) if not on] for row in matrix],
+        index=frame.index,
+        dtype=object,
+    )
 
     def gap(roles: list[str]) -> str:
         key = [r for r in KEY_ROLES if r in roles]

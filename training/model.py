@@ -154,7 +154,8 @@ class InMarketModel:
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per-feature contributions to the margin (SHAP values from ``pred_contrib``)."""
-        values = self.booster.predict(self.matrix(frame), pred_contrib=True)
+        x = self.matrix(frame)
+        values = self.booster.predict(x, pred_contrib=True, num_threads=1 if len(x) < 64 else 0)
         return pd.DataFrame(np.asarray(values)[:, :-1], columns=self.features, index=frame.index)
 
     def save(self, folder: Path) -> Path:
