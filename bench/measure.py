@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,8 +16,28 @@ RESULTS = Path(__file__).parent / "results"
 
 def measure(command: list[str]) -> dict[str, float | str]:
     """Run a command; return its wall time and the peak memory of its process tree."""
-    began = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # output goes to files, not pipes: a pipe nobody reads until the end fills up (64 KB of
+    # Spark warnings do it) and blocks the command forever
+    with tempfile.TemporaryFile("w+") as out_file, tempfile.TemporaryFile("w+") as err_file:
+        began = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out_file, stderr=err_file, text=True)
+        peak_rss, peak_pss = _watch(process)
+        seconds = time.perf_counter() - began
+        out_file.seek(0)
+        err_file.seek(0)
+        out, err = out_file.read(), err_file.read()
+    if process.returncode:
+        raise SystemExit(f"{command[0]} failed:\n{err[-2000:]}")
+    return {
+        "seconds": round(seconds, 2),
+        "peak_rss_gb": round(peak_rss / 1e9, 2),
+        "peak_pss_gb": round(peak_pss / 1e9, 2),
+        "stdout": out.strip().splitlines()[-1] if out.strip() else "",
+    }
+
+
+def _watch(process: subprocess.Popen[str]) -> tuple[int, int]:
+    """Sample the process tree's memory every 0.1 s until it ends: peak RSS and PSS, bytes."""
     root = psutil.Process(process.pid)
     peak_rss = peak_pss = 0
     while process.poll() is None:
@@ -29,15 +50,7 @@ def measure(command: list[str]) -> dict[str, float | str]:
             pass
         peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
         time.sleep(0.1)
-    out, err = process.communicate()
-    if process.returncode:
-        raise SystemExit(f"{command[0]} failed:\n{err[-2000:]}")
-    return {
-        "seconds": round(time.perf_counter() - began, 2),
-        "peak_rss_gb": round(peak_rss / 1e9, 2),
-        "peak_pss_gb": round(peak_pss / 1e9, 2),
-        "stdout": out.strip().splitlines()[-1] if out.strip() else "",
-    }
+    return peak_rss, peak_pss
 
 
 def stamp() -> dict[str, str]:

@@ -34,10 +34,14 @@ from features.mapping import map_frame
 from features.tables import _ROW, RawSource, TableReport, ValidationReport, text_table
 
 _BUCKET, _REPORT = "_bucket", "_report"
+_PANDAS3_WARNING = "ignore:PySpark does not yet fully support pandas:FutureWarning"
 
 
 def spark_session(master: str) -> Any:
-    """A Spark session in UTC with Arrow transfers, running this very Python."""
+    """A Spark session in UTC with Arrow transfers, running this very Python.
+
+    The driver's heap is 3 GB unless ``INMARKET_SPARK_DRIVER_MEMORY`` says otherwise (it only
+    takes effect when this call starts the JVM)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
@@ -49,6 +53,12 @@ def spark_session(master: str) -> Any:
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.shuffle.partitions", "8")
         .config("spark.ui.enabled", "false")
+        # Spark's 1 GB default driver heap runs out collecting 100,000 accounts' features
+        .config("spark.driver.memory", os.environ.get("INMARKET_SPARK_DRIVER_MEMORY", "3g"))
+        .config("spark.driver.maxResultSize", "2g")
+        # PySpark 4.3 warns on every Arrow batch that pandas 3 is not fully supported (DESIGN
+        # §9 checks the parts used here); one line per batch floods the executors' logs
+        .config("spark.executorEnv.PYTHONWARNINGS", _PANDAS3_WARNING)
         .getOrCreate()
     )
 
