@@ -8,6 +8,7 @@ SEED ?= 7
 
 PORT ?= 3000
 BENCH_ACCOUNTS ?= 100000
+BENCH_FLAGS ?= --spark
 
 .PHONY: demo demo-data test install system-deps lint bench clean
 
@@ -48,7 +49,7 @@ test: install system-deps lint
 
 ## benchmarks (not part of test): results in bench/results/, figures in BENCHMARKS.md
 bench: install system-deps
-	$(BIN)/python -m bench --accounts $(BENCH_ACCOUNTS)
+	$(BIN)/python -m bench --accounts $(BENCH_ACCOUNTS) $(BENCH_FLAGS)
 
 clean:
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache
