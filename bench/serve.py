@@ -45,8 +45,9 @@ def _port() -> int:
 def _repromote(store: Path) -> None:
     """Promote another registered version (the one before the champion) mid-run."""
     from training.registry import CHALLENGER, CHAMPION, connect, promote
+    from training.settings import TrackingSettings
 
-    client = connect(store)
+    client = connect(TrackingSettings(store=store))
     champion = int(client.get_model_version_by_alias("inmarket", CHAMPION).version)
     other = champion - 1 if champion > 1 else champion + 1
     client.set_registered_model_alias("inmarket", CHALLENGER, str(other))

@@ -22,10 +22,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.catalogue import HIGH_INTENT_TYPES, LOW_SIGNAL_TYPES
+from features.contract import empty_table
 from features.engine import SMALL_TABLES, event_sources, load_small_tables
-from features.families import HIGH_INTENT_TYPES, LOW_SIGNAL_TYPES
+from features.io import RawSource, iter_table_batches
 from features.mapping import Mapping, map_frame
-from features.tables import RawSource, empty_table, iter_table_batches, validate
+from features.settings import DataSettings
+from features.validation import validate
 
 ACTIVITY_WEEKS = 13
 ACTIVITY_COLUMNS = (
@@ -96,14 +99,18 @@ def weekly_activity(
     data: Path,
     *,
     until: pd.Timestamp,
+    settings: DataSettings,
     weeks: int = ACTIVITY_WEEKS,
-    mapping: Path | None = None,
     chunk_rows: int = 2_000_000,
 ) -> pd.DataFrame:
-    """The weekly engagement table of the ``weeks`` before ``until`` (see the module doc)."""
+    """The weekly engagement table of the ``weeks`` before ``until`` (see the module doc).
+
+    Rows are checked as the features check them, except that no column stops the run here:
+    the features already did, or let it pass."""
     folder = Path(data)
-    loaded = Mapping.load(mapping) if mapping else None
-    base = load_small_tables(folder, loaded, None, 1.0)
+    settings = settings.model_copy(update={"max_bad_share": 1.0})
+    loaded = Mapping.load(settings.mapping) if settings.mapping else None
+    base = load_small_tables(folder, settings)
     known = {t: base.table(t) for t in SMALL_TABLES}
     start = until - pd.Timedelta(weeks=weeks)
     parts: list[tuple[pd.DataFrame, pd.DataFrame]] = []

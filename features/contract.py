@@ -1,15 +1,22 @@
-"""The data contract (DESIGN §2): canonical tables, their columns, kinds and allowed values."""
+"""The data contract: canonical tables, their columns, kinds and allowed values.
+
+docs/data-contract.md explains each table and rule.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
+import pandas as pd
+
 Kind = Literal["id", "text", "timestamp", "date", "number"]
 
 
 @dataclass(frozen=True)
 class Column:
+    """One canonical column: its name, kind, whether it is required, and what it holds."""
+
     name: str
     kind: Kind
     required: bool = False
@@ -76,6 +83,15 @@ TABLES: dict[str, tuple[Column, ...]] = {
 
 # Accounts and people first: events, intent and opportunities are checked against them.
 TABLE_ORDER = ("accounts", "people", "events", "intent", "opportunities")
+OPTIONAL_TABLES = frozenset({"intent"})
+DOMAIN_COLUMN = "_domain"  # internal: an email/URL/domain from which the account is resolved
+_DTYPES = {
+    "id": "str",
+    "text": "str",
+    "number": "float64",
+    "timestamp": "datetime64[us, UTC]",
+    "date": "datetime64[us, UTC]",
+}
 
 
 def required_columns(table: str) -> list[str]:
@@ -84,3 +100,8 @@ def required_columns(table: str) -> list[str]:
 
 def column_kinds(table: str) -> dict[str, Kind]:
     return {c.name: c.kind for c in TABLES[table]}
+
+
+def empty_table(table: str) -> pd.DataFrame:
+    """A canonical table with no rows and every column in its canonical dtype."""
+    return pd.DataFrame({c: pd.Series(dtype=_DTYPES[k]) for c, k in column_kinds(table).items()})

@@ -8,7 +8,6 @@ the one function both engines run. Peak memory is set by the bucket size, not th
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -26,28 +25,28 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from features.families import FeatureConfig, build_features, fit_categories
-from features.mapping import Mapping, SourceMapping, map_frame
-from features.snapshots import as_of_grid, snapshot_grid
-from features.tables import (
-    DOMAIN_COLUMN,
-    ContractError,
-    Dataset,
+from features.contract import DOMAIN_COLUMN, empty_table
+from features.encode import domain_of, encode, take_codes
+from features.errors import ContractError
+from features.families import build_features, fit_categories
+from features.io import (
     RawSource,
-    ValidationReport,
     count_rows,
-    domain_of,
-    empty_table,
-    encode,
     iter_table_batches,
     locate_tables,
     read_extracted_at,
     read_folder,
-    take_codes,
+    sidecar,
     text_table,
-    validate,
+    write_atomic,
+    write_json_atomic,
     write_parquet_atomic,
 )
+from features.mapping import Mapping, SourceMapping, map_frame
+from features.report import ValidationReport
+from features.settings import DataSettings, FeatureSettings
+from features.snapshots import as_of_grid, snapshot_grid
+from features.validation import Dataset, validate
 
 EVENTS_PER_BUCKET = 1_000_000
 SMALL_TABLES = ("accounts", "people", "intent", "opportunities")
@@ -72,7 +71,8 @@ class BuildPlan:
 
     base: Dataset
     as_ofs: pd.DatetimeIndex
-    config: FeatureConfig
+    settings: FeatureSettings
+    categories: dict[str, tuple[str, ...]]
     n_buckets: int
     extracted_at: datetime
     max_bad_share: float
@@ -90,6 +90,8 @@ class BuildPlan:
 
 @dataclass
 class FeatureBuild:
+    """What ``build_feature_table`` wrote: rows, buckets, time, the report and the rejects."""
+
     out: Path
     rows: int
     buckets: int
@@ -132,12 +134,14 @@ def build_bucket(
         events,
         intent[intent["account_id"].isin(account_ids)],
         opps[opps["account_id"].isin(account_ids)],
-        plan.config,
+        plan.settings,
+        plan.categories,
     )
     return features, report, rejects
 
 
 def event_sources(folder: Path, mapping: Mapping | None) -> list[EventSource]:
+    """The files feeding the events table: the folder's own, or those the mapping names."""
     if mapping is None:
         return [EventSource(locate_tables(folder)["events"].name, locate_tables(folder)["events"])]
     sources = [EventSource(s.file, folder / s.file, s) for s in mapping.sources("events")]
@@ -149,53 +153,47 @@ def event_sources(folder: Path, mapping: Mapping | None) -> list[EventSource]:
     return sources
 
 
-def load_small_tables(
-    folder: Path, mapping: Mapping | None, extracted_at: datetime | None, max_bad_share: float
-) -> Dataset:
+def load_small_tables(folder: Path, data: DataSettings) -> Dataset:
     """Accounts, people, intent and opportunities, validated; events left empty (they are
     streamed bucket by bucket)."""
+    folder = Path(folder)
+    mapping = Mapping.load(data.mapping) if data.mapping else None
     raw = mapping.read(folder, SMALL_TABLES) if mapping else read_folder(folder, SMALL_TABLES)
     return validate(
         raw,
-        extracted_at=extracted_at or read_extracted_at(folder),
-        max_bad_share=max_bad_share,
+        extracted_at=data.extracted_at or read_extracted_at(folder),
+        max_bad_share=data.max_bad_share,
         known={"events": empty_table("events")},
     )
 
 
 def plan_build(
     folder: Path,
-    *,
-    mapping: Mapping | None,
-    extracted_at: datetime | None,
-    max_bad_share: float,
-    every_days: int,
-    snapshots: int | None,
-    buckets: int | None,
-    config: FeatureConfig | None,
+    data: DataSettings,
+    settings: FeatureSettings,
+    categories: dict[str, tuple[str, ...]] | None = None,
 ) -> tuple[BuildPlan, list[EventSource]]:
     """Validate the small tables and decide the snapshot grid and the number of buckets."""
     folder = Path(folder)
-    sources = event_sources(folder, mapping)
-    base = load_small_tables(folder, mapping, extracted_at, max_bad_share)
+    sources = event_sources(folder, Mapping.load(data.mapping) if data.mapping else None)
+    base = load_small_tables(folder, data)
     end = base.report.extracted_at
-    if snapshots is None:
+    if settings.snapshots is None:
         first = _first_event_day(base)
-        grid = as_of_grid(end, every_days=every_days, start=first + pd.Timedelta(days=90))
+        grid = as_of_grid(end, every_days=settings.every_days, start=first + pd.Timedelta(days=90))
     else:
-        grid = as_of_grid(end, every_days=every_days, count=snapshots)
-    config = config or FeatureConfig()
-    if not config.categories:
-        config = FeatureConfig(
-            config.windows,
-            config.intent_delay_days,
-            config.new_people_days,
-            fit_categories(base.accounts),
-        )
+        grid = as_of_grid(end, every_days=settings.every_days, count=settings.snapshots)
     total = sum(count_rows(s.path) for s in sources)
-    n_buckets = buckets or max(1, -(-total // EVENTS_PER_BUCKET))
+    n_buckets = settings.buckets or max(1, -(-total // EVENTS_PER_BUCKET))
     plan = BuildPlan(
-        base, grid, config, n_buckets, end, max_bad_share, {s.name: s.formats for s in sources}
+        base,
+        grid,
+        settings,
+        categories or fit_categories(base.accounts),
+        n_buckets,
+        end,
+        data.max_bad_share,
+        {s.name: s.formats for s in sources},
     )
     return plan, sources
 
@@ -330,16 +328,10 @@ def _run_local(
 def build_feature_table(
     data: Path,
     out: Path,
+    data_settings: DataSettings,
+    settings: FeatureSettings,
     *,
-    mapping: Path | None = None,
-    extracted_at: datetime | None = None,
-    max_bad_share: float = 0.2,
-    every_days: int = 30,
-    snapshots: int | None = 12,
-    engine: str = "local",
-    buckets: int | None = None,
-    spark_master: str = "local[*]",
-    config: FeatureConfig | None = None,
+    categories: dict[str, tuple[str, ...]] | None = None,
     workers: int | None = None,
 ) -> FeatureBuild:
     """Write the feature table of ``data`` to ``out`` (Parquet, atomically), with the
@@ -348,59 +340,41 @@ def build_feature_table(
     workers = workers or min(2, os.cpu_count() or 1)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    plan, sources = plan_build(
-        Path(data),
-        mapping=Mapping.load(mapping) if mapping else None,
-        extracted_at=extracted_at,
-        max_bad_share=max_bad_share,
-        every_days=every_days,
-        snapshots=snapshots,
-        buckets=buckets,
-        config=config,
-    )
+    plan, sources = plan_build(Path(data), data_settings, settings, categories)
     scratch = out.parent / f".{out.name}.{os.getpid()}.buckets"
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    writer: pq.ParquetWriter | None = None
-    report, rejects, rows = plan.base.report, [plan.base.rejects], 0
-    try:
-        if engine == "local":
-            parts = _run_local(plan, sources, scratch, workers)
-        elif engine == "spark":
-            from features.spark import run_spark
+    if settings.engine == "spark":
+        from features.spark import run_spark
 
-            parts = run_spark(plan, sources, spark_master)
-        else:
-            raise ContractError(f"engine '{engine}' is not known; use local or spark")
-        for features, part_report, part_rejects in parts:
-            table = pa.Table.from_pandas(features, preserve_index=False)
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-            writer.write_table(table.cast(writer.schema))
-            report = report.merge(part_report)
-            rejects.append(part_rejects)
-            rows += len(features)
-        if writer is not None:
-            writer.close()
-            writer = None
-            os.replace(tmp, out)
-        all_rejects = pd.concat([r for r in rejects if len(r)] or rejects[:1], ignore_index=True)
-        _write_beside(out, report, all_rejects)
+        parts = run_spark(plan, sources, settings.spark_master)
+    else:
+        parts = _run_local(plan, sources, scratch, workers)
+    report, rejects, rows = plan.base.report, [plan.base.rejects], 0
+
+    def write(tmp: Path) -> None:
+        nonlocal report, rows
+        writer: pq.ParquetWriter | None = None
+        try:
+            for features, part_report, part_rejects in parts:
+                table = pa.Table.from_pandas(features, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                writer.write_table(table.cast(writer.schema))
+                report = report.merge(part_report)
+                rejects.append(part_rejects)
+                rows += len(features)
+        finally:
+            if writer is not None:
+                writer.close()
+
+    try:
+        write_atomic(out, write)
     finally:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
         shutil.rmtree(scratch, ignore_errors=True)
+    all_rejects = pd.concat([r for r in rejects if len(r)] or rejects[:1], ignore_index=True)
+    write_parquet_atomic(
+        all_rejects.astype({"source_row": "int64"}), sidecar(out, "rejects.parquet")
+    )
+    write_json_atomic(report.to_dict(), sidecar(out, "report.json"))
     return FeatureBuild(
         out, rows, plan.n_buckets, time.perf_counter() - began, report, len(all_rejects)
     )
-
-
-def _write_beside(out: Path, report: ValidationReport, rejects: pd.DataFrame) -> None:
-    write_parquet_atomic(
-        rejects.astype({"source_row": "int64"}),
-        out.with_name(out.name.removesuffix(".parquet") + ".rejects.parquet"),
-    )
-    path = out.with_name(out.name.removesuffix(".parquet") + ".report.json")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

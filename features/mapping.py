@@ -23,15 +23,11 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from features.contract import TABLE_ORDER, TABLES
-from features.tables import (
-    DOMAIN_COLUMN,
-    ContractError,
-    RawSource,
-    normalise_label,
-    read_table_file,
-)
-from inmarket.config import ConfigError, read_structured_file
+from features.contract import DOMAIN_COLUMN, TABLE_ORDER, TABLES
+from features.encode import normalise_label
+from features.errors import ConfigError, ContractError
+from features.io import ROW_COLUMN, RawSource, read_structured_file, read_table_file
+from features.settings import describe_errors
 
 
 class SourceMapping(BaseModel):
@@ -76,10 +72,7 @@ class Mapping(BaseModel):
         try:
             mapping = cls.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-            )
-            raise ConfigError(f"{path}: {problems}") from exc
+            raise ConfigError(f"{path}: {describe_errors(exc)}") from exc
         for table in TABLE_ORDER:
             known = {c.name for c in TABLES[table]}
             for source in mapping.sources(table):
@@ -128,7 +121,7 @@ def map_frame(table: str, source: SourceMapping, frame: pd.DataFrame) -> pd.Data
             f"found {list(frame.columns)}"
         )
     renamed = {src: canonical for canonical, src in wanted.items()}
-    keep = {col.name for col in TABLES[table]} | {"_row"}
+    keep = {col.name for col in TABLES[table]} | {ROW_COLUMN}
     passthrough = [c for c in frame.columns if c in keep and c not in wanted]
     out = pd.DataFrame({renamed[src]: frame[src] for src in wanted.values()}, index=frame.index)
     for column in passthrough:

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.catalogue import catalogue
+from features.contract import DOMAIN_COLUMN
 from features.engine import (
     BuildPlan,
     EventSource,
@@ -29,9 +31,10 @@ from features.engine import (
     build_bucket,
     event_buckets,
 )
-from features.families import catalogue, extra_fit_columns
+from features.families import extra_fit_columns
+from features.io import ROW_COLUMN, SOURCE_COLUMN, RawSource, text_table
 from features.mapping import map_frame
-from features.tables import _ROW, RawSource, TableReport, ValidationReport, text_table
+from features.report import TableReport, ValidationReport
 
 _BUCKET, _REPORT = "_bucket", "_report"
 _PANDAS3_WARNING = "ignore:PySpark does not yet fully support pandas:FutureWarning"
@@ -56,8 +59,8 @@ def spark_session(master: str) -> Any:
         # Spark's 1 GB default driver heap runs out collecting 100,000 accounts' features
         .config("spark.driver.memory", os.environ.get("INMARKET_SPARK_DRIVER_MEMORY", "3g"))
         .config("spark.driver.maxResultSize", "2g")
-        # PySpark 4.3 warns on every Arrow batch that pandas 3 is not fully supported (DESIGN
-        # §9 checks the parts used here); one line per batch floods the executors' logs
+        # PySpark 4.3 warns on every Arrow batch that pandas 3 is not fully supported (the parts
+        # used here are checked: docs/architecture.md); one line a batch floods executors' logs
         .config("spark.executorEnv.PYTHONWARNINGS", _PANDAS3_WARNING)
         .getOrCreate()
     )
@@ -75,14 +78,14 @@ def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
                 else column.dt.tz_convert("UTC")
             )
             out[name] = stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        elif name == _ROW:
+        elif name == ROW_COLUMN:
             out[name] = column.astype("int64")
         else:
             out[name] = column.astype("str").where(column.notna())
     return out
 
 
-def _plain(frame: pd.DataFrame, text: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+def _for_arrow(frame: pd.DataFrame, text: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
     """pandas 3 text columns (Arrow-backed) as plain objects, which PySpark's Arrow path takes;
     the ``text`` columns become objects even when they are all missing."""
     for name in frame.columns:
@@ -104,8 +107,8 @@ def _prepare(
         frame = map_frame("events", source.mapping, chunk) if source.mapping else chunk
         frame = _as_text(frame)
         frame[_BUCKET] = event_buckets(text_table(frame), plan)
-        frame["_source"] = source.name
-        yield _plain(frame.reindex(columns=columns), text)
+        frame[SOURCE_COLUMN] = source.name
+        yield _for_arrow(frame.reindex(columns=columns), text)
 
 
 def _bucket(
@@ -115,12 +118,12 @@ def _bucket(
         RawSource(
             "events",
             str(name),
-            part.drop(columns=["_source", _BUCKET])
+            part.drop(columns=[SOURCE_COLUMN, _BUCKET])
             .dropna(axis=1, how="all")
             .reset_index(drop=True),
             plan.formats.get(str(name), {}),
         )
-        for name, part in events.groupby("_source", sort=True)
+        for name, part in events.groupby(SOURCE_COLUMN, sort=True)
     ]
     features, report, rejects = build_bucket(plan, raw, accounts["account_id"].to_numpy())
     for name in features.columns:
@@ -129,7 +132,7 @@ def _bucket(
     features[_REPORT] = None
     summary = {"report": report.to_dict(), "rejects": rejects.to_dict(orient="list")}
     marker = pd.DataFrame({_REPORT: [json.dumps(summary, default=str)]})
-    return _plain(pd.concat([features, marker], ignore_index=True).reindex(columns=columns))
+    return _for_arrow(pd.concat([features, marker], ignore_index=True).reindex(columns=columns))
 
 
 def _report_from(data: dict[str, Any], plan: BuildPlan) -> ValidationReport:
@@ -166,14 +169,14 @@ def run_spark(
         "channel",
         "topic",
         "weight",
-        "_domain",
+        DOMAIN_COLUMN,
     ]
-    columns = [*text_columns, _ROW, "_source", _BUCKET]
+    columns = [*text_columns, ROW_COLUMN, SOURCE_COLUMN, _BUCKET]
     schema = st.StructType(
         [
             *(st.StructField(c, st.StringType()) for c in text_columns),
-            st.StructField(_ROW, st.LongType()),
-            st.StructField("_source", st.StringType()),
+            st.StructField(ROW_COLUMN, st.LongType()),
+            st.StructField(SOURCE_COLUMN, st.StringType()),
             st.StructField(_BUCKET, st.LongType()),
         ]
     )
@@ -186,7 +189,7 @@ def run_spark(
             else reader.option("header", True).csv(path)
         )
         numbered = frame.rdd.zipWithIndex().map(lambda pair: (*pair[0], pair[1]))
-        frame = spark.createDataFrame(numbered, frame.schema.add(_ROW, st.LongType()))
+        frame = spark.createDataFrame(numbered, frame.schema.add(ROW_COLUMN, st.LongType()))
         frame = frame.mapInPandas(
             partial(_prepare, plan=plan, source=source, columns=columns, text=text_columns), schema
         )
@@ -221,7 +224,7 @@ def run_spark(
     features = collected[collected[_REPORT].isna()].drop(columns=[_REPORT])
     features = features.reset_index(drop=True)
     features["as_of"] = pd.to_datetime(features["as_of"], utc=True).astype("datetime64[us, UTC]")
-    for name, levels in plan.config.categories.items():
+    for name, levels in plan.categories.items():
         if name in features:
             features[name] = pd.Categorical(features[name], categories=list(levels))
     report = ValidationReport({}, plan.extracted_at)
@@ -234,6 +237,6 @@ def run_spark(
         "account_id",
         "as_of",
         "in_pipeline",
-        *[f.name for f in catalogue(plan.config, extra_fit_columns(plan.base.accounts))],
+        *[f.name for f in catalogue(plan.settings, extra_fit_columns(plan.base.accounts))],
     ]
     yield features[names], report, pd.concat(rejects, ignore_index=True)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from inmarket.config import Config, ConfigError, load_config
+from features.errors import InMarketError
+from inmarket.config import Config, load_config
+from serving.settings import DEFAULT_RANKED, ServiceSettings
+from training.settings import TrackingSettings
 
 
 class _Failure(click.ClickException):
@@ -26,17 +29,15 @@ class _Failure(click.ClickException):
 def _config(ctx: click.Context, **sections: dict[str, Any]) -> Config:
     try:
         return load_config(ctx.obj.get("config_path"), sections)
-    except ConfigError as exc:
+    except InMarketError as exc:
         raise _Failure(str(exc)) from exc
 
 
 def _run(job: Any) -> Any:
     """Run a job, turning the errors users can fix into clean messages."""
-    from features.tables import ContractError
-
     try:
         return job()
-    except (ContractError, ConfigError, FileNotFoundError) as exc:
+    except (InMarketError, FileNotFoundError) as exc:
         raise _Failure(str(exc)) from exc
 
 
@@ -82,20 +83,12 @@ def generate(
     out: Path,
 ) -> None:
     """Generate the synthetic B2B world as Parquet tables in OUT."""
-    from inmarket.synthetic import WorldSpec, generate_world
+    from inmarket.synthetic import generate_world
 
-    cfg = _config(
+    spec = _config(
         ctx,
         generate={"accounts": accounts, "seed": seed, "days": days, "start": start, "dirty": dirty},
     ).generate
-    spec = WorldSpec(
-        accounts=cfg.accounts,
-        seed=cfg.seed,
-        days=cfg.days,
-        dirty=cfg.dirty,
-        start=cfg.start.replace(tzinfo=UTC),
-        in_market_quarterly=cfg.in_market_quarterly,
-    )
     began = time.perf_counter()
     summary = _run(lambda: generate_world(spec, out))
     rows = ", ".join(f"{n:,} {t}" for t, n in summary.rows.items() if not t.startswith("truth"))
@@ -129,17 +122,11 @@ def validate(
     rejects_out: Path | None,
 ) -> None:
     """Check the tables in DATA against the contract and report every rejected row."""
-    from features.tables import load_dataset, write_parquet_atomic
+    from features.io import write_parquet_atomic
+    from features.validation import load_dataset
 
     cfg = _config(ctx, data={"path": data, "mapping": mapping, "extracted_at": extracted_at}).data
-    dataset = _run(
-        lambda: load_dataset(
-            data,
-            mapping=cfg.mapping,
-            extracted_at=cfg.extracted_at,
-            max_bad_share=cfg.max_bad_share,
-        )
-    )
+    dataset = _run(lambda: load_dataset(data, cfg))
     if as_json:
         click.echo(json.dumps(dataset.report.to_dict(), indent=2))
     else:
@@ -182,7 +169,7 @@ def features(
     list_only: bool,
 ) -> None:
     """Build point-in-time account features for the tables in DATA."""
-    from features.families import FeatureConfig, catalogue
+    from features.catalogue import catalogue
 
     cfg = _config(
         ctx,
@@ -195,31 +182,16 @@ def features(
             "spark_master": spark_master,
         },
     )
-    fc = cfg.features
-    feature_config = FeatureConfig(windows=fc.windows, intent_delay_days=fc.intent_delay_days)
+    fc = cfg.features.model_copy(update={"snapshots": None} if all_history else {})
     if list_only:
-        for feature in catalogue(feature_config):
+        for feature in catalogue(fc):
             click.echo(f"{feature.name:<40} {feature.family:<14} {feature.description}")
         return
     if data is None:
         raise _Failure("give the DATA folder (or --list for the feature catalogue)")
     from features.engine import build_feature_table
 
-    build = _run(
-        lambda: build_feature_table(
-            data,
-            out,
-            mapping=cfg.data.mapping,
-            extracted_at=cfg.data.extracted_at,
-            max_bad_share=cfg.data.max_bad_share,
-            every_days=fc.every_days,
-            snapshots=None if all_history else fc.snapshots,
-            engine=fc.engine,
-            buckets=fc.buckets,
-            spark_master=fc.spark_master,
-            config=feature_config,
-        )
-    )
+    build = _run(lambda: build_feature_table(data, out, cfg.data, fc))
     click.echo(build.report.render())
     click.echo(
         f"wrote {build.rows:,} snapshot rows to {out} ({build.buckets} buckets, "
@@ -268,7 +240,7 @@ def train(
     store: Path | None,
 ) -> None:
     """Train on DATA, compare with the baselines, register the model as challenger."""
-    from training.job import SplitError, TrainJob
+    from training.job import TrainJob
 
     cfg = _config(
         ctx,
@@ -281,10 +253,8 @@ def train(
             "shuffle_labels": shuffle_labels,
         },
     )
-    try:
-        result = _run(lambda: TrainJob(cfg).run(data, features_path))
-    except SplitError as exc:
-        raise _Failure(str(exc)) from exc
+    job = TrainJob(cfg.data, cfg.features, cfg.train, cfg.tracking)
+    result = _run(lambda: job.run(data, features_path))
     c = result.counts
     click.echo(
         f"labels ({cfg.train.label} within {cfg.train.horizon_days} days): "
@@ -321,11 +291,7 @@ def promote(ctx: click.Context, force: bool, store: Path | None) -> None:
     from training.registry import promote as promote_model
 
     cfg = _config(ctx, tracking={"store": store}).tracking
-    client = connect(cfg.store, cfg.uri, cfg.experiment)
-    try:
-        decision = promote_model(client, cfg.model_name, force=force)
-    except ValueError as exc:
-        raise _Failure(str(exc)) from exc
+    decision = _run(lambda: promote_model(connect(cfg), cfg.model_name, force=force))
     verdict = "promoted to champion" if decision.promoted else "not promoted"
     click.echo(f"{cfg.model_name} v{decision.version} {verdict}: {decision.reason}")
     if not decision.promoted and decision.previous != decision.version:
@@ -342,13 +308,11 @@ def evaluate(
     ctx: click.Context, model_uri: str, data: Path, features_path: Path | None, store: Path | None
 ) -> None:
     """Re-score a registered model on DATA's test window, next to the baselines."""
-    from training.job import EvaluateJob, SplitError
+    from training.job import EvaluateJob
 
     cfg = _config(ctx, tracking={"store": store})
-    try:
-        evaluation = _run(lambda: EvaluateJob(cfg).run(model_uri, data, features_path))
-    except SplitError as exc:
-        raise _Failure(str(exc)) from exc
+    job = EvaluateJob(cfg.data, cfg.features, cfg.train, cfg.tracking)
+    evaluation = _run(lambda: job.run(model_uri, data, features_path))
     click.echo(evaluation.table())
 
 
@@ -357,7 +321,7 @@ def evaluate(
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("data/ranked.parquet"),
+    default=DEFAULT_RANKED,
     show_default=True,
 )
 @click.option("--model", "model_uri", help="[models:/<model_name>@champion]")
@@ -382,7 +346,6 @@ def score(
 ) -> None:
     """Rank every account of DATA by the champion's score, with trend, reasons and gaps."""
     from serving.batch import score_batch
-    from training.registry import connect, load_model
 
     cfg = _config(
         ctx,
@@ -390,27 +353,12 @@ def score(
         tracking={"store": store},
         features={"engine": engine, "spark_master": spark_master},
     )
-    client = connect(cfg.tracking.store, cfg.tracking.uri, cfg.tracking.experiment)
     uri = model_uri or f"models:/{cfg.tracking.model_name}@champion"
     try:
-        name, _, alias = uri.removeprefix("models:/").partition("@")
-        if uri.startswith("models:/") and alias:  # record which version scored, not the alias
-            uri = f"models:/{name}/{client.get_model_version_by_alias(name, alias).version}"
-        model = load_model(uri)
+        uri, model = _load_model(cfg.tracking, uri)
     except Exception as exc:  # MLflow raises several types for a missing model or alias
         raise _Failure(f"cannot load {uri}: {exc}; train and promote a model first") from exc
-    result = _run(
-        lambda: score_batch(
-            model,
-            data,
-            out,
-            mapping=cfg.data.mapping,
-            every_days=cfg.features.every_days,
-            model_uri=uri,
-            engine=cfg.features.engine,
-            spark_master=cfg.features.spark_master,
-        )
-    )
+    result = _run(lambda: score_batch(model, data, out, cfg.data, cfg.features, model_uri=uri))
     stages = result.ranked["stage"].value_counts().to_dict()
     click.echo(f"ranked {len(result.ranked):,} accounts into {out} (and .csv); stages {stages}")
     for warning in result.warnings:
@@ -423,7 +371,7 @@ def score(
 @click.option(
     "--ranked",
     type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("data/ranked.parquet"),
+    default=DEFAULT_RANKED,
     show_default=True,
     help="ranked accounts from `inmarket score`, served at GET /accounts",
 )
@@ -445,14 +393,7 @@ def serve(
 
     cfg = _config(ctx, tracking={"store": store}).tracking
     bentoml = shutil.which("bentoml") or str(Path(sys.executable).with_name("bentoml"))
-    env = {
-        **os.environ,
-        "INMARKET_STORE": str(cfg.store.resolve()),
-        "INMARKET_MODEL_NAME": cfg.model_name,
-        "INMARKET_RANKED": str(ranked.resolve()),
-    }
-    if cfg.uri:
-        env["INMARKET_TRACKING_URI"] = cfg.uri
+    env = {**os.environ, **ServiceSettings(tracking=cfg, ranked=ranked).environment()}
     # BentoML reads per-service settings from this variable when the server starts
     options = [env.get("BENTOML_CONFIG_OPTIONS", ""), f"services.inmarket.workers={workers}"]
     env["BENTOML_CONFIG_OPTIONS"] = " ".join(o for o in options if o)
@@ -469,7 +410,7 @@ def serve(
 @click.option(
     "--ranked",
     type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("data/ranked.parquet"),
+    default=DEFAULT_RANKED,
     show_default=True,
     help="ranked accounts from `inmarket score`",
 )
@@ -499,28 +440,31 @@ def report(ctx: click.Context, ranked: Path, out: Path, limit: int, store: Path 
     click.echo(f"wrote {out}: {listed:,} accounts" + ("" if model else " (no model card)"))
 
 
+def _load_model(tracking: TrackingSettings, uri: str) -> tuple[str, Any]:
+    """The model at ``uri``, and the URI pinned to its version (an alias may move later)."""
+    from training.registry import connect, load_model, resolve_version
+
+    client = connect(tracking)
+    if uri.startswith("models:/"):
+        name, version = resolve_version(client, uri)
+        uri = f"models:/{name}/{version}"
+    return uri, load_model(uri)
+
+
 def _model_card(ctx: click.Context, ranked: Path, store: Path | None) -> dict[str, Any] | None:
     """What the report says about the model that scored ``ranked`` (None if unreadable)."""
-    import json
-
-    from serving.batch import sidecar
-    from training.registry import connect, load_model
+    from features.io import sidecar
 
     cfg = _config(ctx, tracking={"store": store}).tracking
     drift = sidecar(ranked, "drift.json")
     uri = json.loads(drift.read_text(encoding="utf-8")).get("model") if drift.exists() else None
     uri = uri or f"models:/{cfg.model_name}@champion"
     try:
-        client = connect(cfg.store, cfg.uri, cfg.experiment)
-        model = load_model(uri)
-        name, _, ref = uri.removeprefix("models:/").partition("@")
-        if ref:
-            version = client.get_model_version_by_alias(name, ref).version
-        else:
-            name, _, version = uri.removeprefix("models:/").partition("/")
+        uri, model = _load_model(cfg, uri)
     except Exception as exc:  # the report is still useful without the card
         click.echo(f"warning: no model card: cannot read {uri}: {exc}", err=True)
         return None
+    name, _, version = uri.removeprefix("models:/").partition("/")
     return {"name": name, "version": version, **model.info}
 
 

@@ -17,20 +17,19 @@ each atomically:
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.engine import build_feature_table
-from features.families import FeatureConfig
-from features.tables import write_parquet_atomic
-from serving.drift import PSI_WARNING, drift_report
+from features.activity import weekly_activity
+from features.engine import build_feature_table, load_small_tables
+from features.io import sidecar, write_atomic, write_json_atomic, write_parquet_atomic
+from features.settings import DataSettings, FeatureSettings
 from serving.scoring import buying_group, explain_rows, score_and_stage
+from training.drift import PSI_WARNING, drift_report
 from training.model import InMarketModel
 
 RANKED_COLUMNS = (
@@ -63,6 +62,8 @@ _ROW_NUMBER = "_row_number"  # carries each feature row's position through Spark
 
 @dataclass
 class BatchResult:
+    """The ranked list written, and the drift found against the model's training data."""
+
     ranked: pd.DataFrame
     drift: dict[str, float]
     warnings: list[str]
@@ -79,7 +80,7 @@ def rank_accounts(
     ``probability`` holds the model's probability of every row of ``features`` when it was
     computed elsewhere (Spark); by default the model computes it here."""
     if probability is None:
-        probability = model.predict_proba(features)
+        probability = model.predict(features)
     score, stage = score_and_stage(model, probability)
     stamps = np.sort(features["as_of"].unique())
     is_latest = (features["as_of"] == stamps[-1]).to_numpy()
@@ -142,11 +143,6 @@ def spark_probabilities(
     return probability
 
 
-def sidecar(out: Path, kind: str) -> Path:
-    """A file written beside the ranked list: ``ranked.parquet`` -> ``ranked.<kind>``."""
-    return out.with_name(out.name.removesuffix(".parquet") + f".{kind}")
-
-
 def score_history(
     model: InMarketModel, features: pd.DataFrame, probability: np.ndarray
 ) -> pd.DataFrame:
@@ -162,49 +158,36 @@ def score_batch(
     model: InMarketModel,
     data: Path,
     out: Path,
+    data_settings: DataSettings,
+    settings: FeatureSettings,
     *,
-    mapping: Path | None = None,
-    every_days: int = 30,
     history: int = 6,
-    config: FeatureConfig | None = None,
     model_uri: str | None = None,
-    engine: str = "local",
-    spark_master: str = "local[*]",
 ) -> BatchResult:
     """Build features, rank every account and write the ranked list and its side files.
 
-    With ``engine="spark"`` the features are built by the Spark engine and the probabilities
-    computed by ``mlflow.pyfunc.spark_udf`` from ``model_uri`` (the model's reasons are still
-    worked out here, for the newest snapshot only)."""
-    from features.activity import weekly_activity
-    from features.engine import load_small_tables
-    from features.mapping import Mapping
-
+    With the Spark engine the features are built on Spark and the probabilities computed by
+    ``mlflow.pyfunc.spark_udf`` from ``model_uri`` (the model's reasons are still worked out
+    here, for the newest snapshot only)."""
+    settings = settings.model_copy(update={"snapshots": max(2, history)})
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "features.parquet"
-        build_feature_table(
-            data,
-            table,
-            mapping=mapping,
-            every_days=every_days,
-            snapshots=max(2, history),
-            config=config,
-            engine=engine,
-            spark_master=spark_master,
-        )
+        build_feature_table(data, table, data_settings, settings)
         features = pd.read_parquet(table)
-        if engine == "spark":
+        if settings.engine == "spark":
             if model_uri is None:
                 raise ValueError("Spark scoring needs the model's URI (models:/<name>/<version>)")
-            probability = spark_probabilities(features, model_uri, model.features, spark_master)
+            probability = spark_probabilities(
+                features, model_uri, model.features, settings.spark_master
+            )
         else:
-            probability = model.predict_proba(features)
-    tables = load_small_tables(Path(data), Mapping.load(mapping) if mapping else None, None, 0.2)
+            probability = model.predict(features)
+    tables = load_small_tables(Path(data), data_settings)
     ranked = rank_accounts(model, features, tables.accounts, probability)
     latest = features[features["as_of"] == features["as_of"].max()]
     history_rows = score_history(model, features, probability)
     write_parquet_atomic(history_rows, sidecar(out, "history.parquet"))
-    activity = weekly_activity(data, until=latest["as_of"].max(), mapping=mapping)
+    activity = weekly_activity(data, until=latest["as_of"].max(), settings=data_settings)
     write_parquet_atomic(activity, sidecar(out, "activity.parquet"))
     write_parquet_atomic(tables.opportunities, sidecar(out, "opportunities.parquet"))
     drift = drift_report(latest, model.info.get("reference", {}))
@@ -214,32 +197,23 @@ def score_batch(
         if value > PSI_WARNING
     ]
     write_ranked(ranked, out)
-    _write_json(
-        sidecar(out, "drift.json"),
+    write_json_atomic(
         {
             "as_of": str(latest["as_of"].max()),
             "model": model_uri,
             "psi": drift,
             "warnings": warnings,
         },
+        sidecar(out, "drift.json"),
     )
     return BatchResult(ranked, drift, warnings)
 
 
 def write_ranked(ranked: pd.DataFrame, out: Path) -> None:
-    """Parquet and CSV side by side, each written to a temporary file and renamed."""
+    """Parquet and CSV side by side, each written atomically."""
     write_parquet_atomic(ranked, out)
-    csv = out.with_suffix(".csv")
-    tmp = csv.with_name(f".{csv.name}.{os.getpid()}.tmp")
     text = ranked.assign(
         roles_engaged=ranked["roles_engaged"].map(" ".join),
         roles_missing=ranked["roles_missing"].map(" ".join),
-    )
-    text.drop(columns=["reasons"]).to_csv(tmp, index=False)
-    os.replace(tmp, csv)
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    ).drop(columns=["reasons"])
+    write_atomic(out.with_suffix(".csv"), lambda tmp: text.to_csv(tmp, index=False))

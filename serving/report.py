@@ -4,12 +4,12 @@ from anywhere, and every text escaped by the template engine (autoescape on)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from features.io import write_text_atomic
 from serving.page import HERE
 from serving.review import Scoring, records, summary
 
@@ -53,8 +53,5 @@ def render_report(ranked: Path, model: dict[str, Any] | None, limit: int | None 
 def write_report(ranked: Path, out: Path, model: dict[str, Any] | None, limit: int | None) -> int:
     """Write the report atomically; the number of accounts listed."""
     text = render_report(ranked, model, limit)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    write_text_atomic(text, out)
     return text.count('<tr class="account"')

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from features.activity import ACTIVITY_COLUMNS, ACTIVITY_WEEKS
-from features.families import MQL_THRESHOLD
-from serving.batch import sidecar
+from features.catalogue import MQL_THRESHOLD
+from features.io import sidecar
 from serving.scoring import STAGES
 
 # Columns a list can be sorted by; ties keep the rank order.
@@ -190,7 +190,7 @@ def summary(ranked: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _plain(frame: pd.DataFrame) -> list[dict[str, Any]]:
+def _json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     text = frame.astype(object).where(frame.notna(), None)
     for column in text.columns:
         if pd.api.types.is_datetime64_any_dtype(frame[column]):
@@ -265,9 +265,9 @@ def account_view(scoring: Scoring, account_id: str) -> dict[str, Any] | None:
     )
     return {
         "account": account,
-        "history": _plain(history[["as_of", "score", "stage", "probability"]]),
-        "weeks": _plain(weeks),
-        "people": _plain(people),
-        "departments": _plain(departments),
-        "opportunities": _plain(opportunities.drop(columns=["account_id"])),
+        "history": _json_rows(history[["as_of", "score", "stage", "probability"]]),
+        "weeks": _json_rows(weeks),
+        "people": _json_rows(people),
+        "departments": _json_rows(departments),
+        "opportunities": _json_rows(opportunities.drop(columns=["account_id"])),
     }

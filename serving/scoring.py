@@ -1,4 +1,4 @@
-"""What a score means (DESIGN §6): probability, score 0-100, stage, reasons in words, and the
+"""What a score means: probability, score 0-100, stage, reasons in words, and the
 buying group's engaged and missing roles. Pure functions over feature rows, shared by batch
 scoring and the HTTP service.
 
@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from features.families import TRACKED_ROLES, catalogue
+from features.catalogue import TRACKED_ROLES, catalogue
 from training.model import InMarketModel
 
 STAGES = (("cold", 0), ("aware", 40), ("engaged", 70), ("in-market", 90), ("ready", 97))
@@ -118,7 +118,7 @@ def score_and_stage(model: InMarketModel, probability: np.ndarray) -> tuple[np.n
 
 def score_rows(model: InMarketModel, frame: pd.DataFrame) -> pd.DataFrame:
     """probability, score and stage for each feature row."""
-    probability = model.predict_proba(frame)
+    probability = model.predict(frame)
     score, stage = score_and_stage(model, probability)
     return pd.DataFrame(
         {"probability": probability, "score": score, "stage": stage}, index=frame.index

@@ -1,46 +1,38 @@
-"""The BentoML service: scores, reasons and buying-group gaps over HTTP (DESIGN §7).
+"""The BentoML service: scores, reasons and buying-group gaps over HTTP, and the review page.
 
-Start it with ``inmarket serve`` or ``bentoml serve serving.service:InMarketService``. Settings
-come from the environment when the service starts (not at import):
-
-| variable | meaning | default |
-|---|---|---|
-| INMARKET_STORE | MLflow store folder | mlruns |
-| INMARKET_TRACKING_URI | tracking URI (overrides the store) | sqlite under the store |
-| INMARKET_MODEL_NAME | registered model served as ``@champion`` | inmarket |
-| INMARKET_RANKED | ranked accounts written by ``inmarket score`` | data/ranked.parquet |
-| INMARKET_TOKEN | bearer token guarding every route but health and metrics | none |
-| INMARKET_RELOAD_SECONDS | how often the champion alias is checked | 30 |
+Start it with ``inmarket serve`` or ``bentoml serve serving.service:InMarketService``; its
+settings come from the environment when it starts (``serving.settings``). Requests and
+responses are defined in ``serving.schemas``, authentication in ``serving.auth``, the served
+model in ``serving.champion``.
 """
 
 from __future__ import annotations
 
 import gc
 import hmac
-import json
 import logging
-import os
 import threading
 import time
-from dataclasses import dataclass
-from datetime import datetime
-from http.cookies import SimpleCookie
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import bentoml
-import numpy as np
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as Path_
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel
 
-from features.families import FIT_CATEGORIES, FeatureConfig, build_features, catalogue
-from features.tables import ContractError, Dataset, RawSource, empty_table, validate
+from features.contract import empty_table
+from features.errors import ContractError
+from features.families import build_features
+from features.io import RawSource
+from features.settings import FeatureSettings
+from features.validation import Dataset, validate
 from serving import bentoml_fixes
+from serving.auth import BearerAuth
+from serving.champion import ChampionHolder
 from serving.page import COOKIE, PAGE_HTML, STATIC, login_page
 from serving.review import (
     SORTABLE,
@@ -53,207 +45,23 @@ from serving.review import (
     select,
     summary,
 )
+from serving.schemas import (
+    BATCH,
+    FEATURES,
+    MAX_RECORDS,
+    EventsRequest,
+    EventsResponse,
+    ExplainResponse,
+    Explanation,
+    FeatureRecord,
+    ScoredRecord,
+    records_frame,
+)
 from serving.scoring import buying_group, explain_rows, score_and_stage, score_rows
+from serving.settings import ServiceSettings
 from training.model import InMarketModel
 
 log = logging.getLogger("inmarket.service")
-MAX_RECORDS = 1000
-_BATCH = Field(min_length=1, max_length=MAX_RECORDS, description="account feature records")
-FEATURES = [f.name for f in catalogue()]
-_NUMERIC = [f for f in FEATURES if f not in FIT_CATEGORIES]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-FeatureRecord = create_model(  # type: ignore[call-overload]
-    "FeatureRecord",
-    __base__=_Strict,
-    account_id=(str, Field(min_length=1, max_length=200, description="the account's id")),
-    **{
-        name: (
-            (str | None) if name in FIT_CATEGORIES else (float | None),
-            Field(None, description=f.description),
-        )
-        for f in catalogue()
-        for name in [f.name]
-    },
-)
-
-
-class ScoredAccount(BaseModel):
-    account_id: str
-    probability: float
-    score: int = Field(description="0-100: percentile among the model's test-window accounts")
-    stage: str = Field(description="cold, aware, engaged, in-market or ready")
-    missing_features: list[str] = Field(
-        description="features absent from the request, treated as missing"
-    )
-
-
-class ScoredRecord(ScoredAccount):
-    model_name: str
-    model_version: str
-
-
-class Reason(BaseModel):
-    feature: str
-    value: float | str | None
-    contribution: float
-    text: str
-
-
-class Explanation(ScoredAccount):
-    positive: list[Reason]
-    negative: list[Reason]
-    roles_engaged: list[str]
-    roles_missing: list[str]
-    buying_group_gap: str
-
-
-class ExplainResponse(BaseModel):
-    model_name: str
-    model_version: str
-    accounts: list[Explanation]
-
-
-class AccountIn(_Strict):
-    account_id: str = Field(min_length=1, max_length=200)
-    name: str | None = None
-    domain: str | None = None
-    industry: str | None = None
-    employee_count: float | None = None
-    employee_band: str | None = None
-    region: str | None = None
-    created_at: datetime | None = None
-
-
-class PersonIn(_Strict):
-    person_id: str = Field(min_length=1, max_length=200)
-    account_id: str = Field(min_length=1, max_length=200)
-    title: str | None = None
-    department: str | None = None
-    seniority: str | None = None
-    buying_role: str | None = None
-
-
-class EventIn(_Strict):
-    timestamp: datetime
-    event_type: str = Field(min_length=1, max_length=100)
-    account_id: str | None = None
-    person_id: str | None = None
-    event_id: str | None = None
-    channel: str | None = None
-    topic: str | None = None
-    weight: float | None = Field(None, ge=0)
-
-
-class IntentIn(_Strict):
-    account_id: str
-    date: datetime
-    topic: str
-    score: float = Field(ge=0, le=100)
-
-
-class OpportunityIn(_Strict):
-    opportunity_id: str
-    account_id: str
-    created_at: datetime
-    status: str
-    closed_at: datetime | None = None
-    amount: float | None = None
-    type: str | None = None
-
-
-class EventsRequest(_Strict):
-    """Raw tables of one or more accounts; features are computed at ``as_of`` with the very
-    same code as the batch pipeline."""
-
-    as_of: datetime = Field(description="features see rows strictly before this time")
-    accounts: list[AccountIn] = Field(min_length=1, max_length=100)
-    people: list[PersonIn] = Field(default_factory=list, max_length=20_000)
-    events: list[EventIn] = Field(default_factory=list, max_length=200_000)
-    intent: list[IntentIn] = Field(default_factory=list, max_length=50_000)
-    opportunities: list[OpportunityIn] = Field(default_factory=list, max_length=5_000)
-
-
-class EventsResponse(ExplainResponse):
-    as_of: str
-    rows_rejected: dict[str, dict[str, int]] = Field(
-        description="input rows left out, per table and reason (never dropped silently)"
-    )
-
-
-@dataclass
-class Settings:
-    store: Path
-    tracking_uri: str | None
-    model_name: str
-    ranked: Path
-    token: str | None
-    reload_seconds: float
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        env = os.environ
-        return cls(
-            Path(env.get("INMARKET_STORE", "mlruns")),
-            env.get("INMARKET_TRACKING_URI"),
-            env.get("INMARKET_MODEL_NAME", "inmarket"),
-            Path(env.get("INMARKET_RANKED", "data/ranked.parquet")),
-            env.get("INMARKET_TOKEN") or None,
-            float(env.get("INMARKET_RELOAD_SECONDS", "30")),
-        )
-
-
-class ChampionHolder:
-    """The served model; swapped whole when the champion alias moves, so a request that
-    started on the old model finishes on it."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.model: InMarketModel | None = None
-        self.version: str | None = None
-        self.loaded_at: datetime | None = None
-        self.error: str | None = None
-        self._lock = threading.Lock()
-
-    def refresh(self) -> bool:
-        """Load the champion if its version changed; True when a new model was loaded."""
-        from training.registry import CHAMPION, connect, load_model, version_by_alias
-
-        with self._lock:
-            try:
-                client = connect(self.settings.store, self.settings.tracking_uri)
-                current = version_by_alias(client, self.settings.model_name, CHAMPION)
-                if current is None:
-                    raise LookupError(
-                        f"model '{self.settings.model_name}' has no '{CHAMPION}' "
-                        "alias; run `inmarket train` and `inmarket promote`"
-                    )
-                if str(current.version) == self.version:
-                    return False
-                model = load_model(f"models:/{self.settings.model_name}/{current.version}")
-            except Exception as exc:  # keep serving the old model; readiness tells the rest
-                self.error = str(exc)
-                log.error("inmarket: cannot load the champion model: %s", exc)
-                return False
-            self.model, self.version = model, str(current.version)
-            self.loaded_at, self.error = datetime.now().astimezone(), None
-            log.info("inmarket: serving %s version %s", self.settings.model_name, self.version)
-            return True
-
-
-def _frame(records: list[Any]) -> tuple[pd.DataFrame, list[list[str]]]:
-    """Records -> feature frame; the features each record left out (treated as missing)."""
-    rows = [r.model_dump(exclude_unset=True) for r in records]
-    missing = [[f for f in FEATURES if row.get(f) is None] for row in rows]
-    numbers = np.array([[row.get(f) for f in _NUMERIC] for row in rows], dtype="float64")
-    columns: dict[str, Any] = {"account_id": [row["account_id"] for row in rows]}
-    columns.update(zip(_NUMERIC, numbers.T, strict=True))
-    columns.update({f: [row.get(f) for row in rows] for f in FIT_CATEGORIES})
-    return pd.DataFrame(columns)[["account_id", *FEATURES]], missing
 
 
 def _list_query(
@@ -291,8 +99,8 @@ class InMarketService:
     """Scores B2B accounts from the engagement of their buying groups."""
 
     def __init__(self) -> None:
-        self.settings = Settings.from_env()
-        self.holder = ChampionHolder(self.settings)
+        self.settings = ServiceSettings.from_env()
+        self.holder = ChampionHolder(self.settings.tracking)
         self.holder.refresh()
         self.scoring = ScoringCache(self.settings.ranked)
         # Everything loaded so far (MLflow, pandas, the model) lives as long as the server:
@@ -323,14 +131,14 @@ class InMarketService:
     @bentoml.api(route="/score", batchable=True, max_batch_size=MAX_RECORDS, max_latency_ms=5000)
     def score(
         self,
-        records: list[FeatureRecord] = _BATCH,  # type: ignore[valid-type]
+        records: list[FeatureRecord] = BATCH,  # type: ignore[valid-type]
     ) -> list[ScoredRecord]:
         """Probability, score 0-100 and stage for a batch of account feature records.
 
         Adaptive batching: concurrent requests are scored together and answered apart."""
         model, version = self._model()
         rows = [r.__dict__ for r in records]  # the validated fields; unset ones are None
-        probability = model.probability_of(model.matrix_from_rows(rows))
+        probability = model.predict(model.matrix_from_records(rows))
         score, stage = score_and_stage(model, probability)
         return [
             ScoredRecord(
@@ -339,7 +147,7 @@ class InMarketService:
                 score=int(s),
                 stage=str(g),
                 missing_features=[f for f in FEATURES if row[f] is None],
-                model_name=self.settings.model_name,
+                model_name=self.settings.tracking.model_name,
                 model_version=version,
             )
             for row, p, s, g in zip(rows, probability, score, stage, strict=True)
@@ -348,13 +156,13 @@ class InMarketService:
     @bentoml.api(route="/explain")
     def explain(
         self,
-        records: list[FeatureRecord] = _BATCH,  # type: ignore[valid-type]
+        records: list[FeatureRecord] = BATCH,  # type: ignore[valid-type]
     ) -> ExplainResponse:
         """Scores plus the top positive and negative reasons in words and the buying group."""
         model, version = self._model()
-        frame, missing = _frame(records)
+        frame, missing = records_frame(records)
         return ExplainResponse(
-            model_name=self.settings.model_name,
+            model_name=self.settings.tracking.model_name,
             model_version=version,
             accounts=_explanations(model, frame, missing),
         )
@@ -369,7 +177,7 @@ class InMarketService:
         snapshots = pd.DataFrame(
             {"account_id": dataset.accounts["account_id"], "as_of": as_of.floor("s")}
         )
-        config = FeatureConfig(categories={k: tuple(v) for k, v in model.categories.items()})
+        categories = {k: tuple(v) for k, v in model.categories.items()}
         frame = build_features(
             snapshots,
             dataset.accounts,
@@ -377,12 +185,13 @@ class InMarketService:
             dataset.events,
             dataset.intent,
             dataset.opportunities,
-            config,
+            FeatureSettings(),
+            categories,
         )
         missing: list[list[str]] = [[] for _ in range(len(frame))]
         rejected = {t: r.rejects for t, r in dataset.report.tables.items() if r.rejects}
         return EventsResponse(
-            model_name=self.settings.model_name,
+            model_name=self.settings.tracking.model_name,
             model_version=version,
             as_of=str(as_of),
             rows_rejected=rejected,
@@ -407,7 +216,7 @@ class InMarketService:
         scoring = self.scoring.get()
         loaded = self.holder.loaded_at
         return {
-            "name": self.settings.model_name,
+            "name": self.settings.tracking.model_name,
             "version": version,
             "alias": "champion",
             "loaded_at": loaded.isoformat() if loaded else None,
@@ -531,68 +340,7 @@ def _validate_request(request: EventsRequest, as_of: pd.Timestamp) -> Dataset:
         raise bentoml.exceptions.InvalidArgument(str(exc)) from exc
 
 
-class BearerAuth:
-    """ASGI middleware: with INMARKET_TOKEN set, every route but health, metrics and the login
-    form needs ``Authorization: Bearer <token>`` or the cookie the login form sets; without
-    them, the API answers 401 and the page sends the browser to the login form."""
-
-    OPEN = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/login"})
-    PAGES = frozenset({"/", "/index.html"})
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        token = os.environ.get("INMARKET_TOKEN") or None  # read when the server starts
-        self.expected = token.encode() if token else None
-
-    def _allowed(self, scope: dict[str, Any]) -> bool:
-        assert self.expected is not None
-        headers = dict(scope.get("headers") or [])
-        given = headers.get(b"authorization", b"")
-        if hmac.compare_digest(given, b"Bearer " + self.expected):
-            return True
-        cookie = SimpleCookie(headers.get(b"cookie", b"").decode("latin-1")).get(COOKIE)
-        return cookie is not None and hmac.compare_digest(cookie.value.encode(), self.expected)
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if (
-            self.expected is None
-            or scope["type"] != "http"
-            or scope.get("path", "") in self.OPEN
-            or self._allowed(scope)
-        ):
-            await self.app(scope, receive, send)
-            return
-        if scope.get("path") in self.PAGES and scope.get("method") == "GET":
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 303,
-                    "headers": [(b"location", b"/login")],
-                }
-            )
-            await send({"type": "http.response.body", "body": b""})
-            return
-        body = json.dumps(
-            {
-                "error": "missing or wrong bearer token: send the header "
-                "'Authorization: Bearer <INMARKET_TOKEN>' (browsers: sign in at /login)"
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b"Bearer"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
 InMarketService.add_asgi_middleware(BearerAuth)  # type: ignore[attr-defined]
-
 bentoml_fixes.apply(InMarketService)
 
 

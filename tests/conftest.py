@@ -9,9 +9,10 @@ import pytest
 from hypothesis import settings
 
 from features.engine import build_feature_table
-from inmarket.config import Config, load_config
+from features.settings import DataSettings, FeatureSettings
 from inmarket.synthetic import CHUNK_ACCOUNTS, WorldSpec, generate_world
-from training.job import TrainJob, TrainResult
+from tests.stores import train_job
+from training.job import TrainResult
 
 # CI replays the same examples run after run, so a landing is never decided by chance;
 # local runs keep exploring new ones.
@@ -37,14 +38,12 @@ def dirty_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def train_config(store: Path, **train: object) -> Config:
-    return load_config(None, {"tracking": {"store": str(store)}, "train": train})
-
-
 @pytest.fixture(scope="session")
 def world_features(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("train") / "features.parquet"
-    build_feature_table(world_dir, out, every_days=14, snapshots=None)
+    build_feature_table(
+        world_dir, out, DataSettings(), FeatureSettings(every_days=14, snapshots=None)
+    )
     return out
 
 
@@ -54,25 +53,5 @@ def trained(
 ) -> tuple[Path, TrainResult]:
     """One store with one trained challenger, made once per session; tests copy it."""
     store = tmp_path_factory.mktemp("store") / "mlruns"
-    result = TrainJob(train_config(store)).run(world_dir, world_features)
+    result = train_job(store).run(world_dir, world_features)
     return store, result
-
-
-def copy_store(source: Path, target: Path) -> Path:
-    """Copy an MLflow store; its SQLite file holds absolute artifact locations, which are
-    pointed at the copy."""
-    import shutil
-    import sqlite3
-
-    shutil.copytree(source, target)
-    old, new = (source.resolve() / "artifacts").as_uri(), (target.resolve() / "artifacts").as_uri()
-    with sqlite3.connect(target / "mlflow.db") as con:
-        for table, column in (
-            ("experiments", "artifact_location"),
-            ("runs", "artifact_uri"),
-            ("model_versions", "source"),
-            ("model_versions", "storage_location"),
-            ("logged_models", "artifact_location"),
-        ):
-            con.execute(f"UPDATE {table} SET {column} = REPLACE({column}, ?, ?)", (old, new))
-    return target

@@ -112,7 +112,7 @@ def test_invalid_config_is_named(tmp_path: Path) -> None:
 
 
 def test_features_list_prints_the_catalogue() -> None:
-    from features.families import catalogue
+    from features.catalogue import catalogue
 
     result = _cli("features", "--list")
     assert result.returncode == 0, result.stderr

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.tables import load_dataset
+from features.settings import DataSettings
+from features.validation import load_dataset
 from inmarket.synthetic import SENIORITIES, TRUTH_DIR, WorldSpec, generate_world
 from tests.conftest import WORLD_ACCOUNTS
 
@@ -204,7 +205,7 @@ def test_seasonality_is_visible(world_dir: Path) -> None:
 
 
 def test_clean_world_validates_with_zero_rejects(world_dir: Path) -> None:
-    ds = load_dataset(world_dir)
+    ds = load_dataset(world_dir, DataSettings())
     assert ds.report.total_rejected == 0
     assert ds.report.reconciles
     assert ds.report.extracted_at == pd.Timestamp("2026-07-01", tz="UTC")
@@ -212,7 +213,7 @@ def test_clean_world_validates_with_zero_rejects(world_dir: Path) -> None:
 
 def test_dirty_world_reports_each_injected_fault_with_exact_counts(dirty_world_dir: Path) -> None:
     expected = json.loads((dirty_world_dir / TRUTH_DIR / "dirt.json").read_text())
-    ds = load_dataset(dirty_world_dir)
+    ds = load_dataset(dirty_world_dir, DataSettings())
     assert ds.report.reconciles
     assert {t: r.rejects for t, r in ds.report.tables.items() if r.rejects} == expected
     assert {r for reasons in expected.values() for r in reasons} >= {
@@ -227,4 +228,4 @@ def test_dirty_world_reports_each_injected_fault_with_exact_counts(dirty_world_d
 def test_tiny_worlds_generate(tmp_path: Path, accounts: int) -> None:
     summary = generate_world(WorldSpec(accounts=accounts, seed=3, days=200), tmp_path)
     assert summary.rows["accounts"] == accounts
-    assert load_dataset(tmp_path).report.total_rejected == 0
+    assert load_dataset(tmp_path, DataSettings()).report.total_rejected == 0

@@ -1,7 +1,7 @@
-"""The baselines the model is measured against, on the same rows (DESIGN §5).
+"""The baselines the model is measured against, on the same rows.
 
 - ``mql_rule``: the honest, typical practice. Each known person earns lead points over the last
-  90 days by the points table ``features.families.MQL_POINTS`` (demo request 30, trial 30,
+  90 days by the points table ``features.catalogue.MQL_POINTS`` (demo request 30, trial 30,
   form fill 15, webinar 15, pricing 10, comparison 10, content download 10, case study 5, email
   click 3, page view 1, email open 1; review sites and ads are invisible to a MAP), a person at
   100 points is an MQL, and accounts are ranked by their best person's points

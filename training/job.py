@@ -19,66 +19,21 @@ from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-
 from mlflow.models import infer_signature
 
 from features.engine import build_feature_table, load_small_tables
-from features.families import FeatureConfig
-from features.mapping import Mapping
-from features.tables import Dataset
-from inmarket.config import Config
-from serving.drift import reference_bins
+from features.settings import DataSettings, FeatureSettings
+from features.validation import Dataset
 from training import plots
 from training.baselines import fit_baselines
-from training.labels import LabelCounts, label_snapshots
+from training.drift import reference_bins
+from training.labels import LabelCounts
 from training.metrics import evaluate_scores, lead_time_days
-from training.model import LABEL, InMarketModel, InMarketPyfunc, LightGBMParams, fit_model
+from training.model import LABEL, InMarketModel, InMarketPyfunc, fit_model
 from training.registry import CHALLENGER, TEST_SET, connect, load_model
-
-
-class SplitError(ValueError):
-    """Not enough labelled history for the requested split."""
-
-
-@dataclass
-class Split:
-    train: pd.DataFrame
-    valid: pd.DataFrame
-    test: pd.DataFrame
-
-    def describe(self) -> dict[str, Any]:
-        def span(f: pd.DataFrame) -> str:
-            return f"{f['as_of'].min():%Y-%m-%d}..{f['as_of'].max():%Y-%m-%d}"
-
-        return {
-            f"{n}_{k}": v
-            for n, f in (("train", self.train), ("valid", self.valid), ("test", self.test))
-            for k, v in (("rows", len(f)), ("positives", int(f[LABEL].sum())), ("as_of", span(f)))
-        }
-
-
-def time_split(
-    labelled: pd.DataFrame, *, test_days: int, validation_days: int, embargo_days: int
-) -> Split:
-    """train <= T1 < validation <= T2 < test, with a gap of one label horizon between them, so
-    no training label window overlaps the validation or test period."""
-    last = labelled["as_of"].max()
-    test_start = last - pd.Timedelta(days=test_days)
-    t2 = test_start - pd.Timedelta(days=embargo_days)
-    valid_start = t2 - pd.Timedelta(days=validation_days)
-    t1 = valid_start - pd.Timedelta(days=embargo_days)
-    split = Split(
-        labelled[labelled["as_of"] <= t1],
-        labelled[(labelled["as_of"] > valid_start) & (labelled["as_of"] <= t2)],
-        labelled[labelled["as_of"] > test_start],
-    )
-    for name, part in (("train", split.train), ("validation", split.valid), ("test", split.test)):
-        if part.empty or part[LABEL].nunique() < 2:
-            raise SplitError(
-                f"the {name} window has {len(part)} labelled rows and "
-                f"{int(part[LABEL].sum()) if len(part) else 0} positives: it needs both classes. "
-                "Use more history, or shorten train.test_days / train.validation_days."
-            )
-    return split
+from training.settings import TrackingSettings, TrainSettings
+from training.split import Split, label_and_split
 
 
 def data_fingerprint(frame: pd.DataFrame) -> str:
+    """A short hash of a table's values: the identity of the data a model was trained on."""
     hashed = pd.util.hash_pandas_object(
         frame.astype(
             {c: "str" for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)}
@@ -90,6 +45,8 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
 
 @dataclass
 class Evaluation:
+    """Metrics and lead times of the model and every baseline on the same test rows."""
+
     metrics: dict[str, dict[str, float]]
     lead_times: dict[str, tuple[float, int]]
     scores: dict[str, np.ndarray] = field(default_factory=dict)
@@ -111,8 +68,8 @@ def evaluate(
 ) -> Evaluation:
     """Model and baselines on the same test rows."""
     labels, as_of = test[LABEL].to_numpy(), test["as_of"].to_numpy()
-    scores = {"model": model.margin(test)}
-    probabilities = {"model": model.predict_proba(test)}
+    scores = {"model": model.predict(test, raw_score=True)}
+    probabilities = {"model": model.predict(test)}
     for baseline in baselines:
         scores[baseline.name] = np.asarray(baseline.score(test), dtype=float)
         probabilities[baseline.name] = baseline.predict_proba(test)
@@ -123,6 +80,8 @@ def evaluate(
 
 @dataclass
 class TrainResult:
+    """What a training run produced: its MLflow run, model version and evaluation."""
+
     run_id: str
     version: str
     model_uri: str
@@ -132,65 +91,52 @@ class TrainResult:
     fingerprint: str
 
 
-class TrainJob:
-    """``inmarket train``: everything from tables (or a feature file) to a challenger."""
+class _Job:
+    """A job over one data folder, built from the settings sections it needs."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
+    def __init__(
+        self,
+        data: DataSettings = DataSettings(),
+        features: FeatureSettings = FeatureSettings(),
+        train: TrainSettings = TrainSettings(),
+        tracking: TrackingSettings = TrackingSettings(),
+    ) -> None:
+        self.data, self.feature_settings = data, features
+        self.train, self.tracking = train, tracking
 
     def features(self, data: Path, features_path: Path | None) -> tuple[pd.DataFrame, Dataset]:
         """The feature table (read, or built from ``data``) and the validated small tables."""
-        cfg = self.config
-        mapping = Mapping.load(cfg.data.mapping) if cfg.data.mapping else None
-        tables = load_small_tables(data, mapping, cfg.data.extracted_at, cfg.data.max_bad_share)
+        tables = load_small_tables(data, self.data)
         if features_path is not None:
             return pd.read_parquet(features_path), tables
+        grid = {"every_days": self.train.every_days, "snapshots": None}
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "features.parquet"
-            build_feature_table(
-                data,
-                out,
-                mapping=cfg.data.mapping,
-                extracted_at=cfg.data.extracted_at,
-                max_bad_share=cfg.data.max_bad_share,
-                every_days=cfg.train.every_days,
-                snapshots=None,
-                engine=cfg.features.engine,
-                buckets=cfg.features.buckets,
-                spark_master=cfg.features.spark_master,
-                config=FeatureConfig(cfg.features.windows, cfg.features.intent_delay_days),
-            )
+            build_feature_table(data, out, self.data, self.feature_settings.model_copy(update=grid))
             return pd.read_parquet(out), tables
 
-    def run(self, data: Path, features_path: Path | None = None) -> TrainResult:
-        cfg, tc = self.config, self.config.train
+    def labelled(
+        self, data: Path, features_path: Path | None
+    ) -> tuple[pd.DataFrame, LabelCounts, Split, Dataset]:
+        """The labelled snapshots, their counts and time split, and the validated tables."""
         table, dataset = self.features(data, features_path)
-        labelled, counts = label_snapshots(
-            table,
-            dataset.opportunities,
-            extracted_at=dataset.report.extracted_at,
-            horizon_days=tc.horizon_days,
-            kind=tc.label,
-            include_customers=tc.include_customers,
+        labelled, counts, split = label_and_split(
+            table, dataset.opportunities, dataset.report.extracted_at, self.train
         )
-        split = time_split(
-            labelled,
-            test_days=tc.test_days,
-            validation_days=tc.validation_days,
-            embargo_days=tc.horizon_days,
-        )
+        return labelled, counts, split, dataset
+
+
+class TrainJob(_Job):
+    """``inmarket train``: everything from tables (or a feature file) to a challenger."""
+
+    def run(self, data: Path, features_path: Path | None = None) -> TrainResult:
+        tc = self.train
+        labelled, counts, split, dataset = self.labelled(data, features_path)
         if tc.shuffle_labels:  # permutation check: learn from noise, test on the truth
             rng = np.random.default_rng(tc.seed)
             for part in (split.train, split.valid):
                 part[LABEL] = rng.permutation(part[LABEL].to_numpy())
-        params = LightGBMParams(
-            learning_rate=tc.learning_rate,
-            num_leaves=tc.num_leaves,
-            min_data_in_leaf=tc.min_data_in_leaf,
-            max_rounds=tc.max_rounds,
-            early_stopping_rounds=tc.early_stopping_rounds,
-        )
-        model = fit_model(split.train, split.valid, seed=tc.seed, params=params)
+        model = fit_model(split.train, split.valid, seed=tc.seed, params=tc.lightgbm)
         baselines = fit_baselines(split.train, split.valid, seed=tc.seed)
         evaluation = evaluate(model, baselines, split.test, dataset.opportunities)
         fingerprint = data_fingerprint(labelled)
@@ -208,7 +154,7 @@ class TrainJob:
                 "label": tc.label,
             }
         )
-        client = connect(cfg.tracking.store, cfg.tracking.uri, cfg.tracking.experiment)
+        client = connect(self.tracking)
         with mlflow.start_run() as run:
             self._log(
                 str(Path(data).resolve()), model, split, evaluation, counts, labelled, fingerprint
@@ -217,7 +163,7 @@ class TrainJob:
         return TrainResult(
             run.info.run_id,
             version,
-            f"models:/{cfg.tracking.model_name}/{version}",
+            f"models:/{self.tracking.model_name}/{version}",
             evaluation,
             counts,
             split.describe(),
@@ -234,9 +180,18 @@ class TrainJob:
         labelled: pd.DataFrame,
         fingerprint: str,
     ) -> None:
-        tc = self.config.train
-        mlflow.log_dict(json.loads(self.config.model_dump_json()), "config.json")
-        mlflow.log_params({k: v for k, v in tc.model_dump().items()})
+        tc = self.train
+        sections = {
+            "data": self.data,
+            "features": self.feature_settings,
+            "train": tc,
+            "tracking": self.tracking,
+        }
+        mlflow.log_dict(
+            {name: json.loads(section.model_dump_json()) for name, section in sections.items()},
+            "config.json",
+        )
+        mlflow.log_params({**tc.model_dump(exclude={"lightgbm"}), **tc.lightgbm.model_dump()})
         mlflow.log_params(
             {
                 "best_iteration": model.info["best_iteration"],
@@ -305,7 +260,7 @@ class TrainJob:
             mlflow.log_artifact(str(test_file), str(Path(TEST_SET).parent))
 
     def _register(self, client: Any, run_id: str, model: InMarketModel, split: Split) -> str:
-        name = self.config.tracking.model_name
+        name = self.tracking.model_name
         example = split.test[model.features].head(5)
         example = example.astype({c: "str" for c in model.categories})
         with tempfile.TemporaryDirectory() as tmp:
@@ -314,7 +269,7 @@ class TrainJob:
                 name="model",
                 python_model=InMarketPyfunc(),
                 artifacts={"model": str(folder)},
-                signature=infer_signature(example, model.predict_proba(example)),
+                signature=infer_signature(example, model.predict(example)),
                 input_example=example,
                 registered_model_name=name,
             )
@@ -326,30 +281,12 @@ class TrainJob:
         return version
 
 
-class EvaluateJob:
+class EvaluateJob(_Job):
     """``inmarket evaluate``: re-score any registered version on any data."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
-
     def run(self, model_uri: str, data: Path, features_path: Path | None = None) -> Evaluation:
-        cfg = self.config
-        connect(cfg.tracking.store, cfg.tracking.uri, cfg.tracking.experiment)
+        connect(self.tracking)
         model = load_model(model_uri)
-        table, dataset = TrainJob(cfg).features(data, features_path)
-        labelled, _ = label_snapshots(
-            table,
-            dataset.opportunities,
-            extracted_at=dataset.report.extracted_at,
-            horizon_days=cfg.train.horizon_days,
-            kind=cfg.train.label,
-            include_customers=cfg.train.include_customers,
-        )
-        split = time_split(
-            labelled,
-            test_days=cfg.train.test_days,
-            validation_days=cfg.train.validation_days,
-            embargo_days=cfg.train.horizon_days,
-        )
-        baselines = fit_baselines(split.train, split.valid, seed=cfg.train.seed)
+        _, _, split, dataset = self.labelled(data, features_path)
+        baselines = fit_baselines(split.train, split.valid, seed=self.train.seed)
         return evaluate(model, baselines, split.test, dataset.opportunities)

@@ -1,4 +1,4 @@
-"""Labels from opportunities (DESIGN §3): did a new-business deal follow within the horizon?
+"""Labels from opportunities: did a new-business deal follow within the horizon?
 
 A snapshot (account_id, as_of) is labelled from the new-business opportunities created in
 (as_of, as_of + horizon]:
@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from features.tables import encode
+from features.encode import encode
 
 LabelKind = Literal["won", "opportunity"]
 

@@ -1,4 +1,4 @@
-"""Evaluation metrics (DESIGN §5), the same for the model and every baseline on the same rows.
+"""Evaluation metrics, the same for the model and every baseline on the same rows.
 
 Top-10% metrics rank accounts within each snapshot, as a team works its list each period, and
 treat ties fairly: accounts tied at the cut-off count in proportion to the places left, so a

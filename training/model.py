@@ -20,44 +20,15 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 from sklearn.linear_model import LogisticRegression
 
-from features.families import META_COLUMNS
+from features.catalogue import META_COLUMNS
+from training.settings import LightGBMParams
 
 LABEL = "label"
 BOOSTER_FILE, META_FILE = "booster.txt", "model.json"
 
 
-@dataclass(frozen=True)
-class LightGBMParams:
-    learning_rate: float = 0.03
-    num_leaves: int = 15
-    min_data_in_leaf: int = 50
-    feature_fraction: float = 0.8
-    bagging_fraction: float = 0.8
-    lambda_l2: float = 1.0
-    max_rounds: int = 2000
-    early_stopping_rounds: int = 100
-    num_threads: int = 2
-
-    def booster_params(self, seed: int) -> dict[str, Any]:
-        return {
-            "objective": "binary",
-            "metric": "average_precision",
-            "verbosity": -1,
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_data_in_leaf": self.min_data_in_leaf,
-            "feature_fraction": self.feature_fraction,
-            "bagging_fraction": self.bagging_fraction,
-            "bagging_freq": 1,
-            "lambda_l2": self.lambda_l2,
-            "seed": seed,
-            "deterministic": True,
-            "force_row_wise": True,
-            "num_threads": self.num_threads,
-        }
-
-
 def feature_columns(frame: pd.DataFrame) -> list[str]:
+    """The model's input columns of a feature table: all but the meta columns and the label."""
     return [c for c in frame.columns if c not in (*META_COLUMNS, LABEL)]
 
 
@@ -81,7 +52,7 @@ def prepare(
     return pd.DataFrame(columns, index=frame.index)[features]
 
 
-def _codes(values: Any, categories: list[str]) -> np.ndarray:
+def _category_codes(values: Any, categories: list[str]) -> np.ndarray:
     """Category values -> LightGBM's codes (position in ``categories``); unknown or missing
     values -> NaN, exactly what LightGBM does with a pandas categorical column."""
     index = {c: float(i) for i, c in enumerate(categories)}
@@ -98,6 +69,8 @@ def _codes(values: Any, categories: list[str]) -> np.ndarray:
 
 @dataclass
 class InMarketModel:
+    """A trained booster with its features, categories, calibration and training facts."""
+
     booster: lgb.Booster
     features: list[str]
     categories: dict[str, list[str]]
@@ -120,37 +93,38 @@ class InMarketModel:
         positions = {name: i for i, name in enumerate(self.features)}
         x[:, [positions[c] for c in numeric]] = as_float.to_numpy(dtype="float64", na_value=np.nan)
         for name, categories in self.categories.items():
-            x[:, positions[name]] = _codes(frame[name].tolist(), categories)
+            x[:, positions[name]] = _category_codes(frame[name].tolist(), categories)
         return x
 
-    def matrix_from_rows(self, rows: list[dict[str, Any]]) -> np.ndarray:
+    def matrix_from_records(self, records: list[dict[str, Any]]) -> np.ndarray:
         """The same matrix from records (dicts of feature -> value; None is missing)."""
         x = np.array(
             [
                 [row.get(f) if f not in self.categories else None for f in self.features]
-                for row in rows
+                for row in records
             ],
             dtype="float64",
-        ).reshape(len(rows), len(self.features))
+        ).reshape(len(records), len(self.features))
         for name, categories in self.categories.items():
-            x[:, self.features.index(name)] = _codes([row.get(name) for row in rows], categories)
+            x[:, self.features.index(name)] = _category_codes(
+                [row.get(name) for row in records], categories
+            )
         return x
 
-    def margin_of(self, x: np.ndarray) -> np.ndarray:
-        # one thread for small requests: thread start-up dominates (DESIGN §9)
-        margin = self.booster.predict(x, raw_score=True, num_threads=1 if len(x) < 64 else 0)
-        return np.asarray(margin, dtype=float)
-
-    def probability_of(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, data: pd.DataFrame | np.ndarray, *, raw_score: bool = False) -> np.ndarray:
+        """Calibrated probabilities (or, with ``raw_score``, the booster's margin) of a feature
+        frame or of a matrix made by ``matrix``/``matrix_from_records``."""
+        x = self.matrix(data) if isinstance(data, pd.DataFrame) else data
+        # one thread for small requests: thread start-up dominates (docs/architecture.md)
+        margin = np.asarray(
+            self.booster.predict(x, raw_score=True, num_threads=1 if len(x) < 64 else 0),
+            dtype=float,
+        )
+        if raw_score:
+            return margin
         a, b = self.calibration
-        probability: np.ndarray = 1.0 / (1.0 + np.exp(-(a * self.margin_of(x) + b)))
+        probability: np.ndarray = 1.0 / (1.0 + np.exp(-(a * margin + b)))
         return probability
-
-    def margin(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.margin_of(self.matrix(frame))
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.probability_of(self.matrix(frame))
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per-feature contributions to the margin (SHAP values from ``pred_contrib``)."""
@@ -204,7 +178,7 @@ def fit_model(
     model = InMarketModel(
         booster, features, categories, info={"best_iteration": booster.current_iteration()}
     )
-    model.calibration = platt(model.margin(valid), valid[LABEL].to_numpy())
+    model.calibration = platt(model.predict(valid, raw_score=True), valid[LABEL].to_numpy())
     return model
 
 
@@ -221,4 +195,4 @@ class InMarketPyfunc(PythonModel):  # type: ignore[misc]
         self.model = InMarketModel.load(Path(context.artifacts["model"]))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
-        return self.model.predict_proba(model_input)
+        return self.model.predict(model_input)

@@ -17,30 +17,55 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from features.errors import InMarketError
 from training.model import LABEL, InMarketModel
+from training.settings import TrackingSettings
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 TEST_SET = "evaluation/test_set.parquet"
 
 
+class RegistryError(InMarketError, LookupError):
+    """A model, version or alias that the registry does not hold."""
+
+
 def tracking_uri(store: Path) -> str:
+    """The SQLite tracking URI of a store folder."""
     return f"sqlite:///{Path(store).resolve()}/mlflow.db"
 
 
-def connect(store: Path, uri: str | None = None, experiment: str = "inmarket") -> MlflowClient:
+def connect(settings: TrackingSettings) -> MlflowClient:
     """Point MLflow at the store (creating it) and make sure the experiment exists."""
-    store = Path(store)
+    store = Path(settings.store)
     store.mkdir(parents=True, exist_ok=True)
-    uri = uri or tracking_uri(store)
+    uri = settings.uri or tracking_uri(store)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(uri, uri)
-    if client.get_experiment_by_name(experiment) is None:
+    if client.get_experiment_by_name(settings.experiment) is None:
         client.create_experiment(
-            experiment, artifact_location=(store.resolve() / "artifacts").as_uri()
+            settings.experiment, artifact_location=(store.resolve() / "artifacts").as_uri()
         )
-    mlflow.set_experiment(experiment)
+    mlflow.set_experiment(settings.experiment)
     return client
+
+
+def resolve_version(client: MlflowClient, uri: str) -> tuple[str, str]:
+    """(name, version) of ``models:/<name>/<version>`` or ``models:/<name>@<alias>``: scores
+    record the version that made them, never an alias that may move."""
+    if not uri.startswith("models:/"):
+        raise RegistryError(f"{uri}: give a registered model as models:/<name>/<version|@alias>")
+    name, at, alias = uri.removeprefix("models:/").partition("@")
+    if at:
+        found = version_by_alias(client, name, alias)
+        if found is None:
+            raise RegistryError(
+                f"model '{name}' has no '{alias}' version; run `inmarket train` and "
+                "`inmarket promote`"
+            )
+        return name, str(found.version)
+    name, _, version = name.partition("/")
+    return name, version
 
 
 def load_model(uri: str) -> InMarketModel:
@@ -51,6 +76,7 @@ def load_model(uri: str) -> InMarketModel:
 
 
 def version_by_alias(client: MlflowClient, name: str, alias: str):  # type: ignore[no-untyped-def]
+    """The model version behind an alias, or None."""
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException:
@@ -59,6 +85,8 @@ def version_by_alias(client: MlflowClient, name: str, alias: str):  # type: igno
 
 @dataclass
 class Promotion:
+    """The gate's decision on a challenger, with its reason in words."""
+
     promoted: bool
     version: str
     previous: str | None
@@ -71,7 +99,7 @@ def promote(client: MlflowClient, name: str, *, force: bool = False) -> Promotio
 
     challenger = version_by_alias(client, name, CHALLENGER)
     if challenger is None:
-        raise ValueError(f"model '{name}' has no '{CHALLENGER}' version; run `inmarket train`")
+        raise RegistryError(f"model '{name}' has no '{CHALLENGER}' version; run `inmarket train`")
     champion = version_by_alias(client, name, CHAMPION)
     if champion is not None and champion.version == challenger.version:
         return Promotion(
@@ -89,7 +117,7 @@ def promote(client: MlflowClient, name: str, *, force: bool = False) -> Promotio
         test = pd.read_parquet(local)
         new, old = (
             average_precision_score(
-                test[LABEL], load_model(f"models:/{name}/{v.version}").predict_proba(test)
+                test[LABEL], load_model(f"models:/{name}/{v.version}").predict(test)
             )
             for v in (challenger, champion)
         )

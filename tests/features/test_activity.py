@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from features.activity import ACTIVITY_COLUMNS, weekly_activity
-from features.families import HIGH_INTENT_TYPES, LOW_SIGNAL_TYPES
+from features.catalogue import HIGH_INTENT_TYPES, LOW_SIGNAL_TYPES
+from features.settings import DataSettings
 
 
 def _until(world: Path) -> pd.Timestamp:
@@ -18,7 +19,7 @@ def _until(world: Path) -> pd.Timestamp:
 
 def test_weekly_counts_and_top_topics_match_a_plain_recount(world_dir: Path) -> None:
     until = _until(world_dir)
-    weekly = weekly_activity(world_dir, until=until, weeks=6)
+    weekly = weekly_activity(world_dir, until=until, settings=DataSettings(), weeks=6)
     assert tuple(weekly.columns) == ACTIVITY_COLUMNS
 
     events = pd.read_parquet(world_dir / "events.parquet")
@@ -58,8 +59,10 @@ def test_weekly_counts_and_top_topics_match_a_plain_recount(world_dir: Path) -> 
 
 def test_chunked_reading_gives_the_same_table(world_dir: Path) -> None:
     until = _until(world_dir)
-    whole = weekly_activity(world_dir, until=until, weeks=8)
-    chunked = weekly_activity(world_dir, until=until, weeks=8, chunk_rows=7_000)
+    whole = weekly_activity(world_dir, until=until, settings=DataSettings(), weeks=8)
+    chunked = weekly_activity(
+        world_dir, until=until, settings=DataSettings(), weeks=8, chunk_rows=7_000
+    )
     pd.testing.assert_frame_equal(whole, chunked)
     assert whole["person_id"].isna().any()  # anonymous visits kept, as such
     assert whole.loc[whole["person_id"].notna(), "title"].notna().all()

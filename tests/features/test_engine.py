@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from features.engine import bucket_of, build_feature_table
-from features.families import FeatureConfig, build_features, fit_categories
+from features.families import build_features, fit_categories
+from features.settings import DataSettings, FeatureSettings
 from features.snapshots import as_of_grid, snapshot_grid
-from features.tables import load_dataset
+from features.validation import load_dataset
 from inmarket.crm_example import crm_export, mapping_file
 from inmarket.synthetic import TRUTH_DIR
 
@@ -31,8 +32,10 @@ def test_buckets_are_stable_and_spread() -> None:
 
 def test_bucketed_build_equals_one_whole_build(world_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "features.parquet"
-    build = build_feature_table(world_dir, out, buckets=4, snapshots=6)
-    ds = load_dataset(world_dir)
+    build = build_feature_table(
+        world_dir, out, DataSettings(), FeatureSettings(buckets=4, snapshots=6)
+    )
+    ds = load_dataset(world_dir, DataSettings())
     grid = as_of_grid(ds.report.extracted_at, every_days=30, count=6)
     whole = build_features(
         snapshot_grid(ds.accounts, grid),
@@ -41,7 +44,8 @@ def test_bucketed_build_equals_one_whole_build(world_dir: Path, tmp_path: Path) 
         ds.events,
         ds.intent,
         ds.opportunities,
-        FeatureConfig(categories=fit_categories(ds.accounts)),
+        FeatureSettings(),
+        fit_categories(ds.accounts),
     )
     written = pd.read_parquet(out)
     assert build.rows == len(whole) == len(written)
@@ -56,7 +60,9 @@ def test_bucketed_build_equals_one_whole_build(world_dir: Path, tmp_path: Path) 
 
 def test_dirty_world_rejects_are_carried_along(dirty_world_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "f.parquet"
-    build = build_feature_table(dirty_world_dir, out, buckets=3, snapshots=2)
+    build = build_feature_table(
+        dirty_world_dir, out, DataSettings(), FeatureSettings(buckets=3, snapshots=2)
+    )
     expected = json.loads((dirty_world_dir / TRUTH_DIR / "dirt.json").read_text())
     report = json.loads((tmp_path / "f.report.json").read_text())
     assert report["reconciles"]
@@ -70,7 +76,7 @@ def test_a_failed_build_leaves_the_previous_table_untouched(
     world_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "f.parquet"
-    build_feature_table(world_dir, out, buckets=2, snapshots=1)
+    build_feature_table(world_dir, out, DataSettings(), FeatureSettings(buckets=2, snapshots=1))
     before = out.read_bytes()
     broken = tmp_path / "broken"
     shutil.copytree(world_dir, broken)
@@ -78,7 +84,7 @@ def test_a_failed_build_leaves_the_previous_table_untouched(
     events["timestamp"] = "31/12/2025"
     events.to_parquet(broken / "events.parquet")
     with pytest.raises(ValueError, match=r"events\.timestamp"):
-        build_feature_table(broken, out, buckets=2, snapshots=1)
+        build_feature_table(broken, out, DataSettings(), FeatureSettings(buckets=2, snapshots=1))
     assert out.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
@@ -92,17 +98,13 @@ def test_spark_engine_equals_local_engine(
     crm = tmp_path / "crm"
     crm_export(world_dir, crm, seed=2)
     for name, data, mapping in (("dirty", dirty_world_dir, None), ("crm", crm, mapping_file())):
+        grid = FeatureSettings(buckets=3, snapshots=3)
+        spark_grid = grid.model_copy(update={"engine": "spark", "spark_master": "local[2]"})
         local = build_feature_table(
-            data, tmp_path / f"{name}-local.parquet", mapping=mapping, buckets=3, snapshots=3
+            data, tmp_path / f"{name}-local.parquet", DataSettings(mapping=mapping), grid
         )
         spark = build_feature_table(
-            data,
-            tmp_path / f"{name}-spark.parquet",
-            mapping=mapping,
-            buckets=3,
-            snapshots=3,
-            engine="spark",
-            spark_master="local[2]",
+            data, tmp_path / f"{name}-spark.parquet", DataSettings(mapping=mapping), spark_grid
         )
         pd.testing.assert_frame_equal(
             _sorted(pd.read_parquet(tmp_path / f"{name}-spark.parquet")),

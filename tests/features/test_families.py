@@ -10,16 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.families import (
-    META_COLUMNS,
-    MQL_POINTS,
-    FeatureConfig,
-    build_features,
-    catalogue,
-    fit_categories,
-)
+from features.catalogue import META_COLUMNS, MQL_POINTS, catalogue
+from features.families import build_features, fit_categories
+from features.settings import DataSettings, FeatureSettings
 from features.snapshots import as_of_grid, snapshot_grid
-from features.tables import Dataset, load_dataset
+from features.validation import Dataset, load_dataset
 from inmarket.synthetic import WorldSpec, generate_world
 
 AS_OF = pd.Timestamp("2025-03-01", tz="UTC")
@@ -156,7 +151,7 @@ def test_output_matches_the_catalogue() -> None:
     assert list(f.reset_index().columns) == [*META_COLUMNS, *names]
     assert len(set(names)) == len(names)
     assert all(feat.description and feat.family for feat in catalogue())
-    for d in FeatureConfig().windows:
+    for d in FeatureSettings().windows:
         assert f"people_engaged_{d}d" in names
     assert str(f["industry"].dtype) == "category"
     assert f.loc["A", "events_90d"] == 0 and np.isnan(f.loc["A", "days_since_last_event"])
@@ -187,15 +182,17 @@ def test_snapshot_grid_is_anchored_at_the_end() -> None:
 def small_world(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     out = tmp_path_factory.mktemp("small")
     generate_world(WorldSpec(accounts=80, seed=5), out)
-    return load_dataset(out)
+    return load_dataset(out, DataSettings())
 
 
 def test_categories_are_stable_whatever_the_accounts_subset(small_world: Dataset) -> None:
     ds = small_world
-    config = FeatureConfig(categories=fit_categories(ds.accounts))
+    categories = fit_categories(ds.accounts)
     grid = as_of_grid(ds.report.extracted_at, every_days=30, count=2)
     one = snapshot_grid(ds.accounts.head(3), grid)
-    f = build_features(one, ds.accounts, ds.people, ds.events, ds.intent, ds.opportunities, config)
+    f = build_features(
+        one, ds.accounts, ds.people, ds.events, ds.intent, ds.opportunities, categories=categories
+    )
     assert list(f["industry"].cat.categories) == sorted(ds.accounts["industry"].unique())
 
 

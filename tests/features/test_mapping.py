@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from features.errors import ContractError
 from features.mapping import Mapping
-from features.tables import ContractError, load_dataset
+from features.settings import DataSettings
+from features.validation import load_dataset
 from inmarket.config import ConfigError
 from inmarket.crm_example import crm_export, mapping_file
 
@@ -39,8 +41,8 @@ def test_the_export_has_a_crm_shape(crm_dir: Path) -> None:
 
 
 def test_export_loads_into_the_same_contract(world_dir: Path, crm_dir: Path) -> None:
-    direct = load_dataset(world_dir)
-    mapped = load_dataset(crm_dir, mapping=mapping_file())
+    direct = load_dataset(world_dir, DataSettings())
+    mapped = load_dataset(crm_dir, DataSettings(mapping=mapping_file()))
     assert mapped.report.total_rejected == 0
     assert mapped.report.reconciles
     for table in ("accounts", "people", "events", "intent", "opportunities"):
@@ -110,7 +112,7 @@ def test_mapped_column_missing_from_file(crm_dir: Path, tmp_path: Path) -> None:
         match=r"events \(touches.csv\): mapped column\(s\) "
         r"\['Touch Kind'\] not in the file; found \[",
     ):
-        load_dataset(crm_dir, mapping=_write_mapping(tmp_path, text))
+        load_dataset(crm_dir, DataSettings(mapping=_write_mapping(tmp_path, text)))
 
 
 def test_wrong_date_format_in_mapping_names_the_setting(crm_dir: Path, tmp_path: Path) -> None:
@@ -120,7 +122,7 @@ def test_wrong_date_format_in_mapping_names_the_setting(crm_dir: Path, tmp_path:
         match=r"opportunities.created_at: .* could not be read as "
         r"timestamps.*check formats.created_at",
     ):
-        load_dataset(crm_dir, mapping=_write_mapping(tmp_path, text))
+        load_dataset(crm_dir, DataSettings(mapping=_write_mapping(tmp_path, text)))
 
 
 def test_unmatched_domains_are_rejected_not_dropped(crm_dir: Path, tmp_path: Path) -> None:
@@ -131,6 +133,6 @@ def test_unmatched_domains_are_rejected_not_dropped(crm_dir: Path, tmp_path: Pat
     sessions = pd.read_csv(data / "web_sessions.csv", dtype=str)
     sessions.loc[:4, "Company Domain"] = "nobody-we-know.org"
     sessions.to_csv(data / "web_sessions.csv", index=False)
-    ds = load_dataset(data, mapping=mapping_file())
+    ds = load_dataset(data, DataSettings(mapping=mapping_file()))
     assert ds.report.tables["events"].rejects == {"domain_matches_no_account": 5}
     assert ds.report.reconciles

@@ -8,7 +8,10 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from features.tables import ContractError, RawSource, domain_of, normalise_label, validate
+from features.encode import domain_of, normalise_label
+from features.errors import ContractError
+from features.io import RawSource
+from features.validation import Dataset, validate
 
 EXTRACT = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -71,9 +74,9 @@ def _base() -> dict[str, pd.DataFrame]:
     }
 
 
-def _validate(tables: dict[str, pd.DataFrame], **kwargs: object):  # type: ignore[no-untyped-def]
+def _validate(tables: dict[str, pd.DataFrame], max_bad_share: float = 0.2) -> Dataset:
     raw = {t: [RawSource(t, f"{t}.csv", f)] for t, f in tables.items()}
-    return validate(raw, extracted_at=EXTRACT, **kwargs)  # type: ignore[arg-type]
+    return validate(raw, extracted_at=EXTRACT, max_bad_share=max_bad_share)
 
 
 def test_clean_tables_are_used_whole_and_typed() -> None:

@@ -11,10 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.settings import DataSettings, FeatureSettings
 from serving.batch import RANKED_COLUMNS, score_batch
-from serving.drift import drift_report, psi, reference_bins
+from tests.stores import client_of
+from training.drift import drift_report, psi, reference_bins
 from training.job import TrainResult
-from training.registry import connect, load_model
+from training.registry import load_model
 
 pytestmark = pytest.mark.slow
 
@@ -24,9 +26,16 @@ def ranked(
     trained: tuple[Path, TrainResult], world_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, pd.DataFrame]:
     store, result = trained
-    connect(store)
+    client_of(store)
     out = tmp_path_factory.mktemp("ranked") / "ranked.parquet"
-    score_batch(load_model(result.model_uri), world_dir, out, model_uri=result.model_uri)
+    score_batch(
+        load_model(result.model_uri),
+        world_dir,
+        out,
+        DataSettings(),
+        FeatureSettings(),
+        model_uri=result.model_uri,
+    )
     return out, pd.read_parquet(out)
 
 
@@ -105,15 +114,15 @@ def test_spark_scoring_equals_local_scoring(
     """`inmarket score --engine spark`: features on Spark (local mode), probabilities from
     mlflow.pyfunc.spark_udf; every probability within 1e-9 of local scoring, same ranking."""
     store, result = trained
-    connect(store)
+    client_of(store)
     out = tmp_path / "ranked.parquet"
     score_batch(
         load_model(result.model_uri),
         world_dir,
         out,
+        DataSettings(),
+        FeatureSettings(engine="spark", spark_master="local[2]"),
         model_uri=result.model_uri,
-        engine="spark",
-        spark_master="local[2]",
     )
     local_out, local = ranked
     spark = pd.read_parquet(out)

@@ -18,11 +18,12 @@ import pandas as pd
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from features.settings import DataSettings, FeatureSettings
 from serving.batch import score_batch
-from tests.conftest import copy_store
 from tests.serving.server import Server
+from tests.stores import client_of, copy_store
 from training.job import TrainResult
-from training.registry import connect, load_model, promote
+from training.registry import load_model, promote
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
@@ -61,9 +62,15 @@ def scored(
 ) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("page")
     store = copy_store(trained[0], root / "mlruns")
-    promote(connect(store), "inmarket")
+    promote(client_of(store), "inmarket")
     ranked = root / "ranked.parquet"
-    score_batch(load_model("models:/inmarket@champion"), hostile_world["world"], ranked)
+    score_batch(
+        load_model("models:/inmarket@champion"),
+        hostile_world["world"],
+        ranked,
+        DataSettings(),
+        FeatureSettings(),
+    )
     return {**hostile_world, "store": store, "ranked": ranked, "root": root}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.families import MQL_THRESHOLD
+from features.catalogue import MQL_THRESHOLD
 from serving.review import ListQuery, Scoring, account_view, csv_text, select, summary
 
 AS_OF = pd.Timestamp("2026-07-01", tz="UTC")

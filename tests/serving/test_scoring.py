@@ -10,14 +10,15 @@ import pandas as pd
 import pytest
 
 from serving.scoring import STAGES, buying_group, explain_rows, score_and_stage, score_rows
+from tests.stores import client_of
 from training.job import TrainResult
-from training.registry import connect, load_model
+from training.registry import load_model
 
 
 @pytest.fixture(scope="module")
 def model(trained: tuple[Path, TrainResult]):  # type: ignore[no-untyped-def]
     store, result = trained
-    connect(store)
+    client_of(store)
     return load_model(result.model_uri)
 
 

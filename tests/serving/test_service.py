@@ -16,11 +16,12 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from features.settings import DataSettings, FeatureSettings
 from serving.batch import score_batch
-from tests.conftest import copy_store
 from tests.serving.server import Server
+from tests.stores import client_of, copy_store
 from training.job import TrainResult
-from training.registry import connect, load_model, promote
+from training.registry import load_model, promote
 
 pytestmark = pytest.mark.slow
 CATEGORIES = ("industry", "region", "employee_band")
@@ -33,10 +34,16 @@ def served(
     """A store with a champion, a batch scoring, and a server on them."""
     root = tmp_path_factory.mktemp("served")
     store = copy_store(trained[0], root / "mlruns")
-    client = connect(store)
+    client = client_of(store)
     promote(client, "inmarket")
     ranked = root / "ranked.parquet"
-    score_batch(load_model("models:/inmarket@champion"), world_dir, ranked)
+    score_batch(
+        load_model("models:/inmarket@champion"),
+        world_dir,
+        ranked,
+        DataSettings(),
+        FeatureSettings(),
+    )
     server = Server(
         {
             "INMARKET_STORE": str(store),
@@ -74,7 +81,7 @@ def test_score_matches_the_model(
     )
     assert [s["account_id"] for s in body] == [r["account_id"] for r in records]
     frame = pd.DataFrame(records).astype({c: "category" for c in CATEGORIES})
-    expected = load_model(trained[1].model_uri).predict_proba(frame)
+    expected = load_model(trained[1].model_uri).predict(frame)
     got = np.array([s["probability"] for s in body])
     np.testing.assert_allclose(got, expected, rtol=1e-12)
     assert all(0 <= s["score"] <= 100 for s in body)
@@ -341,11 +348,10 @@ def test_a_fixed_rate_minute_with_a_promotion_in_the_middle(
     is flat over the last 20 s (bench/serve.py runs the same at 50/s)."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    from tests.conftest import train_config
-    from training.job import TrainJob
+    from tests.stores import train_job
 
     store = copy_store(trained[0], tmp_path / "mlruns")
-    client = connect(store)
+    client = client_of(store)
     promote(client, "inmarket")
     server = Server({"INMARKET_STORE": str(store), "INMARKET_RELOAD_SECONDS": "1"}, tmp_path)
     records = _records(tmp_path, 200, world_features)
@@ -365,7 +371,7 @@ def test_a_fixed_rate_minute_with_a_promotion_in_the_middle(
         memory: list[float] = []
 
         def retrain_and_promote() -> TrainResult:
-            result = TrainJob(train_config(store, seed=8)).run(world_dir, world_features)
+            result = train_job(store, seed=8).run(world_dir, world_features)
             promote(client, "inmarket", force=True)
             return result
 

@@ -12,9 +12,11 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import copy_store, train_config
-from training.job import EvaluateJob, SplitError, TrainJob, TrainResult, time_split
-from training.registry import CHALLENGER, CHAMPION, connect, load_model, promote, tracking_uri
+from tests.stores import client_of, copy_store, train_job
+from training.job import EvaluateJob, TrainResult
+from training.registry import CHALLENGER, CHAMPION, load_model, promote, tracking_uri
+from training.settings import TrackingSettings
+from training.split import SplitError, time_split
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +28,7 @@ def store(trained: tuple[Path, TrainResult], tmp_path: Path) -> Path:
 
 def test_run_logs_everything_and_registers_a_challenger(trained: tuple[Path, TrainResult]) -> None:
     store, result = trained
-    client = connect(store)
+    client = client_of(store)
     run = client.get_run(result.run_id)
     assert {
         "test_roc_auc",
@@ -61,7 +63,7 @@ def test_pyfunc_returns_probabilities_not_classes(
     trained: tuple[Path, TrainResult], world_features: Path
 ) -> None:
     store, result = trained
-    connect(store)
+    client_of(store)
     rows = pd.read_parquet(world_features).sample(2000, random_state=0)
     rows = rows.astype({c: "str" for c in ("industry", "region", "employee_band")})  # as JSON
     probabilities = mlflow.pyfunc.load_model(result.model_uri).predict(rows)
@@ -79,7 +81,7 @@ def test_model_beats_the_mql_rule_on_the_same_rows(trained: tuple[Path, TrainRes
 def test_same_seed_same_data_same_metrics(
     trained: tuple[Path, TrainResult], world_dir: Path, world_features: Path, tmp_path: Path
 ) -> None:
-    again = TrainJob(train_config(tmp_path / "mlruns")).run(world_dir, world_features)
+    again = train_job(tmp_path / "mlruns").run(world_dir, world_features)
     for name, values in trained[1].evaluation.metrics.items():
         for metric, value in values.items():
             assert again.evaluation.metrics[name][metric] == pytest.approx(value, abs=1e-6)
@@ -88,9 +90,7 @@ def test_same_seed_same_data_same_metrics(
 def test_shuffled_labels_give_a_coin_flip(
     world_dir: Path, world_features: Path, tmp_path: Path
 ) -> None:
-    result = TrainJob(train_config(tmp_path / "mlruns", shuffle_labels=True)).run(
-        world_dir, world_features
-    )
+    result = train_job(tmp_path / "mlruns", shuffle_labels=True).run(world_dir, world_features)
     assert abs(result.evaluation.metrics["model"]["roc_auc"] - 0.5) < 0.1
 
 
@@ -98,25 +98,27 @@ def test_evaluate_rescores_a_registered_version(
     trained: tuple[Path, TrainResult], world_dir: Path, world_features: Path
 ) -> None:
     store, result = trained
-    evaluation = EvaluateJob(train_config(store)).run(result.model_uri, world_dir, world_features)
+    evaluation = EvaluateJob(tracking=TrackingSettings(store=store)).run(
+        result.model_uri, world_dir, world_features
+    )
     assert evaluation.metrics["model"] == pytest.approx(result.evaluation.metrics["model"])
 
 
 def test_promotion_refuses_worse_and_accepts_better(
     store: Path, world_dir: Path, world_features: Path
 ) -> None:
-    client = connect(store)
+    client = client_of(store)
     first = promote(client, "inmarket")
     assert first.promoted and first.reason == "no champion yet"
     champion = client.get_model_version_by_alias("inmarket", CHAMPION).version
 
-    worse = TrainJob(train_config(store, shuffle_labels=True)).run(world_dir, world_features)
+    worse = train_job(store, shuffle_labels=True).run(world_dir, world_features)
     refused = promote(client, "inmarket")
     assert not refused.promoted and "worse than" in refused.reason
     assert client.get_model_version_by_alias("inmarket", CHAMPION).version == champion
     assert client.get_model_version("inmarket", worse.version).tags["promotion"] == "refused"
 
-    better = TrainJob(train_config(store)).run(world_dir, world_features)
+    better = train_job(store).run(world_dir, world_features)
     accepted = promote(client, "inmarket")
     assert accepted.promoted and "not worse than" in accepted.reason
     assert str(client.get_model_version_by_alias("inmarket", CHAMPION).version) == better.version
@@ -126,9 +128,9 @@ def test_promotion_refuses_worse_and_accepts_better(
 def test_force_promotes_a_worse_model_and_says_so(
     store: Path, world_dir: Path, world_features: Path
 ) -> None:
-    client = connect(store)
+    client = client_of(store)
     promote(client, "inmarket")
-    worse = TrainJob(train_config(store, shuffle_labels=True)).run(world_dir, world_features)
+    worse = train_job(store, shuffle_labels=True).run(world_dir, world_features)
     forced = promote(client, "inmarket", force=True)
     assert forced.promoted and forced.reason.endswith("(forced)")
     assert str(client.get_model_version_by_alias("inmarket", CHAMPION).version) == worse.version
@@ -180,7 +182,7 @@ def test_reference_world_meets_the_quality_bar(tmp_path: Path) -> None:
 
     world = tmp_path / "world"
     generate_world(WorldSpec(accounts=5000, seed=7), world)
-    result = TrainJob(train_config(tmp_path / "mlruns")).run(world)
+    result = train_job(tmp_path / "mlruns").run(world)
     model, mql = result.evaluation.metrics["model"], result.evaluation.metrics["mql_rule"]
     assert model["roc_auc"] >= 0.85
     assert model["recall_at_10"] >= 1.5 * mql["recall_at_10"]
@@ -249,11 +251,11 @@ def test_matrix_predictions_equal_the_pandas_path(
     frame.loc[frame.index[:50], "industry"] = pd.NA
     reference = prepare(frame, model.features, model.categories)
     expected = model.booster.predict(reference, raw_score=True)
-    assert np.array_equal(model.margin(frame), expected)
+    assert np.array_equal(model.predict(frame, raw_score=True), expected)
     rows = frame.astype({c: "object" for c in model.categories}).to_dict(orient="records")
     rows[0]["region"] = "atlantis"  # unknown: missing, as LightGBM does with pandas
     reference.loc[reference.index[0], "region"] = None
     expected[0] = model.booster.predict(reference.iloc[:1], raw_score=True)[0]
-    assert np.array_equal(model.margin_of(model.matrix_from_rows(rows)), expected)
+    assert np.array_equal(model.predict(model.matrix_from_records(rows), raw_score=True), expected)
     contributions = model.booster.predict(reference.iloc[1:200], pred_contrib=True)[:, :-1]
     assert np.array_equal(model.contributions(frame.iloc[1:200]).to_numpy(), contributions)

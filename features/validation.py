@@ -1,4 +1,4 @@
-"""Load the five tables, check them against the contract, and account for every row.
+"""Check the canonical tables against the contract and account for every row.
 
 Every input row is either used or counted in the rejects report with its reason, so that
 rows in = rows used + rows rejected for each table. A file that is wrong as a whole (a
@@ -8,155 +8,37 @@ missing table or column, a column whose values mostly do not parse) stops the ru
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
 from features.contract import (
     BUYING_ROLES,
+    DOMAIN_COLUMN,
     OPPORTUNITY_STATUSES,
     OPPORTUNITY_TYPES,
+    OPTIONAL_TABLES,
     TABLE_ORDER,
     column_kinds,
+    empty_table,
     required_columns,
 )
-
-OPTIONAL_TABLES = frozenset({"intent"})
-EXTRACT_MANIFEST = "_extract.json"
-DOMAIN_COLUMN = "_domain"  # internal: an email/URL/domain from which the account is resolved
-_SOURCE, _ROW = "_source", "_row"
-
-
-class ContractError(ValueError):
-    """The input cannot be used as a whole; the message says what to change."""
-
-
-@dataclass
-class RawSource:
-    """One file feeding one canonical table, already renamed to canonical columns."""
-
-    table: str
-    file: str
-    frame: pd.DataFrame
-    formats: dict[str, str] = field(default_factory=dict)
-
-
-def _add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-    return {k: a.get(k, 0) + b.get(k, 0) for k in sorted({*a, *b})}
-
-
-def _first_examples(a: dict[str, str], b: dict[str, str]) -> dict[str, str]:
-    """Per reason, the example that comes first in its source ('file row N')."""
-
-    def position(example: str) -> tuple[str, int]:
-        file, _, row = example.rpartition(" row ")
-        return file, int(row) if row.isdigit() else 0
-
-    return {k: min((e for e in (a.get(k), b.get(k)) if e), key=position) for k in sorted({*a, *b})}
-
-
-@dataclass
-class TableReport:
-    table: str
-    rows_in: int
-    rows_used: int
-    rejects: dict[str, int] = field(default_factory=dict)
-    warnings: dict[str, int] = field(default_factory=dict)
-    examples: dict[str, str] = field(default_factory=dict)
-    provided: bool = True
-
-    @property
-    def rows_rejected(self) -> int:
-        return sum(self.rejects.values())
-
-    @property
-    def reconciles(self) -> bool:
-        return self.rows_in == self.rows_used + self.rows_rejected
-
-
-@dataclass
-class ValidationReport:
-    tables: dict[str, TableReport]
-    extracted_at: datetime
-
-    @property
-    def reconciles(self) -> bool:
-        return all(t.reconciles for t in self.tables.values())
-
-    def merge(self, other: ValidationReport) -> ValidationReport:
-        """Add up the reports of parts of the same input (e.g. buckets of events)."""
-        tables = dict(self.tables)
-        for name, part in other.tables.items():
-            mine = tables.get(name)
-            if mine is None:
-                tables[name] = part
-                continue
-            tables[name] = TableReport(
-                name,
-                mine.rows_in + part.rows_in,
-                mine.rows_used + part.rows_used,
-                _add_counts(mine.rejects, part.rejects),
-                _add_counts(mine.warnings, part.warnings),
-                _first_examples(mine.examples, part.examples),
-                mine.provided or part.provided,
-            )
-        return ValidationReport(tables, self.extracted_at)
-
-    @property
-    def total_rejected(self) -> int:
-        return sum(t.rows_rejected for t in self.tables.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "extracted_at": self.extracted_at.isoformat(),
-            "reconciles": self.reconciles,
-            "tables": {
-                name: {
-                    "provided": t.provided,
-                    "rows_in": t.rows_in,
-                    "rows_used": t.rows_used,
-                    "rows_rejected": t.rows_rejected,
-                    "reconciles": t.reconciles,
-                    "rejects": t.rejects,
-                    "warnings": t.warnings,
-                    "examples": t.examples,
-                }
-                for name, t in self.tables.items()
-            },
-        }
-
-    def render(self) -> str:
-        lines = [
-            f"Validation report (rows dated after {self.extracted_at:%Y-%m-%d %H:%M} UTC"
-            " count as late)",
-            f"{'table':<14}{'rows in':>12}{'used':>12}{'rejected':>12}  reconciles",
-        ]
-        for t in self.tables.values():
-            if not t.provided:
-                lines.append(f"{t.table:<14}{'(not provided)':>36}")
-                continue
-            lines.append(
-                f"{t.table:<14}{t.rows_in:>12,}{t.rows_used:>12,}{t.rows_rejected:>12,}"
-                f"  {'yes' if t.reconciles else 'NO'}"
-            )
-        for t in self.tables.values():
-            for reason, n in sorted(t.rejects.items()):
-                example = t.examples.get(reason, "")
-                lines.append(f"  rejected {t.table}: {reason} = {n:,}  e.g. {example}")
-            for reason, n in sorted(t.warnings.items()):
-                lines.append(f"  kept with a warning {t.table}: {reason} = {n:,}")
-        return "\n".join(lines)
+from features.encode import as_id, domain_of, encode, normalise_label, take_codes
+from features.errors import ContractError
+from features.io import (
+    ROW_COLUMN,
+    SOURCE_COLUMN,
+    RawSource,
+    as_utc,
+    read_extracted_at,
+    read_folder,
+)
+from features.mapping import Mapping
+from features.report import TableReport, ValidationReport
+from features.settings import DataSettings
 
 
 @dataclass
@@ -174,191 +56,6 @@ class Dataset:
     def table(self, name: str) -> pd.DataFrame:
         frame: pd.DataFrame = getattr(self, name)
         return frame
-
-
-# ---------------------------------------------------------------- reading
-
-
-def read_table_file(path: Path) -> pd.DataFrame:
-    name = path.name.lower()
-    if name.endswith(".parquet") or path.is_dir():
-        return pd.read_parquet(path)
-    if name.endswith((".csv", ".csv.gz")):
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    raise ContractError(f"{path}: unsupported file type; use Parquet or CSV")
-
-
-def iter_table_batches(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
-    """Read a table in Arrow chunks of about ``chunk_rows`` rows, each with its ``_row`` numbers.
-
-    CSV arrives as text, the way ``read_table_file`` reads it."""
-    name = path.name.lower()
-    if name.endswith(".parquet") or path.is_dir():
-        batches = (
-            pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
-            if path.is_file()
-            else pads.dataset(path).to_batches(batch_size=chunk_rows)
-        )
-        tables: Iterable[pa.Table] = (pa.Table.from_batches([b]) for b in batches)
-    elif name.endswith((".csv", ".csv.gz")):
-        tables = (
-            text_table(chunk)
-            for chunk in pd.read_csv(
-                path, dtype=str, keep_default_na=False, na_values=[""], chunksize=chunk_rows
-            )
-        )
-    else:
-        raise ContractError(f"{path}: unsupported file type; use Parquet or CSV")
-    offset = 0
-    for table in tables:
-        yield table.append_column(_ROW, pa.array(np.arange(offset, offset + table.num_rows)))
-        offset += table.num_rows
-
-
-def text_table(frame: pd.DataFrame) -> pa.Table:
-    """A pandas frame as Arrow, text columns as strings even when a chunk is all missing."""
-    fields = []
-    for name in frame.columns:
-        column = frame[name]
-        if pd.api.types.is_datetime64_any_dtype(column):
-            tz = getattr(column.dt, "tz", None)
-            fields.append(pa.field(name, pa.timestamp("us", str(tz) if tz else None)))
-        elif pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
-            fields.append(pa.field(name, pa.from_numpy_dtype(column.dtype)))
-        else:
-            fields.append(pa.field(name, pa.large_string()))
-    return pa.Table.from_pandas(frame, schema=pa.schema(fields), preserve_index=False)
-
-
-def count_rows(path: Path) -> int:
-    """Rows in a Parquet file (from its footer) or an estimate for CSV (from its size)."""
-    if path.is_file() and path.name.lower().endswith(".parquet"):
-        return int(pq.ParquetFile(path).metadata.num_rows)
-    if path.is_dir():
-        return int(pads.dataset(path).count_rows())
-    return path.stat().st_size // 80
-
-
-def find_table_file(folder: Path, table: str) -> Path | None:
-    for candidate in (f"{table}.parquet", f"{table}.csv", f"{table}.csv.gz", table):
-        path = folder / candidate
-        if path.exists():
-            return path
-    return None
-
-
-def locate_tables(folder: Path) -> dict[str, Path]:
-    """The file of each canonical table in ``folder``; a missing required table stops here."""
-    if not folder.is_dir():
-        raise ContractError(f"{folder}: data folder not found")
-    paths: dict[str, Path] = {}
-    for table in TABLE_ORDER:
-        path = find_table_file(folder, table)
-        if path is not None:
-            paths[table] = path
-        elif table not in OPTIONAL_TABLES:
-            found = sorted(p.name for p in folder.iterdir() if not p.name.startswith((".", "_")))
-            raise ContractError(
-                f"table '{table}' is missing: expected {table}.parquet or {table}.csv in "
-                f"{folder}; found {found or 'nothing'}. Use a mapping file (--mapping) for "
-                "exports with other file names."
-            )
-    return paths
-
-
-def read_folder(folder: Path, tables: Iterable[str] = TABLE_ORDER) -> dict[str, list[RawSource]]:
-    """Read ``<table>.parquet`` or ``<table>.csv`` for each canonical table in ``folder``."""
-    wanted = set(tables)
-    return {
-        table: [RawSource(table, path.name, read_table_file(path))]
-        for table, path in locate_tables(folder).items()
-        if table in wanted
-    }
-
-
-def read_extracted_at(folder: Path) -> datetime | None:
-    """The export time recorded beside the tables, if the exporter wrote one."""
-    manifest = folder / EXTRACT_MANIFEST
-    if not manifest.exists():
-        return None
-    stamp = json.loads(manifest.read_text(encoding="utf-8"))["extracted_at"]
-    return _as_utc(datetime.fromisoformat(stamp))
-
-
-def _as_utc(stamp: datetime) -> datetime:
-    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
-
-
-# ---------------------------------------------------------------- value coercion
-
-
-def normalise_label(values: pd.Series) -> pd.Series:
-    """'Closed Won ' -> 'closed_won': lower case, runs of other characters become '_'.
-
-    Labels repeat, so the work is done once per distinct value."""
-    codes, uniques = pd.factorize(values)
-    text = pd.Series(uniques, dtype="str").str.strip().str.lower()
-    text = text.str.replace(r"[^0-9a-z]+", "_", regex=True).str.strip("_")
-    return _take_labels(text.where(text.str.len() > 0), codes, values.index)
-
-
-def _large_text(
-    values: pd.Series | pd.Index | np.ndarray | list[str] | tuple[str, ...],
-) -> pa.Array | pa.ChunkedArray:
-    array = (
-        pa.array(values, from_pandas=True)
-        if not isinstance(values, pa.Array | pa.ChunkedArray)
-        else values
-    )
-    return array if array.type == pa.large_string() else array.cast(pa.large_string())
-
-
-def take_codes(values: np.ndarray, codes: np.ndarray, missing: object = None) -> np.ndarray:
-    """``values[codes]``, with ``missing`` where a code is -1 (also when ``values`` is empty)."""
-    out = np.full(len(codes), missing, dtype=values.dtype if missing is not None else object)
-    found = codes >= 0
-    out[found] = values[codes[found]]
-    return out
-
-
-def encode(
-    values: pd.Series | np.ndarray, vocabulary: pd.Series | pd.Index | tuple[str, ...]
-) -> np.ndarray:
-    """Position of each value in ``vocabulary``; -1 where missing or unknown (hash lookup)."""
-    vocab = _large_text(vocabulary)
-    if isinstance(vocab, pa.ChunkedArray):
-        vocab = vocab.combine_chunks()
-    found = pc.index_in(_large_text(values), value_set=vocab)
-    codes: np.ndarray = pc.fill_null(found, -1).to_numpy(zero_copy_only=False)
-    return codes.astype(np.int64)
-
-
-def domain_of(values: pd.Series) -> pd.Series:
-    """An email address, URL or bare domain -> 'example.com' (once per distinct value)."""
-    codes, uniques = pd.factorize(values)
-    text = pd.Series(uniques, dtype="str").str.strip().str.lower()
-    text = text.str.replace(r"^.*@", "", regex=True)
-    text = text.str.replace(r"^[a-z][a-z0-9+.-]*://", "", regex=True)
-    text = text.str.replace(r"^www\.", "", regex=True)
-    text = text.str.replace(r"[/:?#].*$", "", regex=True)
-    return _take_labels(text.where(text.str.len() > 0), codes, values.index)
-
-
-def _take_labels(labels: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
-    """Spread per-distinct-value results back to the rows (code -1 = missing)."""
-    if labels.empty:  # every value missing
-        return pd.Series(pd.NA, index=index, dtype="str")
-    taken = labels.take(np.maximum(codes, 0)).where(codes >= 0).set_axis(index)
-    return taken.astype("str")
-
-
-def _as_id(values: pd.Series) -> pd.Series:
-    if pd.api.types.is_float_dtype(values):
-        whole = values.dropna()
-        if (whole == np.floor(whole)).all():
-            values = values.astype("Int64")
-    text = values.astype("str").str.strip()
-    return text.where(text.str.len() > 0)
 
 
 def _present(values: pd.Series) -> pd.Series:
@@ -401,7 +98,7 @@ def _parse_times(
     """Parse one column to UTC timestamps; returns (parsed, unparsable mask)."""
     raw = frame[column]
     parsed = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]")
-    for source, rows in frame.groupby(_SOURCE, sort=False).groups.items():
+    for source, rows in frame.groupby(SOURCE_COLUMN, sort=False).groups.items():
         part = raw.loc[rows]
         fmt = ctx.formats.get(str(source), {}).get(column)
         if isinstance(part.dtype, pd.DatetimeTZDtype):
@@ -437,7 +134,7 @@ def _parse_numbers(ctx: _Context, frame: pd.DataFrame, column: str) -> tuple[pd.
     return parsed, bad
 
 
-class _Rows:
+class _Verdicts:
     """Collects, for each row of one table, the first reason it is rejected."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
@@ -462,13 +159,13 @@ class _Rows:
 # ---------------------------------------------------------------- per-table rules
 
 
-def _dedupe(rows: _Rows, keys: list[str], reason: str) -> None:
+def _dedupe(rows: _Verdicts, keys: list[str], reason: str) -> None:
     present = rows.frame[keys].notna().all(axis=1)
     rows.reject(present & rows.frame.duplicated(keys, keep="first"), reason)
 
 
-def _check_accounts(ctx: _Context, f: pd.DataFrame, rows: _Rows) -> pd.DataFrame:
-    f["account_id"] = _as_id(f["account_id"])
+def _check_accounts(ctx: _Context, f: pd.DataFrame, rows: _Verdicts) -> pd.DataFrame:
+    f["account_id"] = as_id(f["account_id"])
     rows.reject(f["account_id"].isna(), "missing_account_id")
     _dedupe(rows, ["account_id"], "duplicate_account_id")
     f["name"] = f["name"].astype("str").str.strip()
@@ -489,7 +186,7 @@ def _check_accounts(ctx: _Context, f: pd.DataFrame, rows: _Rows) -> pd.DataFrame
     return f
 
 
-def _resolve_domain(f: pd.DataFrame, rows: _Rows, accounts: pd.DataFrame) -> None:
+def _resolve_domain(f: pd.DataFrame, rows: _Verdicts, accounts: pd.DataFrame) -> None:
     """Fill a missing account_id from an email/URL domain matched to accounts.domain."""
     if DOMAIN_COLUMN not in f:
         return
@@ -509,10 +206,10 @@ def _resolve_domain(f: pd.DataFrame, rows: _Rows, accounts: pd.DataFrame) -> Non
 
 
 def _check_people(
-    ctx: _Context, f: pd.DataFrame, rows: _Rows, accounts: pd.DataFrame
+    ctx: _Context, f: pd.DataFrame, rows: _Verdicts, accounts: pd.DataFrame
 ) -> pd.DataFrame:
-    f["person_id"] = _as_id(f["person_id"])
-    f["account_id"] = _as_id(f["account_id"])
+    f["person_id"] = as_id(f["person_id"])
+    f["account_id"] = as_id(f["account_id"])
     rows.reject(f["person_id"].isna(), "missing_person_id")
     _resolve_domain(f, rows, accounts)
     rows.reject(f["account_id"].isna(), "missing_account_id")
@@ -537,17 +234,17 @@ def _check_people(
 def _check_events(
     ctx: _Context,
     f: pd.DataFrame,
-    rows: _Rows,
+    rows: _Verdicts,
     accounts: pd.DataFrame,
     people: pd.DataFrame,
     extracted_at: pd.Timestamp,
 ) -> pd.DataFrame:
     for column in ("account_id", "person_id", "event_id"):
         f[column] = (
-            _as_id(f[column]) if column in f else pd.Series(pd.NA, index=f.index, dtype="str")
+            as_id(f[column]) if column in f else pd.Series(pd.NA, index=f.index, dtype="str")
         )
     if f["event_id"].isna().all():
-        f["event_id"] = f[_SOURCE].astype("str") + ":" + f[_ROW].astype("str")
+        f["event_id"] = f[SOURCE_COLUMN].astype("str") + ":" + f[ROW_COLUMN].astype("str")
     f["timestamp"], bad = _parse_times(ctx, f, "timestamp")
     rows.reject(f["timestamp"].isna() & ~bad, "missing_timestamp")
     rows.reject(bad, "unparsable_timestamp")
@@ -594,9 +291,13 @@ def _check_events(
 
 
 def _check_intent(
-    ctx: _Context, f: pd.DataFrame, rows: _Rows, accounts: pd.DataFrame, extracted_at: pd.Timestamp
+    ctx: _Context,
+    f: pd.DataFrame,
+    rows: _Verdicts,
+    accounts: pd.DataFrame,
+    extracted_at: pd.Timestamp,
 ) -> pd.DataFrame:
-    f["account_id"] = _as_id(f["account_id"])
+    f["account_id"] = as_id(f["account_id"])
     _resolve_domain(f, rows, accounts)
     rows.reject(
         pd.Series(encode(f["account_id"], accounts["account_id"]) < 0, index=f.index),
@@ -616,10 +317,14 @@ def _check_intent(
 
 
 def _check_opportunities(
-    ctx: _Context, f: pd.DataFrame, rows: _Rows, accounts: pd.DataFrame, extracted_at: pd.Timestamp
+    ctx: _Context,
+    f: pd.DataFrame,
+    rows: _Verdicts,
+    accounts: pd.DataFrame,
+    extracted_at: pd.Timestamp,
 ) -> pd.DataFrame:
-    f["opportunity_id"] = _as_id(f["opportunity_id"])
-    f["account_id"] = _as_id(f["account_id"])
+    f["opportunity_id"] = as_id(f["opportunity_id"])
+    f["account_id"] = as_id(f["account_id"])
     rows.reject(f["opportunity_id"].isna(), "missing_opportunity_id")
     _resolve_domain(f, rows, accounts)
     rows.reject(
@@ -677,40 +382,34 @@ def _stack(table: str, sources: list[RawSource]) -> tuple[pd.DataFrame, dict[str
                 f"{table} ({source.file}): missing required column(s) {', '.join(missing)}; "
                 f"found {list(frame.columns)}. Rename them or map them in a mapping file."
             )
-        frame[_SOURCE] = source.file
-        if _ROW not in frame:  # chunks of a large file arrive with their row numbers
-            frame[_ROW] = np.arange(len(frame))
+        frame[SOURCE_COLUMN] = source.file
+        if ROW_COLUMN not in frame:  # chunks of a large file arrive with their row numbers
+            frame[ROW_COLUMN] = np.arange(len(frame))
         frames.append(frame)
     stacked = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     formats = {s.file: s.formats for s in sources}
     return stacked, formats
 
 
-def empty_table(table: str) -> pd.DataFrame:
-    dtypes = {
-        "id": "str",
-        "text": "str",
-        "number": "float64",
-        "timestamp": "datetime64[us, UTC]",
-        "date": "datetime64[us, UTC]",
-    }
-    return pd.DataFrame({c: pd.Series(dtype=dtypes[k]) for c, k in column_kinds(table).items()})
-
-
 def _finish(
-    table: str, f: pd.DataFrame, rows: _Rows
+    table: str, f: pd.DataFrame, rows: _Verdicts
 ) -> tuple[pd.DataFrame, TableReport, pd.DataFrame]:
     kept = rows.kept
-    rejected = f.loc[~kept, [_SOURCE, _ROW]].assign(table=table, reason=rows.reason[~kept])
+    rejected = f.loc[~kept, [SOURCE_COLUMN, ROW_COLUMN]].assign(
+        table=table, reason=rows.reason[~kept]
+    )
     counts = rejected["reason"].value_counts()
-    examples = rejected.groupby("reason")[[_SOURCE, _ROW]].first()
+    examples = rejected.groupby("reason")[[SOURCE_COLUMN, ROW_COLUMN]].first()
     report = TableReport(
         table=table,
         rows_in=len(f),
         rows_used=int(kept.sum()),
         rejects={str(k): int(v) for k, v in counts.items()},
         warnings=rows.warnings,
-        examples={str(r): f"{e[_SOURCE]} row {int(e[_ROW]) + 1}" for r, e in examples.iterrows()},
+        examples={
+            str(r): f"{e[SOURCE_COLUMN]} row {int(e[ROW_COLUMN]) + 1}"
+            for r, e in examples.iterrows()
+        },
     )
     canonical = [c for c in column_kinds(table) if c in f.columns]
     if table == "accounts":  # further firmographic columns are fit features
@@ -724,14 +423,14 @@ def _finish(
         if column not in used:
             used[column] = template[column].reindex(used.index)
     used = used[list(template.columns) + [c for c in used.columns if c not in template.columns]]
-    return used, report, rejected[["table", _SOURCE, _ROW, "reason"]]
+    return used, report, rejected[["table", SOURCE_COLUMN, ROW_COLUMN, "reason"]]
 
 
 def validate(
     raw: dict[str, list[RawSource]],
     *,
-    extracted_at: datetime | None = None,
-    max_bad_share: float = 0.2,
+    extracted_at: datetime | None,
+    max_bad_share: float,
     known: dict[str, pd.DataFrame] | None = None,
 ) -> Dataset:
     """Check raw canonical-named tables against the contract and account for every row.
@@ -739,10 +438,10 @@ def validate(
     ``known`` holds tables validated before (e.g. accounts and people, when events are
     validated bucket by bucket); they are used as they are and not reported again.
     """
-    stamp = pd.Timestamp(_as_utc(extracted_at or datetime.now(UTC)))
+    stamp = pd.Timestamp(as_utc(extracted_at or datetime.now(UTC)))
     results: dict[str, pd.DataFrame] = {}
     reports: dict[str, TableReport] = {}
-    rejects: list[pd.DataFrame] = [pd.DataFrame(columns=["table", _SOURCE, _ROW, "reason"])]
+    rejects = [pd.DataFrame(columns=["table", SOURCE_COLUMN, ROW_COLUMN, "reason"])]
     for table in TABLE_ORDER:
         sources = raw.get(table, [])
         if not sources and known is not None and table in known:
@@ -756,7 +455,7 @@ def validate(
             continue
         frame, formats = _stack(table, sources)
         ctx = _Context(table, max_bad_share, formats)
-        rows = _Rows(frame)
+        rows = _Verdicts(frame)
         if table == "accounts":
             checked = _check_accounts(ctx, frame, rows)
         elif table == "people":
@@ -771,7 +470,7 @@ def validate(
         results[table], reports[table], rejected = _finish(table, checked, rows)
         rejects.append(rejected)
     all_rejects = pd.concat(rejects, ignore_index=True).rename(
-        columns={_SOURCE: "source_file", _ROW: "source_row"}
+        columns={SOURCE_COLUMN: "source_file", ROW_COLUMN: "source_row"}
     )
     return Dataset(
         accounts=results["accounts"],
@@ -784,33 +483,12 @@ def validate(
     )
 
 
-def load_dataset(
-    folder: Path,
-    *,
-    mapping: Path | None = None,
-    extracted_at: datetime | None = None,
-    max_bad_share: float = 0.2,
-) -> Dataset:
-    """Read a folder of tables (directly or through a mapping file) and validate it."""
+def load_dataset(folder: Path, settings: DataSettings) -> Dataset:
+    """Read a folder of tables (directly or through the mapping file) and validate it."""
     folder = Path(folder)
-    if mapping is not None:
-        from features.mapping import Mapping
-
-        raw = Mapping.load(mapping).read(folder)
-    else:
-        raw = read_folder(folder)
+    raw = Mapping.load(settings.mapping).read(folder) if settings.mapping else read_folder(folder)
     return validate(
-        raw, extracted_at=extracted_at or read_extracted_at(folder), max_bad_share=max_bad_share
+        raw,
+        extracted_at=settings.extracted_at or read_extracted_at(folder),
+        max_bad_share=settings.max_bad_share,
     )
-
-
-def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

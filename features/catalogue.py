@@ -1,0 +1,262 @@
+"""The vocabularies features are counted over, the classic lead-points rule, and the feature
+catalogue: every feature ``build_features`` returns, its family and what it measures.
+
+``inmarket features --list`` prints the catalogue; docs/features.md explains the families.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from features.contract import BUYING_ROLES
+from features.settings import FeatureSettings
+
+EVENT_TYPES = (
+    "page_view",
+    "pricing_page",
+    "comparison_page",
+    "case_study_view",
+    "content_download",
+    "form_fill",
+    "demo_request",
+    "trial_signup",
+    "review_site_visit",
+    "ad_click",
+    "email_open",
+    "email_click",
+    "webinar_attended",
+)
+HIGH_INTENT_TYPES = ("pricing_page", "demo_request", "comparison_page", "trial_signup")
+# Opens are mostly machine-generated (mail privacy proxies): they earn lead points, but a person
+# whose only events are opens is not counted as engaged in the breadth features.
+LOW_SIGNAL_TYPES = ("email_open",)
+CHANNELS = ("web", "email", "webinar", "review_site", "paid_social")
+SENIOR_LEVELS = ("director", "vp", "c_level")
+TRACKED_ROLES = tuple(r for r in BUYING_ROLES if r != "other")
+FIT_CATEGORIES = ("industry", "region", "employee_band")
+# How much one event says about buying interest; multiplied by events.weight.
+ENGAGEMENT_WEIGHTS = {
+    "page_view": 1.0,
+    "pricing_page": 5.0,
+    "comparison_page": 5.0,
+    "case_study_view": 2.0,
+    "content_download": 3.0,
+    "form_fill": 3.0,
+    "demo_request": 10.0,
+    "trial_signup": 10.0,
+    "review_site_visit": 3.0,
+    "ad_click": 0.5,
+    "email_open": 0.2,
+    "email_click": 1.0,
+    "webinar_attended": 3.0,
+}
+# The classic lead-scoring rule, as marketing automation tools are commonly set up
+# (docs/labels-and-evaluation.md): points per known person over the last 90 days; a person at
+# MQL_THRESHOLD or more is an MQL. Review sites and ads are off-site or anonymous to a MAP and
+# earn nothing. Never weaken it.
+MQL_POINTS = {
+    "demo_request": 30,
+    "trial_signup": 30,
+    "form_fill": 15,
+    "webinar_attended": 15,
+    "pricing_page": 10,
+    "comparison_page": 10,
+    "content_download": 10,
+    "case_study_view": 5,
+    "email_click": 3,
+    "page_view": 1,
+    "email_open": 1,
+    "review_site_visit": 0,
+    "ad_click": 0,
+}
+MQL_THRESHOLD = 100
+MQL_WINDOW_DAYS = 90
+INTENT_SURGE_SCORE = 60.0
+# Columns returned beside the features, for labels and serving, never fed to a model.
+META_COLUMNS = ("account_id", "as_of", "in_pipeline")
+
+
+class Feature(NamedTuple):
+    """One feature: its column name, family and a one-line description."""
+
+    name: str
+    family: str
+    description: str
+
+
+def _words(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def catalogue(
+    settings: FeatureSettings = FeatureSettings(), extra_fit: tuple[str, ...] = ()
+) -> list[Feature]:
+    """Every feature ``build_features`` returns, in its column order, with family and meaning."""
+    windows, new_days, surge = settings.windows, settings.new_people_days, INTENT_SURGE_SCORE
+    rows: list[tuple[str, str, str]] = [
+        *(
+            (
+                f"people_engaged_{d}d",
+                "breadth",
+                f"distinct known people engaged (any event but an email open) in the last {d} days",
+            )
+            for d in windows
+        ),
+        *(
+            row
+            for d in (30, 90)
+            for row in (
+                (
+                    f"anonymous_events_{d}d",
+                    "breadth",
+                    f"events by anonymous visitors resolved to the account, last {d} days",
+                ),
+                (
+                    f"departments_engaged_{d}d",
+                    "breadth",
+                    f"distinct departments of engaged known people, last {d} days",
+                ),
+            )
+        ),
+        ("anonymous_share_90d", "breadth", "share of the last 90 days' events that are anonymous"),
+        ("seniorities_engaged_90d", "breadth", "distinct seniority levels engaged, last 90 days"),
+        (
+            "senior_people_engaged_90d",
+            "breadth",
+            "directors, VPs and C-level people engaged, last 90 days",
+        ),
+        (
+            "buying_roles_engaged_90d",
+            "breadth",
+            f"how many of the {len(TRACKED_ROLES)} buying roles have an engaged person, last 90 days",
+        ),
+        *(
+            (
+                f"role_{role}_engaged_90d",
+                "breadth",
+                f"1 if a {_words(role)} engaged in the last 90 days",
+            )
+            for role in TRACKED_ROLES
+        ),
+        (
+            f"new_people_{new_days}d",
+            "breadth",
+            f"known people whose every event of the last 90 days is in the last {new_days} days",
+        ),
+        ("contacts_known", "breadth", "people known at the account (contacts and leads)"),
+        *(
+            row
+            for d in windows
+            for row in (
+                (f"events_{d}d", "depth", f"all events, last {d} days"),
+                (
+                    f"high_intent_events_{d}d",
+                    "depth",
+                    f"pricing, demo, comparison and trial events, last {d} days",
+                ),
+            )
+        ),
+        *((f"events_{t}_90d", "depth", f"{_words(t)} events, last 90 days") for t in EVENT_TYPES),
+        ("events_other_type_90d", "depth", "events of types outside the known list, last 90 days"),
+        *(
+            (f"events_channel_{c}_90d", "depth", f"events on the {_words(c)} channel, last 90 days")
+            for c in CHANNELS
+        ),
+        *(
+            (
+                f"engagement_score_{d}d",
+                "depth",
+                f"events weighted by type and weight, last {d} days",
+            )
+            for d in (30, 90)
+        ),
+        (
+            "high_intent_people_30d",
+            "depth",
+            "distinct known people with a high-intent event, last 30 days",
+        ),
+        (
+            "high_intent_departments_30d",
+            "depth",
+            "distinct departments with a high-intent event, last 30 days",
+        ),
+        (
+            "top_person_share_90d",
+            "concentration",
+            "share of known people's events from the single most active person, last 90 days",
+        ),
+        (
+            "days_since_last_event",
+            "recency",
+            "days from the last event to as_of (missing: none in the last 90 days)",
+        ),
+        (
+            "days_since_last_high_intent_event",
+            "recency",
+            "days from the last high-intent event to as_of (missing: none in 90 days)",
+        ),
+        (
+            "momentum_7d_vs_prior_28d",
+            "momentum",
+            "events in the last 7 days over the weekly rate of the 28 days before (smoothed)",
+        ),
+        (
+            "momentum_30d_vs_prior_60d",
+            "momentum",
+            "events in the last 30 days over the 30-day rate of the 60 days before (smoothed)",
+        ),
+        (
+            "intent_max_score_28d",
+            "intent",
+            "highest third-party intent score published in the last 28 days",
+        ),
+        (
+            "intent_max_score_90d",
+            "intent",
+            "highest third-party intent score published in the last 90 days",
+        ),
+        (
+            "intent_mean_score_90d",
+            "intent",
+            "mean third-party intent score published in the last 90 days",
+        ),
+        (
+            "intent_topics_surging_28d",
+            "intent",
+            f"distinct topics scoring {surge:.0f}+ in the last 28 days",
+        ),
+        (
+            "intent_weeks_surging_90d",
+            "intent",
+            f"weeks with any topic scoring {surge:.0f}+ in the last 90 days",
+        ),
+        *((c, "fit", f"firmographic: {_words(c)} (category)") for c in FIT_CATEGORIES),
+        ("employee_count", "fit", "firmographic: number of employees"),
+        ("account_age_days", "fit", "days since the account entered the CRM"),
+        *((c, "fit", f"firmographic from the accounts table: {c}") for c in extra_fit),
+        ("opportunities_won_before", "history", "opportunities won and closed before as_of"),
+        ("opportunities_lost_before", "history", "opportunities lost and closed before as_of"),
+        ("new_business_lost_before", "history", "new-business opportunities lost before as_of"),
+        ("days_since_last_closed_opportunity", "history", "days since the last opportunity closed"),
+        (
+            "is_customer",
+            "history",
+            "1 if the account has won a deal and not lost its latest renewal",
+        ),
+        (
+            "is_former_customer",
+            "history",
+            "1 if the account was a customer and lost its latest renewal",
+        ),
+        (
+            "mql_points_max_90d",
+            "lead_baseline",
+            "lead points of the account's best person, last 90 days (the MQL rule)",
+        ),
+        (
+            "mql_people_90d",
+            "lead_baseline",
+            f"people at {MQL_THRESHOLD}+ lead points, last 90 days (MQLs)",
+        ),
+    ]
+    return [Feature(*row) for row in rows]

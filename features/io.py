@@ -1,0 +1,204 @@
+"""Files in and out: reading tables (CSV/Parquet, whole or in chunks), finding them in a folder,
+the export time written beside them, configuration files, and atomic writes.
+
+Every file this project writes goes through ``write_atomic``: a temporary file beside the
+target, renamed into place, so a reader never sees half a file and a failed run leaves the old
+one intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import yaml
+
+from features.contract import OPTIONAL_TABLES, TABLE_ORDER
+from features.errors import ConfigError, ContractError
+
+EXTRACT_MANIFEST = "_extract.json"
+SOURCE_COLUMN, ROW_COLUMN = "_source", "_row"  # where each raw row came from: file, row number
+
+
+@dataclass
+class RawSource:
+    """One file feeding one canonical table, already renamed to canonical columns."""
+
+    table: str
+    file: str
+    frame: pd.DataFrame
+    formats: dict[str, str] = field(default_factory=dict)
+
+
+def read_table_file(path: Path) -> pd.DataFrame:
+    name = path.name.lower()
+    if name.endswith(".parquet") or path.is_dir():
+        return pd.read_parquet(path)
+    if name.endswith((".csv", ".csv.gz")):
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    raise ContractError(f"{path}: unsupported file type; use Parquet or CSV")
+
+
+def iter_table_batches(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
+    """Read a table in Arrow chunks of about ``chunk_rows`` rows, each with its ``_row`` numbers.
+
+    CSV arrives as text, the way ``read_table_file`` reads it."""
+    name = path.name.lower()
+    if name.endswith(".parquet") or path.is_dir():
+        batches = (
+            pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
+            if path.is_file()
+            else pads.dataset(path).to_batches(batch_size=chunk_rows)
+        )
+        tables: Iterable[pa.Table] = (pa.Table.from_batches([b]) for b in batches)
+    elif name.endswith((".csv", ".csv.gz")):
+        tables = (
+            text_table(chunk)
+            for chunk in pd.read_csv(
+                path, dtype=str, keep_default_na=False, na_values=[""], chunksize=chunk_rows
+            )
+        )
+    else:
+        raise ContractError(f"{path}: unsupported file type; use Parquet or CSV")
+    offset = 0
+    for table in tables:
+        yield table.append_column(ROW_COLUMN, pa.array(np.arange(offset, offset + table.num_rows)))
+        offset += table.num_rows
+
+
+def text_table(frame: pd.DataFrame) -> pa.Table:
+    """A pandas frame as Arrow, text columns as strings even when a chunk is all missing."""
+    fields = []
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(column):
+            tz = getattr(column.dt, "tz", None)
+            fields.append(pa.field(name, pa.timestamp("us", str(tz) if tz else None)))
+        elif pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+            fields.append(pa.field(name, pa.from_numpy_dtype(column.dtype)))
+        else:
+            fields.append(pa.field(name, pa.large_string()))
+    return pa.Table.from_pandas(frame, schema=pa.schema(fields), preserve_index=False)
+
+
+def count_rows(path: Path) -> int:
+    """Rows in a Parquet file (from its footer) or an estimate for CSV (from its size)."""
+    if path.is_file() and path.name.lower().endswith(".parquet"):
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    if path.is_dir():
+        return int(pads.dataset(path).count_rows())
+    return path.stat().st_size // 80
+
+
+def find_table_file(folder: Path, table: str) -> Path | None:
+    for candidate in (f"{table}.parquet", f"{table}.csv", f"{table}.csv.gz", table):
+        path = folder / candidate
+        if path.exists():
+            return path
+    return None
+
+
+def locate_tables(folder: Path) -> dict[str, Path]:
+    """The file of each canonical table in ``folder``; a missing required table stops here."""
+    if not folder.is_dir():
+        raise ContractError(f"{folder}: data folder not found")
+    paths: dict[str, Path] = {}
+    for table in TABLE_ORDER:
+        path = find_table_file(folder, table)
+        if path is not None:
+            paths[table] = path
+        elif table not in OPTIONAL_TABLES:
+            found = sorted(p.name for p in folder.iterdir() if not p.name.startswith((".", "_")))
+            raise ContractError(
+                f"table '{table}' is missing: expected {table}.parquet or {table}.csv in "
+                f"{folder}; found {found or 'nothing'}. Use a mapping file (--mapping) for "
+                "exports with other file names."
+            )
+    return paths
+
+
+def read_folder(folder: Path, tables: Iterable[str] = TABLE_ORDER) -> dict[str, list[RawSource]]:
+    """Read ``<table>.parquet`` or ``<table>.csv`` for each canonical table in ``folder``."""
+    wanted = set(tables)
+    return {
+        table: [RawSource(table, path.name, read_table_file(path))]
+        for table, path in locate_tables(folder).items()
+        if table in wanted
+    }
+
+
+def read_extracted_at(folder: Path) -> datetime | None:
+    """The export time recorded beside the tables, if the exporter wrote one."""
+    manifest = folder / EXTRACT_MANIFEST
+    if not manifest.exists():
+        return None
+    stamp = json.loads(manifest.read_text(encoding="utf-8"))["extracted_at"]
+    return as_utc(datetime.fromisoformat(stamp))
+
+
+def as_utc(stamp: datetime) -> datetime:
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+def read_structured_file(path: Path) -> dict[str, Any]:
+    """Read a TOML or YAML file (configuration, mapping) into a dict, naming the file on error."""
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix.lower() in {".yaml", ".yml"}:
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"{path}: use a .toml, .yaml or .yml file")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot be parsed: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a table of sections")
+    return data
+
+
+def sidecar(path: Path, kind: str) -> Path:
+    """A file written beside another: ``ranked.parquet`` -> ``ranked.<kind>``."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".parquet") + f".{kind}")
+
+
+def write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write`` on a temporary file beside ``path``, then rename it into place.
+
+    Readers never see half a file; on failure the temporary file is removed and ``path`` keeps
+    its old content."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> Path:
+    return write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def write_text_atomic(text: str, path: Path) -> Path:
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(payload: dict[str, Any], path: Path) -> Path:
+    return write_text_atomic(json.dumps(payload, indent=2, default=str) + "\n", path)

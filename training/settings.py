@@ -1,0 +1,69 @@
+"""The training package's settings: labels, the time split and the model (``TrainSettings``,
+with LightGBM's parameters in ``LightGBMParams``), and the MLflow store (``TrackingSettings``).
+Each is defined here once; ``inmarket.config.Config`` composes them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from features.settings import Section
+
+
+class LightGBMParams(Section):
+    """The booster's parameters; the objective and determinism are fixed in ``booster_params``."""
+
+    learning_rate: float = Field(0.03, gt=0, le=1)
+    num_leaves: int = Field(15, ge=2)
+    min_data_in_leaf: int = Field(50, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    lambda_l2: float = Field(1.0, ge=0)
+    max_rounds: int = Field(2000, ge=1)
+    early_stopping_rounds: int = Field(100, ge=1)
+    num_threads: int = Field(2, ge=1)
+
+    def booster_params(self, seed: int) -> dict[str, Any]:
+        return {
+            "objective": "binary",
+            "metric": "average_precision",
+            "verbosity": -1,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": 1,
+            "lambda_l2": self.lambda_l2,
+            "seed": seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": self.num_threads,
+        }
+
+
+class TrainSettings(Section):
+    """Labels, the time split and the model."""
+
+    label: Literal["won", "opportunity"] = "won"
+    horizon_days: int = Field(90, ge=7, description="label window after as_of")
+    include_customers: bool = False
+    every_days: int = Field(14, ge=1, description="days between training snapshots")
+    test_days: int = Field(120, ge=1, description="the last days of labelled snapshots: test")
+    validation_days: int = Field(90, ge=1, description="validation window before the test")
+    seed: int = 7
+    lightgbm: LightGBMParams = LightGBMParams()
+    shuffle_labels: bool = Field(
+        False, description="permutation check: train on shuffled labels, test ROC AUC ~0.5"
+    )
+
+
+class TrackingSettings(Section):
+    """The MLflow store and registry."""
+
+    store: Path = Field(Path("mlruns"), description="folder of the SQLite store and artifacts")
+    uri: str | None = Field(None, description="tracking URI; default sqlite under store")
+    experiment: str = "inmarket"
+    model_name: str = "inmarket"
