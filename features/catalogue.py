@@ -93,143 +93,40 @@ def catalogue(
 ) -> list[Feature]:
     """Every feature ``build_features`` returns, in its column order, with family and meaning."""
     windows, new_days, surge = settings.windows, settings.new_people_days, INTENT_SURGE_SCORE
+    # fmt: off
     rows: list[tuple[str, str, str]] = [
-        *(
-            (
-                f"people_engaged_{d}d",
-                "breadth",
-                f"distinct known people engaged (any event but an email open) in the last {d} days",
-            )
-            for d in windows
-        ),
-        *(
-            row
-            for d in (30, 90)
-            for row in (
-                (
-                    f"anonymous_events_{d}d",
-                    "breadth",
-                    f"events by anonymous visitors resolved to the account, last {d} days",
-                ),
-                (
-                    f"departments_engaged_{d}d",
-                    "breadth",
-                    f"distinct departments of engaged known people, last {d} days",
-                ),
-            )
-        ),
+        *((f"people_engaged_{d}d", "breadth", f"distinct known people engaged (any event but an email open) in the last {d} days") for d in windows),
+        *(row for d in (30, 90) for row in (
+            (f"anonymous_events_{d}d", "breadth", f"events by anonymous visitors resolved to the account, last {d} days"),
+            (f"departments_engaged_{d}d", "breadth", f"distinct departments of engaged known people, last {d} days"),
+        )),
         ("anonymous_share_90d", "breadth", "share of the last 90 days' events that are anonymous"),
         ("seniorities_engaged_90d", "breadth", "distinct seniority levels engaged, last 90 days"),
-        (
-            "senior_people_engaged_90d",
-            "breadth",
-            "directors, VPs and C-level people engaged, last 90 days",
-        ),
-        (
-            "buying_roles_engaged_90d",
-            "breadth",
-            f"how many of the {len(TRACKED_ROLES)} buying roles have an engaged person, last 90 days",
-        ),
-        *(
-            (
-                f"role_{role}_engaged_90d",
-                "breadth",
-                f"1 if a {_words(role)} engaged in the last 90 days",
-            )
-            for role in TRACKED_ROLES
-        ),
-        (
-            f"new_people_{new_days}d",
-            "breadth",
-            f"known people whose every event of the last 90 days is in the last {new_days} days",
-        ),
+        ("senior_people_engaged_90d", "breadth", "directors, VPs and C-level people engaged, last 90 days"),
+        ("buying_roles_engaged_90d", "breadth", f"how many of the {len(TRACKED_ROLES)} buying roles have an engaged person, last 90 days"),
+        *((f"role_{role}_engaged_90d", "breadth", f"1 if a {_words(role)} engaged in the last 90 days") for role in TRACKED_ROLES),
+        (f"new_people_{new_days}d", "breadth", f"known people whose every event of the last 90 days is in the last {new_days} days"),
         ("contacts_known", "breadth", "people known at the account (contacts and leads)"),
-        *(
-            row
-            for d in windows
-            for row in (
-                (f"events_{d}d", "depth", f"all events, last {d} days"),
-                (
-                    f"high_intent_events_{d}d",
-                    "depth",
-                    f"pricing, demo, comparison and trial events, last {d} days",
-                ),
-            )
-        ),
+        *(row for d in windows for row in (
+            (f"events_{d}d", "depth", f"all events, last {d} days"),
+            (f"high_intent_events_{d}d", "depth", f"pricing, demo, comparison and trial events, last {d} days"),
+        )),
         *((f"events_{t}_90d", "depth", f"{_words(t)} events, last 90 days") for t in EVENT_TYPES),
         ("events_other_type_90d", "depth", "events of types outside the known list, last 90 days"),
-        *(
-            (f"events_channel_{c}_90d", "depth", f"events on the {_words(c)} channel, last 90 days")
-            for c in CHANNELS
-        ),
-        *(
-            (
-                f"engagement_score_{d}d",
-                "depth",
-                f"events weighted by type and weight, last {d} days",
-            )
-            for d in (30, 90)
-        ),
-        (
-            "high_intent_people_30d",
-            "depth",
-            "distinct known people with a high-intent event, last 30 days",
-        ),
-        (
-            "high_intent_departments_30d",
-            "depth",
-            "distinct departments with a high-intent event, last 30 days",
-        ),
-        (
-            "top_person_share_90d",
-            "concentration",
-            "share of known people's events from the single most active person, last 90 days",
-        ),
-        (
-            "days_since_last_event",
-            "recency",
-            "days from the last event to as_of (missing: none in the last 90 days)",
-        ),
-        (
-            "days_since_last_high_intent_event",
-            "recency",
-            "days from the last high-intent event to as_of (missing: none in 90 days)",
-        ),
-        (
-            "momentum_7d_vs_prior_28d",
-            "momentum",
-            "events in the last 7 days over the weekly rate of the 28 days before (smoothed)",
-        ),
-        (
-            "momentum_30d_vs_prior_60d",
-            "momentum",
-            "events in the last 30 days over the 30-day rate of the 60 days before (smoothed)",
-        ),
-        (
-            "intent_max_score_28d",
-            "intent",
-            "highest third-party intent score published in the last 28 days",
-        ),
-        (
-            "intent_max_score_90d",
-            "intent",
-            "highest third-party intent score published in the last 90 days",
-        ),
-        (
-            "intent_mean_score_90d",
-            "intent",
-            "mean third-party intent score published in the last 90 days",
-        ),
-        (
-            "intent_topics_surging_28d",
-            "intent",
-            f"distinct topics scoring {surge:.0f}+ in the last 28 days",
-        ),
-        (
-            "intent_weeks_surging_90d",
-            "intent",
-            f"weeks with any topic scoring {surge:.0f}+ in the last 90 days",
-        ),
+        *((f"events_channel_{c}_90d", "depth", f"events on the {_words(c)} channel, last 90 days") for c in CHANNELS),
+        *((f"engagement_score_{d}d", "depth", f"events weighted by type and weight, last {d} days") for d in (30, 90)),
+        ("high_intent_people_30d", "depth", "distinct known people with a high-intent event, last 30 days"),
+        ("high_intent_departments_30d", "depth", "distinct departments with a high-intent event, last 30 days"),
+        ("top_person_share_90d", "concentration", "share of known people's events from the single most active person, last 90 days"),
+        ("days_since_last_event", "recency", "days from the last event to as_of (missing: none in the last 90 days)"),
+        ("days_since_last_high_intent_event", "recency", "days from the last high-intent event to as_of (missing: none in 90 days)"),
+        ("momentum_7d_vs_prior_28d", "momentum", "events in the last 7 days over the weekly rate of the 28 days before (smoothed)"),
+        ("momentum_30d_vs_prior_60d", "momentum", "events in the last 30 days over the 30-day rate of the 60 days before (smoothed)"),
+        ("intent_max_score_28d", "intent", "highest third-party intent score published in the last 28 days"),
+        ("intent_max_score_90d", "intent", "highest third-party intent score published in the last 90 days"),
+        ("intent_mean_score_90d", "intent", "mean third-party intent score published in the last 90 days"),
+        ("intent_topics_surging_28d", "intent", f"distinct topics scoring {surge:.0f}+ in the last 28 days"),
+        ("intent_weeks_surging_90d", "intent", f"weeks with any topic scoring {surge:.0f}+ in the last 90 days"),
         *((c, "fit", f"firmographic: {_words(c)} (category)") for c in FIT_CATEGORIES),
         ("employee_count", "fit", "firmographic: number of employees"),
         ("account_age_days", "fit", "days since the account entered the CRM"),
@@ -238,25 +135,10 @@ def catalogue(
         ("opportunities_lost_before", "history", "opportunities lost and closed before as_of"),
         ("new_business_lost_before", "history", "new-business opportunities lost before as_of"),
         ("days_since_last_closed_opportunity", "history", "days since the last opportunity closed"),
-        (
-            "is_customer",
-            "history",
-            "1 if the account has won a deal and not lost its latest renewal",
-        ),
-        (
-            "is_former_customer",
-            "history",
-            "1 if the account was a customer and lost its latest renewal",
-        ),
-        (
-            "mql_points_max_90d",
-            "lead_baseline",
-            "lead points of the account's best person, last 90 days (the MQL rule)",
-        ),
-        (
-            "mql_people_90d",
-            "lead_baseline",
-            f"people at {MQL_THRESHOLD}+ lead points, last 90 days (MQLs)",
-        ),
+        ("is_customer", "history", "1 if the account has won a deal and not lost its latest renewal"),
+        ("is_former_customer", "history", "1 if the account was a customer and lost its latest renewal"),
+        ("mql_points_max_90d", "lead_baseline", "lead points of the account's best person, last 90 days (the MQL rule)"),
+        ("mql_people_90d", "lead_baseline", f"people at {MQL_THRESHOLD}+ lead points, last 90 days (MQLs)"),
     ]
+    # fmt: on
     return [Feature(*row) for row in rows]

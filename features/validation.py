@@ -164,6 +164,11 @@ def _dedupe(rows: _Verdicts, keys: list[str], reason: str) -> None:
     rows.reject(present & rows.frame.duplicated(keys, keep="first"), reason)
 
 
+def _reject_unknown_accounts(f: pd.DataFrame, rows: _Verdicts, accounts: pd.DataFrame) -> None:
+    unknown = encode(f["account_id"], accounts["account_id"]) < 0
+    rows.reject(pd.Series(unknown, index=f.index), "unknown_account")
+
+
 def _check_accounts(ctx: _Context, f: pd.DataFrame, rows: _Verdicts) -> pd.DataFrame:
     f["account_id"] = as_id(f["account_id"])
     rows.reject(f["account_id"].isna(), "missing_account_id")
@@ -213,10 +218,7 @@ def _check_people(
     rows.reject(f["person_id"].isna(), "missing_person_id")
     _resolve_domain(f, rows, accounts)
     rows.reject(f["account_id"].isna(), "missing_account_id")
-    rows.reject(
-        pd.Series(encode(f["account_id"], accounts["account_id"]) < 0, index=f.index),
-        "unknown_account",
-    )
+    _reject_unknown_accounts(f, rows, accounts)
     _dedupe(rows, ["person_id"], "duplicate_person_id")
     if "buying_role" in f:
         role = normalise_label(f["buying_role"])
@@ -270,10 +272,7 @@ def _check_events(
         "account_differs_from_persons_account_event_account_kept",
     )
     f["account_id"] = f["account_id"].where(~no_account, of_person)
-    rows.reject(
-        pd.Series(encode(f["account_id"], accounts["account_id"]) < 0, index=f.index),
-        "unknown_account",
-    )
+    _reject_unknown_accounts(f, rows, accounts)
     _dedupe(rows, ["event_id"], "duplicate_event_id")
     if "weight" in f:
         f["weight"], bad = _parse_numbers(ctx, f, "weight")
@@ -299,10 +298,7 @@ def _check_intent(
 ) -> pd.DataFrame:
     f["account_id"] = as_id(f["account_id"])
     _resolve_domain(f, rows, accounts)
-    rows.reject(
-        pd.Series(encode(f["account_id"], accounts["account_id"]) < 0, index=f.index),
-        "unknown_account",
-    )
+    _reject_unknown_accounts(f, rows, accounts)
     f["date"], bad = _parse_times(ctx, f, "date", dates=True)
     rows.reject(f["date"].isna() & ~bad, "missing_date")
     rows.reject(bad, "unparsable_date")
@@ -327,10 +323,7 @@ def _check_opportunities(
     f["account_id"] = as_id(f["account_id"])
     rows.reject(f["opportunity_id"].isna(), "missing_opportunity_id")
     _resolve_domain(f, rows, accounts)
-    rows.reject(
-        pd.Series(encode(f["account_id"], accounts["account_id"]) < 0, index=f.index),
-        "unknown_account",
-    )
+    _reject_unknown_accounts(f, rows, accounts)
     f["created_at"], bad = _parse_times(ctx, f, "created_at")
     rows.reject(f["created_at"].isna() & ~bad, "missing_created_at")
     rows.reject(bad, "unparsable_created_at")

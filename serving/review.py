@@ -17,6 +17,7 @@ import pandas as pd
 from features.activity import ACTIVITY_COLUMNS, ACTIVITY_WEEKS
 from features.catalogue import MQL_THRESHOLD
 from features.io import sidecar
+from serving.batch import RANKED_COLUMNS
 from serving.scoring import STAGES
 
 # Columns a list can be sorted by; ties keep the rank order.
@@ -31,25 +32,11 @@ SORTABLE = (
     "high_intent_people_30d",
     "mql_points_max_90d",
 )
-LIST_COLUMNS = (
-    "rank",
-    "account_id",
-    "name",
-    "domain",
-    "industry",
-    "region",
-    "employee_band",
-    "score",
-    "stage",
-    "trend",
-    "people_engaged_90d",
-    "departments_engaged_90d",
-    "high_intent_people_30d",
-    "top_reasons",
-    "roles_engaged",
-    "roles_missing",
-    "buying_group_gap",
-    "mql_points_max_90d",
+# The list's columns: the ranked file's, less what only the account view or the files need.
+LIST_COLUMNS = tuple(
+    c
+    for c in RANKED_COLUMNS
+    if c not in ("as_of", "probability", "reasons", "in_pipeline", "is_customer")
 )
 WORKED_STAGES = ("in-market", "ready")
 
