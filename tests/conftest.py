@@ -10,8 +10,9 @@ from hypothesis import settings
 
 from features.engine import build_feature_table
 from features.settings import DataSettings, FeatureSettings
-from inmarket.synthetic import CHUNK_ACCOUNTS, WorldSpec, generate_world
+from inmarket.synthetic import WorldSpec, generate_world
 from tests.stores import train_job
+from tests.worlds import WORLD_ACCOUNTS, WORLD_SEED
 from training.job import TrainResult
 
 # CI replays the same examples run after run, so a landing is never decided by chance;
@@ -20,21 +21,18 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-# two chunks, so chunked generation is exercised
-WORLD_ACCOUNTS = CHUNK_ACCOUNTS + 500
-
 
 @pytest.fixture(scope="session")
 def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("world")
-    generate_world(WorldSpec(accounts=WORLD_ACCOUNTS, seed=11), out)
+    generate_world(WorldSpec(accounts=WORLD_ACCOUNTS, seed=WORLD_SEED), out)
     return out
 
 
 @pytest.fixture(scope="session")
 def dirty_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dirty")
-    generate_world(WorldSpec(accounts=WORLD_ACCOUNTS, seed=11, dirty=True), out)
+    generate_world(WorldSpec(accounts=WORLD_ACCOUNTS, seed=WORLD_SEED, dirty=True), out)
     return out
 
 

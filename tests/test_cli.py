@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -75,7 +76,9 @@ def test_dirty_world_report_lists_faults(tmp_path: Path) -> None:
     ],
     ids=["missing-column", "wrong-type", "unparsable-dates", "missing-table"],
 )
-def test_a_wrong_file_gives_one_clear_error(tmp_path: Path, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_wrong_file_gives_one_clear_error(
+    tmp_path: Path, mutate: Callable[[dict[str, pd.DataFrame]], object], message: str
+) -> None:
     tables = _base()
     mutate(tables)
     result = _cli("validate", _write_csvs(tmp_path / "data", tables))
@@ -85,10 +88,36 @@ def test_a_wrong_file_gives_one_clear_error(tmp_path: Path, mutate, message: str
     assert re.match(message, result.stderr), result.stderr
 
 
-def test_missing_folder(tmp_path: Path) -> None:
-    result = _cli("validate", tmp_path / "nowhere")
+def _file(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("arguments", "messages"),
+    [
+        (lambda tmp: ["validate", tmp / "nowhere"], ["data folder not found"]),
+        (
+            lambda tmp: [
+                "--config",
+                _file(tmp / "bad.toml", "[generate]\naccounts = 'many'\n"),
+                "generate",
+                "--out",
+                tmp / "x",
+            ],
+            ["generate.accounts", "bad.toml"],
+        ),
+        (lambda tmp: ["features"], ["give the DATA folder"]),
+    ],
+    ids=["missing-folder", "invalid-config", "features-without-data"],
+)
+def test_a_usage_error_exits_2_naming_the_problem(
+    tmp_path: Path, arguments: Callable[[Path], list[str | Path]], messages: list[str]
+) -> None:
+    result = _cli(*arguments(tmp_path))
     assert result.returncode == 2
-    assert "data folder not found" in result.stderr
+    for message in messages:
+        assert message in result.stderr, result.stderr
 
 
 def test_config_file_then_flags(tmp_path: Path) -> None:
@@ -101,14 +130,6 @@ def test_config_file_then_flags(tmp_path: Path) -> None:
         == 0
     )
     assert len(pd.read_parquet(tmp_path / "b" / "accounts.parquet")) == 5
-
-
-def test_invalid_config_is_named(tmp_path: Path) -> None:
-    cfg = tmp_path / "bad.toml"
-    cfg.write_text("[generate]\naccounts = 'many'\n")
-    result = _cli("--config", cfg, "generate", "--out", tmp_path / "x")
-    assert result.returncode == 2
-    assert "generate.accounts" in result.stderr and "bad.toml" in result.stderr
 
 
 def test_features_list_prints_the_catalogue() -> None:
@@ -134,9 +155,3 @@ def test_features_command_writes_table_report_and_rejects(tmp_path: Path) -> Non
     assert len(pd.read_parquet(tmp_path / "f.rejects.parquet")) == sum(
         t["rows_rejected"] for t in report["tables"].values()
     )
-
-
-def test_features_without_data_is_a_clear_error() -> None:
-    result = _cli("features")
-    assert result.returncode == 2
-    assert "give the DATA folder" in result.stderr

@@ -13,7 +13,7 @@ import pytest
 from features.settings import DataSettings
 from features.validation import load_dataset
 from inmarket.synthetic import SENIORITIES, TRUTH_DIR, WorldSpec, generate_world
-from tests.conftest import WORLD_ACCOUNTS
+from tests.worlds import WORLD_ACCOUNTS, WORLD_SEED
 
 TABLES = ("accounts", "people", "events", "intent", "opportunities")
 
@@ -35,8 +35,8 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 def test_same_seed_same_bytes_other_seed_other_world(tmp_path: Path, world_dir: Path) -> None:
-    generate_world(WorldSpec(accounts=WORLD_ACCOUNTS, seed=11), tmp_path / "again")
-    generate_world(WorldSpec(accounts=WORLD_ACCOUNTS, seed=12), tmp_path / "other")
+    generate_world(WorldSpec(accounts=WORLD_ACCOUNTS, seed=WORLD_SEED), tmp_path / "again")
+    generate_world(WorldSpec(accounts=WORLD_ACCOUNTS, seed=WORLD_SEED + 1), tmp_path / "other")
     assert _digest(tmp_path / "again") == _digest(world_dir)
     other = _digest(tmp_path / "other")
     assert all(other[f"{t}.parquet"] != _digest(world_dir)[f"{t}.parquet"] for t in TABLES)

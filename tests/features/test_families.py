@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ AS_OF = pd.Timestamp("2025-03-01", tz="UTC")
 
 
 def _tables(
-    events: list[tuple[str, str | None, str, str]], people: list[tuple[str, str, str, str, str]]
+    events: Sequence[tuple[str, str | None, str, str]],
+    people: Sequence[tuple[str, str, str, str, str]],
 ) -> dict[str, pd.DataFrame]:
     """events: (account, person or None, event_type, timestamp); people: (id, account, dept,
     seniority, role)."""
@@ -208,7 +210,7 @@ def _mutate_after(
     events.loc[change, "person_id"] = rng.choice(
         ds.people["person_id"].to_numpy(), int(change.sum())
     )
-    added = events[later].sample(frac=0.5, random_state=int(rng.integers(1e9)), replace=True)
+    added = events[later].sample(frac=0.5, random_state=int(rng.integers(10**9)), replace=True)
     added = added.assign(
         event_id=added["event_id"] + "-new", timestamp=as_of + pd.Timedelta(seconds=1)
     )

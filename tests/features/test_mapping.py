@@ -93,36 +93,52 @@ def _write_mapping(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_unknown_table_in_mapping(tmp_path: Path) -> None:
-    path = _write_mapping(tmp_path, '[[leads]]\nfile = "x.csv"\n')
-    with pytest.raises(ConfigError, match=r"unknown table\(s\) \['leads'\]"):
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[leads]]\nfile = "x.csv"\n', r"unknown table\(s\) \['leads'\]"),
+        (
+            '[[events]]\nfile = "x.csv"\ncolumns = { stage = "S" }\n',
+            r"\[events\] x.csv: \['stage'\] are not columns",
+        ),
+    ],
+    ids=["unknown-table", "column-the-table-does-not-have"],
+)
+def test_a_wrong_mapping_is_a_config_error_naming_it(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = _write_mapping(tmp_path, text)
+    with pytest.raises(ConfigError, match=message):
         Mapping.load(path)
 
 
-def test_mapping_to_a_column_the_table_does_not_have(tmp_path: Path) -> None:
-    path = _write_mapping(tmp_path, '[[events]]\nfile = "x.csv"\ncolumns = { stage = "S" }\n')
-    with pytest.raises(ConfigError, match=r"\[events\] x.csv: \['stage'\] are not columns"):
-        Mapping.load(path)
-
-
-def test_mapped_column_missing_from_file(crm_dir: Path, tmp_path: Path) -> None:
-    text = mapping_file().read_text().replace('"Touch Type"', '"Touch Kind"')
-    with pytest.raises(
-        ContractError,
-        match=r"events \(touches.csv\): mapped column\(s\) "
-        r"\['Touch Kind'\] not in the file; found \[",
-    ):
-        load_dataset(crm_dir, DataSettings(mapping=_write_mapping(tmp_path, text)))
-
-
-def test_wrong_date_format_in_mapping_names_the_setting(crm_dir: Path, tmp_path: Path) -> None:
-    text = mapping_file().read_text().replace('"%d.%m.%Y", closed_at', '"%Y-%m-%d", closed_at')
-    with pytest.raises(
-        ContractError,
-        match=r"opportunities.created_at: .* could not be read as "
-        r"timestamps.*check formats.created_at",
-    ):
-        load_dataset(crm_dir, DataSettings(mapping=_write_mapping(tmp_path, text)))
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            '"Touch Type"',
+            '"Touch Kind"',
+            r"events \(touches.csv\): mapped column\(s\) "
+            r"\['Touch Kind'\] not in the file; found \[",
+        ),
+        (
+            '"%d.%m.%Y", closed_at',
+            '"%Y-%m-%d", closed_at',
+            r"opportunities.created_at: .* could not be read as "
+            r"timestamps.*check formats.created_at",
+        ),
+    ],
+    ids=["mapped-column-missing-from-file", "wrong-date-format-names-the-setting"],
+)
+def test_a_mapping_the_export_does_not_fit_is_a_contract_error(
+    crm_dir: Path, tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    text = mapping_file().read_text()
+    assert old in text  # the example mapping has what is changed
+    with pytest.raises(ContractError, match=message):
+        load_dataset(
+            crm_dir, DataSettings(mapping=_write_mapping(tmp_path, text.replace(old, new)))
+        )
 
 
 def test_unmatched_domains_are_rejected_not_dropped(crm_dir: Path, tmp_path: Path) -> None:

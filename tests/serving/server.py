@@ -9,11 +9,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 
 import httpx
 
 
 def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -21,8 +23,15 @@ def _free_port() -> int:
 
 
 class Server:
-    """A server subprocess on a free port (``bentoml serve`` unless a command is given);
-    stopped at the end."""
+    """A server subprocess on a free port (``bentoml serve`` unless a command is given), its
+    output in ``cwd/serve-<port>.log``.
+
+    Used as a context manager: entering waits until the server answers ``/livez`` (any answer
+    below 500 counts) and leaving stops it::
+
+        with Server(env, tmp_path) as server:
+            assert server.wait("/readyz").status_code == 200
+    """
 
     def __init__(
         self, env: dict[str, str], cwd: Path, command: Callable[[int], list[str]] | None = None
@@ -44,15 +53,33 @@ class Server:
                 str(self.port),
             ]
         )
+        self._output = self.log.open("w")
         self.process = subprocess.Popen(
             args,
             cwd=Path(__file__).resolve().parents[2],
             env={**os.environ, **env},
-            stdout=self.log.open("w"),
+            stdout=self._output,
             stderr=subprocess.STDOUT,
         )
 
+    def __enter__(self) -> Server:
+        try:
+            self.wait()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
     def wait(self, path: str = "/livez", timeout: float = 120) -> httpx.Response:
+        """The first answer to GET ``path``; for ``/livez``, the first one below 500."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -71,3 +98,5 @@ class Server:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
+        self._output.close()

@@ -17,7 +17,7 @@ async def _call(app: Any, timeout: float) -> tuple[list[dict[str, Any]], list[as
         timers.append(call_later(delay, callback, *args))
         return timers[-1]
 
-    loop.call_later = recording  # type: ignore[method-assign]
+    loop.call_later = recording  # type: ignore[method-assign, assignment]
     sent: list[dict[str, Any]] = []
 
     async def send(message: dict[str, Any]) -> None:

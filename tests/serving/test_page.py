@@ -8,7 +8,8 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
 from features.settings import DataSettings, FeatureSettings
 from serving.batch import score_batch
@@ -74,8 +75,10 @@ def scored(
     return {**hostile_world, "store": store, "ranked": ranked, "root": root}
 
 
-def _server(scored: dict[str, Any], **env: str) -> Server:
-    server = Server(
+@contextmanager
+def _serving(scored: dict[str, Any], **env: str) -> Iterator[Server]:
+    """A ready server on the scored store and ranking, with ``env`` added; stopped after."""
+    with Server(
         {
             "INMARKET_STORE": str(scored["store"]),
             "INMARKET_RANKED": str(scored["ranked"]),
@@ -83,19 +86,15 @@ def _server(scored: dict[str, Any], **env: str) -> Server:
             **env,
         },
         scored["root"],
-    )
-    server.wait()
-    assert server.wait("/readyz").status_code == 200
-    return server
+    ) as server:
+        assert server.wait("/readyz").status_code == 200
+        yield server
 
 
 @pytest.fixture(scope="module")
 def server(scored: dict[str, Any]) -> Iterator[Server]:
-    running = _server(scored)
-    try:
+    with _serving(scored) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +126,7 @@ def page(browser: Browser, server: Server, watched: Watched) -> Iterator[Page]:
     """The review page, fresh, with its dialogs, script errors and requests recorded."""
     context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
     opened = context.new_page()
-    opened.on("dialog", lambda d: (watched.dialogs.append(d.message), d.dismiss()))
+    opened.on("dialog", _recording_into(watched.dialogs))
     opened.on("pageerror", lambda e: watched.errors.append(str(e)))
     opened.on("request", lambda r: watched.urls.append(r.url))
     opened.goto(server.url + "/")
@@ -135,6 +134,16 @@ def page(browser: Browser, server: Server, watched: Watched) -> Iterator[Page]:
     yield opened
     assert watched.errors == []
     context.close()
+
+
+def _recording_into(messages: list[str]) -> Callable[[Dialog], None]:
+    """A dialog handler that records the dialog's message and dismisses it."""
+
+    def record(dialog: Dialog) -> None:
+        messages.append(dialog.message)
+        dialog.dismiss()
+
+    return record
 
 
 def _scores(page: Page) -> list[int]:
@@ -148,8 +157,12 @@ def _wait_for_count(page: Page, total: int) -> None:
 def test_the_list_loads_sorted_by_score(
     page: Page, server: Server, scored: dict[str, Any], watched: Watched
 ) -> None:
+    # given the review page open on the ranking
     ranked = pd.read_parquet(scored["ranked"])
     _wait_for_count(page, len(ranked))
+    # when it is read, paged, sorted by score both ways and back by rank
+    # then, step by step: 50 rows a page in score order, highest and lowest score first as
+    # sorted, and nothing fetched from elsewhere
     scores = _scores(page)
     assert len(scores) == 50
     assert scores == sorted(scores, reverse=True)
@@ -173,7 +186,10 @@ def test_the_list_loads_sorted_by_score(
 
 
 def test_filters_narrow_the_list(page: Page, scored: dict[str, Any]) -> None:
+    # given the review page open on the ranking
     ranked = pd.read_parquet(scored["ranked"])
+    # when a stage, a region and a minimum score are chosen one after the other
+    # then, step by step: the count follows each filter and the rows are the ranking's
     page.locator("#f-stage").select_option("in-market")
     expected = ranked[ranked["stage"] == "in-market"]
     _wait_for_count(page, len(expected))
@@ -191,9 +207,12 @@ def test_filters_narrow_the_list(page: Page, scored: dict[str, Any]) -> None:
 
 
 def test_search_finds_an_account_by_domain(page: Page, scored: dict[str, Any]) -> None:
+    # given the review page and an account from the middle of the ranking
     ranked = pd.read_parquet(scored["ranked"])
     target = ranked.iloc[len(ranked) // 2]
+    # when its domain is searched for, in capitals
     page.locator("#f-q").fill(str(target["domain"]).upper())
+    # then it is the one account listed
     _wait_for_count(page, 1)
     expect(page.locator("#accounts tbody .account-link .name")).to_have_text(str(target["name"]))
 
@@ -201,11 +220,15 @@ def test_search_finds_an_account_by_domain(page: Page, scored: dict[str, Any]) -
 def test_the_account_view_shows_timeline_reasons_and_missing_roles(
     page: Page, scored: dict[str, Any]
 ) -> None:
+    # given the review page and the busy account with markup in its name
     ranked = pd.read_parquet(scored["ranked"])
     account = ranked[ranked["account_id"] == scored["account"]].iloc[0]
+    # when it is searched for and opened
     page.locator("#f-q").fill(str(account["domain"]))
     _wait_for_count(page, 1)
     page.locator("#accounts tbody .account-link").click()
+    # then its view shows the score history, weekly timeline, people, reasons, missing roles
+    # and opportunities of the batch scoring, and goes back to the list
     expect(page.locator("#account-name")).to_have_text(HOSTILE_NAME)
     assert page.locator("#list-view").is_hidden()
     assert page.locator("#history circle").count() == 6  # one point per snapshot scored
@@ -234,16 +257,19 @@ def test_the_account_view_shows_timeline_reasons_and_missing_roles(
 def test_the_csv_download_matches_the_filtered_rows(
     page: Page, scored: dict[str, Any], tmp_path: Path
 ) -> None:
+    # given the list filtered to more than one page of engaged accounts
     ranked = pd.read_parquet(scored["ranked"])
     page.locator("#f-stage").select_option("engaged")
     page.locator("#f-min-score").fill("80")
     expected = ranked[(ranked["stage"] == "engaged") & (ranked["score"] >= 80)]
     assert len(expected) > 50  # more than one page: the export is every page
     _wait_for_count(page, len(expected))
+    # when it is exported
     with page.expect_download() as download:
         page.locator("#export").click()
     path = tmp_path / "export.csv"
     download.value.save_as(path)
+    # then the CSV has every filtered row, in order, with its score and stage
     rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
     assert [r["account_id"] for r in rows] == expected["account_id"].tolist()
     assert [int(r["score"]) for r in rows] == expected["score"].tolist()
@@ -251,6 +277,10 @@ def test_the_csv_download_matches_the_filtered_rows(
 
 
 def test_markup_in_names_titles_and_topics_is_shown_as_text(page: Page, watched: Watched) -> None:
+    # given the review page, on a world with markup in a name, a title and a topic
+    # when the account is searched for, opened and its people hovered over
+    # then, step by step: the markup shows as text, no element or script is made from it and
+    # no dialog opens
     page.locator("#f-q").fill("onerror")
     _wait_for_count(page, 1)
     expect(page.locator("#accounts tbody .account-link .name")).to_have_text(HOSTILE_NAME)
@@ -267,33 +297,38 @@ def test_markup_in_names_titles_and_topics_is_shown_as_text(page: Page, watched:
 
 
 def test_the_page_needs_the_token_when_one_is_set(browser: Browser, scored: dict[str, Any]) -> None:
-    guarded = _server(scored, INMARKET_TOKEN="s3cret-token")
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.goto(guarded.url + "/")
-        assert page.url.endswith("/login")
-        assert page.request.get(guarded.url + "/accounts").status == 401
-        assert page.request.get(guarded.url + "/static/app.js").status == 401
-        page.locator("#token").fill("wrong")
-        page.locator("button[type=submit]").click()
-        expect(page.locator(".error")).to_contain_text("not the service's")
-        page.locator("#token").fill("s3cret-token")
-        page.locator("button[type=submit]").click()
-        expect(page.locator("#accounts tbody tr").first).to_be_visible()
-        assert page.request.get(guarded.url + "/accounts").status == 200
-        page.locator(".logout button").click()
-        expect(page.locator("#token")).to_be_visible()
-        assert httpx.get(guarded.url + "/", follow_redirects=False).status_code == 303
-    finally:
-        context.close()
-        guarded.stop()
+    # given a server with a token set, and a fresh browser
+    with _serving(scored, INMARKET_TOKEN="s3cret-token") as guarded:
+        context = browser.new_context()
+        try:
+            # when the page is opened, a wrong then the right token given, and the user logs out
+            # then, step by step: only the right token opens the list and the routes behind it,
+            # and logging out locks them again
+            page = context.new_page()
+            page.goto(guarded.url + "/")
+            assert page.url.endswith("/login")
+            assert page.request.get(guarded.url + "/accounts").status == 401
+            assert page.request.get(guarded.url + "/static/app.js").status == 401
+            page.locator("#token").fill("wrong")
+            page.locator("button[type=submit]").click()
+            expect(page.locator(".error")).to_contain_text("not the service's")
+            page.locator("#token").fill("s3cret-token")
+            page.locator("button[type=submit]").click()
+            expect(page.locator("#accounts tbody tr").first).to_be_visible()
+            assert page.request.get(guarded.url + "/accounts").status == 200
+            page.locator(".logout button").click()
+            expect(page.locator("#token")).to_be_visible()
+            assert httpx.get(guarded.url + "/", follow_redirects=False).status_code == 303
+        finally:
+            context.close()
 
 
 def test_the_static_report_lists_the_accounts_as_text(
     browser: Browser, scored: dict[str, Any], tmp_path: Path
 ) -> None:
+    # given the ranking of the world with markup in it
     out = tmp_path / "report.html"
+    # when `inmarket report` writes the static report
     done = subprocess.run(
         [
             sys.executable,
@@ -313,6 +348,8 @@ def test_the_static_report_lists_the_accounts_as_text(
         text=True,
         check=False,
     )
+    # then it says how many accounts it wrote, and in a browser the report lists them all, with
+    # the markup as text, no dialog, and the MQL rule's misses counted
     assert done.returncode == 0, done.stderr
     ranked = pd.read_parquet(scored["ranked"])
     assert f"{len(ranked):,} accounts" in done.stdout
@@ -320,7 +357,7 @@ def test_the_static_report_lists_the_accounts_as_text(
     try:
         page = context.new_page()
         dialogs: list[str] = []
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.on("dialog", _recording_into(dialogs))
         page.goto(out.as_uri())
         assert page.locator("tr.account").count() == len(ranked)
         expect(page.locator("#accounts")).to_contain_text(HOSTILE_NAME)

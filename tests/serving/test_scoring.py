@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -56,19 +57,23 @@ def test_stage_thresholds() -> None:
     ]
 
 
+def _contribution(reason: dict[str, object]) -> float:
+    return cast(float, reason["contribution"])
+
+
 @pytest.mark.slow
 def test_reasons_are_sentences_signed_by_contribution(model, rows: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
     hot = rows.sort_values("high_intent_events_30d", ascending=False).head(5)
     explained = explain_rows(model, hot)
     assert len(explained) == 5
     for reasons in explained:
-        assert reasons["positive"] and all(r["contribution"] > 0 for r in reasons["positive"])
-        assert all(r["contribution"] < 0 for r in reasons["negative"])
+        assert reasons["positive"] and all(_contribution(r) > 0 for r in reasons["positive"])
+        assert all(_contribution(r) < 0 for r in reasons["negative"])
         assert all(
             isinstance(r["text"], str) and r["text"]
             for r in reasons["positive"] + reasons["negative"]
         )
-        contributions = [r["contribution"] for r in reasons["positive"]]
+        contributions = [_contribution(r) for r in reasons["positive"]]
         assert contributions == sorted(contributions, reverse=True)
 
 
@@ -92,12 +97,15 @@ def test_buying_group_names_the_missing_roles() -> None:
     assert "champion" in group.loc[1, "roles_engaged"]
 
 
-def test_role_flags_read_as_sentences() -> None:
+@pytest.mark.parametrize(
+    ("feature", "value", "sentence"),
+    [
+        ("role_champion_engaged_90d", 0.0, "no champion engaged in the last 90 days"),
+        ("role_decision_maker_engaged_90d", 1.0, "a decision maker engaged in the last 90 days"),
+    ],
+    ids=["role-not-engaged", "role-engaged"],
+)
+def test_role_flags_read_as_sentences(feature: str, value: float, sentence: str) -> None:
     from serving.scoring import _sentence
 
-    assert (
-        _sentence("role_champion_engaged_90d", 0.0, {}) == "no champion engaged in the last 90 days"
-    )
-    assert _sentence("role_decision_maker_engaged_90d", 1.0, {}) == (
-        "a decision maker engaged in the last 90 days"
-    )
+    assert _sentence(feature, value, {}) == sentence

@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.core.result import Err, Ok
 
 from features.settings import DataSettings, FeatureSettings
 from serving.batch import score_batch
 from tests.serving.server import Server
-from tests.stores import client_of, copy_store
+from tests.stores import client_of, copy_store, train_job
 from training.job import TrainResult
 from training.registry import load_model, promote
 
@@ -44,23 +45,20 @@ def served(
         DataSettings(),
         FeatureSettings(),
     )
-    server = Server(
+    with Server(
         {
             "INMARKET_STORE": str(store),
             "INMARKET_RANKED": str(ranked),
             "INMARKET_RELOAD_SECONDS": "0",
         },
         root,
-    )
-    try:
-        server.wait()
+    ) as server:
         assert server.wait("/readyz").status_code == 200
         yield server, ranked
-    finally:
-        server.stop()
 
 
-def _records(ranked: Path, n: int, world_features: Path) -> list[dict[str, object]]:
+def _records(world_features: Path, n: int) -> list[dict[str, object]]:
+    """The latest snapshot's features of ``n`` accounts, as a client would send them."""
     features = pd.read_parquet(world_features)
     latest = features[features["as_of"] == features["as_of"].max()].head(n)
     latest = latest.drop(columns=["as_of", "in_pipeline"]).astype({c: "str" for c in CATEGORIES})
@@ -71,9 +69,12 @@ def _records(ranked: Path, n: int, world_features: Path) -> list[dict[str, objec
 def test_score_matches_the_model(
     served: tuple[Server, Path], world_features: Path, trained: tuple[Path, TrainResult]
 ) -> None:
-    server, ranked = served
-    records = _records(ranked, 20, world_features)
+    # given twenty accounts' latest features and the champion the server loaded
+    server, _ = served
+    records = _records(world_features, 20)
+    # when they are scored over HTTP
     response = httpx.post(server.url + "/score", json={"records": records}, timeout=30)
+    # then the answers are the model's own probabilities, in order, with scores 0-100
     assert response.status_code == 200, response.text
     body = response.json()
     assert all(
@@ -88,10 +89,12 @@ def test_score_matches_the_model(
 
 
 def test_missing_features_are_allowed_and_listed(served: tuple[Server, Path]) -> None:
+    # given a record with one feature
     server, _ = served
-    response = httpx.post(
-        server.url + "/score", json={"records": [{"account_id": "A1", "events_30d": 4}]}, timeout=30
-    )
+    record = {"account_id": "A1", "events_30d": 4}
+    # when it is scored
+    response = httpx.post(server.url + "/score", json={"records": [record]}, timeout=30)
+    # then it is scored, with the features it lacks listed
     assert response.status_code == 200, response.text
     scored = response.json()[0]
     assert "events_30d" not in scored["missing_features"]
@@ -99,10 +102,12 @@ def test_missing_features_are_allowed_and_listed(served: tuple[Server, Path]) ->
 
 
 def test_explain_gives_reasons_and_roles(served: tuple[Server, Path], world_features: Path) -> None:
-    server, ranked = served
-    response = httpx.post(
-        server.url + "/explain", json={"records": _records(ranked, 3, world_features)}, timeout=30
-    )
+    # given three accounts' latest features
+    server, _ = served
+    records = _records(world_features, 3)
+    # when the server is asked to explain their scores
+    response = httpx.post(server.url + "/explain", json={"records": records}, timeout=30)
+    # then each account has reasons in words and its buying-group roles
     assert response.status_code == 200, response.text
     for account in response.json()["accounts"]:
         assert account["positive"] or account["negative"]
@@ -124,6 +129,14 @@ def test_explain_gives_reasons_and_roles(served: tuple[Server, Path], world_feat
         ({"records": [{"account_id": "A1"}] * 1001}, "records"),
         ({"rows": []}, "records"),
     ],
+    ids=[
+        "unknown-field",
+        "text-for-a-number",
+        "no-account-id",
+        "no-records",
+        "too-many-records",
+        "wrong-top-level-key",
+    ],
 )
 def test_bad_input_is_a_4xx_naming_the_field(
     served: tuple[Server, Path], body: dict[str, object], field: str
@@ -142,6 +155,7 @@ def test_bad_input_is_a_4xx_naming_the_field(
         b"{not json",
         b"",
     ],
+    ids=["nan", "infinity", "malformed", "empty"],
 )
 def test_nan_inf_and_malformed_json_are_4xx(served: tuple[Server, Path], raw: bytes) -> None:
     server, _ = served
@@ -152,19 +166,24 @@ def test_nan_inf_and_malformed_json_are_4xx(served: tuple[Server, Path], raw: by
 
 
 def test_model_card_and_ranked_accounts(served: tuple[Server, Path]) -> None:
+    # given a server with a champion and a batch scoring
     server, ranked = served
+    # when the model card and pages of ranked accounts are asked for
     card = httpx.get(server.url + "/model", timeout=30).json()
-    assert card["alias"] == "champion" and card["features"]
-    assert card["test_metrics"]["roc_auc"] > card["mql_test_metrics"]["roc_auc"]
-    assert card["drift"]["psi"]
     page = httpx.get(server.url + "/accounts", params={"limit": 5, "offset": 5}, timeout=30).json()
-    assert page["total"] == len(pd.read_parquet(ranked))
-    assert [a["rank"] for a in page["accounts"]] == [6, 7, 8, 9, 10]
     ready = httpx.get(
         server.url + "/accounts", params={"stage": "ready", "limit": 1000}, timeout=30
     ).json()
+    empty = httpx.get(server.url + "/accounts", params={"limit": 0}, timeout=30)
+    # then the card shows the champion beating the MQL rule, the pages follow the ranking and
+    # the filter, and a limit of 0 is refused
+    assert card["alias"] == "champion" and card["features"]
+    assert card["test_metrics"]["roc_auc"] > card["mql_test_metrics"]["roc_auc"]
+    assert card["drift"]["psi"]
+    assert page["total"] == len(pd.read_parquet(ranked))
+    assert [a["rank"] for a in page["accounts"]] == [6, 7, 8, 9, 10]
     assert all(a["stage"] == "ready" for a in ready["accounts"])
-    assert httpx.get(server.url + "/accounts", params={"limit": 0}, timeout=30).status_code == 422
+    assert empty.status_code == 422
 
 
 def test_health_and_metrics(served: tuple[Server, Path]) -> None:
@@ -175,29 +194,41 @@ def test_health_and_metrics(served: tuple[Server, Path]) -> None:
 
 
 def test_readiness_fails_without_a_model(tmp_path: Path) -> None:
-    server = Server(
+    # given a server on an empty store
+    with Server(
         {"INMARKET_STORE": str(tmp_path / "empty"), "INMARKET_RELOAD_SECONDS": "0"}, tmp_path
-    )
-    try:
-        server.wait()
-        assert server.wait("/readyz").status_code != 200
-        assert (
-            httpx.post(
-                server.url + "/score", json={"records": [{"account_id": "A"}]}, timeout=30
-            ).status_code
-            == 503
+    ) as server:
+        # when it is asked whether it is ready, and to score
+        ready = server.wait("/readyz")
+        score = httpx.post(
+            server.url + "/score", json={"records": [{"account_id": "A"}]}, timeout=30
         )
+        # then it is not ready, answers 503 and logs why
+        assert ready.status_code != 200
+        assert score.status_code == 503
         assert "cannot load the champion model" in server.log.read_text()
-    finally:
-        server.stop()
+
+
+# the routes behind the token; one server answers them all, so they are looped over rather
+# than parametrised (a server per route would cost a start-up each)
+GUARDED_ROUTES = (
+    ("POST", "/score"),
+    ("POST", "/explain"),
+    ("GET", "/model"),
+    ("GET", "/accounts"),
+    ("POST", "/admin/reload"),
+)
+# Authorization header (none, a wrong token, the right one) -> the status each route gives
+AUTHORIZATIONS = {"": 401, "Bearer nope": 401, "Bearer s3cret": 200}
 
 
 def test_the_token_guards_every_route_but_health(
     served: tuple[Server, Path], tmp_path: Path
 ) -> None:
+    # given a server on the served store and ranking, with a token set
     _, ranked = served
     store = ranked.parent / "mlruns"
-    server = Server(
+    with Server(
         {
             "INMARKET_STORE": str(store),
             "INMARKET_RANKED": str(ranked),
@@ -205,46 +236,38 @@ def test_the_token_guards_every_route_but_health(
             "INMARKET_TOKEN": "s3cret",
         },
         tmp_path,
-    )
-    try:
-        server.wait()
-        assert httpx.get(server.url + "/readyz", timeout=30).status_code == 200
-        assert httpx.get(server.url + "/metrics", timeout=30).status_code == 200
+    ) as server:
+        # when health and metrics are called without a token, and every other route without
+        # one, with a wrong one and with the right one
+        health = [httpx.get(server.url + path, timeout=30) for path in ("/readyz", "/metrics")]
         body = {"records": [{"account_id": "A1"}]}
-        for method, path in (
-            ("POST", "/score"),
-            ("POST", "/explain"),
-            ("GET", "/model"),
-            ("GET", "/accounts"),
-            ("POST", "/admin/reload"),
-        ):
-            anonymous = httpx.request(method, server.url + path, json=body, timeout=30)
-            assert anonymous.status_code == 401, path
-            wrong = httpx.request(
+        answers = {
+            (path, authorization): httpx.request(
                 method,
                 server.url + path,
                 json=body,
                 timeout=30,
-                headers={"Authorization": "Bearer nope"},
+                headers={"Authorization": authorization} if authorization else {},
             )
-            assert wrong.status_code == 401, path
-            right = httpx.request(
-                method,
-                server.url + path,
-                json=body,
-                timeout=30,
-                headers={"Authorization": "Bearer s3cret"},
+            for method, path in GUARDED_ROUTES
+            for authorization in AUTHORIZATIONS
+        }
+        # then health and metrics answer; the other routes only to the right token
+        assert [response.status_code for response in health] == [200, 200]
+        for (path, authorization), response in answers.items():
+            assert response.status_code == AUTHORIZATIONS[authorization], (
+                path,
+                authorization,
+                response.text,
             )
-            assert right.status_code == 200, (path, right.text)
-    finally:
-        server.stop()
 
 
 def test_inmarket_serve_starts_the_service_with_workers(
     served: tuple[Server, Path], tmp_path: Path
 ) -> None:
+    # given the served store and ranking
     _, ranked = served
-    server = Server(
+    with Server(
         {},
         tmp_path,
         lambda port: [
@@ -261,18 +284,17 @@ def test_inmarket_serve_starts_the_service_with_workers(
             "--ranked",
             str(ranked),
         ],
-    )
-    try:
-        server.wait()
-        assert server.wait("/readyz").status_code == 200
+    ) as server:
+        # when `inmarket serve --workers 2` runs on them
+        ready = server.wait("/readyz")
         page = httpx.get(server.url + "/accounts", params={"limit": 1}, timeout=30)
+        # then it is ready, serves the ranking and starts a second worker
+        assert ready.status_code == 200
         assert page.json()["accounts"][0]["rank"] == 1
         deadline = time.monotonic() + 60
         while "entry_service:inmarket:2" not in server.log.read_text():
             assert time.monotonic() < deadline, "the second worker did not start"
             time.sleep(0.5)
-    finally:
-        server.stop()
 
 
 def _account_tables(world_dir: Path, account_ids: list[str]) -> dict[str, list[dict[str, object]]]:
@@ -293,6 +315,7 @@ def _account_tables(world_dir: Path, account_ids: list[str]) -> dict[str, list[d
 
 
 def test_score_events_equals_batch_scoring(served: tuple[Server, Path], world_dir: Path) -> None:
+    # given four ranked accounts' raw rows, as of the batch scoring's date
     server, ranked = served
     table = pd.read_parquet(ranked)
     picked = table.iloc[[0, 3, 50, 700]]
@@ -300,7 +323,9 @@ def test_score_events_equals_batch_scoring(served: tuple[Server, Path], world_di
         "as_of": str(picked["as_of"].iloc[0].isoformat()),
         **_account_tables(world_dir, list(picked["account_id"])),
     }
+    # when the server scores them from the events
     response = httpx.post(server.url + "/score_events", json={"request": request}, timeout=60)
+    # then it rejects nothing and agrees with the batch scoring
     assert response.status_code == 200, response.text[:2000]
     body = response.json()
     assert body["rows_rejected"] == {}
@@ -314,6 +339,7 @@ def test_score_events_equals_batch_scoring(served: tuple[Server, Path], world_di
 def test_score_events_counts_the_rows_it_rejects(
     served: tuple[Server, Path], world_dir: Path
 ) -> None:
+    # given one account's raw rows plus an event of an unknown account
     server, ranked = served
     account = str(pd.read_parquet(ranked)["account_id"].iloc[0])
     tables = _account_tables(world_dir, [account])
@@ -325,11 +351,13 @@ def test_score_events_counts_the_rows_it_rejects(
         }
     )
     request = {"as_of": "2026-07-01T00:00:00Z", **tables}
+    # when they are scored, and scored again without any account
     body = httpx.post(server.url + "/score_events", json={"request": request}, timeout=60).json()
-    assert body["rows_rejected"] == {"events": {"unknown_account": 1}}
     bad = httpx.post(
         server.url + "/score_events", json={"request": {**request, "accounts": []}}, timeout=60
     )
+    # then the unknown account's event is counted as rejected, and no accounts is a 400
+    assert body["rows_rejected"] == {"events": {"unknown_account": 1}}
     assert bad.status_code == 400 and "accounts" in bad.text
 
 
@@ -348,15 +376,12 @@ def test_a_fixed_rate_minute_with_a_promotion_in_the_middle(
     is flat over the last 20 s (bench/serve.py runs the same at 50/s)."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    from tests.stores import train_job
-
+    # given a server reloading every second on a store with a champion
     store = copy_store(trained[0], tmp_path / "mlruns")
     client = client_of(store)
     promote(client, "inmarket")
-    server = Server({"INMARKET_STORE": str(store), "INMARKET_RELOAD_SECONDS": "1"}, tmp_path)
-    records = _records(tmp_path, 200, world_features)
-    try:
-        server.wait()
+    records = _records(world_features, 200)
+    with Server({"INMARKET_STORE": str(store), "INMARKET_RELOAD_SECONDS": "1"}, tmp_path) as server:
         assert server.wait("/readyz").status_code == 200
         before = httpx.get(server.url + "/model", timeout=30).json()["version"]
         http = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=16))
@@ -375,6 +400,8 @@ def test_a_fixed_rate_minute_with_a_promotion_in_the_middle(
             promote(client, "inmarket", force=True)
             return result
 
+        # when requests come at a fixed rate for a minute while a new champion is trained and
+        # promoted after 15 s
         retrained: Future[TrainResult] | None = None
         with ThreadPoolExecutor(16) as pool, ThreadPoolExecutor(1) as trainer:
             began = time.monotonic()
@@ -388,6 +415,8 @@ def test_a_fixed_rate_minute_with_a_promotion_in_the_middle(
                 time.sleep(0.01)
             results = [a.result() for a in answers]
         http.close()
+        # then every request is answered, first by the old champion and last by the new one,
+        # and memory is flat over the last 20 s
         assert retrained is not None
         newer = retrained.result()
         assert newer.version != before
@@ -398,8 +427,6 @@ def test_a_fixed_rate_minute_with_a_promotion_in_the_middle(
         assert httpx.get(server.url + "/model", timeout=30).json()["version"] == newer.version
         last = memory[-20:]
         assert max(last) - min(last) < 15, f"server memory grew over the last 20 s: {last}"
-    finally:
-        server.stop()
 
 
 def test_concurrent_requests_are_batched_and_answered_apart(
@@ -407,8 +434,9 @@ def test_concurrent_requests_are_batched_and_answered_apart(
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    server, ranked = served
-    records = _records(ranked, 40, world_features)
+    # given forty accounts' latest features
+    server, _ = served
+    records = _records(world_features, 40)
 
     def one(record: dict[str, object]) -> list[dict[str, object]]:
         response = httpx.post(server.url + "/score", json={"records": [record]}, timeout=30)
@@ -416,8 +444,10 @@ def test_concurrent_requests_are_batched_and_answered_apart(
         result: list[dict[str, object]] = response.json()
         return result
 
+    # when each is scored in its own request, sixteen at a time
     with ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(one, records))
+    # then each answer is its own account's, and the server batched them adaptively
     assert [a[0]["account_id"] for a in answers] == [r["account_id"] for r in records]
     metrics = httpx.get(server.url + "/metrics", timeout=30).text
     assert "adaptive_batch_size" in metrics
@@ -428,16 +458,21 @@ def test_fuzz_from_the_openapi_schema_never_gives_a_5xx(served: tuple[Server, Pa
     operation: any answer but a 5xx."""
     from hypothesis import given
 
+    # given the operations of the served OpenAPI document
     server, _ = served
     schema = schemathesis.openapi.from_url(server.url + "/docs.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
+    results = list(schema.get_all_operations())
+    assert [r.err() for r in results if isinstance(r, Err)] == []
+    operations = [r.ok() for r in results if isinstance(r, Ok)]
     assert {op.path for op in operations} >= {"/score", "/explain", "/score_events"}
+    # when each is called with 40 generated requests
     for operation in operations:
 
         @given(case=operation.as_strategy())
         @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
         def call(case) -> None:  # type: ignore[no-untyped-def]
             response = case.call(base_url=server.url, timeout=30)
+            # then no answer is a 5xx
             assert response.status_code < 500, (case.path, case.body, response.text[:500])
 
         call()

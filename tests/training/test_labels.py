@@ -51,6 +51,16 @@ def _opps(*rows: tuple[str, str, str]) -> pd.DataFrame:
         ((("2025-02-01", "lost", "new_business"), ("2025-03-01", "won", "new_business")), 1),
         ((), 0),
     ],
+    ids=[
+        "won-inside",
+        "won-on-the-last-day",
+        "won-a-day-late",
+        "created-at-as-of",
+        "lost",
+        "renewal",
+        "lost-then-won",
+        "no-opportunity",
+    ],
 )
 def test_won_label(opps: tuple[tuple[str, str, str], ...], label: int) -> None:
     labelled, counts = label_snapshots(_snaps(), _opps(*opps), extracted_at=EXTRACT)
@@ -73,6 +83,7 @@ def test_only_open_opportunities_leave_the_snapshot_out() -> None:
         (_snaps(in_pipeline=[1]), EXTRACT, "in_pipeline"),
         (_snaps(is_customer=[1]), EXTRACT, "customers"),
     ],
+    ids=["window-not-observed", "in-pipeline", "customer"],
 )
 def test_left_out_and_counted(snaps: pd.DataFrame, extract: pd.Timestamp, counter: str) -> None:
     labelled, counts = label_snapshots(snaps, _opps(), extracted_at=extract)

@@ -6,12 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.serving.server import Server
 from tests.stores import client_of, copy_store, train_job
 from training.job import EvaluateJob, TrainResult
 from training.registry import CHALLENGER, CHAMPION, load_model, promote, tracking_uri
@@ -27,9 +29,16 @@ def store(trained: tuple[Path, TrainResult], tmp_path: Path) -> Path:
 
 
 def test_run_logs_everything_and_registers_a_challenger(trained: tuple[Path, TrainResult]) -> None:
+    # given the session's training run on a SQLite store
     store, result = trained
     client = client_of(store)
+    # when its run, plots and registered version are read back
     run = client.get_run(result.run_id)
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    version = client.get_model_version_by_alias("inmarket", CHALLENGER)
+    info = mlflow.models.get_model_info(result.model_uri)
+    # then the run has every metric, the data's fingerprint and dataset, the four plots, and the
+    # model is the challenger with a signature and an input example
     assert {
         "test_roc_auc",
         "test_pr_auc",
@@ -43,17 +52,15 @@ def test_run_logs_everything_and_registers_a_challenger(trained: tuple[Path, Tra
         "labels_positives",
     } <= set(run.data.metrics)
     assert run.data.params["data_fingerprint"] == result.fingerprint
+    assert run.inputs is not None
     assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.digest
-    artifacts = {a.path for a in client.list_artifacts(result.run_id, "plots")}
     assert artifacts == {
         "plots/gains_and_lift.png",
         "plots/calibration.png",
         "plots/feature_importance.png",
         "plots/model_vs_mql.png",
     }
-    version = client.get_model_version_by_alias("inmarket", CHALLENGER)
     assert str(version.version) == result.version and version.run_id == result.run_id
-    info = mlflow.models.get_model_info(result.model_uri)
     assert info.signature is not None and info.saved_input_example_info is not None
     assert store.joinpath("mlflow.db").exists()
     assert tracking_uri(store).startswith("sqlite:///")
@@ -62,11 +69,14 @@ def test_run_logs_everything_and_registers_a_challenger(trained: tuple[Path, Tra
 def test_pyfunc_returns_probabilities_not_classes(
     trained: tuple[Path, TrainResult], world_features: Path
 ) -> None:
+    # given the trained model and 2,000 rows with categories as strings, as JSON has them
     store, result = trained
     client_of(store)
     rows = pd.read_parquet(world_features).sample(2000, random_state=0)
     rows = rows.astype({c: "str" for c in ("industry", "region", "employee_band")})  # as JSON
+    # when the model is loaded as an MLflow pyfunc and predicts them
     probabilities = mlflow.pyfunc.load_model(result.model_uri).predict(rows)
+    # then the answers are many distinct probabilities, not 0/1 classes
     assert probabilities.min() >= 0 and probabilities.max() <= 1
     assert len(np.unique(probabilities)) > 20 and not set(np.unique(probabilities)) <= {0, 1}
 
@@ -81,7 +91,10 @@ def test_model_beats_the_mql_rule_on_the_same_rows(trained: tuple[Path, TrainRes
 def test_same_seed_same_data_same_metrics(
     trained: tuple[Path, TrainResult], world_dir: Path, world_features: Path, tmp_path: Path
 ) -> None:
+    # given the session's training run
+    # when the same job is run again on the same data, into another store
     again = train_job(tmp_path / "mlruns").run(world_dir, world_features)
+    # then every metric of every scorer is the same
     for name, values in trained[1].evaluation.metrics.items():
         for metric, value in values.items():
             assert again.evaluation.metrics[name][metric] == pytest.approx(value, abs=1e-6)
@@ -90,24 +103,34 @@ def test_same_seed_same_data_same_metrics(
 def test_shuffled_labels_give_a_coin_flip(
     world_dir: Path, world_features: Path, tmp_path: Path
 ) -> None:
+    # given the session's world and features
+    # when a model is trained on shuffled labels
     result = train_job(tmp_path / "mlruns", shuffle_labels=True).run(world_dir, world_features)
+    # then its test ROC AUC is a coin flip
     assert abs(result.evaluation.metrics["model"]["roc_auc"] - 0.5) < 0.1
 
 
 def test_evaluate_rescores_a_registered_version(
     trained: tuple[Path, TrainResult], world_dir: Path, world_features: Path
 ) -> None:
+    # given the session's registered model
     store, result = trained
+    # when it is evaluated again on the same data
     evaluation = EvaluateJob(tracking=TrackingSettings(store=store)).run(
         result.model_uri, world_dir, world_features
     )
+    # then the model's metrics are those training logged
     assert evaluation.metrics["model"] == pytest.approx(result.evaluation.metrics["model"])
 
 
 def test_promotion_refuses_worse_and_accepts_better(
     store: Path, world_dir: Path, world_features: Path
 ) -> None:
+    # given a store with a challenger and no champion
     client = client_of(store)
+    # when it is promoted, then a worse model and then a better one are trained and promoted
+    # then, step by step: the first becomes champion, the worse one is refused and the better
+    # one accepted, each tagged with the decision
     first = promote(client, "inmarket")
     assert first.promoted and first.reason == "no champion yet"
     champion = client.get_model_version_by_alias("inmarket", CHAMPION).version
@@ -128,17 +151,22 @@ def test_promotion_refuses_worse_and_accepts_better(
 def test_force_promotes_a_worse_model_and_says_so(
     store: Path, world_dir: Path, world_features: Path
 ) -> None:
+    # given a champion and a worse challenger trained on shuffled labels
     client = client_of(store)
     promote(client, "inmarket")
     worse = train_job(store, shuffle_labels=True).run(world_dir, world_features)
+    # when the challenger is promoted with force
     forced = promote(client, "inmarket", force=True)
+    # then it becomes the champion, the reason says forced, and it loads
     assert forced.promoted and forced.reason.endswith("(forced)")
     assert str(client.get_model_version_by_alias("inmarket", CHAMPION).version) == worse.version
     assert isinstance(load_model(f"models:/inmarket@{CHAMPION}").features, list)
 
 
 def test_cli_train_and_promote(world_dir: Path, world_features: Path, tmp_path: Path) -> None:
+    # given a world, its features and an empty store
     store = tmp_path / "mlruns"
+    # when `inmarket train` and then `inmarket promote` run on them
     run = subprocess.run(
         [
             sys.executable,
@@ -155,14 +183,15 @@ def test_cli_train_and_promote(world_dir: Path, world_features: Path, tmp_path: 
         text=True,
         timeout=600,
     )
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "mql_rule" in run.stdout and "the later wins the MQL rule finds" in run.stdout
     first = subprocess.run(
         [sys.executable, "-m", "inmarket.cli", "promote", "--store", str(store)],
         capture_output=True,
         text=True,
         timeout=300,
     )
+    # then training compares the model with the MQL rule, and promotion makes it the champion
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "mql_rule" in run.stdout and "the later wins the MQL rule finds" in run.stdout
     assert first.returncode == 0 and "promoted to champion" in first.stdout
     assert MlflowClient(tracking_uri(store)).get_model_version_by_alias("inmarket", CHAMPION)
 
@@ -180,28 +209,27 @@ def test_reference_world_meets_the_quality_bar(tmp_path: Path) -> None:
     least 0.85 and at least 1.5x the later wins the MQL rule finds in its top 10%."""
     from inmarket.synthetic import WorldSpec, generate_world
 
+    # given the reference world
     world = tmp_path / "world"
     generate_world(WorldSpec(accounts=5000, seed=7), world)
+    # when a model is trained on it
     result = train_job(tmp_path / "mlruns").run(world)
+    # then it meets the bar against the MQL rule and flags later wins ahead of time
     model, mql = result.evaluation.metrics["model"], result.evaluation.metrics["mql_rule"]
     assert model["roc_auc"] >= 0.85
     assert model["recall_at_10"] >= 1.5 * mql["recall_at_10"]
     assert result.evaluation.lead_times["model"][1] > 0
 
 
-def test_mlflow_ui_serves_the_store(trained: tuple[Path, TrainResult]) -> None:
+def test_mlflow_ui_serves_the_store(trained: tuple[Path, TrainResult], tmp_path: Path) -> None:
     """`mlflow ui` pointed at the store shows the experiment, the run and the registered model."""
-    import json
-    import socket
-    import time
-    import urllib.request
-
+    # given `mlflow ui` on the store with a trained challenger
     store, result = trained
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [
+    api = "/api/2.0/mlflow"
+    with Server(
+        {},
+        tmp_path,
+        lambda port: [
             str(Path(sys.executable).with_name("mlflow")),
             "ui",
             "--backend-store-uri",
@@ -211,32 +239,19 @@ def test_mlflow_ui_serves_the_store(trained: tuple[Path, TrainResult]) -> None:
             "--port",
             str(port),
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(
-                    f"{base}/runs/get?run_id={result.run_id}", timeout=5
-                ) as response:
-                    run = json.load(response)["run"]
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(1)
-        metrics = {m["key"] for m in run["data"]["metrics"]}
+    ) as server:
+        # when its API is asked for the run and for the challenger
+        run = server.wait(f"{api}/runs/get?run_id={result.run_id}")
+        challenger = httpx.get(
+            f"{server.url}{api}/registered-models/alias?name=inmarket&alias={CHALLENGER}",
+            timeout=5,
+        )
+        # then the run has its metrics and the challenger is that run's model
+        assert run.status_code == 200, run.text
+        metrics = {m["key"] for m in run.json()["run"]["data"]["metrics"]}
         assert {"test_pr_auc", "mql_rule_test_recall_at_10"} <= metrics
-        with urllib.request.urlopen(
-            f"{base}/registered-models/alias?name=inmarket&alias={CHALLENGER}", timeout=5
-        ) as response:
-            assert json.load(response)["model_version"]["run_id"] == result.run_id
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        assert challenger.status_code == 200, challenger.text
+        assert challenger.json()["model_version"]["run_id"] == result.run_id
 
 
 def test_matrix_predictions_equal_the_pandas_path(
@@ -246,16 +261,25 @@ def test_matrix_predictions_equal_the_pandas_path(
     reference: same margins and contributions, unknown categories treated as missing."""
     from training.model import prepare
 
+    # given the trained model and 3,000 feature rows, some with a missing industry and one
+    # with an unknown region, and LightGBM's answers on its pandas path
     model = load_model(trained[1].model_uri)
     frame = pd.read_parquet(world_features).head(3000)
     frame.loc[frame.index[:50], "industry"] = pd.NA
     reference = prepare(frame, model.features, model.categories)
     expected = model.booster.predict(reference, raw_score=True)
-    assert np.array_equal(model.predict(frame, raw_score=True), expected)
     rows = frame.astype({c: "object" for c in model.categories}).to_dict(orient="records")
     rows[0]["region"] = "atlantis"  # unknown: missing, as LightGBM does with pandas
+    # when the model predicts from the frame, from the records' matrix, and explains
+    from_frame = model.predict(frame, raw_score=True)
+    from_records = model.predict(model.matrix_from_records(rows), raw_score=True)
+    explained = model.contributions(frame.iloc[1:200]).to_numpy()
+    # then margins and contributions are LightGBM's own, exactly
+    assert np.array_equal(from_frame, expected)
     reference.loc[reference.index[0], "region"] = None
     expected[0] = model.booster.predict(reference.iloc[:1], raw_score=True)[0]
-    assert np.array_equal(model.predict(model.matrix_from_records(rows), raw_score=True), expected)
-    contributions = model.booster.predict(reference.iloc[1:200], pred_contrib=True)[:, :-1]
-    assert np.array_equal(model.contributions(frame.iloc[1:200]).to_numpy(), contributions)
+    assert np.array_equal(from_records, expected)
+    contributions = np.asarray(model.booster.predict(reference.iloc[1:200], pred_contrib=True))[
+        :, :-1
+    ]
+    assert np.array_equal(explained, contributions)
