@@ -24,9 +24,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from bench.features import DUCKDB_FLOOR
-from bench.measure import RESULTS, measure, stamp
-
-INMARKET = [sys.executable, "-m", "inmarket.cli"]
+from bench.measure import INMARKET, RESULTS, generate_command, measure, stamp
 
 
 def _rows(path: Path) -> int:
@@ -44,19 +42,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         return steps[name]
 
     if not (world / "events.parquet").exists():
-        step(
-            "generate",
-            [
-                *INMARKET,
-                "generate",
-                "--accounts",
-                str(args.accounts),
-                "--seed",
-                "7",
-                "--out",
-                str(world),
-            ],
-        )
+        step("generate", generate_command(world, args.accounts, 7))
     events = _rows(world / "events.parquet")
     if "generate" in steps:
         steps["generate"]["note"] = f"{events:,} events"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from bench.measure import measure, record, stamp
+from bench.measure import INMARKET, ensure_world, measure, record, stamp
 
 DUCKDB_FLOOR = textwrap.dedent("""
     import sys, duckdb
@@ -52,21 +52,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--snapshots", type=int, default=12)
     args = parser.parse_args(argv)
     world = args.world or Path(f"data/bench-{args.accounts}")
-    inmarket = [sys.executable, "-m", "inmarket.cli"]
-    generated = None
-    if not (world / "events.parquet").exists():
-        generated = measure(
-            [
-                *inmarket,
-                "generate",
-                "--accounts",
-                str(args.accounts),
-                "--seed",
-                str(args.seed),
-                "--out",
-                str(world),
-            ]
-        )
+    inmarket = INMARKET
+    generated = ensure_world(world, args.accounts, args.seed)
     events = pq.ParquetFile(world / "events.parquet").metadata.num_rows
     end = json.loads((world / "_extract.json").read_text())["extracted_at"]
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from pathlib import Path
 import psutil
 
 RESULTS = Path(__file__).parent / "results"
+INMARKET = [sys.executable, "-m", "inmarket.cli"]
 
 
 def measure(command: list[str]) -> dict[str, float | str]:
@@ -34,6 +36,27 @@ def measure(command: list[str]) -> dict[str, float | str]:
         "peak_pss_gb": round(peak_pss / 1e9, 2),
         "stdout": out.strip().splitlines()[-1] if out.strip() else "",
     }
+
+
+def generate_command(world: Path, accounts: int, seed: int) -> list[str]:
+    """The command that generates the synthetic world of a benchmark."""
+    return [
+        *INMARKET,
+        "generate",
+        "--accounts",
+        str(accounts),
+        "--seed",
+        str(seed),
+        "--out",
+        str(world),
+    ]
+
+
+def ensure_world(world: Path, accounts: int, seed: int) -> dict[str, float | str] | None:
+    """Generate the synthetic world into ``world`` unless it is there; the measure, if made."""
+    if (world / "events.parquet").exists():
+        return None
+    return measure(generate_command(world, accounts, seed))
 
 
 def _watch(process: subprocess.Popen[str]) -> tuple[int, int]:

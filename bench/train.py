@@ -11,13 +11,12 @@ its peak memory sampled. Results go to ``bench/results/train.json`` and stdout.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from bench.measure import measure, record, stamp
+from bench.measure import INMARKET, ensure_world, measure, record, stamp
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -28,20 +27,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--every-days", type=int, default=45)
     args = parser.parse_args(argv)
     world = args.world or Path(f"data/bench-{args.accounts}")
-    inmarket = [sys.executable, "-m", "inmarket.cli"]
-    if not (world / "events.parquet").exists():
-        measure(
-            [
-                *inmarket,
-                "generate",
-                "--accounts",
-                str(args.accounts),
-                "--seed",
-                str(args.seed),
-                "--out",
-                str(world),
-            ]
-        )
+    inmarket = INMARKET
+    ensure_world(world, args.accounts, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         features = Path(tmp) / "features.parquet"
         built = measure(

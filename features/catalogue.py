@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from features.contract import BUYING_ROLES
-from features.settings import FeatureSettings
+from features.settings import FeatureSpec
 
 EVENT_TYPES = (
     "page_view",
@@ -77,22 +77,41 @@ META_COLUMNS = ("account_id", "as_of", "in_pipeline")
 
 
 class Feature(NamedTuple):
-    """One feature: its column name, family and a one-line description."""
+    """One feature: its column name, family, a one-line description, and the tables (and, for
+    declared account columns, how) its value comes from at a snapshot."""
 
     name: str
     family: str
     description: str
+    source: str = ""
+
+
+# What each family reads at a snapshot: only rows dated before as_of, except where said.
+FAMILY_SOURCES = {
+    "breadth": "events before as_of, people known by then",
+    "depth": "events before as_of",
+    "concentration": "events before as_of, people known by then",
+    "recency": "events before as_of",
+    "momentum": "events before as_of",
+    "intent": "intent records published before as_of",
+    "fit": "accounts (firmographics of the contract, taken as static)",
+    "history": "opportunities created, and outcomes closed, before as_of",
+    "lead_baseline": "events before as_of, people known by then",
+}
+_DECLARED_SOURCES = {
+    "static": "accounts.{name}: declared static, its export value used at every snapshot",
+    "dated": "account_history (field {name}): declared dated, the value valid at as_of",
+}
 
 
 def _words(name: str) -> str:
     return name.replace("_", " ")
 
 
-def catalogue(
-    settings: FeatureSettings = FeatureSettings(), extra_fit: tuple[str, ...] = ()
-) -> list[Feature]:
-    """Every feature ``build_features`` returns, in its column order, with family and meaning."""
-    windows, new_days, surge = settings.windows, settings.new_people_days, INTENT_SURGE_SCORE
+def catalogue(spec: FeatureSpec = FeatureSpec()) -> list[Feature]:
+    """Every feature ``build_features`` returns, in its column order, with family, meaning and
+    source."""
+    windows, new_days, surge = spec.windows, spec.new_people_days, INTENT_SURGE_SCORE
     # fmt: off
     rows: list[tuple[str, str, str]] = [
         *((f"people_engaged_{d}d", "breadth", f"distinct known people engaged (any event but an email open) in the last {d} days") for d in windows),
@@ -130,7 +149,7 @@ def catalogue(
         *((c, "fit", f"firmographic: {_words(c)} (category)") for c in FIT_CATEGORIES),
         ("employee_count", "fit", "firmographic: number of employees"),
         ("account_age_days", "fit", "days since the account entered the CRM"),
-        *((c, "fit", f"firmographic from the accounts table: {c}") for c in extra_fit),
+        *((c, "fit", f"declared {kind} account column: {c}") for c, kind in spec.columns.items()),
         ("opportunities_won_before", "history", "opportunities won and closed before as_of"),
         ("opportunities_lost_before", "history", "opportunities lost and closed before as_of"),
         ("new_business_lost_before", "history", "new-business opportunities lost before as_of"),
@@ -141,4 +160,8 @@ def catalogue(
         ("mql_people_90d", "lead_baseline", f"people at {MQL_THRESHOLD}+ lead points, last 90 days (MQLs)"),
     ]
     # fmt: on
-    return [Feature(*row) for row in rows]
+    sources = {
+        "contacts_known": "people known by as_of",
+        **{c: _DECLARED_SOURCES[kind].format(name=c) for c, kind in spec.columns.items()},
+    }
+    return [Feature(*row, sources.get(row[0], FAMILY_SOURCES[row[1]])) for row in rows]

@@ -79,11 +79,19 @@ TABLES: dict[str, tuple[Column, ...]] = {
         Column("amount", "number"),
         Column("type", "text", description=" / ".join(OPPORTUNITY_TYPES)),
     ),
+    "account_history": (
+        Column("account_id", "id", True),
+        Column("field", "text", True, "the account column this row dates, e.g. lifecycle_stage"),
+        Column("value", "text", description="its value from valid_from on (empty: unknown)"),
+        Column("valid_from", "timestamp", True, "when the value took effect"),
+    ),
 }
 
 # Accounts and people first: events, intent and opportunities are checked against them.
-TABLE_ORDER = ("accounts", "people", "events", "intent", "opportunities")
-OPTIONAL_TABLES = frozenset({"intent"})
+TABLE_ORDER = ("accounts", "people", "events", "intent", "opportunities", "account_history")
+OPTIONAL_TABLES = frozenset({"intent", "account_history"})
+# account columns whose spellings are normalised ('Retail ' -> 'retail'), online as in batch
+NORMALISED_ACCOUNT_COLUMNS = ("industry", "region")
 DOMAIN_COLUMN = "_domain"  # internal: an email/URL/domain from which the account is resolved
 _DTYPES = {
     "id": "str",

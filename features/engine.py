@@ -44,12 +44,13 @@ from features.io import (
 )
 from features.mapping import Mapping, SourceMapping, map_frame
 from features.report import ValidationReport
-from features.settings import DataSettings, FeatureSettings
+from features.settings import DataSettings, FeatureSettings, FeatureSpec
 from features.snapshots import as_of_grid, snapshot_grid
 from features.validation import Dataset, validate
 
 EVENTS_PER_BUCKET = 1_000_000
-SMALL_TABLES = ("accounts", "people", "intent", "opportunities")
+SPEC_KEY = b"inmarket.feature_spec"  # the FeatureSpec a feature table was built with
+SMALL_TABLES = ("accounts", "people", "intent", "opportunities", "account_history")
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def build_bucket(
         rejects = pd.DataFrame(columns=["table", "source_file", "source_row", "reason"])
     accounts = plan.base.accounts
     snaps = snapshot_grid(accounts[accounts["account_id"].isin(account_ids)], plan.as_ofs)
-    intent, opps = plan.base.intent, plan.base.opportunities
+    intent, opps, history = plan.base.intent, plan.base.opportunities, plan.base.account_history
     features = build_features(
         snaps,
         accounts,
@@ -136,6 +137,7 @@ def build_bucket(
         opps[opps["account_id"].isin(account_ids)],
         plan.settings,
         plan.categories,
+        history[history["account_id"].isin(account_ids)],
     )
     return features, report, rejects
 
@@ -189,13 +191,25 @@ def plan_build(
         base,
         grid,
         settings,
-        categories or fit_categories(base.accounts),
+        categories or fit_categories(base.accounts, settings, base.account_history),
         n_buckets,
         end,
         data.max_bad_share,
         {s.name: s.formats for s in sources},
     )
     return plan, sources
+
+
+def read_feature_table(path: Path) -> tuple[pd.DataFrame, FeatureSpec]:
+    """A feature table and the ``FeatureSpec`` it was built with (kept in its metadata)."""
+    path = Path(path)
+    metadata = pq.read_schema(path).metadata or {}
+    if SPEC_KEY not in metadata:
+        raise ContractError(
+            f"{path}: not a feature table of this version (no feature specification in its "
+            "metadata); build it again with `inmarket features`"
+        )
+    return pd.read_parquet(path), FeatureSpec.model_validate_json(metadata[SPEC_KEY])
 
 
 def _first_event_day(base: Dataset) -> pd.Timestamp:
@@ -349,6 +363,7 @@ def build_feature_table(
     else:
         parts = _run_local(plan, sources, scratch, workers)
     report, rejects, rows = plan.base.report, [plan.base.rejects], 0
+    spec_json = settings.spec().model_dump_json().encode()
 
     def write(tmp: Path) -> None:
         nonlocal report, rows
@@ -357,7 +372,10 @@ def build_feature_table(
             for features, part_report, part_rejects in parts:
                 table = pa.Table.from_pandas(features, preserve_index=False)
                 if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                    schema = table.schema.with_metadata(
+                        {**(table.schema.metadata or {}), SPEC_KEY: spec_json}
+                    )
+                    writer = pq.ParquetWriter(tmp, schema, compression="zstd")
                 writer.write_table(table.cast(writer.schema))
                 report = report.merge(part_report)
                 rejects.append(part_rejects)

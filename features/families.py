@@ -33,8 +33,10 @@ from features.catalogue import (
     TRACKED_ROLES,
     catalogue,
 )
+from features.contract import empty_table
 from features.encode import encode
-from features.settings import FeatureSettings
+from features.errors import ContractError
+from features.settings import FeatureSpec
 from features.windows import (
     DAY_SECONDS,
     FOREVER_DAYS,
@@ -154,7 +156,7 @@ def _recency_and_momentum(pairs: _EventPairs) -> Columns:
     }
 
 
-def _buying_group(pairs: _EventPairs, people: pd.DataFrame, settings: FeatureSettings) -> Columns:
+def _buying_group(pairs: _EventPairs, people: pd.DataFrame, spec: FeatureSpec) -> Columns:
     """Breadth, concentration and lead points, from one row per (snapshot, known person)."""
     n = pairs.n
     known = (pairs.person_code >= 0) & (pairs.age < 90)
@@ -173,7 +175,7 @@ def _buying_group(pairs: _EventPairs, people: pd.DataFrame, settings: FeatureSet
     role = people["buying_role"].to_numpy()[person]
 
     out: Columns = {}
-    for d in settings.windows:
+    for d in spec.windows:
         out[f"people_engaged_{d}d"] = count(snap, n, person_age < d)
     for d in (30, 90):
         m = (person_age < d) & (department >= 0)
@@ -203,7 +205,7 @@ def _buying_group(pairs: _EventPairs, people: pd.DataFrame, settings: FeatureSet
     out["mql_people_90d"] = count(snap, n, person_points >= MQL_THRESHOLD)
     # new: every event of the person in the 90-day window falls in the last few days
     oldest = groups.max(age)
-    new_days = settings.new_people_days
+    new_days = spec.new_people_days
     out[f"new_people_{new_days}d"] = count(snap, n, oldest < new_days)
     return out
 
@@ -219,11 +221,11 @@ def _intent(
     snap_s: np.ndarray,
     intent: pd.DataFrame,
     account_index: pd.Index,
-    settings: FeatureSettings,
+    spec: FeatureSpec,
 ) -> Columns:
     """Third-party intent published before as_of: peak, mean, surging topics and weeks."""
     n = len(snap_code)
-    published = seconds(intent["date"]) + settings.intent_delay_days * DAY_SECONDS
+    published = seconds(intent["date"]) + spec.intent_delay_days * DAY_SECONDS
     index = TimeIndex(encode(intent["account_id"], account_index), published)
     snap, row, age = index.pairs(snap_code, snap_s, 90)
     score = intent["score"].to_numpy(dtype=float)[row]
@@ -281,19 +283,62 @@ def _history(
     return out
 
 
-def fit_categories(accounts: pd.DataFrame) -> dict[str, tuple[str, ...]]:
-    """The sorted category levels of every categorical fit column, to keep them stable."""
+def _declared_values(
+    spec: FeatureSpec,
+    accounts: pd.DataFrame,
+    history: pd.DataFrame,
+    snap_code: np.ndarray,
+    snap_s: np.ndarray,
+) -> dict[str, pd.Series]:
+    """Each declared account column's raw value at every snapshot: a static column's export
+    value, a dated one's value valid at as_of (the latest account_history row before it)."""
+    values: dict[str, pd.Series] = {}
+    dated = [c for c, kind in spec.columns.items() if kind == "dated"]
+    for column, kind in spec.columns.items():
+        if kind == "static":
+            if column not in accounts:
+                found = [c for c in accounts.columns if not c.startswith("_")]
+                raise ContractError(
+                    f"features.columns declares accounts.{column} as static, but the accounts "
+                    f"table has no column {column}; found {found}"
+                )
+            values[column] = accounts[column].reset_index(drop=True).take(snap_code)
+    if dated:
+        account_index = pd.Index(accounts["account_id"])
+        for column in dated:
+            rows = history[history["field"] == column]
+            code = encode(rows["account_id"], account_index)
+            latest = TimeIndex(code, seconds(rows["valid_from"])).latest(snap_code, snap_s)
+            value = np.r_[rows["value"].to_numpy(dtype=object), None]  # the last: none yet
+            values[column] = pd.Series(value[np.where(latest >= 0, latest, -1)], dtype="str")
+    return values
+
+
+def _is_numeric(values: pd.Series) -> bool:
+    if pd.api.types.is_numeric_dtype(values):
+        return True
+    present = values.dropna()
+    return bool(len(present)) and pd.to_numeric(present, errors="coerce").notna().all()
+
+
+def fit_categories(
+    accounts: pd.DataFrame,
+    spec: FeatureSpec = FeatureSpec(),
+    history: pd.DataFrame | None = None,
+) -> dict[str, tuple[str, ...]]:
+    """The sorted levels of every categorical fit column (the contract's and the declared
+    ones), so that every part of a table, and every scoring, codes them alike."""
+    columns = {c: accounts[c] for c in FIT_CATEGORIES if c in accounts}
+    for column, kind in spec.columns.items():
+        if kind == "static" and column in accounts:
+            columns[column] = accounts[column]
+        elif kind == "dated" and history is not None:
+            columns[column] = history.loc[history["field"] == column, "value"]
     return {
-        c: tuple(sorted(accounts[c].dropna().astype("str").unique()))
-        for c in (*FIT_CATEGORIES, *extra_fit_columns(accounts))
-        if c in accounts and not pd.api.types.is_numeric_dtype(accounts[c])
+        name: tuple(sorted(values.dropna().astype("str").unique()))
+        for name, values in columns.items()
+        if name in FIT_CATEGORIES or not _is_numeric(values)
     }
-
-
-def extra_fit_columns(accounts: pd.DataFrame) -> tuple[str, ...]:
-    """Firmographic columns beyond the contract's, used as fit features as they are."""
-    known = {"account_id", "name", "domain", "created_at", "employee_count", *FIT_CATEGORIES}
-    return tuple(c for c in accounts.columns if c not in known and not c.startswith("_"))
 
 
 def _fit(
@@ -303,18 +348,15 @@ def _fit(
     snap_s: np.ndarray,
     categories: dict[str, tuple[str, ...]],
 ) -> None:
-    """Firmographics into ``frame``: categories as pandas categoricals with stable levels."""
-    for column in (*FIT_CATEGORIES, *extra_fit_columns(accounts)):
+    """The contract's firmographics into ``frame``: categories with stable levels."""
+    for column in FIT_CATEGORIES:
         values = (
             accounts[column]
             if column in accounts
             else pd.Series(pd.NA, index=accounts.index, dtype="str")
         )
-        if column in categories:
-            taken = values.astype("str").to_numpy()[snap_code]
-            frame[column] = pd.Categorical(taken, categories=list(categories[column]))
-        else:
-            frame[column] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)[snap_code]
+        taken = values.astype("str").to_numpy()[snap_code]
+        frame[column] = pd.Categorical(taken, categories=list(categories.get(column, ())))
     employees = (
         accounts["employee_count"]
         if "employee_count" in accounts
@@ -329,6 +371,18 @@ def _fit(
         frame["account_age_days"] = np.nan
 
 
+def _declared(
+    frame: pd.DataFrame, values: dict[str, pd.Series], categories: dict[str, tuple[str, ...]]
+) -> None:
+    """Declared account columns into ``frame``: categories with stable levels, else numbers."""
+    for column, raw in values.items():
+        if column in categories:
+            text = raw.astype("str").to_numpy()
+            frame[column] = pd.Categorical(text, categories=list(categories[column]))
+        else:
+            frame[column] = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+
+
 def build_features(
     snapshots: pd.DataFrame,
     accounts: pd.DataFrame,
@@ -336,15 +390,17 @@ def build_features(
     events: pd.DataFrame,
     intent: pd.DataFrame,
     opportunities: pd.DataFrame,
-    settings: FeatureSettings = FeatureSettings(),
+    spec: FeatureSpec = FeatureSpec(),
     categories: dict[str, tuple[str, ...]] | None = None,
+    account_history: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One feature row per (account_id, as_of) snapshot, in the snapshots' order.
 
     Tables are the validated canonical tables (``features.validation``); they may hold more
     accounts than the snapshots ask for. Snapshots of accounts missing from ``accounts`` raise.
     ``categories`` fixes the levels of the categorical fit columns (default: those found in
-    ``accounts``), so that every part of a table, and every scoring, codes them alike.
+    ``accounts``), so that every part of a table, and every scoring, codes them alike. Account
+    columns beyond the contract are features only when ``spec.columns`` declares them.
     """
     account_index = pd.Index(accounts["account_id"])
     snap_code = encode(snapshots["account_id"], account_index)
@@ -352,14 +408,14 @@ def build_features(
         missing = snapshots["account_id"].to_numpy()[snap_code < 0][:3].tolist()
         raise ValueError(f"snapshots.account_id: {missing} not in the accounts table")
     snap_s = seconds(snapshots["as_of"])
-    lookback = float(max(max(settings.windows), 90))
+    lookback = float(spec.lookback_days)
     pairs = _EventPairs.find(snap_code, snap_s, events, people, account_index, lookback)
     out: Columns = {
-        **_depth(pairs, settings.windows),
+        **_depth(pairs, spec.windows),
         **_recency_and_momentum(pairs),
-        **_buying_group(pairs, people, settings),
+        **_buying_group(pairs, people, spec),
         **_contacts(snap_code, people, account_index),
-        **_intent(snap_code, snap_s, intent, account_index, settings),
+        **_intent(snap_code, snap_s, intent, account_index, spec),
         **_history(snap_code, snap_s, opportunities, account_index),
     }
     frame = pd.DataFrame(
@@ -368,8 +424,11 @@ def build_features(
             "as_of": pd.to_datetime(snap_s, unit="s", utc=True).astype("datetime64[us, UTC]"),
         }
     )
-    _fit(frame, accounts, snap_code, snap_s, categories or fit_categories(accounts))
-    names = [f.name for f in catalogue(settings, extra_fit_columns(accounts))]
+    history = account_history if account_history is not None else empty_table("account_history")
+    categories = categories or fit_categories(accounts, spec, history)
+    _fit(frame, accounts, snap_code, snap_s, categories)
+    _declared(frame, _declared_values(spec, accounts, history, snap_code, snap_s), categories)
+    names = [f.name for f in catalogue(spec)]
     numeric = pd.DataFrame({k: np.asarray(v, dtype=float) for k, v in out.items()})
     frame = pd.concat([frame, numeric], axis=1)
     return frame[["account_id", "as_of", "in_pipeline", *[c for c in names if c in frame.columns]]]

@@ -57,6 +57,7 @@ class Mapping(BaseModel):
     events: list[SourceMapping] = Field(default_factory=list)
     intent: list[SourceMapping] = Field(default_factory=list)
     opportunities: list[SourceMapping] = Field(default_factory=list)
+    account_history: list[SourceMapping] = Field(default_factory=list)
 
     @field_validator("*", mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,8 @@ def _first_examples(a: dict[str, str], b: dict[str, str]) -> dict[str, str]:
 
 @dataclass
 class TableReport:
+    """One table's rows: in, used, rejected by reason, kept with a warning; its extra columns."""
+
     table: str
     rows_in: int
     rows_used: int
@@ -30,6 +33,7 @@ class TableReport:
     warnings: dict[str, int] = field(default_factory=dict)
     examples: dict[str, str] = field(default_factory=dict)
     provided: bool = True
+    extra_columns: list[str] = field(default_factory=list)  # in the input, not in the contract
 
     @property
     def rows_rejected(self) -> int:
@@ -42,6 +46,8 @@ class TableReport:
 
 @dataclass
 class ValidationReport:
+    """Every table's report and the export time that separated late rows."""
+
     tables: dict[str, TableReport]
     extracted_at: datetime
 
@@ -65,6 +71,7 @@ class ValidationReport:
                 _add_counts(mine.warnings, part.warnings),
                 _first_examples(mine.examples, part.examples),
                 mine.provided or part.provided,
+                sorted({*mine.extra_columns, *part.extra_columns}),
             )
         return ValidationReport(tables, self.extracted_at)
 
@@ -86,12 +93,32 @@ class ValidationReport:
                     "rejects": t.rejects,
                     "warnings": t.warnings,
                     "examples": t.examples,
+                    "extra_columns": t.extra_columns,
                 }
                 for name, t in self.tables.items()
             },
         }
 
-    def render(self) -> str:
+    def column_notes(self, declared: Mapping[str, str]) -> list[str]:
+        """What becomes of each column beyond the contract: an account column is a feature only
+        when ``declared`` (features.columns) names it; every other one is ignored."""
+        notes = []
+        for t in self.tables.values():
+            for column in t.extra_columns:
+                if t.table == "accounts" and column in declared:
+                    notes.append(
+                        f"accounts.{column}: used as a feature (declared {declared[column]})"
+                    )
+                elif t.table == "accounts":
+                    notes.append(
+                        f"accounts.{column}: ignored (its value is as of the export; declare it "
+                        "in [features.columns] as static, or give its history as dated)"
+                    )
+                else:
+                    notes.append(f"{t.table}.{column}: ignored (not in the data contract)")
+        return notes
+
+    def render(self, declared: Mapping[str, str] | None = None) -> str:
         lines = [
             f"Validation report (rows dated after {self.extracted_at:%Y-%m-%d %H:%M} UTC"
             " count as late)",
@@ -111,4 +138,5 @@ class ValidationReport:
                 lines.append(f"  rejected {t.table}: {reason} = {n:,}  e.g. {example}")
             for reason, n in sorted(t.warnings.items()):
                 lines.append(f"  kept with a warning {t.table}: {reason} = {n:,}")
+        lines += [f"  column {note}" for note in self.column_notes(declared or {})]
         return "\n".join(lines)

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class Section(BaseModel):
@@ -46,20 +46,62 @@ class DataSettings(Section):
     )
 
 
-class FeatureSettings(Section):
-    """The snapshot grid, the feature windows and the engine that builds the feature table."""
+BASE_WINDOW_DAYS = 90  # breadth, depth, lead points and recency are counted over 90 days
+ColumnKind = Literal["static", "dated"]
 
-    every_days: int = Field(30, ge=1, description="days between snapshots")
-    snapshots: int | None = Field(
-        12, ge=1, description="how many snapshots back from the extract; none = all history"
+
+class FeatureSpec(Section):
+    """What defines the features, apart from the data: saved with every model, so that every
+    path that builds features for that model (batch, Spark, HTTP) builds the same ones."""
+
+    windows: tuple[int, ...] = Field(
+        (7, 30, BASE_WINDOW_DAYS),
+        description=f"windows of the windowed counts, in days (1-365); {BASE_WINDOW_DAYS} is "
+        "always among them",
     )
-    windows: tuple[int, ...] = (7, 30, 90)
     intent_delay_days: int = Field(
         7, ge=0, description="days before a weekly intent record is known"
     )
     new_people_days: int = Field(
         14, ge=1, description="a person is new when all their recent events fall in these days"
     )
+    columns: dict[str, ColumnKind] = Field(
+        default_factory=dict,
+        description="account columns beyond the contract used as features: static (true at "
+        "every snapshot) or dated (from the account_history table, as of each snapshot); "
+        "any other column is ignored",
+    )
+
+    @field_validator("windows")
+    @classmethod
+    def _with_base_window(cls, windows: tuple[int, ...]) -> tuple[int, ...]:
+        bad = [w for w in windows if not 1 <= w <= 365]
+        if bad:
+            raise ValueError(f"windows must be whole days from 1 to 365; got {bad}")
+        return tuple(sorted({*windows, BASE_WINDOW_DAYS}))
+
+    @property
+    def lookback_days(self) -> int:
+        """How far back from as_of event features look."""
+        return max(self.windows)
+
+    def spec(self) -> FeatureSpec:
+        """Only the definition (a ``FeatureSettings`` also carries the grid and the engine)."""
+        return FeatureSpec(**{name: getattr(self, name) for name in FeatureSpec.model_fields})
+
+
+class FeatureSettings(FeatureSpec):
+    """The snapshot grid and the engine that build the feature table, plus the definition of
+    the features (``FeatureSpec``)."""
+
+    every_days: int = Field(30, ge=1, description="days between snapshots")
+    snapshots: int | None = Field(
+        12, ge=1, description="how many snapshots back from the extract; none = all history"
+    )
     engine: Literal["local", "spark"] = "local"
     buckets: int | None = Field(None, ge=1, description="hash buckets; default ~1M events each")
     spark_master: str = "local[*]"
+
+    def with_spec(self, spec: FeatureSpec) -> FeatureSettings:
+        """This grid and engine, building the features ``spec`` defines (a model's)."""
+        return self.model_copy(update=spec.spec().model_dump())

@@ -31,7 +31,6 @@ from features.engine import (
     build_bucket,
     event_buckets,
 )
-from features.families import extra_fit_columns
 from features.io import ROW_COLUMN, SOURCE_COLUMN, RawSource, text_table
 from features.mapping import map_frame
 from features.report import TableReport, ValidationReport
@@ -237,6 +236,6 @@ def run_spark(
         "account_id",
         "as_of",
         "in_pipeline",
-        *[f.name for f in catalogue(plan.settings, extra_fit_columns(plan.base.accounts))],
+        *[f.name for f in catalogue(plan.settings)],
     ]
     yield features[names], report, pd.concat(rejects, ignore_index=True)

@@ -18,6 +18,7 @@ import pandas as pd
 from features.contract import (
     BUYING_ROLES,
     DOMAIN_COLUMN,
+    NORMALISED_ACCOUNT_COLUMNS,
     OPPORTUNITY_STATUSES,
     OPPORTUNITY_TYPES,
     OPTIONAL_TABLES,
@@ -50,6 +51,7 @@ class Dataset:
     events: pd.DataFrame
     intent: pd.DataFrame
     opportunities: pd.DataFrame
+    account_history: pd.DataFrame
     report: ValidationReport
     rejects: pd.DataFrame
 
@@ -122,6 +124,23 @@ def _parse_times(
     return parsed, bad
 
 
+def _require_time(
+    ctx: _Context,
+    f: pd.DataFrame,
+    rows: _Verdicts,
+    column: str,
+    extracted_at: pd.Timestamp,
+    late_reason: str,
+    *,
+    dates: bool = False,
+) -> None:
+    """A required time column: parsed to UTC; missing, unparsable and late rows rejected."""
+    f[column], bad = _parse_times(ctx, f, column, dates=dates)
+    rows.reject(f[column].isna() & ~bad, f"missing_{column}")
+    rows.reject(bad, f"unparsable_{column}")
+    rows.reject(f[column] > extracted_at, late_reason)
+
+
 def _parse_numbers(ctx: _Context, frame: pd.DataFrame, column: str) -> tuple[pd.Series, pd.Series]:
     raw = frame[column]
     parsed = pd.to_numeric(raw, errors="coerce").astype("float64")
@@ -169,6 +188,13 @@ def _reject_unknown_accounts(f: pd.DataFrame, rows: _Verdicts, accounts: pd.Data
     rows.reject(pd.Series(unknown, index=f.index), "unknown_account")
 
 
+def _resolve_account(f: pd.DataFrame, rows: _Verdicts, accounts: pd.DataFrame) -> None:
+    """account_id as an id, else from an email/URL domain; rows of unknown accounts rejected."""
+    f["account_id"] = as_id(f["account_id"])
+    _resolve_domain(f, rows, accounts)
+    _reject_unknown_accounts(f, rows, accounts)
+
+
 def _check_accounts(ctx: _Context, f: pd.DataFrame, rows: _Verdicts) -> pd.DataFrame:
     f["account_id"] = as_id(f["account_id"])
     rows.reject(f["account_id"].isna(), "missing_account_id")
@@ -179,7 +205,7 @@ def _check_accounts(ctx: _Context, f: pd.DataFrame, rows: _Verdicts) -> pd.DataF
     f["name"] = f["name"].where(~unnamed, f["account_id"])
     if "domain" in f:
         f["domain"] = domain_of(f["domain"])
-    for column in ("industry", "region"):
+    for column in NORMALISED_ACCOUNT_COLUMNS:
         if column in f:
             f[column] = normalise_label(f[column])
     if "employee_count" in f:
@@ -247,10 +273,7 @@ def _check_events(
         )
     if f["event_id"].isna().all():
         f["event_id"] = f[SOURCE_COLUMN].astype("str") + ":" + f[ROW_COLUMN].astype("str")
-    f["timestamp"], bad = _parse_times(ctx, f, "timestamp")
-    rows.reject(f["timestamp"].isna() & ~bad, "missing_timestamp")
-    rows.reject(bad, "unparsable_timestamp")
-    rows.reject(f["timestamp"] > extracted_at, "timestamp_after_extract")
+    _require_time(ctx, f, rows, "timestamp", extracted_at, "timestamp_after_extract")
     f["event_type"] = normalise_label(f["event_type"])
     rows.reject(f["event_type"].isna(), "missing_event_type")
 
@@ -296,13 +319,8 @@ def _check_intent(
     accounts: pd.DataFrame,
     extracted_at: pd.Timestamp,
 ) -> pd.DataFrame:
-    f["account_id"] = as_id(f["account_id"])
-    _resolve_domain(f, rows, accounts)
-    _reject_unknown_accounts(f, rows, accounts)
-    f["date"], bad = _parse_times(ctx, f, "date", dates=True)
-    rows.reject(f["date"].isna() & ~bad, "missing_date")
-    rows.reject(bad, "unparsable_date")
-    rows.reject(f["date"] > extracted_at, "date_after_extract")
+    _resolve_account(f, rows, accounts)
+    _require_time(ctx, f, rows, "date", extracted_at, "date_after_extract", dates=True)
     f["topic"] = normalise_label(f["topic"])
     rows.reject(f["topic"].isna(), "missing_topic")
     f["score"], bad = _parse_numbers(ctx, f, "score")
@@ -320,14 +338,9 @@ def _check_opportunities(
     extracted_at: pd.Timestamp,
 ) -> pd.DataFrame:
     f["opportunity_id"] = as_id(f["opportunity_id"])
-    f["account_id"] = as_id(f["account_id"])
     rows.reject(f["opportunity_id"].isna(), "missing_opportunity_id")
-    _resolve_domain(f, rows, accounts)
-    _reject_unknown_accounts(f, rows, accounts)
-    f["created_at"], bad = _parse_times(ctx, f, "created_at")
-    rows.reject(f["created_at"].isna() & ~bad, "missing_created_at")
-    rows.reject(bad, "unparsable_created_at")
-    rows.reject(f["created_at"] > extracted_at, "created_after_extract")
+    _resolve_account(f, rows, accounts)
+    _require_time(ctx, f, rows, "created_at", extracted_at, "created_after_extract")
     f["status"] = normalise_label(f["status"])
     rows.reject(~f["status"].isin(OPPORTUNITY_STATUSES), "invalid_status")
     if "type" in f:
@@ -353,6 +366,23 @@ def _check_opportunities(
         f["amount"], bad = _parse_numbers(ctx, f, "amount")
         rows.warn(bad, "amount_not_a_number_set_to_null")
     _dedupe(rows, ["opportunity_id"], "duplicate_opportunity_id")
+    return f
+
+
+def _check_account_history(
+    ctx: _Context,
+    f: pd.DataFrame,
+    rows: _Verdicts,
+    accounts: pd.DataFrame,
+    extracted_at: pd.Timestamp,
+) -> pd.DataFrame:
+    _resolve_account(f, rows, accounts)
+    f["field"] = normalise_label(f["field"])
+    rows.reject(f["field"].isna(), "missing_field")
+    _require_time(ctx, f, rows, "valid_from", extracted_at, "valid_from_after_extract")
+    if "value" in f:
+        f["value"] = f["value"].astype("str").str.strip()
+    _dedupe(rows, ["account_id", "field", "valid_from"], "duplicate_account_field_valid_from")
     return f
 
 
@@ -393,6 +423,8 @@ def _finish(
     )
     counts = rejected["reason"].value_counts()
     examples = rejected.groupby("reason")[[SOURCE_COLUMN, ROW_COLUMN]].first()
+    canonical = [c for c in column_kinds(table) if c in f.columns]
+    extra = [c for c in f.columns if c not in canonical and not c.startswith("_")]
     report = TableReport(
         table=table,
         rows_in=len(f),
@@ -403,11 +435,10 @@ def _finish(
             str(r): f"{e[SOURCE_COLUMN]} row {int(e[ROW_COLUMN]) + 1}"
             for r, e in examples.iterrows()
         },
+        extra_columns=extra,
     )
-    canonical = [c for c in column_kinds(table) if c in f.columns]
-    if table == "accounts":  # further firmographic columns are fit features
-        canonical += [c for c in f.columns if c not in canonical and not c.startswith("_")]
-    used = f.loc[kept, canonical].reset_index(drop=True)
+    # further account columns stay: a feature declared static reads them (features.columns)
+    used = f.loc[kept, canonical + (extra if table == "accounts" else [])].reset_index(drop=True)
     for column, kind in column_kinds(table).items():
         if column in used and kind in ("id", "text"):
             used[column] = used[column].astype("str")
@@ -457,8 +488,10 @@ def validate(
             checked = _check_events(ctx, frame, rows, results["accounts"], results["people"], stamp)
         elif table == "intent":
             checked = _check_intent(ctx, frame, rows, results["accounts"], stamp)
-        else:
+        elif table == "opportunities":
             checked = _check_opportunities(ctx, frame, rows, results["accounts"], stamp)
+        else:
+            checked = _check_account_history(ctx, frame, rows, results["accounts"], stamp)
         # later tables are checked against the used rows only: a rejected account resolves nothing
         results[table], reports[table], rejected = _finish(table, checked, rows)
         rejects.append(rejected)
@@ -471,6 +504,7 @@ def validate(
         events=results["events"],
         intent=results["intent"],
         opportunities=results["opportunities"],
+        account_history=results["account_history"],
         report=ValidationReport(reports, stamp.to_pydatetime()),
         rejects=all_rejects,
     )

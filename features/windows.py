@@ -54,6 +54,16 @@ class TimeIndex:
         age = (snap_s[snap_idx] - self.seconds[row_idx]) / DAY_SECONDS
         return snap_idx, row_idx, age
 
+    def latest(self, snap_code: np.ndarray, snap_s: np.ndarray) -> np.ndarray:
+        """Per snapshot, the row of its account dated last before as_of; -1 where none is."""
+        at = np.searchsorted(self.key, (snap_code << 32) + snap_s, side="left") - 1
+        found = at >= 0
+        row = np.full(len(snap_code), -1, dtype=np.int64)
+        row[found] = self.order[at[found]]
+        same_account = np.zeros(len(snap_code), dtype=bool)
+        same_account[found] = (self.key[at[found]] >> 32) == snap_code[found]
+        return np.where(same_account, row, -1)
+
 
 class Groups:
     """Sorted unique (snapshot, key) groups of a pair table, for per-group reductions."""

@@ -125,12 +125,12 @@ def validate(
     from features.io import write_parquet_atomic
     from features.validation import load_dataset
 
-    cfg = _config(ctx, data={"path": data, "mapping": mapping, "extracted_at": extracted_at}).data
-    dataset = _run(lambda: load_dataset(data, cfg))
+    config = _config(ctx, data={"path": data, "mapping": mapping, "extracted_at": extracted_at})
+    dataset = _run(lambda: load_dataset(data, config.data))
     if as_json:
         click.echo(json.dumps(dataset.report.to_dict(), indent=2))
     else:
-        click.echo(dataset.report.render())
+        click.echo(dataset.report.render(config.features.columns))
     if rejects_out:
         write_parquet_atomic(dataset.rejects, rejects_out)
         click.echo(f"wrote {len(dataset.rejects):,} rejected rows to {rejects_out}", err=as_json)
@@ -192,7 +192,7 @@ def features(
     from features.engine import build_feature_table
 
     build = _run(lambda: build_feature_table(data, out, cfg.data, fc))
-    click.echo(build.report.render())
+    click.echo(build.report.render(fc.columns))
     click.echo(
         f"wrote {build.rows:,} snapshot rows to {out} ({build.buckets} buckets, "
         f"{fc.engine} engine) in {build.seconds:.1f}s; {build.rejects:,} rejected rows "
@@ -279,6 +279,10 @@ def train(
         f"MLflow run {result.run_id} in {cfg.tracking.store}; model {result.model_uri} "
         f"(alias challenger). Next: inmarket promote"
     )
+    for note in result.columns:
+        click.echo(f"column {note}")
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @cli.command()

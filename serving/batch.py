@@ -169,10 +169,11 @@ def score_batch(
     With the Spark engine the features are built on Spark and the probabilities computed by
     ``mlflow.pyfunc.spark_udf`` from ``model_uri`` (the model's reasons are still worked out
     here, for the newest snapshot only)."""
-    settings = settings.model_copy(update={"snapshots": max(2, history)})
+    # the grid and engine are the caller's; what the features are is the model's
+    settings = settings.with_spec(model.spec).model_copy(update={"snapshots": max(2, history)})
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "features.parquet"
-        build_feature_table(data, table, data_settings, settings)
+        build_feature_table(data, table, data_settings, settings, categories=model.category_levels)
         features = pd.read_parquet(table)
         if settings.engine == "spark":
             if model_uri is None:

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from datetime import datetime
 
+from serving.schemas import SERVED_FEATURES
 from training.model import InMarketModel
 from training.registry import CHAMPION, connect, load_model, resolve_version
 from training.settings import TrackingSettings
 
 log = logging.getLogger("inmarket.service")
+
+
+@dataclass(frozen=True)
+class Served:
+    """A loaded model with its version, swapped as one: a request reads both at once."""
+
+    model: InMarketModel
+    version: str
+    loaded_at: datetime
 
 
 class ChampionHolder:
@@ -19,11 +30,14 @@ class ChampionHolder:
 
     def __init__(self, settings: TrackingSettings) -> None:
         self.settings = settings
-        self.model: InMarketModel | None = None
-        self.version: str | None = None
-        self.loaded_at: datetime | None = None
+        self.served: Served | None = None
         self.error: str | None = None
         self._lock = threading.Lock()
+
+    @property
+    def version(self) -> str | None:
+        served = self.served
+        return served.version if served else None
 
     def refresh(self) -> bool:
         """Load the champion if its version changed; True when a new model was loaded."""
@@ -38,7 +52,7 @@ class ChampionHolder:
                 self.error = str(exc)
                 log.error("inmarket: cannot load the champion model: %s", exc)
                 return False
-            self.model, self.version = model, version
-            self.loaded_at, self.error = datetime.now().astimezone(), None
-            log.info("inmarket: serving %s version %s", self.settings.model_name, self.version)
+            SERVED_FEATURES.use(model)
+            self.served, self.error = Served(model, version, datetime.now().astimezone()), None
+            log.info("inmarket: serving %s version %s", name, version)
             return True

@@ -3,19 +3,21 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from features.catalogue import FIT_CATEGORIES, catalogue
+from features.contract import NORMALISED_ACCOUNT_COLUMNS
+from features.encode import normalise_label
+from training.model import InMarketModel
 
 MAX_RECORDS = 1000
 BATCH = Field(min_length=1, max_length=MAX_RECORDS, description="account feature records")
-FEATURES = [f.name for f in catalogue()]
-_NUMERIC = [f for f in FEATURES if f not in FIT_CATEGORIES]
 
 
 class _Strict(BaseModel):
@@ -24,17 +26,64 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+class ServedFeatures:
+    """The served model's features: ``/score`` and ``/explain`` records are checked against the
+    model that scores them, not the default catalogue (a model trained with other windows or
+    declared columns has other features)."""
+
+    def __init__(self) -> None:
+        self.names: frozenset[str] | None = None
+        self.categorical: frozenset[str] = frozenset()
+
+    def use(self, model: InMarketModel) -> None:
+        self.names, self.categorical = frozenset(model.features), frozenset(model.categories)
+
+    def check(self, given: set[str], extra: dict[str, Any]) -> None:
+        """Raise naming each field the served model does not take, or of the wrong type."""
+        if self.names is None:  # no model yet: the route answers 503
+            return
+        unknown = sorted(given - self.names)
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown[:5])}: not a feature of the served model; "
+                "GET /model lists its features"
+            )
+        for name, value in extra.items():
+            if value is None:
+                continue
+            if name in self.categorical and not isinstance(value, str):
+                raise ValueError(f"{name}: a category is text, got {value!r}")
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if name not in self.categorical and not (number and math.isfinite(value)):
+                raise ValueError(f"{name}: a finite number is expected, got {value!r}")
+
+
+SERVED_FEATURES = ServedFeatures()
+
+
+class _FeatureRecordBase(BaseModel):
+    """Feature values of one account; the served model's features beyond the default catalogue
+    (other windows, declared account columns) are accepted by name and checked."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _features_of_the_served_model(self) -> _FeatureRecordBase:
+        extra = self.model_extra or {}
+        SERVED_FEATURES.check({*self.model_fields_set, *extra} - {"account_id"}, extra)
+        return self
+
+
 FeatureRecord = create_model(  # type: ignore[call-overload]
     "FeatureRecord",
-    __base__=_Strict,
+    __base__=_FeatureRecordBase,
     account_id=(str, Field(min_length=1, max_length=200, description="the account's id")),
     **{
-        name: (
-            (str | None) if name in FIT_CATEGORIES else (float | None),
+        f.name: (
+            (str | None) if f.name in FIT_CATEGORIES else (float | None),
             Field(None, description=f.description),
         )
         for f in catalogue()
-        for name in [f.name]
     },
 )
 
@@ -46,6 +95,11 @@ class ScoredAccount(BaseModel):
     stage: str = Field(description="cold, aware, engaged, in-market or ready")
     missing_features: list[str] = Field(
         description="features absent from the request, treated as missing"
+    )
+    unknown_categories: dict[str, str] = Field(
+        default_factory=dict,
+        description="category values the model never saw in training (as normalised), "
+        "treated as missing",
     )
 
 
@@ -84,6 +138,18 @@ class AccountIn(_Strict):
     employee_band: str | None = None
     region: str | None = None
     created_at: datetime | None = None
+    columns: dict[str, str | float | None] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="the account columns the served model declares (features.columns), by name",
+    )
+
+
+class AccountHistoryIn(_Strict):
+    account_id: str = Field(min_length=1, max_length=200)
+    field: str = Field(min_length=1, max_length=100)
+    value: str | None = Field(None, max_length=1000)
+    valid_from: datetime
 
 
 class PersonIn(_Strict):
@@ -133,6 +199,11 @@ class EventsRequest(_Strict):
     events: list[EventIn] = Field(default_factory=list, max_length=200_000)
     intent: list[IntentIn] = Field(default_factory=list, max_length=50_000)
     opportunities: list[OpportunityIn] = Field(default_factory=list, max_length=5_000)
+    account_history: list[AccountHistoryIn] = Field(
+        default_factory=list,
+        max_length=20_000,
+        description="dated values of the account columns the model declares as dated",
+    )
 
 
 class EventsResponse(ExplainResponse):
@@ -142,12 +213,32 @@ class EventsResponse(ExplainResponse):
     )
 
 
-def records_frame(records: list[Any]) -> tuple[pd.DataFrame, list[list[str]]]:
-    """Records -> feature frame; the features each record left out (treated as missing)."""
-    rows = [r.model_dump(exclude_unset=True) for r in records]
-    missing = [[f for f in FEATURES if row.get(f) is None] for row in rows]
-    numbers = np.array([[row.get(f) for f in _NUMERIC] for row in rows], dtype="float64")
+def feature_rows(
+    records: list[Any], model: InMarketModel
+) -> tuple[list[dict[str, Any]], list[list[str]], list[dict[str, str]]]:
+    """Validated records -> the model's feature values (categories spelled as batch scoring
+    spells them), the features each record left out, and its categories the model does not
+    know (both scored as missing, and said so)."""
+    rows = [{**r.__dict__, **(r.__pydantic_extra__ or {})} for r in records]
+    unknown: list[dict[str, str]] = [{} for _ in rows]
+    for name, levels in model.categories.items():
+        raw = pd.Series([row.get(name) for row in rows], dtype="str")
+        spelled = normalise_label(raw) if name in NORMALISED_ACCOUNT_COLUMNS else raw.str.strip()
+        known = set(levels)
+        for row, note, value in zip(rows, unknown, spelled.tolist(), strict=True):
+            present = isinstance(value, str)
+            row[name] = value if present else None
+            if present and value not in known:
+                note[name] = value
+    missing = [[f for f in model.features if row.get(f) is None] for row in rows]
+    return rows, missing, unknown
+
+
+def records_frame(rows: list[dict[str, Any]], model: InMarketModel) -> pd.DataFrame:
+    """Feature rows -> the model's feature frame (numbers as floats, categories as text)."""
+    numeric = [f for f in model.features if f not in model.categories]
+    numbers = np.array([[row.get(f) for f in numeric] for row in rows], dtype="float64")
     columns: dict[str, Any] = {"account_id": [row["account_id"] for row in rows]}
-    columns.update(zip(_NUMERIC, numbers.T, strict=True))
-    columns.update({f: [row.get(f) for row in rows] for f in FIT_CATEGORIES})
-    return pd.DataFrame(columns)[["account_id", *FEATURES]], missing
+    columns.update(zip(numeric, numbers.reshape(len(rows), len(numeric)).T, strict=True))
+    columns.update({f: [row.get(f) for row in rows] for f in model.categories})
+    return pd.DataFrame(columns)[["account_id", *model.features]]

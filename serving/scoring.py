@@ -16,6 +16,7 @@ with the model), so 90 means "more likely than 90% of accounts"; stages cut the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -34,9 +35,6 @@ def _n(value: float) -> str:
 
 # Feature -> sentence about its value. Features not listed fall back to their catalogue line.
 REASON_TEXT: dict[str, Callable[[float], str]] = {
-    "people_engaged_7d": lambda v: f"{_n(v)} people engaged in the last 7 days",
-    "people_engaged_30d": lambda v: f"{_n(v)} people engaged in the last 30 days",
-    "people_engaged_90d": lambda v: f"{_n(v)} people engaged in the last 90 days",
     "departments_engaged_30d": lambda v: (
         f"people from {_n(v)} departments engaged in the last 30 days"
     ),
@@ -55,18 +53,6 @@ REASON_TEXT: dict[str, Callable[[float], str]] = {
     "high_intent_departments_30d": lambda v: (
         f"high-intent visits from {_n(v)} departments in the last 30 days"
     ),
-    "high_intent_events_7d": lambda v: (
-        f"{_n(v)} pricing, demo, comparison or trial visits in the last 7 days"
-    ),
-    "high_intent_events_30d": lambda v: (
-        f"{_n(v)} pricing, demo, comparison or trial visits in the last 30 days"
-    ),
-    "high_intent_events_90d": lambda v: (
-        f"{_n(v)} pricing, demo, comparison or trial visits in the last 90 days"
-    ),
-    "events_7d": lambda v: f"{_n(v)} interactions in the last 7 days",
-    "events_30d": lambda v: f"{_n(v)} interactions in the last 30 days",
-    "events_90d": lambda v: f"{_n(v)} interactions in the last 90 days",
     "engagement_score_30d": lambda v: f"weighted engagement of {_n(v)} in the last 30 days",
     "engagement_score_90d": lambda v: f"weighted engagement of {_n(v)} in the last 90 days",
     "anonymous_events_30d": lambda v: (
@@ -106,6 +92,24 @@ REASON_TEXT: dict[str, Callable[[float], str]] = {
 }
 
 
+# Windowed counts (features.settings.FeatureSpec.windows): sentence templates by stem.
+WINDOWED_TEXT = {
+    "people_engaged": "{v} people engaged in the last {d} days",
+    "high_intent_events": "{v} pricing, demo, comparison or trial visits in the last {d} days",
+    "events": "{v} interactions in the last {d} days",
+}
+_WINDOWED = re.compile(rf"^({'|'.join(WINDOWED_TEXT)})_(\d+)d$")
+
+
+def _reason_text(feature: str) -> Callable[[float], str] | None:
+    """The sentence of a feature's value: from the table above, or its windowed template."""
+    windowed = _WINDOWED.match(feature)
+    if windowed:
+        stem, days = windowed.group(1), windowed.group(2)
+        return lambda v: WINDOWED_TEXT[stem].format(v=_n(v), d=days)
+    return REASON_TEXT.get(feature)
+
+
 def score_and_stage(model: InMarketModel, probability: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Score 0-100 (percentile among the test window's accounts) and stage of probabilities."""
     quantiles = np.asarray(model.info.get("score_quantiles") or np.linspace(0, 1, 101))
@@ -133,7 +137,7 @@ def _sentence(feature: str, value: object, descriptions: dict[str, str]) -> str:
         engaged = bool(value) if isinstance(value, int | float | np.number) else False
         article = ("an" if role[0] in "aeiou" else "a") if engaged else "no"
         return f"{article} {role} engaged in the last 90 days"
-    text = REASON_TEXT.get(feature)
+    text = _reason_text(feature)
     if text is not None and isinstance(value, int | float | np.number):
         return text(float(value))
     if feature in ("industry", "region", "employee_band"):
@@ -148,7 +152,7 @@ def explain_rows(
     contributions = model.contributions(frame)
     values = contributions.to_numpy()
     order = np.argsort(-values, axis=1)
-    descriptions = {f.name: f.description for f in catalogue()}
+    descriptions = {f.name: f.description for f in catalogue(model.spec)}
     features = np.array(model.features, dtype=object)
     columns: dict[str, np.ndarray] = {}  # the columns some reason quotes, as arrays
 

@@ -28,11 +28,10 @@ from features.contract import empty_table
 from features.errors import ContractError
 from features.families import build_features
 from features.io import RawSource
-from features.settings import FeatureSettings
 from features.validation import Dataset, validate
 from serving import bentoml_fixes
 from serving.auth import BearerAuth
-from serving.champion import ChampionHolder
+from serving.champion import ChampionHolder, Served
 from serving.page import COOKIE, PAGE_HTML, STATIC, login_page
 from serving.review import (
     SORTABLE,
@@ -47,7 +46,6 @@ from serving.review import (
 )
 from serving.schemas import (
     BATCH,
-    FEATURES,
     MAX_RECORDS,
     EventsRequest,
     EventsResponse,
@@ -55,6 +53,7 @@ from serving.schemas import (
     Explanation,
     FeatureRecord,
     ScoredRecord,
+    feature_rows,
     records_frame,
 )
 from serving.scoring import buying_group, explain_rows, score_and_stage, score_rows
@@ -117,15 +116,19 @@ class InMarketService:
             self.holder.refresh()
 
     def __is_ready__(self) -> bool:
-        return self.holder.model is not None
+        return self.holder.served is not None
 
-    def _model(self) -> tuple[InMarketModel, str]:
-        model, version = self.holder.model, self.holder.version
-        if model is None or version is None:
+    def _served(self) -> Served:
+        served = self.holder.served
+        if served is None:
             raise bentoml.exceptions.ServiceUnavailable(
                 f"no model loaded: {self.holder.error or 'starting'}"
             )
-        return model, version
+        return served
+
+    def _model(self) -> tuple[InMarketModel, str]:
+        served = self._served()
+        return served.model, served.version
 
     # max_latency_ms is where BentoML starts shedding load (503); batches form well below it
     @bentoml.api(route="/score", batchable=True, max_batch_size=MAX_RECORDS, max_latency_ms=5000)
@@ -137,7 +140,7 @@ class InMarketService:
 
         Adaptive batching: concurrent requests are scored together and answered apart."""
         model, version = self._model()
-        rows = [r.__dict__ for r in records]  # the validated fields; unset ones are None
+        rows, missing, unknown = feature_rows(records, model)
         probability = model.predict(model.matrix_from_records(rows))
         score, stage = score_and_stage(model, probability)
         return [
@@ -146,11 +149,14 @@ class InMarketService:
                 probability=float(p),
                 score=int(s),
                 stage=str(g),
-                missing_features=[f for f in FEATURES if row[f] is None],
+                missing_features=gaps,
+                unknown_categories=strange,
                 model_name=self.settings.tracking.model_name,
                 model_version=version,
             )
-            for row, p, s, g in zip(rows, probability, score, stage, strict=True)
+            for row, p, s, g, gaps, strange in zip(
+                rows, probability, score, stage, missing, unknown, strict=True
+            )
         ]
 
     @bentoml.api(route="/explain")
@@ -160,11 +166,11 @@ class InMarketService:
     ) -> ExplainResponse:
         """Scores plus the top positive and negative reasons in words and the buying group."""
         model, version = self._model()
-        frame, missing = records_frame(records)
+        rows, missing, unknown = feature_rows(records, model)
         return ExplainResponse(
             model_name=self.settings.tracking.model_name,
             model_version=version,
-            accounts=_explanations(model, frame, missing),
+            accounts=_explanations(model, records_frame(rows, model), missing, unknown),
         )
 
     @bentoml.api(route="/score_events")
@@ -177,7 +183,6 @@ class InMarketService:
         snapshots = pd.DataFrame(
             {"account_id": dataset.accounts["account_id"], "as_of": as_of.floor("s")}
         )
-        categories = {k: tuple(v) for k, v in model.categories.items()}
         frame = build_features(
             snapshots,
             dataset.accounts,
@@ -185,17 +190,18 @@ class InMarketService:
             dataset.events,
             dataset.intent,
             dataset.opportunities,
-            FeatureSettings(),
-            categories,
+            model.spec,
+            model.category_levels,
+            dataset.account_history,
         )
-        missing: list[list[str]] = [[] for _ in range(len(frame))]
+        nothing: list[list[str]] = [[] for _ in range(len(frame))]
         rejected = {t: r.rejects for t, r in dataset.report.tables.items() if r.rejects}
         return EventsResponse(
             model_name=self.settings.tracking.model_name,
             model_version=version,
             as_of=str(as_of),
             rows_rejected=rejected,
-            accounts=_explanations(model, frame, missing),
+            accounts=_explanations(model, frame, nothing, [{} for _ in nothing]),
         )
 
     @bentoml.api(route="/admin/reload")
@@ -212,20 +218,22 @@ class InMarketService:
     def model_card(self) -> dict[str, Any]:
         """The served model: name, version, training metrics next to the MQL rule, features,
         and the drift figures of the latest batch scoring."""
-        model, version = self._model()
+        served = self._served()
+        model = served.model
         scoring = self.scoring.get()
-        loaded = self.holder.loaded_at
         return {
             "name": self.settings.tracking.model_name,
-            "version": version,
+            "version": served.version,
             "alias": "champion",
-            "loaded_at": loaded.isoformat() if loaded else None,
+            "loaded_at": served.loaded_at.isoformat(),
             "trained_at": model.info.get("trained_at"),
             "label": model.info.get("label"),
             "horizon_days": model.info.get("horizon_days"),
             "test_metrics": model.info.get("test_metrics"),
             "mql_test_metrics": model.info.get("mql_test_metrics"),
             "features": model.features,
+            "feature_sources": model.info.get("feature_sources"),
+            "feature_spec": model.spec.model_dump(mode="json"),
             "drift": scoring.drift if scoring else None,
         }
 
@@ -319,17 +327,15 @@ class InMarketService:
 def _validate_request(request: EventsRequest, as_of: pd.Timestamp) -> Dataset:
     """The request's tables through the data contract, like files would go."""
 
-    def table(name: str, rows: list[BaseModel]) -> list[RawSource]:
-        frame = pd.DataFrame([r.model_dump() for r in rows])
+    def table(name: str, rows: list[dict[str, Any]]) -> list[RawSource]:
+        frame = pd.DataFrame(rows)
         return [RawSource(name, f"request.{name}", frame)] if len(frame) else []
 
-    raw = {
-        "accounts": table("accounts", list(request.accounts)),
-        "people": table("people", list(request.people)),
-        "events": table("events", list(request.events)),
-        "intent": table("intent", list(request.intent)),
-        "opportunities": table("opportunities", list(request.opportunities)),
-    }
+    accounts = [{**a.model_dump(exclude={"columns"}), **a.columns} for a in request.accounts]
+    raw = {"accounts": table("accounts", accounts)}
+    for name in ("people", "events", "intent", "opportunities", "account_history"):
+        rows: list[BaseModel] = getattr(request, name)
+        raw[name] = table(name, [r.model_dump() for r in rows])
     known = {name: empty_table(name) for name, sources in raw.items() if not sources}
     raw = {name: sources for name, sources in raw.items() if sources}
     # rows after as_of are not late here, they are just not seen: the extract is "now"
@@ -345,7 +351,10 @@ bentoml_fixes.apply(InMarketService)
 
 
 def _explanations(
-    model: InMarketModel, frame: pd.DataFrame, missing: list[list[str]]
+    model: InMarketModel,
+    frame: pd.DataFrame,
+    missing: list[list[str]],
+    unknown: list[dict[str, str]],
 ) -> list[Explanation]:
     scored = score_rows(model, frame)
     reasons = explain_rows(model, frame)
@@ -357,6 +366,7 @@ def _explanations(
             score=int(scored["score"].iloc[i]),
             stage=str(scored["stage"].iloc[i]),
             missing_features=missing[i],
+            unknown_categories=unknown[i],
             positive=reasons[i]["positive"],
             negative=reasons[i]["negative"],
             roles_engaged=group["roles_engaged"].iloc[i],

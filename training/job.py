@@ -8,7 +8,7 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import matplotlib.pyplot as plt
 import mlflow
@@ -18,8 +18,9 @@ from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
 from mlflow.models import infer_signature
 
-from features.engine import build_feature_table, load_small_tables
-from features.settings import DataSettings, FeatureSettings
+from features.catalogue import catalogue
+from features.engine import build_feature_table, load_small_tables, read_feature_table
+from features.settings import DataSettings, FeatureSettings, FeatureSpec
 from features.validation import Dataset
 from training import plots
 from training.baselines import fit_baselines
@@ -89,6 +90,32 @@ class TrainResult:
     counts: LabelCounts
     split: dict[str, Any]
     fingerprint: str
+    columns: list[str] = field(default_factory=list)  # what became of non-contract columns
+    warnings: list[str] = field(default_factory=list)  # also tagged on the MLflow run
+
+
+def static_column_warnings(spec: FeatureSpec) -> list[str]:
+    """A warning for every account column declared static: its value as of the export is
+    applied to every past snapshot, which leaks the outcome if it changed on the way."""
+    static = [c for c, kind in spec.columns.items() if kind == "static"]
+    if not static:
+        return []
+    return [
+        f"account column(s) {', '.join(static)} declared static: their export-time values are "
+        "used at every past snapshot; if they changed over time (lifecycle stage, owner, ARR, "
+        "customer since) the model learned from the outcome. Give their history "
+        "(account_history) and declare them dated instead."
+    ]
+
+
+class Labelled(NamedTuple):
+    """Labelled snapshots with their counts and split, the feature specification and tables."""
+
+    rows: pd.DataFrame
+    counts: LabelCounts
+    split: Split
+    spec: FeatureSpec
+    dataset: Dataset
 
 
 class _Job:
@@ -104,26 +131,27 @@ class _Job:
         self.data, self.feature_settings = data, features
         self.train, self.tracking = train, tracking
 
-    def features(self, data: Path, features_path: Path | None) -> tuple[pd.DataFrame, Dataset]:
-        """The feature table (read, or built from ``data``) and the validated small tables."""
+    def features(
+        self, data: Path, features_path: Path | None
+    ) -> tuple[pd.DataFrame, FeatureSpec, Dataset]:
+        """The feature table (read, or built from ``data``), the specification it was built
+        with, and the validated small tables."""
         tables = load_small_tables(data, self.data)
         if features_path is not None:
-            return pd.read_parquet(features_path), tables
+            return *read_feature_table(features_path), tables
         grid = {"every_days": self.train.every_days, "snapshots": None}
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "features.parquet"
             build_feature_table(data, out, self.data, self.feature_settings.model_copy(update=grid))
-            return pd.read_parquet(out), tables
+            return *read_feature_table(out), tables
 
-    def labelled(
-        self, data: Path, features_path: Path | None
-    ) -> tuple[pd.DataFrame, LabelCounts, Split, Dataset]:
+    def labelled(self, data: Path, features_path: Path | None) -> Labelled:
         """The labelled snapshots, their counts and time split, and the validated tables."""
-        table, dataset = self.features(data, features_path)
+        table, spec, dataset = self.features(data, features_path)
         labelled, counts, split = label_and_split(
             table, dataset.opportunities, dataset.report.extracted_at, self.train
         )
-        return labelled, counts, split, dataset
+        return Labelled(labelled, counts, split, spec, dataset)
 
 
 class TrainJob(_Job):
@@ -131,12 +159,12 @@ class TrainJob(_Job):
 
     def run(self, data: Path, features_path: Path | None = None) -> TrainResult:
         tc = self.train
-        labelled, counts, split, dataset = self.labelled(data, features_path)
+        labelled, counts, split, spec, dataset = self.labelled(data, features_path)
         if tc.shuffle_labels:  # permutation check: learn from noise, test on the truth
             rng = np.random.default_rng(tc.seed)
             for part in (split.train, split.valid):
                 part[LABEL] = rng.permutation(part[LABEL].to_numpy())
-        model = fit_model(split.train, split.valid, seed=tc.seed, params=tc.lightgbm)
+        model = fit_model(split.train, split.valid, seed=tc.seed, params=tc.lightgbm, spec=spec)
         baselines = fit_baselines(split.train, split.valid, seed=tc.seed)
         evaluation = evaluate(model, baselines, split.test, dataset.opportunities)
         fingerprint = data_fingerprint(labelled)
@@ -152,13 +180,19 @@ class TrainJob(_Job):
                     evaluation.probabilities["model"], np.linspace(0, 1, 101)
                 ).tolist(),
                 "label": tc.label,
+                "feature_sources": {
+                    f.name: f.source for f in catalogue(spec) if f.name in model.features
+                },
             }
         )
+        warnings = static_column_warnings(spec)
         client = connect(self.tracking)
         with mlflow.start_run() as run:
             self._log(
                 str(Path(data).resolve()), model, split, evaluation, counts, labelled, fingerprint
             )
+            if warnings:
+                mlflow.set_tag("warnings", " | ".join(warnings))
             version = self._register(client, run.info.run_id, model, split)
         return TrainResult(
             run.info.run_id,
@@ -168,6 +202,8 @@ class TrainJob(_Job):
             counts,
             split.describe(),
             fingerprint,
+            dataset.report.column_notes(spec.columns),
+            warnings,
         )
 
     def _log(
@@ -287,6 +323,7 @@ class EvaluateJob(_Job):
     def run(self, model_uri: str, data: Path, features_path: Path | None = None) -> Evaluation:
         connect(self.tracking)
         model = load_model(model_uri)
-        _, _, split, dataset = self.labelled(data, features_path)
+        labelled = self.labelled(data, features_path)
+        split, dataset = labelled.split, labelled.dataset
         baselines = fit_baselines(split.train, split.valid, seed=self.train.seed)
         return evaluate(model, baselines, split.test, dataset.opportunities)

@@ -21,6 +21,7 @@ from mlflow.pyfunc import PythonModel
 from sklearn.linear_model import LogisticRegression
 
 from features.catalogue import META_COLUMNS
+from features.settings import FeatureSpec
 from training.settings import LightGBMParams
 
 LABEL = "label"
@@ -69,13 +70,20 @@ def _category_codes(values: Any, categories: list[str]) -> np.ndarray:
 
 @dataclass
 class InMarketModel:
-    """A trained booster with its features, categories, calibration and training facts."""
+    """A trained booster with its features, categories, calibration and training facts, and
+    the specification its features were built with (every scoring builds them alike)."""
 
     booster: lgb.Booster
     features: list[str]
     categories: dict[str, list[str]]
     calibration: tuple[float, float] = (1.0, 0.0)  # probability = sigmoid(a * margin + b)
     info: dict[str, Any] = field(default_factory=dict)
+    spec: FeatureSpec = FeatureSpec()
+
+    @property
+    def category_levels(self) -> dict[str, tuple[str, ...]]:
+        """The categories' levels as ``build_features`` takes them."""
+        return {name: tuple(levels) for name, levels in self.categories.items()}
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """The model's input matrix: its features in its order, categories as codes.
@@ -140,6 +148,7 @@ class InMarketModel:
             "categories": self.categories,
             "calibration": list(self.calibration),
             "info": self.info,
+            "spec": self.spec.model_dump(mode="json"),
         }
         (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         return folder
@@ -149,11 +158,17 @@ class InMarketModel:
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
         booster = lgb.Booster(model_file=str(folder / BOOSTER_FILE))
         a, b = meta["calibration"]
-        return cls(booster, meta["features"], meta["categories"], (a, b), meta["info"])
+        spec = FeatureSpec.model_validate(meta.get("spec", {}))
+        return cls(booster, meta["features"], meta["categories"], (a, b), meta["info"], spec)
 
 
 def fit_model(
-    train: pd.DataFrame, valid: pd.DataFrame, *, seed: int, params: LightGBMParams
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    *,
+    seed: int,
+    params: LightGBMParams,
+    spec: FeatureSpec,
 ) -> InMarketModel:
     """Train on ``train``, stop early and calibrate on ``valid``; deterministic for a seed."""
     features = feature_columns(train)
@@ -176,7 +191,11 @@ def fit_model(
     booster.best_iteration = booster.best_iteration or booster.current_iteration()
     booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
     model = InMarketModel(
-        booster, features, categories, info={"best_iteration": booster.current_iteration()}
+        booster,
+        features,
+        categories,
+        info={"best_iteration": booster.current_iteration()},
+        spec=spec,
     )
     model.calibration = platt(model.predict(valid, raw_score=True), valid[LABEL].to_numpy())
     return model
