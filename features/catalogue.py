@@ -125,7 +125,7 @@ def catalogue(spec: FeatureSpec = FeatureSpec()) -> list[Feature]:
         ("buying_roles_engaged_90d", "breadth", f"how many of the {len(TRACKED_ROLES)} buying roles have an engaged person, last 90 days"),
         *((f"role_{role}_engaged_90d", "breadth", f"1 if a {_words(role)} engaged in the last 90 days") for role in TRACKED_ROLES),
         (f"new_people_{new_days}d", "breadth", f"known people whose every event of the last 90 days is in the last {new_days} days"),
-        ("contacts_known", "breadth", "people known at the account (contacts and leads)"),
+        ("contacts_added_90d", "breadth", "people who entered the CRM at the account in the last 90 days (missing: people.created_at not given)"),
         *(row for d in windows for row in (
             (f"events_{d}d", "depth", f"all events, last {d} days"),
             (f"high_intent_events_{d}d", "depth", f"pricing, demo, comparison and trial events, last {d} days"),
@@ -148,12 +148,12 @@ def catalogue(spec: FeatureSpec = FeatureSpec()) -> list[Feature]:
         ("intent_weeks_surging_90d", "intent", f"weeks with any topic scoring {surge:.0f}+ in the last 90 days"),
         *((c, "fit", f"firmographic: {_words(c)} (category)") for c in FIT_CATEGORIES),
         ("employee_count", "fit", "firmographic: number of employees"),
-        ("account_age_days", "fit", "days since the account entered the CRM"),
+        ("account_age_days", "fit", "days since the account entered the CRM, up to 365"),
         *((c, "fit", f"declared {kind} account column: {c}") for c, kind in spec.columns.items()),
         ("opportunities_won_before", "history", "opportunities won and closed before as_of"),
         ("opportunities_lost_before", "history", "opportunities lost and closed before as_of"),
         ("new_business_lost_before", "history", "new-business opportunities lost before as_of"),
-        ("days_since_last_closed_opportunity", "history", "days since the last opportunity closed"),
+        ("days_since_last_closed_opportunity", "history", "days since the last opportunity closed (missing: none in the last 365 days)"),
         ("is_customer", "history", "1 if the account has won a deal and not lost its latest renewal"),
         ("is_former_customer", "history", "1 if the account was a customer and lost its latest renewal"),
         ("mql_points_max_90d", "lead_baseline", "lead points of the account's best person, last 90 days (the MQL rule)"),
@@ -161,7 +161,7 @@ def catalogue(spec: FeatureSpec = FeatureSpec()) -> list[Feature]:
     ]
     # fmt: on
     sources = {
-        "contacts_known": "people known by as_of",
+        "contacts_added_90d": "people added in the last 90 days",
         **{c: _DECLARED_SOURCES[kind].format(name=c) for c, kind in spec.columns.items()},
     }
     return [Feature(*row, sources.get(row[0], FAMILY_SOURCES[row[1]])) for row in rows]

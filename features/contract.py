@@ -53,6 +53,11 @@ TABLES: dict[str, tuple[Column, ...]] = {
         Column("department", "text"),
         Column("seniority", "text"),
         Column("buying_role", "text", description=" / ".join(BUYING_ROLES)),
+        Column(
+            "created_at",
+            "timestamp",
+            description="when the person entered the CRM; a snapshot before it does not know them",
+        ),
     ),
     "events": (
         Column("timestamp", "timestamp", True),

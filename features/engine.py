@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
@@ -78,6 +79,7 @@ class BuildPlan:
     extracted_at: datetime
     max_bad_share: float
     formats: dict[str, dict[str, str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @cached_property
     def account_bucket(self) -> np.ndarray:
@@ -99,6 +101,7 @@ class FeatureBuild:
     seconds: float
     report: ValidationReport
     rejects: int
+    warnings: list[str] = field(default_factory=list)  # about the snapshot grid
 
 
 def bucket_of(keys: pd.Series, n_buckets: int) -> np.ndarray:
@@ -180,9 +183,10 @@ def plan_build(
     sources = event_sources(folder, Mapping.load(data.mapping) if data.mapping else None)
     base = load_small_tables(folder, data)
     end = base.report.extracted_at
+    warnings: list[str] = []
     if settings.snapshots is None:
-        first = _first_event_day(base)
-        grid = as_of_grid(end, every_days=settings.every_days, start=first + pd.Timedelta(days=90))
+        start, warnings = _history_start(base, _earliest_event(sources, end), settings)
+        grid = as_of_grid(end, every_days=settings.every_days, start=start)
     else:
         grid = as_of_grid(end, every_days=settings.every_days, count=settings.snapshots)
     total = sum(count_rows(s.path) for s in sources)
@@ -196,6 +200,7 @@ def plan_build(
         end,
         data.max_bad_share,
         {s.name: s.formats for s in sources},
+        warnings,
     )
     return plan, sources
 
@@ -212,10 +217,62 @@ def read_feature_table(path: Path) -> tuple[pd.DataFrame, FeatureSpec]:
     return pd.read_parquet(path), FeatureSpec.model_validate_json(metadata[SPEC_KEY])
 
 
-def _first_event_day(base: Dataset) -> pd.Timestamp:
+def _read_column(path: Path, column: str) -> pd.Series | None:
+    """One column of a table file, or None when it has no such column."""
+    try:
+        if path.is_dir():
+            return pads.dataset(path).to_table(columns=[column]).column(0).to_pandas()
+        if path.name.lower().endswith(".parquet"):
+            return pq.read_table(path, columns=[column]).column(0).to_pandas()
+        return pd.read_csv(path, usecols=[column], dtype=str)[column]
+    except (KeyError, ValueError, pa.ArrowInvalid):
+        return None
+
+
+def _earliest_event(sources: list[EventSource], end: datetime) -> pd.Timestamp | None:
+    """When the export's events begin: the first readable timestamp up to the export time, over
+    every events source (one read of each source's timestamp column)."""
+    firsts = []
+    for source in sources:
+        column = (
+            source.mapping.columns.get("timestamp", "timestamp") if source.mapping else "timestamp"
+        )
+        values = _read_column(source.path, column)
+        if values is None:
+            continue
+        if not pd.api.types.is_datetime64_any_dtype(values):
+            form = source.formats.get("timestamp", "ISO8601")
+            values = pd.to_datetime(values, utc=True, errors="coerce", format=form)
+        stamps = pd.to_datetime(values, utc=True)
+        stamps = stamps[stamps <= pd.Timestamp(end)]
+        if stamps.notna().any():
+            firsts.append(stamps.min())
+    return min(firsts) if firsts else None
+
+
+def _history_start(
+    base: Dataset, first_event: pd.Timestamp | None, settings: FeatureSettings
+) -> tuple[pd.Timestamp, list[str]]:
+    """The first snapshot of all history, and a warning when deals or intent reach much further
+    back than the events: features there would be empty, not informative."""
+    if settings.start is not None:
+        return pd.Timestamp(settings.start), []
+    lookback = pd.Timedelta(days=settings.lookback_days)
     dated = [base.opportunities["created_at"].min(), base.intent["date"].min()]
-    known = [d for d in dated if pd.notna(d)]
-    return min(known) if known else pd.Timestamp(base.report.extracted_at) - pd.Timedelta(days=365)
+    first_other = min((d for d in dated if pd.notna(d)), default=None)
+    if first_event is None:  # no events at all: the deals (or a year) set the start
+        fallback = pd.Timestamp(base.report.extracted_at) - pd.Timedelta(days=365)
+        return (first_other if first_other is not None else fallback) + lookback, []
+    start = first_event + lookback
+    warnings = []
+    if first_other is not None and first_other < first_event - pd.Timedelta(days=180):
+        warnings.append(
+            f"deals or intent begin {first_other:%Y-%m-%d}, {(first_event - first_other).days} "
+            f"days before the first event ({first_event:%Y-%m-%d}): snapshots start at "
+            f"{start:%Y-%m-%d}, where events fill the {settings.lookback_days}-day window (the "
+            "earlier deals still count as account history); set features.start to choose"
+        )
+    return start, warnings
 
 
 def event_buckets(table: pa.Table, plan: BuildPlan) -> np.ndarray:
@@ -394,5 +451,11 @@ def build_feature_table(
     )
     write_json_atomic(report.to_dict(), sidecar(out, "report.json"))
     return FeatureBuild(
-        out, rows, plan.n_buckets, time.perf_counter() - began, report, len(all_rejects)
+        out,
+        rows,
+        plan.n_buckets,
+        time.perf_counter() - began,
+        report,
+        len(all_rejects),
+        plan.warnings,
     )

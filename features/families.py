@@ -50,6 +50,7 @@ from features.windows import (
 )
 
 Columns = dict[str, np.ndarray]
+HISTORY_CAP_DAYS = 365
 
 
 def _vocabulary_codes(values: pd.Series, vocabulary: tuple[str, ...]) -> np.ndarray:
@@ -93,6 +94,10 @@ class _EventPairs:
         index = TimeIndex(encode(events["account_id"], account_index), seconds(events["timestamp"]))
         snap, row, age = index.pairs(snap_code, snap_s, lookback_days)
         type_code = _vocabulary_codes(events["event_type"], EVENT_TYPES)[row]
+        person = encode(events["person_id"], people["person_id"])[row]
+        # a person not yet in the CRM at as_of is an unknown visitor to that snapshot
+        not_yet = person >= 0
+        not_yet[not_yet] = known_since(people)[person[not_yet]] >= snap_s[snap[not_yet]]
         return cls(
             n=len(snap_code),
             snap=snap,
@@ -101,8 +106,8 @@ class _EventPairs:
             channel_code=_vocabulary_codes(events["channel"], CHANNELS)[row],
             high_intent=_per_event_type(HIGH_INTENT_TYPES, 0.0)[type_code] > 0,
             weight=events["weight"].to_numpy(dtype=float)[row],
-            person_code=encode(events["person_id"], people["person_id"])[row],
-            anonymous=events["person_id"].isna().to_numpy()[row],
+            person_code=np.where(not_yet, -1, person),
+            anonymous=events["person_id"].isna().to_numpy()[row] | not_yet,
         )
 
     def count(
@@ -210,10 +215,27 @@ def _buying_group(pairs: _EventPairs, people: pd.DataFrame, spec: FeatureSpec) -
     return out
 
 
-def _contacts(snap_code: np.ndarray, people: pd.DataFrame, account_index: pd.Index) -> Columns:
-    person_account = encode(people["account_id"], account_index)
-    contacts = np.bincount(person_account[person_account >= 0], minlength=len(account_index))
-    return {"contacts_known": contacts[snap_code]}
+def known_since(people: pd.DataFrame) -> np.ndarray:
+    """Seconds since 1970 from which each person is in the CRM (``people.created_at``); without
+    a date (no column, or a missing value) a person is taken as known at every snapshot."""
+    if "created_at" not in people:
+        return np.zeros(len(people), dtype=np.int64)
+    since: np.ndarray = np.maximum(seconds(people["created_at"]), 0)
+    return since
+
+
+def _contacts(
+    snap_code: np.ndarray, snap_s: np.ndarray, people: pd.DataFrame, account_index: pd.Index
+) -> Columns:
+    """People who entered the CRM in the 90 days before as_of (missing when the export does not
+    date its people). A count of all people known would grow with the calendar, not with
+    anything the account does: a stable world would look like drift, and old accounts like
+    busy ones."""
+    if "created_at" not in people or people["created_at"].isna().all():
+        return {"contacts_added_90d": np.full(len(snap_code), np.nan)}
+    index = TimeIndex(encode(people["account_id"], account_index), known_since(people))
+    before = index.count_before(snap_code, np.maximum(snap_s - 90 * DAY_SECONDS, 0))
+    return {"contacts_added_90d": (index.count_before(snap_code, snap_s) - before).astype(float)}
 
 
 def _intent(
@@ -266,7 +288,9 @@ def _history(
         "new_business_lost_before": count(snap, n, lost & (kind == "new_business")),
     }
     last_closed = group_max(snap[closed], closed_s[closed].astype(float), n)
-    out["days_since_last_closed_opportunity"] = (snap_s - last_closed) / DAY_SECONDS
+    days = (snap_s - last_closed) / DAY_SECONDS
+    # within a year: the same meaning early in the data (little history) and years later
+    out["days_since_last_closed_opportunity"] = np.where(days <= HISTORY_CAP_DAYS, days, np.nan)
     # the latest closed renewal decides whether a past customer still is one
     renewal = closed & (kind == "renewal")
     latest = pd.DataFrame(
@@ -366,7 +390,9 @@ def _fit(
     if "created_at" in accounts:
         created = seconds(accounts["created_at"]).astype(float)
         created[accounts["created_at"].isna().to_numpy()] = np.nan
-        frame["account_age_days"] = (snap_s - created[snap_code]) / DAY_SECONDS
+        # capped: beyond a year, age grows with the calendar, not with anything the account does
+        age = (snap_s - created[snap_code]) / DAY_SECONDS
+        frame["account_age_days"] = np.minimum(age, HISTORY_CAP_DAYS)
     else:
         frame["account_age_days"] = np.nan
 
@@ -414,7 +440,7 @@ def build_features(
         **_depth(pairs, spec.windows),
         **_recency_and_momentum(pairs),
         **_buying_group(pairs, people, spec),
-        **_contacts(snap_code, people, account_index),
+        **_contacts(snap_code, snap_s, people, account_index),
         **_intent(snap_code, snap_s, intent, account_index, spec),
         **_history(snap_code, snap_s, opportunities, account_index),
     }

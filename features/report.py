@@ -34,6 +34,7 @@ class TableReport:
     examples: dict[str, str] = field(default_factory=dict)
     provided: bool = True
     extra_columns: list[str] = field(default_factory=list)  # in the input, not in the contract
+    absent_columns: list[str] = field(default_factory=list)  # in the contract, not in the input
 
     @property
     def rows_rejected(self) -> int:
@@ -72,6 +73,7 @@ class ValidationReport:
                 _first_examples(mine.examples, part.examples),
                 mine.provided or part.provided,
                 sorted({*mine.extra_columns, *part.extra_columns}),
+                sorted({*mine.absent_columns} & {*part.absent_columns}),
             )
         return ValidationReport(tables, self.extracted_at)
 
@@ -94,6 +96,7 @@ class ValidationReport:
                     "warnings": t.warnings,
                     "examples": t.examples,
                     "extra_columns": t.extra_columns,
+                    "absent_columns": t.absent_columns,
                 }
                 for name, t in self.tables.items()
             },
@@ -116,6 +119,14 @@ class ValidationReport:
                     )
                 else:
                     notes.append(f"{t.table}.{column}: ignored (not in the data contract)")
+        people = self.tables.get("people")
+        if people is not None and people.provided and "created_at" in people.absent_columns:
+            notes.append(
+                "people.created_at: not given, so every person, with their department, "
+                "seniority and buying role, is taken as known at every snapshot; a contact or "
+                "role added during a deal then leaks into earlier snapshots. Export when each "
+                "person entered the CRM as people.created_at."
+            )
         return notes
 
     def render(self, declared: Mapping[str, str] | None = None) -> str:

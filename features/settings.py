@@ -98,6 +98,11 @@ class FeatureSettings(FeatureSpec):
     snapshots: int | None = Field(
         12, ge=1, description="how many snapshots back from the extract; none = all history"
     )
+    start: datetime | None = Field(
+        None,
+        description="the first snapshot of all history (snapshots = none); default: the first "
+        "day the events fill the longest window",
+    )
     engine: Literal["local", "spark"] = "local"
     buckets: int | None = Field(None, ge=1, description="hash buckets; default ~1M events each")
     spark_master: str = "local[*]"

@@ -144,6 +144,8 @@ def _report_from(data: dict[str, Any], plan: BuildPlan) -> ValidationReport:
             t["warnings"],
             t["examples"],
             t["provided"],
+            t.get("extra_columns", []),
+            t.get("absent_columns", []),
         )
         for name, t in data["tables"].items()
     }

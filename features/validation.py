@@ -256,6 +256,9 @@ def _check_people(
             f[column] = normalise_label(f[column])
     if "title" in f:
         f["title"] = f["title"].astype("str").str.strip()
+    if "created_at" in f:
+        f["created_at"], bad = _parse_times(ctx, f, "created_at")
+        rows.warn(bad, "created_at_unparsable_set_to_null")
     return f
 
 
@@ -436,6 +439,7 @@ def _finish(
             for r, e in examples.iterrows()
         },
         extra_columns=extra,
+        absent_columns=[c for c in column_kinds(table) if c not in f.columns],
     )
     # further account columns stay: a feature declared static reads them (features.columns)
     used = f.loc[kept, canonical + (extra if table == "accounts" else [])].reset_index(drop=True)

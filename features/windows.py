@@ -40,6 +40,13 @@ class TimeIndex:
         self.key = (code[self.order] << 32) + seconds[self.order]
         self.seconds = seconds
 
+    def count_before(self, snap_code: np.ndarray, snap_s: np.ndarray) -> np.ndarray:
+        """Per snapshot, how many rows of its account are dated before as_of."""
+        lo = np.searchsorted(self.key, snap_code << 32, side="left")
+        hi = np.searchsorted(self.key, (snap_code << 32) + snap_s, side="left")
+        counted: np.ndarray = hi - lo
+        return counted
+
     def pairs(
         self, snap_code: np.ndarray, snap_s: np.ndarray, lookback_days: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

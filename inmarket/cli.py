@@ -193,6 +193,8 @@ def features(
 
     build = _run(lambda: build_feature_table(data, out, cfg.data, fc))
     click.echo(build.report.render(fc.columns))
+    for warning in build.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"wrote {build.rows:,} snapshot rows to {out} ({build.buckets} buckets, "
         f"{fc.engine} engine) in {build.seconds:.1f}s; {build.rejects:,} rejected rows "
@@ -363,8 +365,14 @@ def score(
     except Exception as exc:  # MLflow raises several types for a missing model or alias
         raise _Failure(f"cannot load {uri}: {exc}; train and promote a model first") from exc
     result = _run(lambda: score_batch(model, data, out, cfg.data, cfg.features, model_uri=uri))
-    stages = result.ranked["stage"].value_counts().to_dict()
-    click.echo(f"ranked {len(result.ranked):,} accounts into {out} (and .csv); stages {stages}")
+    ranked = result.ranked
+    prospects = ranked[ranked["status"] == "prospect"]
+    stages = prospects["stage"].value_counts().to_dict()
+    apart = ranked.loc[ranked["status"] != "prospect", "status"].value_counts().to_dict()
+    click.echo(
+        f"ranked {len(prospects):,} prospects into {out} (and .csv); stages {stages}; "
+        f"listed apart, not scored: {apart}"
+    )
     for warning in result.warnings:
         click.echo(f"warning: drift {warning}", err=True)
 

@@ -87,6 +87,7 @@ def crm_export(world: Path, out: Path, seed: int = 0) -> None:
         "Department": _title(people["department"]),
         "Seniority Level": _title(people["seniority"]),
         "Buying Role": people["buying_role"].map(ROLE_SPELLINGS),
+        "Created Date": people["created_at"].dt.strftime("%m/%d/%Y"),
     }
     contacts = pd.DataFrame(
         {"Contact ID": people["person_id"], "Company ID": people["account_id"], **common}

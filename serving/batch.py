@@ -28,7 +28,7 @@ from features.activity import weekly_activity
 from features.engine import build_feature_table, load_small_tables
 from features.io import sidecar, write_atomic, write_json_atomic, write_parquet_atomic
 from features.settings import DataSettings, FeatureSettings
-from serving.scoring import buying_group, explain_rows, score_and_stage
+from serving.scoring import account_status, buying_group, explain_rows, score_and_stage
 from training.drift import PSI_WARNING, drift_report
 from training.model import InMarketModel
 
@@ -53,11 +53,17 @@ RANKED_COLUMNS = (
     "roles_engaged",
     "roles_missing",
     "buying_group_gap",
+    "status",
+    "model_version",
     "in_pipeline",
     "is_customer",
     "mql_points_max_90d",
 )
 _ROW_NUMBER = "_row_number"  # carries each feature row's position through Spark
+
+
+# files written beside the ranked list, before its manifest
+SIDE_FILES = ("history.parquet", "activity.parquet", "opportunities.parquet", "drift.json")
 
 
 @dataclass
@@ -73,36 +79,49 @@ def rank_accounts(
     model: InMarketModel,
     features: pd.DataFrame,
     accounts: pd.DataFrame,
-    probability: np.ndarray | None = None,
+    history: pd.DataFrame,
+    model_version: str | None = None,
 ) -> pd.DataFrame:
-    """Rank the newest snapshot of each account; trend against the one before.
-
-    ``probability`` holds the model's probability of every row of ``features`` when it was
-    computed elsewhere (Spark); by default the model computes it here."""
-    if probability is None:
-        probability = model.predict(features)
-    score, stage = score_and_stage(model, probability)
+    """Rank the prospects of the newest snapshot; trend against the one before. Customers and
+    accounts in pipeline follow, with their status as stage and no score (``score_history``
+    holds the scores of every snapshot)."""
     stamps = np.sort(features["as_of"].unique())
     is_latest = (features["as_of"] == stamps[-1]).to_numpy()
     latest = features[is_latest].reset_index(drop=True)
-    scored = latest.assign(
-        probability=probability[is_latest], score=score[is_latest], stage=stage[is_latest]
-    )
+    now = history[history["as_of"] == stamps[-1]].set_index("account_id").loc[latest["account_id"]]
+    now = now[["probability", "score", "stage"]].reset_index(drop=True)
+    scored = pd.concat([latest, now], axis=1)
+    scored["status"] = account_status(model, latest)
+    prospect = (scored["status"] == "prospect").to_numpy()
+    scored["stage"] = scored["stage"].where(prospect, scored["status"])
     if len(stamps) > 1:
-        is_before = (features["as_of"] == stamps[-2]).to_numpy()
-        previous = pd.Series(score[is_before], index=features["account_id"][is_before].to_numpy())
-        scored["trend"] = scored["score"] - scored["account_id"].map(previous)
+        before = history[history["as_of"] == stamps[-2]].set_index("account_id")["score"]
+        scored["trend"] = scored["score"] - scored["account_id"].map(before)
     else:
         scored["trend"] = float("nan")
-    explained = explain_rows(model, latest)
-    scored["reasons"] = [json.dumps(e) for e in explained]
-    scored["top_reasons"] = ["; ".join(str(r["text"]) for r in e["positive"]) for e in explained]
+    reasons: list[dict[str, list[dict[str, object]]]] = [
+        {"positive": [], "negative": []} for _ in range(len(latest))
+    ]
+    explained_prospects = explain_rows(model, latest[prospect])
+    for i, explained in zip(np.flatnonzero(prospect), explained_prospects, strict=True):
+        reasons[i] = explained
+    scored["reasons"] = [json.dumps(e) for e in reasons]
+    scored["top_reasons"] = ["; ".join(str(r["text"]) for r in e["positive"]) for e in reasons]
     scored = pd.concat([scored, buying_group(latest)], axis=1)
     info = accounts.set_index("account_id")[["name", "domain"]].reindex(scored["account_id"])
     scored["name"] = info["name"].to_numpy()
     scored["domain"] = info["domain"].to_numpy()
-    scored = scored.sort_values(["score", "probability"], ascending=False, kind="stable")
-    scored["rank"] = range(1, len(scored) + 1)
+    scored["model_version"] = pd.Series(model_version, index=scored.index, dtype="str")
+    # prospects by score; the others after them, by status and name, unranked
+    scored["_order"] = np.where(prospect, 0, np.where(scored["status"] == "in-pipeline", 1, 2))
+    scored = scored.sort_values(
+        ["_order", "score", "probability", "name"],
+        ascending=[True, False, False, True],
+        kind="stable",
+        na_position="last",
+    )
+    n = int(prospect.sum())
+    scored["rank"] = pd.array([*range(1, n + 1), *[None] * (len(scored) - n)], dtype="Int64")
     return scored[list(RANKED_COLUMNS)].reset_index(drop=True)
 
 
@@ -146,11 +165,16 @@ def spark_probabilities(
 def score_history(
     model: InMarketModel, features: pd.DataFrame, probability: np.ndarray
 ) -> pd.DataFrame:
-    """Every account's probability, score and stage at every snapshot of ``features``."""
+    """Every account's probability, score and stage at every snapshot of ``features``; none at
+    the snapshots where it was a customer or in pipeline (outside the model's population)."""
     score, stage = score_and_stage(model, probability)
+    prospect = account_status(model, features) == "prospect"
     history = features[["account_id", "as_of"]].assign(
-        probability=probability, score=score, stage=stage
+        probability=np.where(prospect, probability, np.nan),
+        score=pd.array(score, dtype="Int64"),
+        stage=pd.Series(stage, dtype="str").where(prospect).to_numpy(),
     )
+    history["score"] = history["score"].where(prospect)
     return history.sort_values(["account_id", "as_of"]).reset_index(drop=True)
 
 
@@ -184,30 +208,54 @@ def score_batch(
         else:
             probability = model.predict(features)
     tables = load_small_tables(Path(data), data_settings)
-    ranked = rank_accounts(model, features, tables.accounts, probability)
+    history = score_history(model, features, probability)
+    version = model_version_of(model_uri)
+    ranked = rank_accounts(model, features, tables.accounts, history, version)
     latest = features[features["as_of"] == features["as_of"].max()]
-    history_rows = score_history(model, features, probability)
-    write_parquet_atomic(history_rows, sidecar(out, "history.parquet"))
+    write_parquet_atomic(history, sidecar(out, "history.parquet"))
     activity = weekly_activity(data, until=latest["as_of"].max(), settings=data_settings)
     write_parquet_atomic(activity, sidecar(out, "activity.parquet"))
     write_parquet_atomic(tables.opportunities, sidecar(out, "opportunities.parquet"))
-    drift = drift_report(latest, model.info.get("reference", {}))
+    # like with like: the model's training rows were prospects, so are the rows compared
+    prospects = latest[account_status(model, latest) == "prospect"]
+    drift = drift_report(prospects, model.info.get("reference", {}))
     warnings = [
         f"{name}: PSI {value:.2f} above {PSI_WARNING}"
         for name, value in drift.items()
         if value > PSI_WARNING
     ]
     write_ranked(ranked, out)
+    as_of = str(latest["as_of"].max())
     write_json_atomic(
-        {
-            "as_of": str(latest["as_of"].max()),
-            "model": model_uri,
-            "psi": drift,
-            "warnings": warnings,
-        },
+        {"as_of": as_of, "model": model_uri, "psi": drift, "warnings": warnings},
         sidecar(out, "drift.json"),
     )
+    # last: readers (the service, the page) take a scoring whole once its manifest says so
+    write_json_atomic(
+        {
+            "model": model_uri,
+            "model_version": version,
+            "as_of": as_of,
+            "written_at": pd.Timestamp.now("UTC").isoformat(timespec="seconds"),
+            "accounts": len(ranked),
+            "prospects": int((ranked["status"] == "prospect").sum()),
+            "files": [
+                out.name,
+                out.with_suffix(".csv").name,
+                *(sidecar(out, kind).name for kind in SIDE_FILES),
+            ],
+        },
+        sidecar(out, "manifest.json"),
+    )
     return BatchResult(ranked, drift, warnings)
+
+
+def model_version_of(model_uri: str | None) -> str | None:
+    """The version in ``models:/<name>/<version>`` (None for another kind of URI)."""
+    if not model_uri or not model_uri.startswith("models:/"):
+        return None
+    _, _, version = model_uri.removeprefix("models:/").partition("/")
+    return version if version.isdigit() else None
 
 
 def write_ranked(ranked: pd.DataFrame, out: Path) -> None:

@@ -18,7 +18,7 @@ from features.activity import ACTIVITY_COLUMNS, ACTIVITY_WEEKS
 from features.catalogue import MQL_THRESHOLD
 from features.io import sidecar
 from serving.batch import RANKED_COLUMNS
-from serving.scoring import STAGES
+from serving.scoring import STAGES, STATUSES
 
 # Columns a list can be sorted by; ties keep the rank order.
 SORTABLE = (
@@ -65,6 +65,7 @@ class Scoring:
     activity: pd.DataFrame
     opportunities: pd.DataFrame
     drift: dict[str, Any] | None
+    manifest: dict[str, Any] | None = None  # model version, as_of, files (None: older files)
 
     @classmethod
     def read(cls, ranked: Path) -> Scoring:
@@ -78,17 +79,31 @@ class Scoring:
             _domain=frame["domain"].fillna("").str.lower(),
         )
         drift_path = sidecar(ranked, "drift.json")
+        manifest_path = sidecar(ranked, "manifest.json")
         return cls(
             frame,
             optional("history.parquet", ("account_id", "as_of", "score")),
             optional("activity.parquet", ACTIVITY_COLUMNS),
             optional("opportunities.parquet", ("account_id", "opportunity_id")),
             json.loads(drift_path.read_text(encoding="utf-8")) if drift_path.exists() else None,
+            json.loads(manifest_path.read_text(encoding="utf-8"))
+            if manifest_path.exists()
+            else None,
         )
+
+    @property
+    def whole(self) -> bool:
+        """False while a new scoring is being written: its ranked file is not the manifest's."""
+        if self.manifest is None or "model_version" not in self.ranked:
+            return True
+        versions = set(self.ranked["model_version"].dropna().unique())
+        as_of = {str(a) for a in self.ranked["as_of"].unique()}
+        return versions <= {self.manifest["model_version"]} and as_of <= {self.manifest["as_of"]}
 
 
 class ScoringCache:
-    """The newest batch scoring at ``path``, re-read when the ranked file changes."""
+    """The newest batch scoring at ``path``, re-read when its manifest (written last) changes;
+    a scoring caught half-written is not taken, the one before is kept."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -97,14 +112,17 @@ class ScoringCache:
         self._lock = threading.Lock()
 
     def get(self) -> Scoring | None:
+        manifest = sidecar(self.path, "manifest.json")
         try:
-            stat = self.path.stat()
+            stat = (manifest if manifest.exists() else self.path).stat()
+            stamp = (stat.st_mtime, stat.st_size)
+            with self._lock:
+                if stamp != self._stamp or self._scoring is None:
+                    scoring = Scoring.read(self.path)
+                    if scoring.whole or self._scoring is None:
+                        self._scoring, self._stamp = scoring, stamp
+                return self._scoring
         except FileNotFoundError:
-            return None
-        stamp = (stat.st_mtime, stat.st_size)
-        with self._lock:
-            if stamp != self._stamp or self._scoring is None:
-                self._scoring, self._stamp = Scoring.read(self.path), stamp
             return self._scoring
 
 
@@ -112,7 +130,10 @@ def select(ranked: pd.DataFrame, query: ListQuery) -> pd.DataFrame:
     """The rows matching the filters, in the requested order (all of them, not one page)."""
     if query.sort not in SORTABLE:
         raise ValueError(f"sort: '{query.sort}' is not sortable; use one of {', '.join(SORTABLE)}")
-    keep = ranked["score"].to_numpy() >= query.min_score
+    # accounts without a score (customers, in pipeline) pass only when no minimum is asked
+    keep = (ranked["score"].astype("float64").fillna(-1).to_numpy() >= query.min_score) | (
+        query.min_score == 0
+    )
     for column in ("stage", "industry", "region"):
         value = getattr(query, column)
         if value:
@@ -163,12 +184,18 @@ def summary(ranked: pd.DataFrame) -> dict[str, Any]:
     accounts worth working now (in-market or ready) in which nobody has reached the MQL
     threshold of lead points."""
     stages = ranked["stage"].value_counts()
+    statuses = (
+        ranked["status"].value_counts()
+        if "status" in ranked
+        else pd.Series({"prospect": len(ranked)})
+    )
     worked = ranked[ranked["stage"].isin(WORKED_STAGES)]
     no_mql = worked["mql_points_max_90d"].fillna(0) < MQL_THRESHOLD
     return {
         "as_of": str(ranked["as_of"].max()) if len(ranked) else None,
         "accounts": len(ranked),
         "stages": {name: int(stages.get(name, 0)) for name, _ in reversed(STAGES)},
+        "statuses": {name: int(statuses.get(name, 0)) for name in STATUSES},
         "industries": sorted(ranked["industry"].dropna().astype("str").unique().tolist()),
         "regions": sorted(ranked["region"].dropna().astype("str").unique().tolist()),
         "worked_now": len(worked),

@@ -159,6 +159,9 @@ class PersonIn(_Strict):
     department: str | None = None
     seniority: str | None = None
     buying_role: str | None = None
+    created_at: datetime | None = Field(
+        None, description="when the person entered the CRM (missing: known at every snapshot)"
+    )
 
 
 class EventIn(_Strict):

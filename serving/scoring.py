@@ -26,6 +26,9 @@ from features.catalogue import TRACKED_ROLES, catalogue
 from training.model import InMarketModel
 
 STAGES = (("cold", 0), ("aware", 40), ("engaged", 70), ("in-market", 90), ("ready", 97))
+# Accounts outside the population the model learned (labels leave them out) are shown with
+# their status instead of a score: they are not ranked, staged or counted among prospects.
+STATUSES = ("prospect", "in-pipeline", "customer")
 KEY_ROLES = ("decision_maker", "champion", "technical_evaluator", "finance")
 
 
@@ -85,7 +88,9 @@ REASON_TEXT: dict[str, Callable[[float], str]] = {
     "mql_points_max_90d": lambda v: f"the most active person has {_n(v)} lead points",
     "mql_people_90d": lambda v: f"{_n(v)} marketing-qualified leads in the last 90 days",
     "employee_count": lambda v: f"{_n(v)} employees",
-    "account_age_days": lambda v: f"in the CRM for {_n(v)} days",
+    "account_age_days": lambda v: (
+        f"in the CRM for {_n(v)} days" if v < 365 else "in the CRM for a year or more"
+    ),
     "opportunities_lost_before": lambda v: f"{_n(v)} past opportunities lost",
     "new_business_lost_before": lambda v: f"{_n(v)} past new-business deals lost",
     "is_former_customer": lambda v: "a former customer" if v else "never a customer",
@@ -118,6 +123,16 @@ def score_and_stage(model: InMarketModel, probability: np.ndarray) -> tuple[np.n
     names = np.array([s for s, _ in STAGES], dtype=object)
     stage: np.ndarray = names[np.searchsorted(bounds, score, side="right") - 1]
     return score.astype(int), stage
+
+
+def account_status(model: InMarketModel, features: pd.DataFrame) -> np.ndarray:
+    """prospect, in-pipeline (an open opportunity at as_of) or customer, per feature row; a
+    model trained with customers among its labels scores them as prospects."""
+    customer = features["is_customer"].to_numpy() > 0
+    if model.info.get("include_customers"):
+        customer = np.zeros(len(features), dtype=bool)
+    pipeline = features["in_pipeline"].to_numpy() > 0
+    return np.where(customer, "customer", np.where(pipeline, "in-pipeline", "prospect"))
 
 
 def score_rows(model: InMarketModel, frame: pd.DataFrame) -> pd.DataFrame:

@@ -235,6 +235,12 @@ class InMarketService:
             "feature_sources": model.info.get("feature_sources"),
             "feature_spec": model.spec.model_dump(mode="json"),
             "drift": scoring.drift if scoring else None,
+            # the list and the page show a batch scoring, maybe by an earlier champion
+            "scored_list": (
+                {k: scoring.manifest.get(k) for k in ("model_version", "as_of", "written_at")}
+                if scoring and scoring.manifest
+                else None
+            ),
         }
 
     def _scoring(self) -> Scoring:

@@ -12,7 +12,7 @@ from features.engine import build_feature_table
 from features.settings import DataSettings, FeatureSettings
 from inmarket.synthetic import WorldSpec, generate_world
 from tests.stores import train_job
-from tests.worlds import WORLD_ACCOUNTS, WORLD_SEED
+from tests.worlds import WORLD_ACCOUNTS, WORLD_SEED, WORLD_SPEC
 from training.job import TrainResult
 
 # CI replays the same examples run after run, so a landing is never decided by chance;
@@ -39,9 +39,8 @@ def dirty_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def world_features(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("train") / "features.parquet"
-    build_feature_table(
-        world_dir, out, DataSettings(), FeatureSettings(every_days=14, snapshots=None)
-    )
+    settings = FeatureSettings(every_days=14, snapshots=None).with_spec(WORLD_SPEC)
+    build_feature_table(world_dir, out, DataSettings(), settings)
     return out
 
 

@@ -130,6 +130,7 @@ class _Job:
     ) -> None:
         self.data, self.feature_settings = data, features
         self.train, self.tracking = train, tracking
+        self.grid_warnings: list[str] = []  # of the feature table built here, if one was
 
     def features(
         self, data: Path, features_path: Path | None
@@ -142,7 +143,10 @@ class _Job:
         grid = {"every_days": self.train.every_days, "snapshots": None}
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "features.parquet"
-            build_feature_table(data, out, self.data, self.feature_settings.model_copy(update=grid))
+            build = build_feature_table(
+                data, out, self.data, self.feature_settings.model_copy(update=grid)
+            )
+            self.grid_warnings = build.warnings
             return *read_feature_table(out), tables
 
     def labelled(self, data: Path, features_path: Path | None) -> Labelled:
@@ -180,12 +184,13 @@ class TrainJob(_Job):
                     evaluation.probabilities["model"], np.linspace(0, 1, 101)
                 ).tolist(),
                 "label": tc.label,
+                "include_customers": tc.include_customers,
                 "feature_sources": {
                     f.name: f.source for f in catalogue(spec) if f.name in model.features
                 },
             }
         )
-        warnings = static_column_warnings(spec)
+        warnings = [*self.grid_warnings, *static_column_warnings(spec)]
         client = connect(self.tracking)
         with mlflow.start_run() as run:
             self._log(

@@ -171,3 +171,13 @@ def _titles(seniority: np.ndarray, department: np.ndarray) -> np.ndarray:
         title,
     )
     return np.asarray(title, dtype=object)
+
+
+def date_people(chunk: Chunk) -> None:
+    """When each person entered the CRM: with their account (this world keeps a buying group on
+    file from the start; it does not model contacts added as deals progress, so the feature of
+    people added stays still, as it would in a CRM at steady state). No random draw: the rest
+    of the world is the same with or without these dates."""
+    people = chunk.tables["people"]
+    created = chunk.tables["accounts"].set_index("account_id")["created_at"]
+    people["created_at"] = people["account_id"].map(created)

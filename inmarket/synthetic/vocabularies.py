@@ -267,6 +267,7 @@ SCHEMAS = {
             ("department", pa.string()),
             ("seniority", pa.string()),
             ("buying_role", pa.string()),
+            ("created_at", pa.timestamp("us", "UTC")),
         ]
     ),
     "events": pa.schema(

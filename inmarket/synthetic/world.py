@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
 
 from features.io import EXTRACT_MANIFEST
-from inmarket.synthetic.accounts_people import add_accounts, add_people
+from inmarket.synthetic.accounts_people import add_accounts, add_people, date_people
 from inmarket.synthetic.chunk import Chunk
 from inmarket.synthetic.dirt import inject_dirt, table_schema
 from inmarket.synthetic.engagement import add_events, add_intent
@@ -28,7 +28,15 @@ TRUTH_DIR = "_truth"
 DIRT_FILE = "dirt.json"
 
 # the order matters: each stage reads what the earlier ones drew, all from one random stream
-_STAGES = (add_accounts, add_people, add_episodes, add_events, add_intent, add_opportunities)
+_STAGES = (
+    add_accounts,
+    add_people,
+    add_episodes,
+    add_events,
+    add_intent,
+    add_opportunities,
+    date_people,
+)
 
 
 class WorldSpec(BaseModel):

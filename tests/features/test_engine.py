@@ -15,7 +15,7 @@ from features.settings import DataSettings, FeatureSettings
 from features.snapshots import as_of_grid, snapshot_grid
 from features.validation import load_dataset
 from inmarket.crm_example import crm_export, mapping_file
-from inmarket.synthetic import TRUTH_DIR
+from inmarket.synthetic import TRUTH_DIR, WorldSpec, generate_world
 
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
@@ -113,3 +113,37 @@ def test_spark_engine_equals_local_engine(
         )
         assert spark.report.to_dict() == local.report.to_dict()
         assert spark.rejects == local.rejects
+
+
+def test_all_history_starts_where_events_fill_the_window(tmp_path: Path) -> None:
+    # given a world whose deals reach three years further back than its events
+    world = tmp_path / "world"
+    generate_world(WorldSpec(accounts=300, seed=3), world)
+    deals = pd.read_parquet(world / "opportunities.parquet")
+    old = deals.head(20).assign(
+        opportunity_id=lambda f: f["opportunity_id"] + "-old",
+        created_at=lambda f: f["created_at"] - pd.Timedelta(days=3 * 365),
+        closed_at=lambda f: f["created_at"] + pd.Timedelta(days=30),
+        status="lost",
+    )
+    pd.concat([deals, old]).to_parquet(world / "opportunities.parquet", index=False)
+    first_event = pd.read_parquet(world / "events.parquet")["timestamp"].min()
+    # when all its history is built, by default and from an explicit start
+    default = build_feature_table(
+        world, tmp_path / "a.parquet", DataSettings(), FeatureSettings(snapshots=None)
+    )
+    start = first_event + pd.Timedelta(days=300)
+    chosen = build_feature_table(
+        world,
+        tmp_path / "b.parquet",
+        DataSettings(),
+        FeatureSettings(snapshots=None, start=start.to_pydatetime()),
+    )
+    # then the grid begins once events fill the 90-day window, not at the first deal, and says
+    # why; an explicit start is taken as it is, without a warning
+    first = pd.read_parquet(tmp_path / "a.parquet")["as_of"].min()
+    assert first_event + pd.Timedelta(days=90) <= first < first_event + pd.Timedelta(days=120)
+    assert default.rejects == 0  # the old deals are in
+    assert len(default.warnings) == 1 and "before the first event" in default.warnings[0]
+    assert pd.read_parquet(tmp_path / "b.parquet")["as_of"].min() >= start
+    assert chosen.warnings == []

@@ -147,6 +147,35 @@ def test_email_opens_alone_do_not_make_a_person_engaged() -> None:
     assert a["role_champion_engaged_90d"] == 1 and a["role_user_engaged_90d"] == 0
 
 
+@pytest.mark.parametrize(
+    ("finance_joined", "known"),
+    [("2025-02-25T00:00:00Z", True), ("2025-03-01T00:00:00Z", False), (None, True)],
+    ids=["joined-before-as-of", "joined-at-as-of", "no-date-always-known"],
+)
+def test_people_count_only_from_when_they_entered_the_crm(
+    finance_joined: str | None, known: bool
+) -> None:
+    # given a champion in the CRM for years and a finance person added on a date (or none)
+    people = [("A0", "A", "it", "manager", "champion"), ("A1", "A", "finance", "vp", "finance")]
+    events = [
+        ("A", "A0", "page_view", "2025-02-20T10:00:00Z"),
+        ("A", "A1", "pricing_page", "2025-02-10T10:00:00Z"),
+    ]
+    tables = _tables(events, people)
+    tables["people"]["created_at"] = pd.to_datetime(
+        ["2020-01-01T00:00:00Z", finance_joined], utc=True
+    ).astype("datetime64[us, UTC]")
+    # when the snapshot of 2025-03-01 is built
+    a = _features(tables).loc["A"]
+    # then the finance person, their role and their visit count as theirs only once they are
+    # in the CRM; before that, the visit is an unknown visitor's
+    assert a["contacts_added_90d"] == (1 if known and finance_joined else 0)
+    assert a["role_finance_engaged_90d"] == int(known)
+    assert a["people_engaged_30d"] == (2 if known else 1)
+    assert a["anonymous_events_30d"] == (0 if known else 1)
+    assert a["events_30d"] == 2 and a["high_intent_events_30d"] == 1
+
+
 def test_output_matches_the_catalogue() -> None:
     f = _features(_tables([], [("A0", "A", "it", "manager", "user")]))
     names = [feat.name for feat in catalogue()]
@@ -184,7 +213,13 @@ def test_snapshot_grid_is_anchored_at_the_end() -> None:
 def small_world(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     out = tmp_path_factory.mktemp("small")
     generate_world(WorldSpec(accounts=80, seed=5), out)
-    return load_dataset(out, DataSettings())
+    ds = load_dataset(out, DataSettings())
+    # people enter the CRM a month after their first visit, which the CRM then attributes to
+    # them (the world itself keeps them all from the start)
+    first_seen = ds.events.dropna(subset=["person_id"]).groupby("person_id")["timestamp"].min()
+    joined = ds.people["person_id"].map(first_seen + pd.Timedelta(days=30))
+    ds.people["created_at"] = joined.fillna(ds.people["created_at"])
+    return ds
 
 
 def test_categories_are_stable_whatever_the_accounts_subset(small_world: Dataset) -> None:
@@ -201,7 +236,8 @@ def test_categories_are_stable_whatever_the_accounts_subset(small_world: Dataset
 def _mutate_after(
     ds: Dataset, as_of: pd.Timestamp, rng: np.random.Generator
 ) -> dict[str, pd.DataFrame]:
-    """Delete, change and add rows dated at or after as_of, in every dated table."""
+    """Delete, change and add rows dated at or after as_of, in every dated table: events,
+    intent, deals, people (by created_at) and accounts (by created_at)."""
     events, intent, opps = ds.events.copy(), ds.intent.copy(), ds.opportunities.copy()
     later = events["timestamp"] >= as_of
     drop = later & (rng.random(len(events)) < 0.3)
@@ -227,9 +263,29 @@ def _mutate_after(
     )
     opps.loc[closes_later, "closed_at"] = opps.loc[closes_later, "closed_at"] + pd.Timedelta(days=3)
     opps = opps[~(created_later & (rng.random(len(opps)) < 0.5))]
+    # people who entered the CRM at or after as_of: other roles, and more of them
+    people = ds.people.copy()
+    joined_later = people["created_at"] >= as_of
+    for column in ("department", "seniority", "buying_role"):
+        people.loc[joined_later, column] = rng.permutation(people[column].to_numpy())[
+            : int(joined_later.sum())
+        ]
+    newcomers = people.sample(20, random_state=int(rng.integers(10**9))).assign(
+        person_id=lambda f: f["person_id"] + "-new",
+        created_at=as_of + pd.Timedelta(days=1),
+        buying_role="decision_maker",
+    )
+    people = pd.concat([people, newcomers], ignore_index=True)
+    # accounts that entered the CRM at or after as_of: other sizes, and new accounts
+    accounts = ds.accounts.copy()
+    accounts.loc[accounts["created_at"] >= as_of, "employee_count"] = 1e6
+    new_accounts = accounts.sample(5, random_state=int(rng.integers(10**9))).assign(
+        account_id=lambda f: f["account_id"] + "-new", created_at=as_of
+    )
+    accounts = pd.concat([accounts, new_accounts], ignore_index=True)
     return {
-        "accounts": ds.accounts,
-        "people": ds.people,
+        "accounts": accounts,
+        "people": people,
         "events": events,
         "intent": intent,
         "opportunities": opps,

@@ -337,3 +337,20 @@ def test_an_optional_column_left_empty_is_missing_not_an_error() -> None:
     ds = _validate(tables)
     assert ds.accounts["domain"].isna().all() and ds.accounts["industry"].isna().all()
     assert normalise_label(pd.Series([None, None], dtype="str")).isna().all()
+
+
+@pytest.mark.parametrize("dated", [False, True], ids=["no-created-at", "created-at-given"])
+def test_what_is_assumed_of_people_is_said_once(dated: bool) -> None:
+    # given an export whose people have (or lack) the date they entered the CRM
+    tables = _base()
+    if dated:
+        tables["people"]["created_at"] = ["2023-01-05", "", "2023-03-01"]
+    # when it is validated
+    ds = _validate(tables)
+    rendered = ds.report.render()
+    # then without the date the report says once what is assumed; with it, nothing, and the
+    # dates are timestamps (a missing one: known at every snapshot)
+    assert rendered.count("people.created_at: not given") == (0 if dated else 1)
+    if dated:
+        assert ds.people["created_at"].isna().sum() == 1
+        assert str(ds.people["created_at"].dtype) == "datetime64[us, UTC]"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,17 +41,34 @@ def ranked(
     return out, pd.read_parquet(out)
 
 
-def test_every_account_once_ranked_by_score(
+def test_every_account_once_prospects_ranked_by_score(
     ranked: tuple[Path, pd.DataFrame], world_dir: Path
 ) -> None:
     _, table = ranked
     accounts = pd.read_parquet(world_dir / "accounts.parquet")
     assert sorted(table["account_id"]) == sorted(accounts["account_id"])
     assert list(table.columns) == list(RANKED_COLUMNS)
-    assert (np.diff(table["score"].to_numpy()) <= 0).all()
-    assert table["rank"].tolist() == list(range(1, len(table) + 1))
+    prospects = table[table["status"] == "prospect"]
+    assert (np.diff(prospects["score"].to_numpy(dtype=int)) <= 0).all()
+    assert prospects["rank"].tolist() == list(range(1, len(prospects) + 1))
     assert table["as_of"].nunique() == 1
-    assert table["trend"].notna().mean() > 0.9
+    assert prospects["trend"].notna().mean() > 0.9
+
+
+def test_customers_and_pipeline_are_listed_apart_never_ranked(
+    ranked: tuple[Path, pd.DataFrame],
+) -> None:
+    # the model learned prospects only (labels leave out customers and open pipeline)
+    _, table = ranked
+    others = table[table["status"] != "prospect"]
+    assert set(others["status"]) == {"customer", "in-pipeline"}
+    assert others["rank"].isna().all() and others["score"].isna().all()
+    assert (others["stage"] == others["status"]).all() and (others["top_reasons"] == "").all()
+    assert (table.index[table["status"] != "prospect"] >= len(table) - len(others)).all()
+    top = table[table["rank"] <= table["rank"].max() // 10]
+    assert len(top) > 100
+    assert (top["status"] == "prospect").all()
+    assert (top["is_customer"] == 0).all() and (top["in_pipeline"] == 0).all()
 
 
 def test_reasons_and_gaps_are_filled(ranked: tuple[Path, pd.DataFrame]) -> None:
@@ -67,8 +86,67 @@ def test_csv_and_drift_beside_the_table(ranked: tuple[Path, pd.DataFrame]) -> No
     assert len(csv) == len(table) and "reasons" not in csv.columns
     drift = json.loads(out.with_name("ranked.drift.json").read_text())
     assert drift["psi"] and all(value >= 0 for value in drift["psi"].values())
-    assert all("PSI" in w for w in drift["warnings"])
+    # the world is stable: scoring it raises no alarm (calendar-driven features once did)
+    assert drift["warnings"] == []
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_a_manifest_written_last_names_the_model_version_of_every_row(
+    ranked: tuple[Path, pd.DataFrame], trained: tuple[Path, TrainResult]
+) -> None:
+    out, table = ranked
+    manifest_path = out.with_name("ranked.manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    version = trained[1].version
+    assert (
+        manifest["model_version"] == version and manifest["model"] == f"models:/inmarket/{version}"
+    )
+    assert (table["model_version"] == version).all()
+    assert manifest["as_of"] == str(table["as_of"].iloc[0]) and manifest["accounts"] == len(table)
+    files = [out.with_name(name) for name in manifest["files"]]
+    assert len(files) == 6 and all(f.exists() for f in files)
+    assert all(f.stat().st_mtime_ns <= manifest_path.stat().st_mtime_ns for f in files)
+
+
+def _stop_email_opens(world: Path, since: pd.Timestamp) -> None:
+    events = pd.read_parquet(world / "events.parquet")
+    late = (events["event_type"] == "email_open") & (events["timestamp"] >= since)
+    events[~late].to_parquet(world / "events.parquet", index=False)
+
+
+def _rescale_intent(world: Path, since: pd.Timestamp) -> None:
+    intent = pd.read_parquet(world / "intent.parquet")
+    late = pd.to_datetime(intent["date"], utc=True) >= since
+    intent.loc[late, "score"] = intent.loc[late, "score"] / 2  # the provider's new 0-50 scale
+    intent.to_parquet(world / "intent.parquet", index=False)
+
+
+@pytest.mark.parametrize(
+    ("shift", "feature"),
+    [(_stop_email_opens, "events_email_open_90d"), (_rescale_intent, "intent_max_score_90d")],
+    ids=["an-event-type-stops-arriving", "intent-rescaled"],
+)
+def test_a_real_shift_is_flagged_with_the_feature_named(
+    trained: tuple[Path, TrainResult],
+    world_dir: Path,
+    ranked: tuple[Path, pd.DataFrame],
+    tmp_path: Path,
+    shift: Callable[[Path, pd.Timestamp], None],
+    feature: str,
+) -> None:
+    # given the session world, changed over its last 120 days
+    world = tmp_path / "world"
+    shutil.copytree(world_dir, world)
+    shift(world, ranked[1]["as_of"].iloc[0] - pd.Timedelta(days=120))
+    # when it is scored with the model trained before the change
+    store, result = trained
+    client_of(store)
+    out = tmp_path / "ranked.parquet"
+    batch = score_batch(load_model(result.model_uri), world, out, DataSettings(), FeatureSettings())
+    # then the drift warnings name the feature that moved
+    assert any(w.startswith(f"{feature}: PSI") for w in batch.warnings), batch.warnings
+    drift = json.loads(out.with_name("ranked.drift.json").read_text())
+    assert drift["warnings"] == batch.warnings
 
 
 def test_psi_is_zero_for_the_same_population_and_large_for_a_shift() -> None:
@@ -102,37 +180,3 @@ def test_cli_score_needs_a_champion(tmp_path: Path, world_dir: Path) -> None:
     assert result.returncode == 2
     assert "cannot load models:/inmarket@champion" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-@pytest.mark.spark
-def test_spark_scoring_equals_local_scoring(
-    trained: tuple[Path, TrainResult],
-    world_dir: Path,
-    ranked: tuple[Path, pd.DataFrame],
-    tmp_path: Path,
-) -> None:
-    """`inmarket score --engine spark`: features on Spark (local mode), probabilities from
-    mlflow.pyfunc.spark_udf; every probability within 1e-9 of local scoring, same ranking."""
-    store, result = trained
-    client_of(store)
-    out = tmp_path / "ranked.parquet"
-    score_batch(
-        load_model(result.model_uri),
-        world_dir,
-        out,
-        DataSettings(),
-        FeatureSettings(engine="spark", spark_master="local[2]"),
-        model_uri=result.model_uri,
-    )
-    local_out, local = ranked
-    spark = pd.read_parquet(out)
-    assert spark["account_id"].tolist() == local["account_id"].tolist()
-    np.testing.assert_allclose(spark["probability"], local["probability"], rtol=0, atol=1e-9)
-    assert spark["score"].tolist() == local["score"].tolist()
-    assert spark["reasons"].tolist() == local["reasons"].tolist()
-    history = pd.read_parquet(out.with_name("ranked.history.parquet"))
-    local_history = pd.read_parquet(local_out.with_name("ranked.history.parquet"))
-    assert len(history) == len(local_history) > len(local)
-    np.testing.assert_allclose(
-        history["probability"], local_history["probability"], rtol=0, atol=1e-9
-    )

@@ -37,11 +37,14 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 
 @pytest.fixture(scope="module")
 def hostile_world(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The test world with markup in one busy account's name, a person's title and topics."""
+    """The test world with markup in one busy prospect's name, a person's title and topics (a
+    prospect: customers and accounts in pipeline are listed without reasons)."""
     world = tmp_path_factory.mktemp("hostile") / "world"
     shutil.copytree(world_dir, world)
     events = pd.read_parquet(world / "events.parquet")
     recent = events[events["timestamp"] >= events["timestamp"].max() - pd.Timedelta(days=60)]
+    deals = pd.read_parquet(world / "opportunities.parquet")
+    recent = recent[~recent["account_id"].isin(deals["account_id"])]
     account = str(recent.dropna(subset=["person_id"])["account_id"].value_counts().idxmax())
     person = str(recent[recent["account_id"] == account]["person_id"].dropna().iloc[0])
     accounts = pd.read_parquet(world / "accounts.parquet")
@@ -231,7 +234,10 @@ def test_the_account_view_shows_timeline_reasons_and_missing_roles(
     # and opportunities of the batch scoring, and goes back to the list
     expect(page.locator("#account-name")).to_have_text(HOSTILE_NAME)
     assert page.locator("#list-view").is_hidden()
-    assert page.locator("#history circle").count() == 6  # one point per snapshot scored
+    history = pd.read_parquet(scored["ranked"].with_name("ranked.history.parquet"))
+    # one point per snapshot at which it was a prospect (scored)
+    points = history.loc[history["account_id"] == scored["account"], "score"].notna().sum()
+    assert 0 < points <= 6 and page.locator("#history circle").count() == points
     assert page.locator("#timeline rect.known").count() == 13  # one bar per week
     activity = pd.read_parquet(scored["ranked"].with_name("ranked.activity.parquet"))
     mine = activity[activity["account_id"] == scored["account"]]
@@ -366,5 +372,7 @@ def test_the_static_report_lists_the_accounts_as_text(
         missed = int((worked["mql_points_max_90d"].fillna(0) < 100).sum())
         expect(page.locator("#mql-missed")).to_have_text(f"{missed:,}")
         expect(page.locator("#model-card")).to_contain_text("MQL rule")
+        # the model card says what each feature reads (people known by then, for breadth)
+        expect(page.locator("#feature-sources")).to_contain_text("people known by then")
     finally:
         context.close()

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from features.catalogue import MQL_THRESHOLD
-from serving.review import ListQuery, Scoring, account_view, csv_text, select, summary
+from serving.review import (
+    ListQuery,
+    Scoring,
+    ScoringCache,
+    account_view,
+    csv_text,
+    select,
+    summary,
+)
 
 AS_OF = pd.Timestamp("2026-07-01", tz="UTC")
 
@@ -49,9 +60,29 @@ def _ranked() -> pd.DataFrame:
         roles_engaged=[["champion"], [], [], []],
         roles_missing=[["finance"], ["champion", "finance"], [], []],
         buying_group_gap="g",
+        status="prospect",
+        model_version="3",
         _name=lambda f: f["name"].str.lower(),
         _domain=lambda f: f["domain"].str.lower(),
     )
+
+
+def _with_others() -> pd.DataFrame:
+    """The four prospects, then a customer and an account in pipeline: listed, never scored."""
+    ranked = _ranked()
+    others = ranked.iloc[[0, 3]].assign(
+        account_id=["C1", "P1"],
+        name=["Current Customer", "Deal Open"],
+        _name=["current customer", "deal open"],
+        status=["customer", "in-pipeline"],
+        stage=["customer", "in-pipeline"],
+        probability=float("nan"),
+        mql_points_max_90d=500.0,
+    )
+    ranked = pd.concat([ranked, others], ignore_index=True)
+    ranked["rank"] = pd.array([1, 2, 3, 4, None, None], dtype="Int64")
+    ranked["score"] = pd.array([99, 95, 93, 50, None, None], dtype="Int64")
+    return ranked
 
 
 def _ids(rows: pd.DataFrame) -> list[str]:
@@ -108,6 +139,19 @@ def test_summary_counts_what_the_mql_rule_misses() -> None:
     assert result["regions"] == ["apac", "emea", "latam"]
 
 
+def test_customers_and_pipeline_are_listed_but_never_counted_as_prospects() -> None:
+    ranked = _with_others()
+    result = summary(ranked)
+    assert result["statuses"] == {"prospect": 4, "in-pipeline": 1, "customer": 1}
+    # unchanged by the two others, although both would be "ready" by points and score
+    assert result["stages"] == {"ready": 1, "in-market": 2, "engaged": 0, "aware": 1, "cold": 0}
+    assert result["worked_now"] == 3
+    assert _ids(select(ranked, ListQuery())) == ["A1", "A2", "A3", "A4", "C1", "P1"]
+    assert _ids(select(ranked, ListQuery(stage="customer"))) == ["C1"]
+    assert _ids(select(ranked, ListQuery(min_score=1))) == ["A1", "A2", "A3", "A4"]
+    assert ",customer," in csv_text(select(ranked, ListQuery(stage="customer")))
+
+
 def test_account_view_fills_empty_weeks_and_shows_anonymous_visits() -> None:
     ranked = _ranked()
     week = pd.Timestamp("2026-06-15", tz="UTC")
@@ -140,3 +184,32 @@ def test_account_view_fills_empty_weeks_and_shows_anonymous_visits() -> None:
     assert people["P1"]["interactions"] == 3 and people["P1"]["opens"] == 1
     assert view["opportunities"] == []
     assert account_view(Scoring(ranked, history, activity, opportunities, None), "nope") is None
+
+
+def test_the_service_takes_a_batch_scoring_whole_once_its_manifest_lands(tmp_path: Path) -> None:
+    # given a scoring by version 3, read by the cache
+    out = tmp_path / "ranked.parquet"
+
+    def write(version: str, manifest: bool) -> None:
+        _ranked().assign(model_version=version).drop(columns=["_name", "_domain"]).to_parquet(out)
+        if manifest:
+            body = {"model_version": version, "as_of": str(AS_OF), "written_at": "now"}
+            out.with_name("ranked.manifest.json").write_text(json.dumps(body))
+
+    write("3", manifest=True)
+    cache = ScoringCache(out)
+    first = cache.get()
+    assert first is not None and first.manifest == {
+        "model_version": "3",
+        "as_of": str(AS_OF),
+        "written_at": "now",
+    }
+    # when version 4's ranked file is written but not yet its manifest
+    write("4", manifest=False)
+    half = cache.get()
+    # then the cache keeps version 3's scoring, whole; and takes version 4's once it lands
+    assert half is first and set(half.ranked["model_version"]) == {"3"}
+    write("4", manifest=True)
+    done = cache.get()
+    assert done is not None and set(done.ranked["model_version"]) == {"4"}
+    assert done.manifest is not None and done.manifest["model_version"] == "4"

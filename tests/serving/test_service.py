@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -17,10 +18,12 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.core.result import Err, Ok
 
-from features.settings import DataSettings, FeatureSettings
+from features.settings import DataSettings, FeatureSettings, FeatureSpec
 from serving.batch import score_batch
+from serving.scoring import WINDOWED_TEXT
 from tests.serving.server import Server
 from tests.stores import client_of, copy_store, train_job
+from tests.worlds import WORLD_SPEC
 from training.job import TrainResult
 from training.registry import load_model, promote
 
@@ -44,6 +47,7 @@ def served(
         ranked,
         DataSettings(),
         FeatureSettings(),
+        model_uri=f"models:/inmarket/{trained[1].version}",
     )
     with Server(
         {
@@ -57,9 +61,13 @@ def served(
         yield server, ranked
 
 
-def _records(world_features: Path, n: int) -> list[dict[str, object]]:
+def _records(world_features: Path | pd.DataFrame, n: int) -> list[dict[str, object]]:
     """The latest snapshot's features of ``n`` accounts, as a client would send them."""
-    features = pd.read_parquet(world_features)
+    features = (
+        world_features
+        if isinstance(world_features, pd.DataFrame)
+        else pd.read_parquet(world_features)
+    )
     latest = features[features["as_of"] == features["as_of"].max()].head(n)
     latest = latest.drop(columns=["as_of", "in_pipeline"]).astype({c: "str" for c in CATEGORIES})
     records: list[dict[str, object]] = json.loads(latest.to_json(orient="records"))
@@ -180,6 +188,9 @@ def test_model_card_and_ranked_accounts(served: tuple[Server, Path]) -> None:
     assert card["alias"] == "champion" and card["features"]
     assert card["test_metrics"]["roc_auc"] > card["mql_test_metrics"]["roc_auc"]
     assert card["drift"]["psi"]
+    # the list was scored by the version that serves /score (a promotion since would differ)
+    assert card["scored_list"]["model_version"] == card["version"]
+    assert all(a["model_version"] == card["version"] for a in page["accounts"])
     assert page["total"] == len(pd.read_parquet(ranked))
     assert [a["rank"] for a in page["accounts"]] == [6, 7, 8, 9, 10]
     assert all(a["stage"] == "ready" for a in ready["accounts"])
@@ -314,26 +325,72 @@ def _account_tables(world_dir: Path, account_ids: list[str]) -> dict[str, list[d
     return tables
 
 
-def test_score_events_equals_batch_scoring(served: tuple[Server, Path], world_dir: Path) -> None:
-    # given four ranked accounts' raw rows, as of the batch scoring's date
+@pytest.mark.spark
+def test_one_model_scores_alike_on_every_path(
+    served: tuple[Server, Path],
+    trained: tuple[Path, TrainResult],
+    world_dir: Path,
+    world_features: Path,
+    tmp_path: Path,
+) -> None:
+    # given the session model, trained on a spec that is not the default (tests/worlds.py),
+    # and its local batch scoring, made with the default settings of the day
     server, ranked = served
-    table = pd.read_parquet(ranked)
-    picked = table.iloc[[0, 3, 50, 700]]
-    request = {
-        "as_of": str(picked["as_of"].iloc[0].isoformat()),
-        **_account_tables(world_dir, list(picked["account_id"])),
+    store, result = trained
+    client_of(store)
+    model = load_model(result.model_uri)
+    assert model.spec == WORLD_SPEC and model.spec != FeatureSpec()
+    local = pd.read_parquet(ranked)
+    # when the same world is scored on Spark, and four prospects over HTTP: from their raw rows
+    # (/score_events), and from their feature rows built under the spec (/score and /explain)
+    spark_out = tmp_path / "ranked.parquet"
+    score_batch(
+        model,
+        world_dir,
+        spark_out,
+        DataSettings(),
+        FeatureSettings(engine="spark", spark_master="local[2]"),
+        model_uri=result.model_uri,
+    )
+    spark = pd.read_parquet(spark_out)
+    picked = local[local["status"] == "prospect"].iloc[[0, 3, 50, 700]]
+    ids = list(picked["account_id"])
+    request = {"as_of": str(picked["as_of"].iloc[0].isoformat()), **_account_tables(world_dir, ids)}
+    events = httpx.post(server.url + "/score_events", json={"request": request}, timeout=60)
+    features = pd.read_parquet(world_features)
+    assert features["as_of"].max() == picked["as_of"].iloc[0]
+    records = _records(features[features["account_id"].isin(ids)], len(ids))
+    scored = httpx.post(server.url + "/score", json={"records": records}, timeout=30)
+    explained = httpx.post(server.url + "/explain", json={"records": records}, timeout=30)
+    # then Spark agrees with the local batch everywhere, and every HTTP path with both
+    assert spark["account_id"].tolist() == local["account_id"].tolist()
+    np.testing.assert_allclose(spark["probability"], local["probability"], rtol=0, atol=1e-9)
+    assert spark["score"].equals(local["score"]) and spark["reasons"].equals(local["reasons"])
+    history = pd.read_parquet(spark_out.with_name("ranked.history.parquet"))
+    local_history = pd.read_parquet(ranked.with_name("ranked.history.parquet"))
+    np.testing.assert_allclose(history["probability"], local_history["probability"], atol=1e-9)
+    for response in (events, scored, explained):
+        assert response.status_code == 200, response.text[:2000]
+    assert events.json()["rows_rejected"] == {}
+    expected = picked.set_index("account_id")["probability"]
+    answers = {
+        "score_events": {a["account_id"]: a for a in events.json()["accounts"]},
+        "score": {a["account_id"]: a for a in scored.json()},
+        "explain": {a["account_id"]: a for a in explained.json()["accounts"]},
     }
-    # when the server scores them from the events
-    response = httpx.post(server.url + "/score_events", json={"request": request}, timeout=60)
-    # then it rejects nothing and agrees with the batch scoring
-    assert response.status_code == 200, response.text[:2000]
-    body = response.json()
-    assert body["rows_rejected"] == {}
-    got = {a["account_id"]: a for a in body["accounts"]}
-    for _, row in picked.iterrows():
-        assert got[row["account_id"]]["probability"] == pytest.approx(row["probability"], rel=1e-12)
-        assert got[row["account_id"]]["score"] == row["score"]
-        assert got[row["account_id"]]["roles_missing"] == list(row["roles_missing"])
+    for path, got in answers.items():
+        assert sorted(got) == sorted(ids), path
+        for account, probability in expected.items():
+            assert got[account]["probability"] == pytest.approx(probability, abs=1e-9), path
+            assert got[account]["score"] == picked.set_index("account_id").at[account, "score"]
+    assert all(not a["unknown_categories"] for a in scored.json())
+    # and the reasons of the configured windows name them (none is worded as 90 days)
+    reasons = [r for text in local["reasons"] for side in json.loads(text).values() for r in side]
+    pattern = re.compile(rf"^({'|'.join(WINDOWED_TEXT)})_(\d+)d$")
+    windowed = [(r, pattern.match(r["feature"])) for r in reasons]
+    windowed = [(r, int(m.group(2))) for r, m in windowed if m]
+    assert {days for _, days in windowed} >= {120}
+    assert all(f"last {days} days" in r["text"] for r, days in windowed)
 
 
 def test_score_events_counts_the_rows_it_rejects(

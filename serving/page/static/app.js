@@ -4,6 +4,8 @@
 "use strict";
 
 const STAGES = ["ready", "in-market", "engaged", "aware", "cold"];
+// accounts outside the model's population: shown with their status, never scored or ranked
+const STATUS_STAGES = ["in-pipeline", "customer"];
 const DEFAULTS = { stage: "", industry: "", region: "", min_score: 0, q: "", sort: "rank", order: "asc" };
 const state = { ...DEFAULTS, offset: 0, limit: 50 };
 const SVG = "http://www.w3.org/2000/svg";
@@ -72,7 +74,7 @@ function query(withPage) {
 }
 
 function stageBadge(stage) {
-  const known = STAGES.includes(stage) ? stage : "unknown";
+  const known = STAGES.includes(stage) || STATUS_STAGES.includes(stage) ? stage : "unknown";
   return el("span", { class: `stage stage-${known}` }, stage);
 }
 
@@ -172,12 +174,19 @@ async function loadOverview() {
   try {
     const [summary, model] = await Promise.all([getJSON("/summary"), getJSON("/model")]);
     document.getElementById("as-of").textContent = `scored as of ${day(summary.as_of)}`;
-    fillSelect("f-stage", STAGES.filter((s) => s in summary.stages));
+    fillSelect("f-stage", [...STAGES.filter((s) => s in summary.stages), ...STATUS_STAGES]);
     fillSelect("f-industry", summary.industries);
     fillSelect("f-region", summary.regions);
-    const counts = el("p", { class: "stages" }, STAGES.map((s) =>
-      el("button", { type: "button", class: "stage-count", dataset: { stage: s } }, stageBadge(s), ` ${number(summary.stages[s] ?? 0)}`),
-    ));
+    const statuses = { "in-pipeline": summary.statuses?.["in-pipeline"] ?? 0, customer: summary.statuses?.customer ?? 0 };
+    const counts = el("p", { class: "stages" },
+      STAGES.map((s) =>
+        el("button", { type: "button", class: "stage-count", dataset: { stage: s } }, stageBadge(s), ` ${number(summary.stages[s] ?? 0)}`),
+      ),
+      el("span", { class: "muted" }, " not scored: "),
+      STATUS_STAGES.map((s) =>
+        el("button", { type: "button", class: "stage-count", dataset: { stage: s } }, stageBadge(s), ` ${number(statuses[s])}`),
+      ),
+    );
     document.getElementById("summary").replaceChildren(
       el("h2", {}, "This period"),
       counts,
@@ -209,7 +218,8 @@ function setFilter(name, value) {
 
 // --- the account view -------------------------------------------------------------------
 
-function lineChart(history) {
+function lineChart(scored) {
+  const history = scored.filter((h) => h.score !== null && h.score !== undefined);
   const width = 520, height = 150, pad = 28;
   const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": "score history" });
   for (const y of [0, 40, 70, 90, 100]) {
