@@ -109,6 +109,38 @@ def test_missing_features_are_allowed_and_listed(served: tuple[Server, Path]) ->
     assert "people_engaged_30d" in scored["missing_features"]
 
 
+def test_categories_are_spelled_as_batch_spells_them(
+    served: tuple[Server, Path], world_features: Path
+) -> None:
+    # given one account's features, its industry and region spelled three ways
+    server, _ = served
+    record = _records(world_features, 1)[0]
+    industry, region = str(record["industry"]), str(record["region"])
+    spellings = {
+        "as-batch": record,
+        "as-a-crm-writes-it": {
+            **record,
+            "industry": f" {industry.replace('_', ' ').title()} ",
+            "region": region.upper(),
+        },
+        "unknown": {**record, "industry": "Martian Mining"},
+        "missing": {**record, "industry": None},
+    }
+    # when each is scored
+    response = httpx.post(
+        server.url + "/score", json={"records": list(spellings.values())}, timeout=30
+    )
+    # then a CRM's spelling scores as the batch's does; an industry the model never saw scores
+    # as a missing one and is reported, never silently dropped
+    assert response.status_code == 200, response.text
+    scored = dict(zip(spellings, response.json(), strict=True))
+    assert scored["as-a-crm-writes-it"]["probability"] == scored["as-batch"]["probability"]
+    assert scored["as-a-crm-writes-it"]["unknown_categories"] == {}
+    assert scored["unknown"]["unknown_categories"] == {"industry": "martian_mining"}
+    assert scored["unknown"]["probability"] == scored["missing"]["probability"]
+    assert "industry" in scored["missing"]["missing_features"]
+
+
 def test_explain_gives_reasons_and_roles(served: tuple[Server, Path], world_features: Path) -> None:
     # given three accounts' latest features
     server, _ = served
