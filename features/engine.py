@@ -230,9 +230,10 @@ def _read_column(path: Path, column: str) -> pd.Series | None:
 
 
 def _earliest_event(sources: list[EventSource], end: datetime) -> pd.Timestamp | None:
-    """When the export's events begin: the first readable timestamp up to the export time, over
-    every events source (one read of each source's timestamp column)."""
-    firsts = []
+    """When the export's events begin: the 0.1% quantile of the readable timestamps up to the
+    export time, over every events source (one read of each source's timestamp column), so a
+    few placeholder dates (1970-01-01) do not pull the grid back decades."""
+    parts = []
     for source in sources:
         column = (
             source.mapping.columns.get("timestamp", "timestamp") if source.mapping else "timestamp"
@@ -244,10 +245,9 @@ def _earliest_event(sources: list[EventSource], end: datetime) -> pd.Timestamp |
             form = source.formats.get("timestamp", "ISO8601")
             values = pd.to_datetime(values, utc=True, errors="coerce", format=form)
         stamps = pd.to_datetime(values, utc=True)
-        stamps = stamps[stamps <= pd.Timestamp(end)]
-        if stamps.notna().any():
-            firsts.append(stamps.min())
-    return min(firsts) if firsts else None
+        parts.append(stamps[stamps <= pd.Timestamp(end)].dropna())
+    stamps = pd.concat(parts) if parts else pd.Series(dtype="datetime64[us, UTC]")
+    return stamps.quantile(0.001) if len(stamps) else None
 
 
 def _history_start(

@@ -236,7 +236,7 @@ def score_batch(
             "model": model_uri,
             "model_version": version,
             "as_of": as_of,
-            "written_at": pd.Timestamp.now("UTC").isoformat(timespec="seconds"),
+            "written_at": pd.Timestamp.now("UTC").isoformat(timespec="microseconds"),
             "accounts": len(ranked),
             "prospects": int((ranked["status"] == "prospect").sum()),
             "files": [

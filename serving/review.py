@@ -107,15 +107,18 @@ class ScoringCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stamp: tuple[float, int] | None = None
+        self._stamp: object = None
         self._scoring: Scoring | None = None
         self._lock = threading.Lock()
 
     def get(self) -> Scoring | None:
         manifest = sidecar(self.path, "manifest.json")
         try:
-            stat = (manifest if manifest.exists() else self.path).stat()
-            stamp = (stat.st_mtime, stat.st_size)
+            if manifest.exists():  # its text names when it was written: a rewrite always differs
+                stamp: object = manifest.read_text(encoding="utf-8")
+            else:
+                stat = self.path.stat()
+                stamp = (stat.st_mtime_ns, stat.st_size)
             with self._lock:
                 if stamp != self._stamp or self._scoring is None:
                     scoring = Scoring.read(self.path)
@@ -229,7 +232,8 @@ def account_view(scoring: Scoring, account_id: str) -> dict[str, Any] | None:
         return None
     account = records(row)[0]
     account["as_of"] = str(row["as_of"].iloc[0])
-    account["probability"] = float(row["probability"].iloc[0])
+    probability = row["probability"].iloc[0]  # none for customers and accounts in pipeline
+    account["probability"] = None if pd.isna(probability) else float(probability)
     account["reasons"] = json.loads(row["reasons"].iloc[0])
     history = scoring.history[scoring.history["account_id"] == account_id]
     activity = scoring.activity[scoring.activity["account_id"] == account_id]

@@ -101,6 +101,11 @@ class ScoredAccount(BaseModel):
         description="category values the model never saw in training (as normalised), "
         "treated as missing",
     )
+    status: str | None = Field(
+        None,
+        description="/score_events only: prospect, in-pipeline or customer. The model learned "
+        "prospects; for the others the stage is the status and the score is not a ranking",
+    )
 
 
 class ScoredRecord(ScoredAccount):
@@ -235,6 +240,20 @@ def feature_rows(
                 note[name] = value
     missing = [[f for f in model.features if row.get(f) is None] for row in rows]
     return rows, missing, unknown
+
+
+def unknown_levels(model: InMarketModel, accounts: pd.DataFrame) -> list[dict[str, str]]:
+    """Per account (validated, so spelled as batch spells them), its category values the model
+    never saw: scored as missing, and said so."""
+    unknown: list[dict[str, str]] = [{} for _ in range(len(accounts))]
+    for name, levels in model.categories.items():
+        if name not in accounts:
+            continue
+        values = accounts[name].astype("str")
+        strange = values.notna() & ~values.isin(set(levels))
+        for i in np.flatnonzero(strange.to_numpy()):
+            unknown[i][name] = str(values.iloc[i])
+    return unknown
 
 
 def records_frame(rows: list[dict[str, Any]], model: InMarketModel) -> pd.DataFrame:

@@ -157,6 +157,10 @@ def _sentence(feature: str, value: object, descriptions: dict[str, str]) -> str:
         return text(float(value))
     if feature in ("industry", "region", "employee_band"):
         return f"{feature.replace('_', ' ')}: {str(value).replace('_', ' ')}"
+    if isinstance(value, float | np.floating) and not float(value).is_integer():
+        value = f"{float(value):,.2f}"  # a share or a rate, in words a person reads
+    elif isinstance(value, int | float | np.number):
+        value = _n(float(value))
     return f"{descriptions.get(feature, feature)}: {value}"
 
 

@@ -55,8 +55,15 @@ from serving.schemas import (
     ScoredRecord,
     feature_rows,
     records_frame,
+    unknown_levels,
 )
-from serving.scoring import buying_group, explain_rows, score_and_stage, score_rows
+from serving.scoring import (
+    account_status,
+    buying_group,
+    explain_rows,
+    score_and_stage,
+    score_rows,
+)
 from serving.settings import ServiceSettings
 from training.model import InMarketModel
 
@@ -196,12 +203,18 @@ class InMarketService:
         )
         nothing: list[list[str]] = [[] for _ in range(len(frame))]
         rejected = {t: r.rejects for t, r in dataset.report.tables.items() if r.rejects}
+        accounts = _explanations(model, frame, nothing, unknown_levels(model, dataset.accounts))
+        # as in the batch list: customers and accounts in pipeline are outside the population
+        for account, status in zip(accounts, account_status(model, frame), strict=True):
+            account.status = str(status)
+            if status != "prospect":
+                account.stage = str(status)
         return EventsResponse(
             model_name=self.settings.tracking.model_name,
             model_version=version,
             as_of=str(as_of),
             rows_rejected=rejected,
-            accounts=_explanations(model, frame, nothing, [{} for _ in nothing]),
+            accounts=accounts,
         )
 
     @bentoml.api(route="/admin/reload")

@@ -20,6 +20,7 @@ from mlflow.models import infer_signature
 
 from features.catalogue import catalogue
 from features.engine import build_feature_table, load_small_tables, read_feature_table
+from features.errors import ConfigError
 from features.settings import DataSettings, FeatureSettings, FeatureSpec
 from features.validation import Dataset
 from training import plots
@@ -328,7 +329,15 @@ class EvaluateJob(_Job):
     def run(self, model_uri: str, data: Path, features_path: Path | None = None) -> Evaluation:
         connect(self.tracking)
         model = load_model(model_uri)
+        # the model's features, never the current config's
+        self.feature_settings = self.feature_settings.with_spec(model.spec)
         labelled = self.labelled(data, features_path)
+        if labelled.spec != model.spec:
+            raise ConfigError(
+                f"{features_path}: built with {labelled.spec.model_dump()}, but {model_uri} "
+                f"was trained on {model.spec.model_dump()}; leave --features out (features are "
+                "then built with the model's specification) or build them with it"
+            )
         split, dataset = labelled.split, labelled.dataset
         baselines = fit_baselines(split.train, split.valid, seed=self.train.seed)
         return evaluate(model, baselines, split.test, dataset.opportunities)

@@ -80,7 +80,7 @@ def label_snapshots(
 def _window_flags(
     features: pd.DataFrame, nb: pd.DataFrame, horizon: pd.Timedelta
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per snapshot: is any new-business opportunity in (as_of, as_of + horizon] won / open /
+    """Per snapshot: is any new-business opportunity in [as_of, as_of + horizon] won / open /
     there at all."""
     accounts = pd.Index(features["account_id"].unique())
     opp_code = encode(nb["account_id"], accounts)
@@ -94,7 +94,8 @@ def _window_flags(
     snap_code = encode(features["account_id"], accounts)
     snap_s = features["as_of"].to_numpy(dtype="datetime64[us]").astype(np.int64) // 1_000_000
     base = snap_code << 32
-    lo = np.searchsorted(key, base + snap_s, side="right")  # created strictly after as_of
+    # at or after as_of: exactly what the snapshot's features do not see (created < as_of)
+    lo = np.searchsorted(key, base + snap_s, side="left")
     hi = np.searchsorted(key, base + snap_s + int(horizon.total_seconds()), side="right")
     won_cum = np.r_[0, np.cumsum(won)]
     open_cum = np.r_[0, np.cumsum(is_open)]

@@ -115,18 +115,26 @@ def promote(client: MlflowClient, name: str, *, force: bool = False) -> Promotio
             run_id=challenger.run_id, artifact_path=TEST_SET
         )
         test = pd.read_parquet(local)
-        new, old = (
-            average_precision_score(
-                test[LABEL], load_model(f"models:/{name}/{v.version}").predict(test)
+        models = [load_model(f"models:/{name}/{v.version}") for v in (challenger, champion)]
+        if models[0].spec != models[1].spec:
+            # the test rows hold the challenger's features: the champion would be scored on
+            # features built another way, a comparison that means nothing
+            decided = force
+            reason = (
+                f"champion v{champion.version} builds its features differently "
+                f"({models[1].spec.model_dump()} vs {models[0].spec.model_dump()}): no "
+                "comparison on one test set; compare them with `inmarket evaluate` and use "
+                "--force" + (" (forced)" if force else "")
             )
-            for v in (challenger, champion)
-        )
-        decided = new >= old or force
-        verdict = "not worse than" if new >= old else "worse than"
-        reason = (
-            f"test PR AUC {new:.6f} is {verdict} champion v{champion.version}'s {old:.6f} "
-            f"on the same {len(test):,} test rows" + (" (forced)" if force and new < old else "")
-        )
+        else:
+            new, old = (average_precision_score(test[LABEL], m.predict(test)) for m in models)
+            decided = new >= old or force
+            verdict = "not worse than" if new >= old else "worse than"
+            reason = (
+                f"test PR AUC {new:.6f} is {verdict} champion v{champion.version}'s {old:.6f} "
+                f"on the same {len(test):,} test rows"
+                + (" (forced)" if force and new < old else "")
+            )
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     client.set_model_version_tag(
         name, challenger.version, "promotion", "accepted" if decided else "refused"

@@ -127,7 +127,13 @@ def test_all_history_starts_where_events_fill_the_window(tmp_path: Path) -> None
         status="lost",
     )
     pd.concat([deals, old]).to_parquet(world / "opportunities.parquet", index=False)
-    first_event = pd.read_parquet(world / "events.parquet")["timestamp"].min()
+    events = pd.read_parquet(world / "events.parquet")
+    first_event = events["timestamp"].min()
+    # and three events with a placeholder date, as exports carry
+    placeholders = events.head(3).assign(
+        event_id=lambda f: f["event_id"] + "-1970", timestamp=pd.Timestamp("1970-01-01", tz="UTC")
+    )
+    pd.concat([events, placeholders]).to_parquet(world / "events.parquet", index=False)
     # when all its history is built, by default and from an explicit start
     default = build_feature_table(
         world, tmp_path / "a.parquet", DataSettings(), FeatureSettings(snapshots=None)
@@ -143,7 +149,7 @@ def test_all_history_starts_where_events_fill_the_window(tmp_path: Path) -> None
     # why; an explicit start is taken as it is, without a warning
     first = pd.read_parquet(tmp_path / "a.parquet")["as_of"].min()
     assert first_event + pd.Timedelta(days=90) <= first < first_event + pd.Timedelta(days=120)
-    assert default.rejects == 0  # the old deals are in
+    assert default.rejects == 0  # the old deals and the placeholders are in
     assert len(default.warnings) == 1 and "before the first event" in default.warnings[0]
     assert pd.read_parquet(tmp_path / "b.parquet")["as_of"].min() >= start
     assert chosen.warnings == []

@@ -176,6 +176,33 @@ def test_people_count_only_from_when_they_entered_the_crm(
     assert a["events_30d"] == 2 and a["high_intent_events_30d"] == 1
 
 
+def test_a_dated_column_takes_the_value_valid_before_as_of() -> None:
+    # given a stage that changes at as_of for A and one second before it for B
+    tables = _tables([], [("A0", "A", "it", "manager", "user")])
+    history = pd.DataFrame(
+        {
+            "account_id": ["A", "A", "B", "B"],
+            "field": ["lifecycle_stage"] * 4,
+            "value": ["prospect", "customer", "prospect", "customer"],
+            "valid_from": pd.to_datetime(
+                [
+                    "2024-01-01T00:00:00Z",
+                    "2025-03-01T00:00:00Z",
+                    "2024-01-01T00:00:00Z",
+                    "2025-02-28T23:59:59Z",
+                ],
+                utc=True,
+            ).astype("datetime64[us, UTC]"),
+        }
+    )
+    spec = FeatureSettings(columns={"lifecycle_stage": "dated"}).spec()
+    # when the snapshot of 2025-03-01 is built
+    snaps = pd.DataFrame({"account_id": ["A", "B"], "as_of": [AS_OF, AS_OF]})
+    features = build_features(snaps, **tables, spec=spec, account_history=history)
+    # then A is still a prospect (its change is not before as_of), B a customer
+    assert features["lifecycle_stage"].astype("str").tolist() == ["prospect", "customer"]
+
+
 def test_output_matches_the_catalogue() -> None:
     f = _features(_tables([], [("A0", "A", "it", "manager", "user")]))
     names = [feat.name for feat in catalogue()]

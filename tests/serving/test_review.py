@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from features.activity import ACTIVITY_COLUMNS
 from features.catalogue import MQL_THRESHOLD
 from serving.review import (
     ListQuery,
@@ -150,6 +151,13 @@ def test_customers_and_pipeline_are_listed_but_never_counted_as_prospects() -> N
     assert _ids(select(ranked, ListQuery(stage="customer"))) == ["C1"]
     assert _ids(select(ranked, ListQuery(min_score=1))) == ["A1", "A2", "A3", "A4"]
     assert ",customer," in csv_text(select(ranked, ListQuery(stage="customer")))
+    # and a customer's account view is valid JSON (no score: null, never NaN)
+    empty = pd.DataFrame(columns=["account_id", "as_of", "score", "stage", "probability"])
+    scoring = Scoring(ranked, empty, pd.DataFrame(columns=ACTIVITY_COLUMNS), empty, None)
+    view = account_view(scoring, "C1")
+    assert view is not None
+    assert view["account"]["probability"] is None and view["account"]["score"] is None
+    json.dumps(view, allow_nan=False)
 
 
 def test_account_view_fills_empty_weeks_and_shows_anonymous_visits() -> None:
@@ -213,3 +221,12 @@ def test_the_service_takes_a_batch_scoring_whole_once_its_manifest_lands(tmp_pat
     done = cache.get()
     assert done is not None and set(done.ranked["model_version"]) == {"4"}
     assert done.manifest is not None and done.manifest["model_version"] == "4"
+    # and when it looks next only once version 5 has landed and version 6's list is being
+    # written, the manifest (5) does not match the list (6): it keeps version 4's scoring
+    write("5", manifest=True)
+    write("6", manifest=False)
+    caught = cache.get()
+    assert caught is done
+    write("6", manifest=True)
+    latest = cache.get()
+    assert latest is not None and set(latest.ranked["model_version"]) == {"6"}

@@ -70,7 +70,9 @@ def _records(world_features: Path | pd.DataFrame, n: int) -> list[dict[str, obje
     )
     latest = features[features["as_of"] == features["as_of"].max()].head(n)
     latest = latest.drop(columns=["as_of", "in_pipeline"]).astype({c: "str" for c in CATEGORIES})
-    records: list[dict[str, object]] = json.loads(latest.to_json(orient="records"))
+    records: list[dict[str, object]] = json.loads(
+        latest.to_json(orient="records", double_precision=15)
+    )
     return records
 
 
@@ -387,7 +389,11 @@ def test_one_model_scores_alike_on_every_path(
     spark = pd.read_parquet(spark_out)
     picked = local[local["status"] == "prospect"].iloc[[0, 3, 50, 700]]
     ids = list(picked["account_id"])
-    request = {"as_of": str(picked["as_of"].iloc[0].isoformat()), **_account_tables(world_dir, ids)}
+    others = local[local["status"] != "prospect"].groupby("status").head(1)  # one of each
+    request = {
+        "as_of": str(picked["as_of"].iloc[0].isoformat()),
+        **_account_tables(world_dir, [*ids, *others["account_id"]]),
+    }
     events = httpx.post(server.url + "/score_events", json={"request": request}, timeout=60)
     features = pd.read_parquet(world_features)
     assert features["as_of"].max() == picked["as_of"].iloc[0]
@@ -411,11 +417,23 @@ def test_one_model_scores_alike_on_every_path(
         "explain": {a["account_id"]: a for a in explained.json()["accounts"]},
     }
     for path, got in answers.items():
-        assert sorted(got) == sorted(ids), path
         for account, probability in expected.items():
             assert got[account]["probability"] == pytest.approx(probability, abs=1e-9), path
             assert got[account]["score"] == picked.set_index("account_id").at[account, "score"]
     assert all(not a["unknown_categories"] for a in scored.json())
+    # the same reasons, in the same words, on the three paths that give them
+    for account, text in picked.set_index("account_id")["reasons"].items():
+        batch_reasons = json.loads(text)
+        for path in ("score_events", "explain"):
+            for side in ("positive", "negative"):
+                got_texts = [r["text"] for r in answers[path][account][side]]
+                assert got_texts == [r["text"] for r in batch_reasons[side]], (path, account)
+    # and /score_events gives customers and accounts in pipeline the batch list's status
+    assert len(others) == 2
+    for account, status in others.set_index("account_id")["status"].items():
+        got = answers["score_events"][account]
+        assert got["status"] == got["stage"] == status
+    assert {answers["score_events"][a]["status"] for a in ids} == {"prospect"}
     # and the reasons of the configured windows name them (none is worded as 90 days)
     reasons = [r for text in local["reasons"] for side in json.loads(text).values() for r in side]
     pattern = re.compile(rf"^({'|'.join(WINDOWED_TEXT)})_(\d+)d$")
@@ -432,6 +450,7 @@ def test_score_events_counts_the_rows_it_rejects(
     server, ranked = served
     account = str(pd.read_parquet(ranked)["account_id"].iloc[0])
     tables = _account_tables(world_dir, [account])
+    tables["accounts"][0]["industry"] = "Martian Mining"  # an industry the model never saw
     tables["events"].append(
         {
             "timestamp": "2025-01-01T00:00:00Z",
@@ -447,6 +466,7 @@ def test_score_events_counts_the_rows_it_rejects(
     )
     # then the unknown account's event is counted as rejected, and no accounts is a 400
     assert body["rows_rejected"] == {"events": {"unknown_account": 1}}
+    assert body["accounts"][0]["unknown_categories"] == {"industry": "martian_mining"}
     assert bad.status_code == 400 and "accounts" in bad.text
 
 

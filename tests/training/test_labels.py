@@ -45,7 +45,9 @@ def _opps(*rows: tuple[str, str, str]) -> pd.DataFrame:
         ((("2025-02-01", "won", "new_business"),), 1),
         ((("2025-04-01", "won", "new_business"),), 1),  # exactly as_of + 90 days is inside
         ((("2025-04-02", "won", "new_business"),), 0),  # one day later is outside
-        ((("2025-01-01", "won", "new_business"),), 0),  # created at as_of is not after it
+        # created at as_of: the snapshot's features do not see it (they see created < as_of), so
+        # it is the snapshot's future (a date-only export puts deals at midnight, as_of's time)
+        ((("2025-01-01", "won", "new_business"),), 1),
         ((("2025-02-01", "lost", "new_business"),), 0),
         ((("2025-02-01", "won", "renewal"),), 0),
         ((("2025-02-01", "lost", "new_business"), ("2025-03-01", "won", "new_business")), 1),

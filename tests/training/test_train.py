@@ -13,6 +13,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from features.engine import build_feature_table
+from features.errors import ConfigError
+from features.settings import DataSettings, FeatureSettings
 from tests.serving.server import Server
 from tests.stores import client_of, copy_store, train_job
 from training.job import EvaluateJob, TrainResult
@@ -146,6 +149,29 @@ def test_promotion_refuses_worse_and_accepts_better(
     assert accepted.promoted and "not worse than" in accepted.reason
     assert str(client.get_model_version_by_alias("inmarket", CHAMPION).version) == better.version
     assert client.get_model_version("inmarket", better.version).tags["promotion"] == "accepted"
+
+
+def test_models_that_build_features_differently_are_not_compared_on_one_test_set(
+    store: Path, trained: tuple[Path, TrainResult], world_dir: Path, tmp_path: Path
+) -> None:
+    # given the session model (windows 7/30/120, intent delay 14) as champion, and a challenger
+    # trained on features built with the default specification
+    client = client_of(store)
+    promote(client, "inmarket")
+    default = tmp_path / "default.parquet"
+    build_feature_table(
+        world_dir, default, DataSettings(), FeatureSettings(every_days=14, snapshots=None)
+    )
+    train_job(store).run(world_dir, default)
+    # when the challenger is promoted, and the champion evaluated on the default features
+    refused = promote(client, "inmarket")
+    # then the gate refuses to score the champion on the challenger's features, and evaluate
+    # refuses features the model was not trained on
+    assert not refused.promoted and "builds its features differently" in refused.reason
+    with pytest.raises(ConfigError, match="was trained on"):
+        EvaluateJob(tracking=TrackingSettings(store=store)).run(
+            trained[1].model_uri, world_dir, default
+        )
 
 
 def test_force_promotes_a_worse_model_and_says_so(
