@@ -98,6 +98,8 @@ OPTIONAL_TABLES = frozenset({"intent", "account_history"})
 # account columns whose spellings are normalised ('Retail ' -> 'retail'), online as in batch
 NORMALISED_ACCOUNT_COLUMNS = ("industry", "region")
 DOMAIN_COLUMN = "_domain"  # internal: an email/URL/domain from which the account is resolved
+# internal, on validated events: the account came from the person's record, not the event
+ACCOUNT_FROM_PERSON = "_account_from_person"
 _DTYPES = {
     "id": "str",
     "text": "str",

@@ -33,7 +33,7 @@ from features.catalogue import (
     TRACKED_ROLES,
     catalogue,
 )
-from features.contract import empty_table
+from features.contract import ACCOUNT_FROM_PERSON, empty_table
 from features.encode import encode
 from features.errors import ContractError
 from features.settings import FeatureSpec
@@ -93,11 +93,20 @@ class _EventPairs:
     ) -> _EventPairs:
         index = TimeIndex(encode(events["account_id"], account_index), seconds(events["timestamp"]))
         snap, row, age = index.pairs(snap_code, snap_s, lookback_days)
-        type_code = _vocabulary_codes(events["event_type"], EVENT_TYPES)[row]
         person = encode(events["person_id"], people["person_id"])[row]
         # a person not yet in the CRM at as_of is an unknown visitor to that snapshot
         not_yet = person >= 0
         not_yet[not_yet] = known_since(people)[person[not_yet]] >= snap_s[snap[not_yet]]
+        if ACCOUNT_FROM_PERSON in events:
+            # ... and when only that person's record ties the event to the account, the
+            # snapshot could not have placed the visit at all
+            unplaced = not_yet & events[ACCOUNT_FROM_PERSON].to_numpy(dtype=bool)[row]
+            if unplaced.any():
+                keep = ~unplaced
+                snap, row, age, person, not_yet = (
+                    a[keep] for a in (snap, row, age, person, not_yet)
+                )
+        type_code = _vocabulary_codes(events["event_type"], EVENT_TYPES)[row]
         return cls(
             n=len(snap_code),
             snap=snap,

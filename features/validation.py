@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import (
+    ACCOUNT_FROM_PERSON,
     BUYING_ROLES,
     DOMAIN_COLUMN,
     NORMALISED_ACCOUNT_COLUMNS,
@@ -298,6 +299,7 @@ def _check_events(
         "account_differs_from_persons_account_event_account_kept",
     )
     f["account_id"] = f["account_id"].where(~no_account, of_person)
+    f[ACCOUNT_FROM_PERSON] = no_account.to_numpy(dtype=bool)
     _reject_unknown_accounts(f, rows, accounts)
     _dedupe(rows, ["event_id"], "duplicate_event_id")
     if "weight" in f:
@@ -442,7 +444,9 @@ def _finish(
         absent_columns=[c for c in column_kinds(table) if c not in f.columns],
     )
     # further account columns stay: a feature declared static reads them (features.columns)
-    used = f.loc[kept, canonical + (extra if table == "accounts" else [])].reset_index(drop=True)
+    internal = [ACCOUNT_FROM_PERSON] if ACCOUNT_FROM_PERSON in f else []
+    used = f.loc[kept, canonical + (extra if table == "accounts" else []) + internal]
+    used = used.reset_index(drop=True)
     for column, kind in column_kinds(table).items():
         if column in used and kind in ("id", "text"):
             used[column] = used[column].astype("str")

@@ -176,6 +176,26 @@ def test_people_count_only_from_when_they_entered_the_crm(
     assert a["events_30d"] == 2 and a["high_intent_events_30d"] == 1
 
 
+def test_a_visit_placed_only_by_a_person_not_yet_known_is_not_seen() -> None:
+    # given a finance person added after as_of, whose visit carried no account of its own
+    # (validation placed it through the person's record, as exported)
+    people = [("A0", "A", "it", "manager", "champion"), ("A1", "A", "finance", "vp", "finance")]
+    events = [
+        ("A", "A0", "page_view", "2025-02-20T10:00:00Z"),
+        ("A", "A1", "pricing_page", "2025-02-10T10:00:00Z"),
+    ]
+    tables = _tables(events, people)
+    tables["people"]["created_at"] = pd.to_datetime(
+        ["2020-01-01T00:00:00Z", "2025-03-05T00:00:00Z"], utc=True
+    ).astype("datetime64[us, UTC]")
+    tables["events"]["_account_from_person"] = [False, True]
+    # when the snapshot of 2025-03-01 is built
+    a = _features(tables).loc["A"]
+    # then the visit is not the account's at all yet: nobody could have placed it
+    assert a["events_30d"] == 1 and a["anonymous_events_30d"] == 0
+    assert a["high_intent_events_30d"] == 0 and a["role_finance_engaged_90d"] == 0
+
+
 def test_a_dated_column_takes_the_value_valid_before_as_of() -> None:
     # given a stage that changes at as_of for A and one second before it for B
     tables = _tables([], [("A0", "A", "it", "manager", "user")])
