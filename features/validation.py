@@ -196,7 +196,9 @@ def _resolve_account(f: pd.DataFrame, rows: _Verdicts, accounts: pd.DataFrame) -
     _reject_unknown_accounts(f, rows, accounts)
 
 
-def _check_accounts(ctx: _Context, f: pd.DataFrame, rows: _Verdicts) -> pd.DataFrame:
+def _check_accounts(
+    ctx: _Context, f: pd.DataFrame, rows: _Verdicts, extracted_at: pd.Timestamp
+) -> pd.DataFrame:
     f["account_id"] = as_id(f["account_id"])
     rows.reject(f["account_id"].isna(), "missing_account_id")
     _dedupe(rows, ["account_id"], "duplicate_account_id")
@@ -215,6 +217,10 @@ def _check_accounts(ctx: _Context, f: pd.DataFrame, rows: _Verdicts) -> pd.DataF
     if "created_at" in f:
         f["created_at"], bad = _parse_times(ctx, f, "created_at")
         rows.warn(bad, "created_at_unparsable_set_to_null")
+        # a clock ahead of the export: the account is kept, as created at the export
+        late = f["created_at"] > extracted_at
+        rows.warn(late, "created_at_after_extract_set_to_extract")
+        f.loc[late, "created_at"] = extracted_at
     return f
 
 
@@ -489,7 +495,7 @@ def validate(
         ctx = _Context(table, max_bad_share, formats)
         rows = _Verdicts(frame)
         if table == "accounts":
-            checked = _check_accounts(ctx, frame, rows)
+            checked = _check_accounts(ctx, frame, rows, stamp)
         elif table == "people":
             checked = _check_people(ctx, frame, rows, results["accounts"])
         elif table == "events":

@@ -82,9 +82,10 @@ def rank_accounts(
     history: pd.DataFrame,
     model_version: str | None = None,
 ) -> pd.DataFrame:
-    """Rank the prospects of the newest snapshot; trend against the one before. Customers and
-    accounts in pipeline follow, with their status as stage and no score (``score_history``
-    holds the scores of every snapshot)."""
+    """Rank the prospects of the newest snapshot; trend against the one before. Customers,
+    accounts in pipeline and accounts new since the snapshot follow, with their status as stage
+    and no score (``score_history`` holds the scores of every snapshot): every account of
+    ``accounts`` is in the list once."""
     stamps = np.sort(features["as_of"].unique())
     is_latest = (features["as_of"] == stamps[-1]).to_numpy()
     latest = features[is_latest].reset_index(drop=True)
@@ -112,8 +113,24 @@ def rank_accounts(
     scored["name"] = info["name"].to_numpy()
     scored["domain"] = info["domain"].to_numpy()
     scored["model_version"] = pd.Series(model_version, index=scored.index, dtype="str")
+    # accounts created since the newest snapshot have no features yet: listed, never dropped
+    new = accounts[~accounts["account_id"].isin(scored["account_id"])]
+    if len(new):
+        listed = new.reindex(columns=[c for c in scored.columns if c in new.columns]).assign(
+            as_of=scored["as_of"].iloc[0] if len(scored) else pd.NaT,
+            status="new",
+            stage="new",
+            reasons=json.dumps({"positive": [], "negative": []}),
+            top_reasons="",
+            roles_engaged=[[] for _ in range(len(new))],
+            roles_missing=[[] for _ in range(len(new))],
+            buying_group_gap="",
+            model_version=model_version,
+        )
+        scored = pd.concat([scored, listed], ignore_index=True)
     # prospects by score; the others after them, by status and name, unranked
-    scored["_order"] = np.where(prospect, 0, np.where(scored["status"] == "in-pipeline", 1, 2))
+    order = {"prospect": 0, "in-pipeline": 1, "customer": 2, "new": 3}
+    scored["_order"] = scored["status"].map(order)
     scored = scored.sort_values(
         ["_order", "score", "probability", "name"],
         ascending=[True, False, False, True],

@@ -28,7 +28,8 @@ from training.model import InMarketModel
 STAGES = (("cold", 0), ("aware", 40), ("engaged", 70), ("in-market", 90), ("ready", 97))
 # Accounts outside the population the model learned (labels leave them out) are shown with
 # their status instead of a score: they are not ranked, staged or counted among prospects.
-STATUSES = ("prospect", "in-pipeline", "customer")
+# "new": in the CRM since the newest snapshot, so without features yet (listed, not scored).
+STATUSES = ("prospect", "in-pipeline", "customer", "new")
 KEY_ROLES = ("decision_maker", "champion", "technical_evaluator", "finance")
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from features.settings import DataSettings, FeatureSettings
+from features.validation import load_dataset
 from serving.batch import RANKED_COLUMNS, score_batch
 from tests.stores import client_of
 from training.drift import drift_report, psi, reference_bins
@@ -180,3 +181,35 @@ def test_cli_score_needs_a_champion(tmp_path: Path, world_dir: Path) -> None:
     assert result.returncode == 2
     assert "cannot load models:/inmarket@champion" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_no_account_is_lost_when_created_after_the_snapshot(
+    trained: tuple[Path, TrainResult], world_dir: Path, tmp_path: Path
+) -> None:
+    # given the session world with two accounts created after the newest snapshot: on the
+    # extract day, and (a clock ahead) half a year after the extract
+    world = tmp_path / "world"
+    shutil.copytree(world_dir, world)
+    accounts = pd.read_parquet(world / "accounts.parquet")
+    late = accounts["account_id"].iloc[[5, 6]].tolist()
+    accounts.loc[accounts["account_id"] == late[0], "created_at"] = pd.Timestamp(
+        "2026-07-01T08:00", tz="UTC"
+    )
+    accounts.loc[accounts["account_id"] == late[1], "created_at"] = pd.Timestamp(
+        "2027-01-01", tz="UTC"
+    )
+    accounts.to_parquet(world / "accounts.parquet", index=False)
+    # when it is validated and scored
+    report = load_dataset(world, DataSettings()).report.tables["accounts"]
+    store, result = trained
+    client_of(store)
+    out = tmp_path / "ranked.parquet"
+    score_batch(load_model(result.model_uri), world, out, DataSettings(), FeatureSettings())
+    table = pd.read_parquet(out)
+    # then every account is in the list once; the two are listed as new, unscored, after the
+    # others, and the clock ahead is counted as a warning
+    assert sorted(table["account_id"]) == sorted(accounts["account_id"])
+    new = table[table["account_id"].isin(late)]
+    assert (new["status"] == "new").all() and (new["stage"] == "new").all()
+    assert new["rank"].isna().all() and new["score"].isna().all()
+    assert report.warnings == {"created_at_after_extract_set_to_extract": 2}

@@ -143,7 +143,7 @@ def test_summary_counts_what_the_mql_rule_misses() -> None:
 def test_customers_and_pipeline_are_listed_but_never_counted_as_prospects() -> None:
     ranked = _with_others()
     result = summary(ranked)
-    assert result["statuses"] == {"prospect": 4, "in-pipeline": 1, "customer": 1}
+    assert result["statuses"] == {"prospect": 4, "in-pipeline": 1, "customer": 1, "new": 0}
     # unchanged by the two others, although both would be "ready" by points and score
     assert result["stages"] == {"ready": 1, "in-market": 2, "engaged": 0, "aware": 1, "cold": 0}
     assert result["worked_now"] == 3

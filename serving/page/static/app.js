@@ -5,7 +5,7 @@
 
 const STAGES = ["ready", "in-market", "engaged", "aware", "cold"];
 // accounts outside the model's population: shown with their status, never scored or ranked
-const STATUS_STAGES = ["in-pipeline", "customer"];
+const STATUS_STAGES = ["in-pipeline", "customer", "new"];
 const DEFAULTS = { stage: "", industry: "", region: "", min_score: 0, q: "", sort: "rank", order: "asc" };
 const state = { ...DEFAULTS, offset: 0, limit: 50 };
 const SVG = "http://www.w3.org/2000/svg";
