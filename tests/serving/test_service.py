@@ -464,10 +464,17 @@ def test_score_events_counts_the_rows_it_rejects(
     bad = httpx.post(
         server.url + "/score_events", json={"request": {**request, "accounts": []}}, timeout=60
     )
-    # then the unknown account's event is counted as rejected, and no accounts is a 400
+    blank = [{**tables["accounts"][0], "account_id": "   "}]  # passes the schema, not the contract
+    all_rejected = httpx.post(
+        server.url + "/score_events", json={"request": {**request, "accounts": blank}}, timeout=60
+    )
+    # then the unknown account's event is counted as rejected, and no accounts, or none left
+    # after the contract, is a 400 naming the table
     assert body["rows_rejected"] == {"events": {"unknown_account": 1}}
     assert body["accounts"][0]["unknown_categories"] == {"industry": "martian_mining"}
     assert bad.status_code == 400 and "accounts" in bad.text
+    assert all_rejected.status_code == 400, all_rejected.text
+    assert "every account was rejected" in all_rejected.text
 
 
 def _tree_rss_mb(process: subprocess.Popen[bytes]) -> float:
