@@ -313,9 +313,13 @@ def partition_events(
     writers: dict[tuple[int, str], pa.ipc.RecordBatchFileWriter] = {}
     schemas: dict[str, pa.Schema] = {}
     files: dict[int, list[tuple[str, Path]]] = {}
+    streamed = 0
     try:
         for index, source in enumerate(sources):
             for table in iter_table_batches(source.path, chunk_rows):
+                streamed += table.num_rows
+                if not table.num_rows:
+                    continue
                 if source.mapping:
                     table = text_table(map_frame("events", source.mapping, table.to_pandas()))
                 buckets = event_buckets(table, plan)
@@ -339,6 +343,12 @@ def partition_events(
     finally:
         for writer in writers.values():
             writer.close()
+    if not streamed:
+        names = ", ".join(s.name for s in sources)
+        raise ContractError(
+            f"events ({names}): no rows; the features are made of engagement, so export the "
+            "events (web visits, emails, webinars, ...) with the other tables"
+        )
     return files
 
 

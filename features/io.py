@@ -41,12 +41,58 @@ class RawSource:
     formats: dict[str, str] = field(default_factory=dict)
 
 
+def unreadable(path: Path, exc: Exception) -> ContractError:
+    """The one-line error for a file that cannot be read as the table it should be."""
+    if isinstance(exc, UnicodeDecodeError):
+        return ContractError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the export as UTF-8, e.g. "
+            f"iconv -f latin1 -t utf-8 {path.name}"
+        )
+    if isinstance(exc, pd.errors.EmptyDataError):
+        return ContractError(f"{path}: the file is empty, not even a header row; export it again")
+    if isinstance(exc, pd.errors.ParserError):
+        detail = str(exc).strip().splitlines()[-1]
+        return ContractError(
+            f"{path}: cannot be read as CSV ({detail}); check the quoting and that every row "
+            "has as many fields as the header"
+        )
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ContractError(
+        f"{path}: cannot be read as {'CSV' if '.csv' in path.name.lower() else 'Parquet'} "
+        f"({detail}); export it again (the file may be truncated or of another type)"
+    )
+
+
+def _no_duplicate_columns(path: Path, columns: Iterable[str], mangled: bool) -> None:
+    """Two columns of one name would become two features; the export must say which is meant."""
+    names = list(columns)
+    twice = sorted({c for c in names if names.count(c) > 1})
+    if mangled:  # pandas renames a repeated CSV header to name.1, name.2, ...
+        twice += sorted(
+            {c.rsplit(".", 1)[0] for c in names if c.rsplit(".", 1)[-1].isdigit()} & set(names)
+        )
+    if twice:
+        raise ContractError(
+            f"{path}: column(s) {twice} appear more than once; keep one of each (or map the one "
+            "you mean in a mapping file)"
+        )
+
+
 def read_table_file(path: Path) -> pd.DataFrame:
     name = path.name.lower()
-    if name.endswith(".parquet") or path.is_dir():
-        return pd.read_parquet(path)
-    if name.endswith((".csv", ".csv.gz")):
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    try:
+        if name.endswith(".parquet") or path.is_dir():
+            schema = pads.dataset(path).schema if path.is_dir() else pq.read_schema(path)
+            _no_duplicate_columns(path, schema.names, mangled=False)
+            return pd.read_parquet(path)
+        if name.endswith((".csv", ".csv.gz")):
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+            _no_duplicate_columns(path, frame.columns, mangled=True)
+            return frame
+    except ContractError:
+        raise
+    except (OSError, ValueError, pa.ArrowException) as exc:  # ParserError, Unicode: ValueError
+        raise unreadable(path, exc) from exc
     raise ContractError(f"{path}: unsupported file type; use Parquet or CSV")
 
 
@@ -55,24 +101,38 @@ def iter_table_batches(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
 
     CSV arrives as text, the way ``read_table_file`` reads it."""
     name = path.name.lower()
-    if name.endswith(".parquet") or path.is_dir():
-        batches = (
-            pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
-            if path.is_file()
-            else pads.dataset(path).to_batches(batch_size=chunk_rows)
-        )
-        tables: Iterable[pa.Table] = (pa.Table.from_batches([b]) for b in batches)
-    elif name.endswith((".csv", ".csv.gz")):
-        tables = (
-            text_table(chunk)
-            for chunk in pd.read_csv(
-                path, dtype=str, keep_default_na=False, na_values=[""], chunksize=chunk_rows
+    try:
+        if name.endswith(".parquet") or path.is_dir():
+            batches = (
+                pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
+                if path.is_file()
+                else pads.dataset(path).to_batches(batch_size=chunk_rows)
             )
-        )
-    else:
-        raise ContractError(f"{path}: unsupported file type; use Parquet or CSV")
+            tables: Iterable[pa.Table] = (pa.Table.from_batches([b]) for b in batches)
+        elif name.endswith((".csv", ".csv.gz")):
+            tables = (
+                text_table(chunk)
+                for chunk in pd.read_csv(
+                    path, dtype=str, keep_default_na=False, na_values=[""], chunksize=chunk_rows
+                )
+            )
+        else:
+            raise ContractError(f"{path}: unsupported file type; use Parquet or CSV")
+    except ContractError:
+        raise
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise unreadable(path, exc) from exc
     offset = 0
-    for table in tables:
+    chunks = iter(tables)
+    while True:
+        try:
+            table = next(chunks)
+        except StopIteration:
+            return
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise unreadable(path, exc) from exc
+        if offset == 0:
+            _no_duplicate_columns(path, table.column_names, mangled=not name.endswith("parquet"))
         yield table.append_column(ROW_COLUMN, pa.array(np.arange(offset, offset + table.num_rows)))
         offset += table.num_rows
 
@@ -143,8 +203,14 @@ def read_extracted_at(folder: Path) -> datetime | None:
     manifest = folder / EXTRACT_MANIFEST
     if not manifest.exists():
         return None
-    stamp = json.loads(manifest.read_text(encoding="utf-8"))["extracted_at"]
-    return as_utc(datetime.fromisoformat(stamp))
+    try:
+        stamp = json.loads(manifest.read_text(encoding="utf-8"))["extracted_at"]
+        return as_utc(datetime.fromisoformat(stamp))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ContractError(
+            f"{manifest}: cannot read the export time ({type(exc).__name__}: {exc}); write "
+            '{"extracted_at": "2026-07-01T00:00:00+00:00"} or pass --extracted-at'
+        ) from exc
 
 
 def as_utc(stamp: datetime) -> datetime:

@@ -508,6 +508,17 @@ def validate(
             checked = _check_account_history(ctx, frame, rows, results["accounts"], stamp)
         # later tables are checked against the used rows only: a rejected account resolves nothing
         results[table], reports[table], rejected = _finish(table, checked, rows)
+        if table == "accounts" and results[table].empty:
+            files = ", ".join(source.file for source in sources)
+            why = (
+                f"every account was rejected ({reports[table].rejects})"
+                if len(frame)
+                else "no rows"
+            )
+            raise ContractError(
+                f"accounts ({files}): {why}; nothing can be scored. Each account needs an "
+                "account_id and a name"
+            )
         rejects.append(rejected)
     all_rejects = pd.concat(rejects, ignore_index=True).rename(
         columns={SOURCE_COLUMN: "source_file", ROW_COLUMN: "source_row"}

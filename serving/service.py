@@ -187,12 +187,6 @@ class InMarketService:
         as_of = pd.Timestamp(request.as_of)
         as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
         dataset = _validate_request(request, as_of)
-        if dataset.accounts.empty:
-            reasons = dataset.report.tables["accounts"].rejects
-            raise bentoml.exceptions.InvalidArgument(
-                f"accounts: every account was rejected ({reasons}); send at least one with an "
-                "account_id and a name"
-            )
         snapshots = pd.DataFrame(
             {"account_id": dataset.accounts["account_id"], "as_of": as_of.floor("s")}
         )

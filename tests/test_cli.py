@@ -88,6 +88,113 @@ def test_a_wrong_file_gives_one_clear_error(
     assert re.match(message, result.stderr), result.stderr
 
 
+def _replace(name: str, content: bytes) -> Callable[[Path], None]:
+    def write(folder: Path) -> None:
+        (folder / f"{name.split('.')[0]}.csv").unlink(missing_ok=True)
+        (folder / name).write_bytes(content)
+
+    return write
+
+
+def _truncated_parquet(folder: Path) -> None:
+    frame = pd.read_csv(folder / "accounts.csv", dtype=str)
+    frame.to_parquet(folder / "accounts.parquet")
+    data = (folder / "accounts.parquet").read_bytes()
+    (folder / "accounts.parquet").write_bytes(data[: len(data) // 2])
+    (folder / "accounts.csv").unlink()
+
+
+def _duplicate_parquet_columns(folder: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = pd.read_csv(folder / "accounts.csv", dtype=str)
+    table = pa.table(
+        [frame["account_id"], frame["name"], frame["name"]], names=["account_id", "name", "name"]
+    )
+    pq.write_table(table, folder / "accounts.parquet")
+    (folder / "accounts.csv").unlink()
+
+
+def _header_only(name: str) -> Callable[[Path], None]:
+    def write(folder: Path) -> None:
+        header = (folder / f"{name}.csv").read_text().splitlines()[0]
+        (folder / f"{name}.csv").write_text(header + "\n")
+
+    return write
+
+
+@pytest.mark.parametrize(
+    ("command", "breakage", "message"),
+    [
+        ("validate", _truncated_parquet, r"error: .*accounts.parquet: cannot be read as Parquet"),
+        (
+            "validate",
+            _replace("accounts.parquet", b"account_id,name\nA1,x\n"),
+            r"error: .*accounts.parquet: cannot be read as Parquet",
+        ),
+        (
+            "validate",
+            _replace("accounts.csv", "account_id,name\nA1,Café\n".encode("latin-1")),
+            r"error: .*accounts.csv: not UTF-8 text",
+        ),
+        (
+            "validate",
+            _replace("people.csv", b"person_id,account_id\nP1,A1\nP2,A1,extra,fields\n"),
+            r"error: .*people.csv: cannot be read as CSV",
+        ),
+        ("validate", _replace("events.csv", b""), r"error: .*events.csv: the file is empty"),
+        (
+            "validate",
+            _duplicate_parquet_columns,
+            r"error: .*accounts.parquet: column\(s\) \['name'\] appear more than once",
+        ),
+        (
+            "validate",
+            _replace("accounts.csv", b"account_id,name,name\nA1,x,y\nA2,z,w\n"),
+            r"error: .*accounts.csv: column\(s\) \['name'\] appear more than once",
+        ),
+        (
+            "validate",
+            _replace("_extract.json", b"{not json"),
+            r"error: .*_extract.json: cannot read the export time",
+        ),
+        (
+            "validate",
+            _header_only("accounts"),
+            r"error: accounts \(accounts.csv\): no rows; nothing can be scored",
+        ),
+        ("features", _header_only("events"), r"error: events \(events.csv\): no rows"),
+    ],
+    ids=[
+        "truncated-parquet",
+        "csv-named-parquet",
+        "latin-1-csv",
+        "ragged-csv",
+        "zero-byte-csv",
+        "duplicate-parquet-columns",
+        "duplicate-csv-columns",
+        "malformed-extract-json",
+        "empty-accounts",
+        "events-header-only",
+    ],
+)
+def test_a_broken_file_gives_one_line_and_exit_2(
+    tmp_path: Path, command: str, breakage: Callable[[Path], None], message: str
+) -> None:
+    # given a small export with one file broken the way real exports break
+    folder = _write_csvs(tmp_path / "data", _base())
+    breakage(folder)
+    # when it is validated (or its features built)
+    extra = ["--out", str(tmp_path / "f.parquet")] if command == "features" else []
+    result = _cli(command, folder, *extra)
+    # then one line names the file and what to do, exit code 2, no traceback
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert re.match(message, result.stderr), result.stderr
+
+
 def _file(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
