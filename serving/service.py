@@ -30,7 +30,7 @@ from features.families import build_features
 from features.io import RawSource
 from features.validation import Dataset, validate
 from serving import bentoml_fixes
-from serving.auth import BearerAuth
+from serving.auth import BearerAuth, SecurityHeaders
 from serving.champion import ChampionHolder, Served
 from serving.page import COOKIE, PAGE_HTML, STATIC, login_page
 from serving.review import (
@@ -259,11 +259,12 @@ class InMarketService:
     def _scoring(self) -> Scoring:
         scoring = self.scoring.get()
         if scoring is None:
-            path = self.settings.ranked
+            # the file's name only: a client has no business knowing the server's folders
+            name = self.settings.ranked.name
             raise HTTPException(
                 404,
-                f"no batch scoring at {path}; run `inmarket score DATA --out {path}` "
-                "(or set INMARKET_RANKED to where it wrote)",
+                f"no batch scoring yet ({name}): run `inmarket score DATA --out {name}` where "
+                "the service reads it (INMARKET_RANKED)",
             )
         return scoring
 
@@ -365,6 +366,8 @@ def _validate_request(request: EventsRequest, as_of: pd.Timestamp) -> Dataset:
         raise bentoml.exceptions.InvalidArgument(str(exc)) from exc
 
 
+# the first added is the outermost: the headers go on the token's refusals too
+InMarketService.add_asgi_middleware(SecurityHeaders)  # type: ignore[attr-defined]
 InMarketService.add_asgi_middleware(BearerAuth)  # type: ignore[attr-defined]
 bentoml_fixes.apply(InMarketService)
 

@@ -241,17 +241,26 @@ def test_health_and_metrics(served: tuple[Server, Path]) -> None:
 def test_readiness_fails_without_a_model(tmp_path: Path) -> None:
     # given a server on an empty store
     with Server(
-        {"INMARKET_STORE": str(tmp_path / "empty"), "INMARKET_RELOAD_SECONDS": "0"}, tmp_path
+        {
+            "INMARKET_STORE": str(tmp_path / "empty"),
+            "INMARKET_RELOAD_SECONDS": "0",
+            "INMARKET_RANKED": str(tmp_path / "ranked.parquet"),  # absent
+        },
+        tmp_path,
     ) as server:
         # when it is asked whether it is ready, and to score
         ready = server.wait("/readyz")
         score = httpx.post(
             server.url + "/score", json={"records": [{"account_id": "A"}]}, timeout=30
         )
-        # then it is not ready, answers 503 and logs why
+        listed = httpx.get(server.url + "/accounts", timeout=30)
+        # then it is not ready, answers 503 and logs why; with no batch scoring the list is a
+        # 404 that names the file, not the server's folders
         assert ready.status_code != 200
         assert score.status_code == 503
         assert "cannot load the champion model" in server.log.read_text()
+        assert listed.status_code == 404 and "ranked.parquet" in listed.text
+        assert str(tmp_path) not in listed.text
 
 
 # the routes behind the token; one server answers them all, so they are looped over rather
@@ -297,6 +306,7 @@ def test_the_token_guards_every_route_but_health(
             for method, path in GUARDED_ROUTES
             for authorization in AUTHORIZATIONS
         }
+        page = httpx.get(server.url + "/", timeout=30, headers={"Authorization": "Bearer s3cret"})
         # then health and metrics answer; the other routes only to the right token
         assert [response.status_code for response in health] == [200, 200]
         for (path, authorization), response in answers.items():
@@ -305,6 +315,14 @@ def test_the_token_guards_every_route_but_health(
                 authorization,
                 response.text,
             )
+        # and every answer, refused or not, forbids sniffing, framing and caching; the page
+        # allows only this server's scripts
+        for response in [*health, *answers.values(), page]:
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert response.headers["x-frame-options"] == "DENY"
+            assert response.headers["cache-control"] == "no-store"
+        policy = page.headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
 
 
 def test_inmarket_serve_starts_the_service_with_workers(
