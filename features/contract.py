@@ -95,6 +95,10 @@ TABLES: dict[str, tuple[Column, ...]] = {
 # Accounts and people first: events, intent and opportunities are checked against them.
 TABLE_ORDER = ("accounts", "people", "events", "intent", "opportunities", "account_history")
 OPTIONAL_TABLES = frozenset({"intent", "account_history"})
+# The earliest plausible time in any table: CRMs and marketing automation (and the web visits,
+# emails and deals they record) do not predate 1990, so an earlier date is a placeholder or a
+# default (0001-01-01, 1900-01-01, a zero epoch day), not when something happened.
+EARLIEST_DATE = pd.Timestamp("1990-01-01", tz="UTC")
 # account columns whose spellings are normalised ('Retail ' -> 'retail'), online as in batch
 NORMALISED_ACCOUNT_COLUMNS = ("industry", "region")
 DOMAIN_COLUMN = "_domain"  # internal: an email/URL/domain from which the account is resolved

@@ -9,7 +9,6 @@ the one function both engines run. Peak memory is set by the bucket size, not th
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -26,7 +25,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from features.contract import DOMAIN_COLUMN, empty_table
+from features.contract import DOMAIN_COLUMN, EARLIEST_DATE, empty_table
 from features.encode import domain_of, encode, take_codes
 from features.errors import ContractError
 from features.families import build_features, fit_categories
@@ -43,6 +42,7 @@ from features.io import (
     write_json_atomic,
     write_parquet_atomic,
 )
+from features.leftovers import die_with_parent, scratch_dir
 from features.mapping import Mapping, SourceMapping, map_frame
 from features.report import ValidationReport
 from features.settings import DataSettings, FeatureSettings, FeatureSpec
@@ -230,9 +230,10 @@ def _read_column(path: Path, column: str) -> pd.Series | None:
 
 
 def _earliest_event(sources: list[EventSource], end: datetime) -> pd.Timestamp | None:
-    """When the export's events begin: the 0.1% quantile of the readable timestamps up to the
-    export time, over every events source (one read of each source's timestamp column), so a
-    few placeholder dates (1970-01-01) do not pull the grid back decades."""
+    """When the export's events begin: the 0.1% quantile of the readable timestamps from
+    ``EARLIEST_DATE`` up to the export time, over every events source (one read of each
+    source's timestamp column), so placeholder dates (0001-01-01, 1970-01-01) and a few stray
+    early ones do not pull the grid back decades."""
     parts = []
     for source in sources:
         column = (
@@ -245,7 +246,7 @@ def _earliest_event(sources: list[EventSource], end: datetime) -> pd.Timestamp |
             form = source.formats.get("timestamp", "ISO8601")
             values = pd.to_datetime(values, utc=True, errors="coerce", format=form)
         stamps = pd.to_datetime(values, utc=True)
-        parts.append(stamps[stamps <= pd.Timestamp(end)].dropna())
+        parts.append(stamps[(stamps >= EARLIEST_DATE) & (stamps <= pd.Timestamp(end))])
     stamps = pd.concat(parts) if parts else pd.Series(dtype="datetime64[us, UTC]")
     return stamps.quantile(0.001) if len(stamps) else None
 
@@ -377,8 +378,9 @@ class _LocalBuckets:
 _WORKER: _LocalBuckets | None = None  # each forked worker's copy of the job
 
 
-def _start_worker(job: _LocalBuckets) -> None:
+def _start_worker(job: _LocalBuckets, parent: int) -> None:
     global _WORKER
+    die_with_parent(parent)
     _WORKER = job
 
 
@@ -388,11 +390,12 @@ def _work(bucket: int) -> tuple[pd.DataFrame, ValidationReport, pd.DataFrame]:
 
 
 def _run_local(
-    plan: BuildPlan, sources: list[EventSource], scratch: Path, workers: int
+    plan: BuildPlan, sources: list[EventSource], scratch: Path, workers: int | None
 ) -> Iterator[tuple[pd.DataFrame, ValidationReport, pd.DataFrame]]:
     job = _LocalBuckets(plan, partition_events(plan, sources, scratch))
     buckets = range(plan.n_buckets)
     progress = partial(tqdm, desc="features", unit="bucket", total=plan.n_buckets, disable=None)
+    workers = workers or min(2, os.cpu_count() or 1)
     if workers <= 1 or plan.n_buckets == 1:
         yield from progress(map(job, buckets))
         return
@@ -401,7 +404,7 @@ def _run_local(
         min(workers, plan.n_buckets),
         mp_context=get_context("fork"),
         initializer=_start_worker,
-        initargs=(job,),
+        initargs=(job, os.getpid()),
     ) as pool:
         yield from progress(pool.map(_work, buckets))
 
@@ -413,48 +416,43 @@ def build_feature_table(
     settings: FeatureSettings,
     *,
     categories: dict[str, tuple[str, ...]] | None = None,
-    workers: int | None = None,
 ) -> FeatureBuild:
     """Write the feature table of ``data`` to ``out`` (Parquet, atomically), with the
     validation report (``<out>.report.json``) and the rejected rows (``<out>.rejects.parquet``)."""
     began = time.perf_counter()
-    workers = workers or min(2, os.cpu_count() or 1)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     plan, sources = plan_build(Path(data), data_settings, settings, categories)
-    scratch = out.parent / f".{out.name}.{os.getpid()}.buckets"
-    if settings.engine == "spark":
-        from features.spark import run_spark
-
-        parts = run_spark(plan, sources, settings.spark_master)
-    else:
-        parts = _run_local(plan, sources, scratch, workers)
     report, rejects, rows = plan.base.report, [plan.base.rejects], 0
     spec_json = settings.spec().model_dump_json().encode()
+    # the bucket files go beside the table (the same disk), in a folder named by this process
+    with scratch_dir(f"{out.name}.buckets", out.parent) as scratch:
+        if settings.engine == "spark":
+            from features.spark import run_spark
 
-    def write(tmp: Path) -> None:
-        nonlocal report, rows
-        writer: pq.ParquetWriter | None = None
-        try:
-            for features, part_report, part_rejects in parts:
-                table = pa.Table.from_pandas(features, preserve_index=False)
-                if writer is None:
-                    schema = table.schema.with_metadata(
-                        {**(table.schema.metadata or {}), SPEC_KEY: spec_json}
-                    )
-                    writer = pq.ParquetWriter(tmp, schema, compression="zstd")
-                writer.write_table(table.cast(writer.schema))
-                report = report.merge(part_report)
-                rejects.append(part_rejects)
-                rows += len(features)
-        finally:
-            if writer is not None:
-                writer.close()
+            parts = run_spark(plan, sources, settings.spark_master)
+        else:
+            parts = _run_local(plan, sources, scratch, settings.workers)
 
-    try:
+        def write(tmp: Path) -> None:
+            nonlocal report, rows
+            writer: pq.ParquetWriter | None = None
+            try:
+                for features, part_report, part_rejects in parts:
+                    table = pa.Table.from_pandas(features, preserve_index=False)
+                    if writer is None:
+                        schema = table.schema.with_metadata(
+                            {**(table.schema.metadata or {}), SPEC_KEY: spec_json}
+                        )
+                        writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+                    writer.write_table(table.cast(writer.schema))
+                    report = report.merge(part_report)
+                    rejects.append(part_rejects)
+                    rows += len(features)
+            finally:
+                if writer is not None:
+                    writer.close()
+
         write_atomic(out, write)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     all_rejects = pd.concat([r for r in rejects if len(r)] or rejects[:1], ignore_index=True)
     write_parquet_atomic(
         all_rejects.astype({"source_row": "int64"}), sidecar(out, "rejects.parquet")

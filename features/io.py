@@ -2,8 +2,8 @@
 the export time written beside them, configuration files, and atomic writes.
 
 Every file this project writes goes through ``write_atomic``: a temporary file beside the
-target, renamed into place, so a reader never sees half a file and a failed run leaves the old
-one intact.
+target (named by its owner, ``features.leftovers``), renamed into place, so a reader never sees
+half a file and a failed run leaves the old one intact.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import yaml
 
 from features.contract import OPTIONAL_TABLES, TABLE_ORDER
 from features.errors import ConfigError, ContractError
+from features.leftovers import owned_name, remove_dead_owners
 
 EXTRACT_MANIFEST = "_extract.json"
 SOURCE_COLUMN, ROW_COLUMN = "_source", "_row"  # where each raw row came from: file, row number
@@ -162,11 +163,17 @@ def count_rows(path: Path) -> int:
 
 
 def find_table_file(folder: Path, table: str) -> Path | None:
-    for candidate in (f"{table}.parquet", f"{table}.csv", f"{table}.csv.gz", table):
-        path = folder / candidate
-        if path.exists():
-            return path
-    return None
+    """The one file (or folder of Parquet parts) holding ``table``; two would leave one unread."""
+    names = (f"{table}.parquet", f"{table}.csv", f"{table}.csv.gz", table)
+    found = [folder / name for name in names if (folder / name).exists()]
+    if len(found) > 1:
+        listed = ", ".join(path.name + ("/" if path.is_dir() else "") for path in found)
+        raise ContractError(
+            f"{folder}: {len(found)} files hold table '{table}' ({listed}); keep one and move "
+            f"the others out of the folder (the parts of one table go together in {table}/ as "
+            "Parquet files)"
+        )
+    return found[0] if found else None
 
 
 def locate_tables(folder: Path) -> dict[str, Path]:
@@ -246,10 +253,12 @@ def write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
     """Call ``write`` on a temporary file beside ``path``, then rename it into place.
 
     Readers never see half a file; on failure the temporary file is removed and ``path`` keeps
-    its old content."""
+    its old content. The temporary file is named by its owner, so one left by a killed run is
+    removed by the next write in that folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    remove_dead_owners(path.parent)
+    tmp = path.with_name(owned_name(f"{path.name}.tmp"))
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -81,6 +81,21 @@ class ValidationReport:
     def total_rejected(self) -> int:
         return sum(t.rows_rejected for t in self.tables.values())
 
+    def without_events(self) -> str | None:
+        """Why no event is used, when none is: the features would hold no engagement, so
+        ``validate`` warns and training refuses. None when events are used or not reported."""
+        events = self.tables.get("events")
+        if events is None or events.rows_used:
+            return None
+        rejected = ", ".join(f"{reason} {n:,}" for reason, n in sorted(events.rejects.items()))
+        return (
+            f"events: none of its {events.rows_in:,} rows can be used"
+            + (f" (rejected: {rejected})" if rejected else "")
+            + ", so the features hold no engagement and no model is trained on them; fix the "
+            "rejected rows (inmarket validate DATA --rejects-out R.parquet lists them) or export "
+            "the events again"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "extracted_at": self.extracted_at.isoformat(),
@@ -101,6 +116,16 @@ class ValidationReport:
                 for name, t in self.tables.items()
             },
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValidationReport:
+        """The report again from ``to_dict`` (e.g. ``<features>.report.json``)."""
+        derived = {"rows_rejected", "reconciles"}
+        tables = {
+            name: TableReport(name, **{k: v for k, v in t.items() if k not in derived})
+            for name, t in data["tables"].items()
+        }
+        return cls(tables, datetime.fromisoformat(data["extracted_at"]))
 
     def column_notes(self, declared: Mapping[str, str]) -> list[str]:
         """What becomes of each column beyond the contract: an account column is a feature only

@@ -105,6 +105,9 @@ class FeatureSettings(FeatureSpec):
     )
     engine: Literal["local", "spark"] = "local"
     buckets: int | None = Field(None, ge=1, description="hash buckets; default ~1M events each")
+    workers: int | None = Field(
+        None, ge=1, description="worker processes of the local engine; default 2 (1 on one CPU)"
+    )
     spark_master: str = "local[*]"
 
     def with_spec(self, spec: FeatureSpec) -> FeatureSettings:

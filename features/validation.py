@@ -19,6 +19,7 @@ from features.contract import (
     ACCOUNT_FROM_PERSON,
     BUYING_ROLES,
     DOMAIN_COLUMN,
+    EARLIEST_DATE,
     NORMALISED_ACCOUNT_COLUMNS,
     OPPORTUNITY_STATUSES,
     OPPORTUNITY_TYPES,
@@ -41,6 +42,8 @@ from features.io import (
 from features.mapping import Mapping
 from features.report import TableReport, ValidationReport
 from features.settings import DataSettings
+
+TOO_EARLY = f"date_before_{EARLIEST_DATE.year}"  # the reject reason of a placeholder date
 
 
 @dataclass
@@ -134,12 +137,30 @@ def _require_time(
     late_reason: str,
     *,
     dates: bool = False,
+    long_ago: bool = False,
 ) -> None:
-    """A required time column: parsed to UTC; missing, unparsable and late rows rejected."""
+    """A required time column: parsed to UTC; missing, unparsable, placeholder (before
+    ``EARLIEST_DATE``) and late rows rejected. With ``long_ago`` a placeholder means "long
+    before any snapshot" (a migrated deal's creation, a history table's 1900-01-01 "always
+    valid"): it becomes ``EARLIEST_DATE``, counted, and the row is kept."""
     f[column], bad = _parse_times(ctx, f, column, dates=dates)
     rows.reject(f[column].isna() & ~bad, f"missing_{column}")
     rows.reject(bad, f"unparsable_{column}")
+    early = f[column] < EARLIEST_DATE
+    if long_ago:
+        rows.warn(early, f"{column}_before_{EARLIEST_DATE.year}_set_to_{EARLIEST_DATE.year}")
+        f[column] = f[column].mask(early, EARLIEST_DATE)
+    else:
+        rows.reject(early, TOO_EARLY)
     rows.reject(f[column] > extracted_at, late_reason)
+
+
+def _null_placeholder_dates(f: pd.DataFrame, rows: _Verdicts, column: str) -> None:
+    """An optional time before ``EARLIEST_DATE`` is a placeholder, not a date: it becomes
+    missing, as if not given, and is counted."""
+    early = f[column] < EARLIEST_DATE
+    rows.warn(early, f"{column}_before_{EARLIEST_DATE.year}_set_to_null")
+    f[column] = f[column].mask(early)
 
 
 def _parse_numbers(ctx: _Context, frame: pd.DataFrame, column: str) -> tuple[pd.Series, pd.Series]:
@@ -217,6 +238,7 @@ def _check_accounts(
     if "created_at" in f:
         f["created_at"], bad = _parse_times(ctx, f, "created_at")
         rows.warn(bad, "created_at_unparsable_set_to_null")
+        _null_placeholder_dates(f, rows, "created_at")
         # a clock ahead of the export: the account is kept, as created at the export
         late = f["created_at"] > extracted_at
         rows.warn(late, "created_at_after_extract_set_to_extract")
@@ -266,6 +288,7 @@ def _check_people(
     if "created_at" in f:
         f["created_at"], bad = _parse_times(ctx, f, "created_at")
         rows.warn(bad, "created_at_unparsable_set_to_null")
+        _null_placeholder_dates(f, rows, "created_at")
     return f
 
 
@@ -351,7 +374,7 @@ def _check_opportunities(
     f["opportunity_id"] = as_id(f["opportunity_id"])
     rows.reject(f["opportunity_id"].isna(), "missing_opportunity_id")
     _resolve_account(f, rows, accounts)
-    _require_time(ctx, f, rows, "created_at", extracted_at, "created_after_extract")
+    _require_time(ctx, f, rows, "created_at", extracted_at, "created_after_extract", long_ago=True)
     f["status"] = normalise_label(f["status"])
     rows.reject(~f["status"].isin(OPPORTUNITY_STATUSES), "invalid_status")
     if "type" in f:
@@ -364,6 +387,7 @@ def _check_opportunities(
     if "closed_at" in f:
         f["closed_at"], bad = _parse_times(ctx, f, "closed_at")
         rows.reject(bad, "unparsable_closed_at")
+        _null_placeholder_dates(f, rows, "closed_at")
         rows.reject(f["closed_at"] < f["created_at"], "closed_before_created")
         rows.warn(f["closed_at"] > extracted_at, "closed_after_extract_taken_as_open")
         late = f["closed_at"] > extracted_at
@@ -390,7 +414,9 @@ def _check_account_history(
     _resolve_account(f, rows, accounts)
     f["field"] = normalise_label(f["field"])
     rows.reject(f["field"].isna(), "missing_field")
-    _require_time(ctx, f, rows, "valid_from", extracted_at, "valid_from_after_extract")
+    _require_time(
+        ctx, f, rows, "valid_from", extracted_at, "valid_from_after_extract", long_ago=True
+    )
     if "value" in f:
         f["value"] = f["value"].astype("str").str.strip()
     _dedupe(rows, ["account_id", "field", "valid_from"], "duplicate_account_field_valid_from")

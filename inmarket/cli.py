@@ -131,6 +131,8 @@ def validate(
         click.echo(json.dumps(dataset.report.to_dict(), indent=2))
     else:
         click.echo(dataset.report.render(config.features.columns))
+    if no_events := dataset.report.without_events():
+        click.echo(f"warning: {no_events}", err=True)
     if rejects_out:
         write_parquet_atomic(dataset.rejects, rejects_out)
         click.echo(f"wrote {len(dataset.rejects):,} rejected rows to {rejects_out}", err=as_json)
@@ -195,11 +197,26 @@ def features(
     click.echo(build.report.render(fc.columns))
     for warning in build.warnings:
         click.echo(f"warning: {warning}", err=True)
+    if no_events := build.report.without_events():
+        click.echo(f"warning: {no_events}", err=True)
     click.echo(
         f"wrote {build.rows:,} snapshot rows to {out} ({build.buckets} buckets, "
         f"{fc.engine} engine) in {build.seconds:.1f}s; {build.rejects:,} rejected rows "
         f"listed beside it"
     )
+
+
+def _fail_abandoned_runs(tracking: TrackingSettings) -> None:
+    """Runs left RUNNING by a killed process of this host are marked FAILED, in one line."""
+    from training.registry import connect, fail_abandoned_runs
+
+    failed = _run(lambda: fail_abandoned_runs(connect(tracking), tracking.experiment))
+    if failed:
+        click.echo(
+            f"marked {len(failed)} run(s) FAILED, left RUNNING by a process that died: "
+            f"{', '.join(failed)}",
+            err=True,
+        )
 
 
 def _store_option(f: Any) -> Any:
@@ -255,6 +272,7 @@ def train(
             "shuffle_labels": shuffle_labels,
         },
     )
+    _fail_abandoned_runs(cfg.tracking)
     job = TrainJob(cfg.data, cfg.features, cfg.train, cfg.tracking)
     result = _run(lambda: job.run(data, features_path))
     c = result.counts
@@ -297,6 +315,7 @@ def promote(ctx: click.Context, force: bool, store: Path | None) -> None:
     from training.registry import promote as promote_model
 
     cfg = _config(ctx, tracking={"store": store}).tracking
+    _fail_abandoned_runs(cfg)
     decision = _run(lambda: promote_model(connect(cfg), cfg.model_name, force=force))
     verdict = "promoted to champion" if decision.promoted else "not promoted"
     click.echo(f"{cfg.model_name} v{decision.version} {verdict}: {decision.reason}")
@@ -399,10 +418,23 @@ def score(
 def serve(
     ctx: click.Context, host: str, port: int, ranked: Path, workers: int, store: Path | None
 ) -> None:
-    """Serve the champion over HTTP (BentoML); set INMARKET_TOKEN to require a bearer token."""
+    """Serve the champion over HTTP (BentoML); set INMARKET_TOKEN to require a bearer token.
+
+    Without a token it only listens on loopback (README: "Running it safely")."""
+    import ipaddress
     import os
     import shutil
 
+    guard = _run(ServiceSettings.from_env)  # a weak or empty token stops here, in one line
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if guard.token is None and not loopback:
+        raise _Failure(
+            f"--host {host} without INMARKET_TOKEN would serve every account to the network: "
+            "set INMARKET_TOKEN (16+ characters) or keep the default 127.0.0.1"
+        )
     cfg = _config(ctx, tracking={"store": store}).tracking
     bentoml = shutil.which("bentoml") or str(Path(sys.executable).with_name("bentoml"))
     env = {**os.environ, **ServiceSettings(tracking=cfg, ranked=ranked).environment()}

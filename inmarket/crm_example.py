@@ -9,13 +9,13 @@ CRM stage names and day-first dates. ``examples/crm_mapping.toml`` loads it into
 from __future__ import annotations
 
 import shutil
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from features.leftovers import scratch_dir
 from inmarket.synthetic import WorldSpec, generate_world
 
 MAPPING_NAME = "crm_mapping.toml"
@@ -164,9 +164,9 @@ def mapping_file() -> Path:
 
 def write_crm_example(out: Path, *, accounts: int = 300, seed: int = 7) -> Path:
     """Generate a world, write it as a CRM export in ``out`` with the mapping beside it."""
-    with tempfile.TemporaryDirectory() as tmp:
-        generate_world(WorldSpec(accounts=accounts, seed=seed), Path(tmp))
-        crm_export(Path(tmp), out, seed=seed)
+    with scratch_dir("example-crm") as tmp:
+        generate_world(WorldSpec(accounts=accounts, seed=seed), tmp)
+        crm_export(tmp, out, seed=seed)
     target = out / MAPPING_NAME
     shutil.copy(mapping_file(), target)
     return target

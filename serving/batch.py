@@ -17,7 +17,6 @@ each atomically:
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import pandas as pd
 from features.activity import weekly_activity
 from features.engine import build_feature_table, load_small_tables
 from features.io import sidecar, write_atomic, write_json_atomic, write_parquet_atomic
+from features.leftovers import scratch_dir
 from features.settings import DataSettings, FeatureSettings
 from serving.scoring import account_status, buying_group, explain_rows, score_and_stage
 from training.drift import PSI_WARNING, drift_report
@@ -212,8 +212,8 @@ def score_batch(
     here, for the newest snapshot only)."""
     # the grid and engine are the caller's; what the features are is the model's
     settings = settings.with_spec(model.spec).model_copy(update={"snapshots": max(2, history)})
-    with tempfile.TemporaryDirectory() as tmp:
-        table = Path(tmp) / "features.parquet"
+    with scratch_dir("score") as tmp:
+        table = tmp / "features.parquet"
         build_feature_table(data, table, data_settings, settings, categories=model.category_levels)
         features = pd.read_parquet(table)
         if settings.engine == "spark":

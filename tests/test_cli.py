@@ -116,6 +116,10 @@ def _duplicate_parquet_columns(folder: Path) -> None:
     (folder / "accounts.csv").unlink()
 
 
+def _parquet_beside_csv(folder: Path) -> None:
+    pd.read_csv(folder / "accounts.csv", dtype=str).to_parquet(folder / "accounts.parquet")
+
+
 def _header_only(name: str) -> Callable[[Path], None]:
     def write(folder: Path) -> None:
         header = (folder / f"{name}.csv").read_text().splitlines()[0]
@@ -165,6 +169,12 @@ def _header_only(name: str) -> Callable[[Path], None]:
             r"error: accounts \(accounts.csv\): no rows; nothing can be scored",
         ),
         ("features", _header_only("events"), r"error: events \(events.csv\): no rows"),
+        (
+            "validate",
+            _parquet_beside_csv,
+            r"error: .*data: 2 files hold table 'accounts' \(accounts.parquet, accounts.csv\); "
+            "keep one",
+        ),
     ],
     ids=[
         "truncated-parquet",
@@ -177,6 +187,7 @@ def _header_only(name: str) -> Callable[[Path], None]:
         "malformed-extract-json",
         "empty-accounts",
         "events-header-only",
+        "two-files-for-one-table",
     ],
 )
 def test_a_broken_file_gives_one_line_and_exit_2(
@@ -193,6 +204,19 @@ def test_a_broken_file_gives_one_line_and_exit_2(
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert re.match(message, result.stderr), result.stderr
+
+
+def test_validate_warns_when_no_event_can_be_used(tmp_path: Path) -> None:
+    # given an export whose every event names an account not in it
+    tables = _base()
+    tables["events"]["account_id"] = "A404"
+    # when it is validated
+    result = _cli("validate", _write_csvs(tmp_path / "data", tables))
+    # then the rows are counted as ever, and one warning says no model can be trained on them
+    assert result.returncode == 0, result.stderr
+    assert "rejected events: unknown_account = 4" in result.stdout
+    warning = "warning: events: none of its 4 rows can be used (rejected: unknown_account 4)"
+    assert result.stderr.startswith(warning), result.stderr
 
 
 def _file(path: Path, text: str) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,7 +19,10 @@ from mlflow.models import infer_signature
 
 from features.catalogue import catalogue
 from features.engine import build_feature_table, load_small_tables, read_feature_table
-from features.errors import ConfigError
+from features.errors import ConfigError, ContractError
+from features.io import sidecar
+from features.leftovers import scratch_dir
+from features.report import ValidationReport
 from features.settings import DataSettings, FeatureSettings, FeatureSpec
 from features.validation import Dataset
 from training import plots
@@ -29,7 +31,7 @@ from training.drift import reference_bins
 from training.labels import LabelCounts
 from training.metrics import evaluate_scores, lead_time_days
 from training.model import LABEL, InMarketModel, InMarketPyfunc, fit_model
-from training.registry import CHALLENGER, TEST_SET, connect, load_model
+from training.registry import CHALLENGER, TEST_SET, connect, load_model, owner_tags
 from training.settings import TrackingSettings, TrainSettings
 from training.split import Split, label_and_split
 
@@ -109,6 +111,28 @@ def static_column_warnings(spec: FeatureSpec) -> list[str]:
     ]
 
 
+def _require_events(report: ValidationReport | None) -> None:
+    """A model of a world without events would rank by fit and deals alone, under the name of
+    buying-group engagement: refused before any run is made."""
+    why = report.without_events() if report is not None else None
+    if why:
+        raise ContractError(why)
+
+
+def _report_beside(features_path: Path) -> ValidationReport | None:
+    """The validation report ``inmarket features`` wrote beside a feature table, if there."""
+    path = sidecar(features_path, "report.json")
+    if not path.exists():
+        return None
+    try:
+        return ValidationReport.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ContractError(
+            f"{path}: cannot be read ({type(exc).__name__}: {exc}); build the features again "
+            "with inmarket features"
+        ) from exc
+
+
 class Labelled(NamedTuple):
     """Labelled snapshots with their counts and split, the feature specification and tables."""
 
@@ -137,16 +161,18 @@ class _Job:
         self, data: Path, features_path: Path | None
     ) -> tuple[pd.DataFrame, FeatureSpec, Dataset]:
         """The feature table (read, or built from ``data``), the specification it was built
-        with, and the validated small tables."""
+        with, and the validated small tables. Refused when no event could be used."""
         tables = load_small_tables(data, self.data)
         if features_path is not None:
+            _require_events(_report_beside(features_path))
             return *read_feature_table(features_path), tables
         grid = {"every_days": self.train.every_days, "snapshots": None}
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "features.parquet"
+        with scratch_dir("train") as tmp:
+            out = tmp / "features.parquet"
             build = build_feature_table(
                 data, out, self.data, self.feature_settings.model_copy(update=grid)
             )
+            _require_events(build.report)
             self.grid_warnings = build.warnings
             return *read_feature_table(out), tables
 
@@ -193,7 +219,7 @@ class TrainJob(_Job):
         )
         warnings = [*self.grid_warnings, *static_column_warnings(spec)]
         client = connect(self.tracking)
-        with mlflow.start_run() as run:
+        with mlflow.start_run(tags=owner_tags()) as run:
             self._log(
                 str(Path(data).resolve()), model, split, evaluation, counts, labelled, fingerprint
             )
@@ -296,8 +322,8 @@ class TrainJob(_Job):
         mlflow.log_dict(
             {"gain": gain.to_dict(), "mean_abs_shap": shap.to_dict()}, "evaluation/importance.json"
         )
-        with tempfile.TemporaryDirectory() as tmp:
-            test_file = Path(tmp) / Path(TEST_SET).name
+        with scratch_dir("train") as tmp:
+            test_file = tmp / Path(TEST_SET).name
             split.test.to_parquet(test_file, index=False)
             mlflow.log_artifact(str(test_file), str(Path(TEST_SET).parent))
 
@@ -305,8 +331,8 @@ class TrainJob(_Job):
         name = self.tracking.model_name
         example = split.test[model.features].head(5)
         example = example.astype({c: "str" for c in model.categories})
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = model.save(Path(tmp) / "model")
+        with scratch_dir("train") as tmp:
+            folder = model.save(tmp / "model")
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=InMarketPyfunc(),

@@ -3,26 +3,35 @@
 ``challenger`` is the newest registered model; ``champion`` is the one served. A challenger is
 promoted only when its test PR AUC is not worse than the champion's on the same rows (the
 challenger's test set, re-scored with both models), or with ``force``; the decision and its
-figures are recorded as tags on the model version either way.
+figures are recorded as tags on the model version either way. A version whose training run did
+not finish is never promoted.
+
+A run is tagged with the pid and host of the process that trains it: a run left RUNNING by a
+process that was killed (``kill -9`` skips MLflow's own clean-up) is marked FAILED by
+``fail_abandoned_runs``.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from features.errors import InMarketError
+from features.leftovers import owner_alive, scratch_dir, this_host
 from training.model import LABEL, InMarketModel
 from training.settings import TrackingSettings
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 TEST_SET = "evaluation/test_set.parquet"
+PID_TAG, HOST_TAG = "pid", "hostname"  # of the process that runs a training run
 
 
 class RegistryError(InMarketError, LookupError):
@@ -48,6 +57,31 @@ def connect(settings: TrackingSettings) -> MlflowClient:
         )
     mlflow.set_experiment(settings.experiment)
     return client
+
+
+def owner_tags() -> dict[str, str]:
+    """The tags that name this process as a run's owner."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: this_host()}
+
+
+def fail_abandoned_runs(client: MlflowClient, experiment: str) -> list[str]:
+    """Mark FAILED the runs of ``experiment`` left RUNNING by a process of this host that has
+    died; their ids. Runs without an owner, or owned by another host, are left as they are."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    running = client.search_runs(
+        [found.experiment_id], filter_string="attributes.status = 'RUNNING'"
+    )
+    abandoned = [
+        run.info.run_id
+        for run in running
+        if run.data.tags.get(PID_TAG, "").isdigit()
+        and not owner_alive(int(run.data.tags[PID_TAG]), run.data.tags.get(HOST_TAG, ""))
+    ]
+    for run_id in abandoned:
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+    return abandoned
 
 
 def resolve_version(client: MlflowClient, uri: str) -> tuple[str, str]:
@@ -100,6 +134,16 @@ def promote(client: MlflowClient, name: str, *, force: bool = False) -> Promotio
     challenger = version_by_alias(client, name, CHALLENGER)
     if challenger is None:
         raise RegistryError(f"model '{name}' has no '{CHALLENGER}' version; run `inmarket train`")
+    try:
+        status = client.get_run(challenger.run_id).info.status if challenger.run_id else "GONE"
+    except MlflowException:  # the run was deleted (or garbage-collected) since
+        status = "GONE"
+    if status != RunStatus.to_string(RunStatus.FINISHED):
+        raise RegistryError(
+            f"model '{name}' version {challenger.version} is not promoted: its training run "
+            f"{challenger.run_id} is {status}, not FINISHED (killed, failed or still running); "
+            "promote a training that ran to its end"
+        )
     champion = version_by_alias(client, name, CHAMPION)
     if champion is not None and champion.version == challenger.version:
         return Promotion(
@@ -111,10 +155,11 @@ def promote(client: MlflowClient, name: str, *, force: bool = False) -> Promotio
     if champion is None:
         decided, reason = True, "no champion yet"
     else:
-        local = mlflow.artifacts.download_artifacts(
-            run_id=challenger.run_id, artifact_path=TEST_SET
-        )
-        test = pd.read_parquet(local)
+        with scratch_dir("promote") as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=challenger.run_id, artifact_path=TEST_SET, dst_path=str(tmp)
+            )
+            test = pd.read_parquet(local)
         models = [load_model(f"models:/{name}/{v.version}") for v in (challenger, champion)]
         if models[0].spec != models[1].spec:
             # the test rows hold the challenger's features: the champion would be scored on

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
 
 from features.io import EXTRACT_MANIFEST
+from features.leftovers import scratch_dir
 from inmarket.synthetic.accounts_people import add_accounts, add_people, date_people
 from inmarket.synthetic.chunk import Chunk
 from inmarket.synthetic.dirt import inject_dirt, table_schema
@@ -94,9 +94,18 @@ def generate_world(spec: WorldSpec, out: Path) -> WorldSummary:
     so an interrupted run never leaves a half-written table behind.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    with scratch_dir("generate", out) as tmp:
+        summary = _write_world(spec, tmp)
+        for path in sorted(tmp.rglob("*")):
+            if path.is_file():
+                target = out / path.relative_to(tmp)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+    return summary
+
+
+def _write_world(spec: WorldSpec, tmp: Path) -> WorldSummary:
+    """Every table of the world and its truth, written into the folder ``tmp``."""
     (tmp / TRUTH_DIR).mkdir(parents=True)
     paths = {
         t: tmp / (f"{TRUTH_DIR}/{t[6:]}.parquet" if t.startswith("truth_") else f"{t}.parquet")
@@ -139,10 +148,4 @@ def generate_world(spec: WorldSpec, out: Path) -> WorldSummary:
     (tmp / TRUTH_DIR / DIRT_FILE).write_text(
         json.dumps(summary.dirt, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
-    for path in sorted(tmp.rglob("*")):
-        if path.is_file():
-            target = out / path.relative_to(tmp)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
-    shutil.rmtree(tmp, ignore_errors=True)
     return summary

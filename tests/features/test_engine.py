@@ -149,7 +149,9 @@ def test_all_history_starts_where_events_fill_the_window(tmp_path: Path) -> None
     # why; an explicit start is taken as it is, without a warning
     first = pd.read_parquet(tmp_path / "a.parquet")["as_of"].min()
     assert first_event + pd.Timedelta(days=90) <= first < first_event + pd.Timedelta(days=120)
-    assert default.rejects == 0  # the old deals and the placeholders are in
+    # the old deals are in; the placeholders are rejected (before 1990) and counted
+    assert default.report.tables["opportunities"].rejects == {}
+    assert default.report.tables["events"].rejects == {"date_before_1990": 3}
     assert len(default.warnings) == 1 and "before the first event" in default.warnings[0]
     assert pd.read_parquet(tmp_path / "b.parquet")["as_of"].min() >= start
     assert chosen.warnings == []

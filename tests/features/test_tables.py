@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from features.encode import domain_of, normalise_label
+from features.engine import plan_build
 from features.errors import ContractError
-from features.io import RawSource
-from features.validation import Dataset, validate
+from features.io import RawSource, read_folder
+from features.settings import DataSettings, FeatureSettings
+from features.validation import Dataset, load_dataset, validate
 
 EXTRACT = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -116,6 +119,22 @@ def _dup(table: str, row: int) -> Mutation:
     return mutate
 
 
+def _history(valid_from: str) -> Mutation:
+    """An account_history table whose second row takes effect at ``valid_from``."""
+
+    def mutate(tables: dict[str, pd.DataFrame]) -> None:
+        tables["account_history"] = pd.DataFrame(
+            {
+                "account_id": ["A1", "A2"],
+                "field": ["lifecycle_stage", "lifecycle_stage"],
+                "value": ["lead", "customer"],
+                "valid_from": ["2023-06-01", valid_from],
+            }
+        )
+
+    return mutate
+
+
 REJECT_RULES = [
     ("accounts", _set("accounts", 1, "account_id", None), "missing_account_id"),
     ("accounts", _dup("accounts", 0), "duplicate_account_id"),
@@ -125,6 +144,7 @@ REJECT_RULES = [
     ("people", _dup("people", 1), "duplicate_person_id"),
     ("events", _set("events", 0, "timestamp", None), "missing_timestamp"),
     ("events", _set("events", 0, "timestamp", "31/02/2024"), "unparsable_timestamp"),
+    ("events", _set("events", 0, "timestamp", "0001-01-01T00:00:00Z"), "date_before_1990"),
     ("events", _set("events", 0, "timestamp", "2025-03-01T00:00:00Z"), "timestamp_after_extract"),
     ("events", _set("events", 0, "event_type", ""), "missing_event_type"),
     ("events", _set("events", 2, "account_id", None), "no_account_or_person"),
@@ -136,6 +156,7 @@ REJECT_RULES = [
     ("intent", _set("intent", 0, "account_id", "A404"), "unknown_account"),
     ("intent", _set("intent", 0, "date", None), "missing_date"),
     ("intent", _set("intent", 0, "date", "someday"), "unparsable_date"),
+    ("intent", _set("intent", 0, "date", "1900-01-01"), "date_before_1990"),
     ("intent", _set("intent", 0, "date", "2026-01-01"), "date_after_extract"),
     ("intent", _set("intent", 0, "topic", None), "missing_topic"),
     ("intent", _set("intent", 0, "score", "high"), "score_not_a_number"),
@@ -208,6 +229,27 @@ def test_rejected_account_takes_its_rows_with_it() -> None:
             "closed_after_extract_taken_as_open",
         ),
         ("opportunities", _set("opportunities", 0, "closed_at", None), "closed_without_closed_at"),
+        (
+            "accounts",
+            _set("accounts", 0, "created_at", "1900-01-01"),
+            "created_at_before_1990_set_to_null",
+        ),
+        (
+            "people",
+            _set("people", 0, "created_at", "0001-01-01T00:00:00Z"),
+            "created_at_before_1990_set_to_null",
+        ),
+        (
+            "opportunities",
+            _set("opportunities", 1, "closed_at", "1900-01-01"),
+            "closed_at_before_1990_set_to_null",
+        ),
+        (
+            "opportunities",
+            _set("opportunities", 0, "created_at", "1970-01-01"),
+            "created_at_before_1990_set_to_1990",
+        ),
+        ("account_history", _history("1900-01-01"), "valid_from_before_1990_set_to_1990"),
     ],
     ids=[
         "events-unknown-person",
@@ -216,6 +258,11 @@ def test_rejected_account_takes_its_rows_with_it() -> None:
         "accounts-missing-name",
         "opportunities-closed-after-extract",
         "opportunities-closed-without-closed-at",
+        "accounts-created-before-1990",
+        "people-created-before-1990",
+        "opportunities-closed-before-1990",
+        "opportunities-created-before-1990",
+        "history-valid-from-1900",
     ],
 )
 def test_kept_rows_with_warnings_are_counted(table: str, mutate: Mutation, warning: str) -> None:
@@ -354,3 +401,110 @@ def test_what_is_assumed_of_people_is_said_once(dated: bool) -> None:
     if dated:
         assert ds.people["created_at"].isna().sum() == 1
         assert str(ds.people["created_at"].dtype) == "datetime64[us, UTC]"
+
+
+def _write(folder: Path, tables: dict[str, pd.DataFrame], kind: str = "csv") -> Path:
+    """The tables as files: CSV text, or Parquet with typed time columns, as exporters write."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        if kind == "csv":
+            frame.to_csv(folder / f"{name}.csv", index=False)
+            continue
+        times = [c for c in ("timestamp", "created_at", "closed_at", "date") if c in frame]
+        for column in times:
+            frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+        frame.to_parquet(folder / f"{name}.parquet", index=False)
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_placeholder_dates_are_counted_from_csv_and_parquet(kind: str, tmp_path: Path) -> None:
+    """Found by probing: years 0001 and 1900 were counted as used. Year 0001 does not fit
+    datetime64[ns], but pandas 3 reads it (as microseconds) from CSV text and from Parquet
+    alike, so only the rule stops it."""
+    # given an export with placeholder dates, as CSV text or as typed Parquet timestamps
+    tables = _base()
+    tables["events"].loc[0, "timestamp"] = "0001-01-01T00:00:00Z"
+    tables["events"].loc[3, "timestamp"] = "1900-01-01T00:00:00Z"
+    tables["accounts"].loc[0, "created_at"] = "0001-01-01"
+    tables["opportunities"].loc[1, "closed_at"] = "1900-01-01"
+    folder = _write(tmp_path / kind, tables, kind)
+    # when the folder is validated
+    ds = load_dataset(folder, DataSettings(extracted_at=EXTRACT))
+    # then events before 1990 are rejected and counted; optional dates become missing, counted
+    reports = ds.report.tables
+    assert reports["events"].rejects == {"date_before_1990": 2}
+    assert reports["accounts"].warnings == {"created_at_before_1990_set_to_null": 1}
+    assert reports["opportunities"].warnings == {"closed_at_before_1990_set_to_null": 1}
+    assert ds.accounts["created_at"].isna().tolist() == [True, False]
+    assert ds.opportunities["closed_at"].isna().tolist() == [False, True]
+    assert ds.events["event_id"].tolist() == ["E2", "E3"]
+    assert ds.report.reconciles
+
+
+def test_a_placeholder_date_does_not_start_the_snapshot_grid(tmp_path: Path) -> None:
+    # given events of May 2024 and one dated 0001-01-01
+    tables = _base()
+    tables["events"].loc[0, "timestamp"] = "0001-01-01T00:00:00Z"
+    folder = _write(tmp_path / "data", tables)
+    # when the snapshots of all history are planned
+    plan, _ = plan_build(
+        folder, DataSettings(extracted_at=EXTRACT), FeatureSettings(snapshots=None)
+    )
+    # then they begin where the plausible events do, not two thousand years before
+    assert plan.as_ofs.min() > pd.Timestamp("2024-05-01", tz="UTC")
+
+
+@pytest.mark.parametrize(
+    ("other", "listed"),
+    [
+        ("accounts.parquet", "accounts.parquet, accounts.csv"),
+        ("accounts.csv.gz", "accounts.csv, accounts.csv.gz"),
+        ("accounts/part-0.parquet", "accounts.csv, accounts/"),
+    ],
+    ids=["parquet-beside-csv", "gzip-beside-csv", "folder-beside-csv"],
+)
+def test_two_files_for_one_table_are_refused_naming_both(
+    other: str, listed: str, tmp_path: Path
+) -> None:
+    # given an export with accounts.csv and a second file of the same table beside it
+    folder = _write(tmp_path / "data", _base())
+    (folder / other).parent.mkdir(exist_ok=True)
+    accounts = _base()["accounts"]
+    if other.endswith(".parquet"):
+        accounts.to_parquet(folder / other, index=False)
+    else:
+        accounts.to_csv(folder / other, index=False)
+    # when it is read, then both are named and the user is told to keep one
+    with pytest.raises(
+        ContractError, match=rf"2 files hold table 'accounts' \({listed}\); keep one and move"
+    ):
+        read_folder(folder)
+
+
+def test_a_folder_of_parquet_parts_is_one_table(tmp_path: Path) -> None:
+    # given events split into two Parquet parts in events/, and no other events file
+    tables = _base()
+    events = tables.pop("events")
+    folder = _write(tmp_path / "data", tables)
+    (folder / "events").mkdir()
+    events.iloc[:2].to_parquet(folder / "events" / "part-0.parquet", index=False)
+    events.iloc[2:].to_parquet(folder / "events" / "part-1.parquet", index=False)
+    # when it is validated, then the parts are one table
+    ds = load_dataset(folder, DataSettings(extracted_at=EXTRACT))
+    assert ds.report.tables["events"].rows_used == 4
+
+
+def test_a_world_without_usable_events_is_said() -> None:
+    # given an export whose every event names an account not in it
+    tables = _base()
+    tables["events"]["account_id"] = "A404"
+    # when it is validated
+    ds = _validate(tables)
+    # then the report says so, naming the events table, the reasons and what to do
+    assert ds.report.without_events() == (
+        "events: none of its 4 rows can be used (rejected: unknown_account 4), so the features "
+        "hold no engagement and no model is trained on them; fix the rejected rows (inmarket "
+        "validate DATA --rejects-out R.parquet lists them) or export the events again"
+    )
+    assert _validate(_base()).report.without_events() is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from features.engine import build_feature_table
-from features.errors import ConfigError
+from features.errors import ConfigError, ContractError
 from features.settings import DataSettings, FeatureSettings
 from tests.serving.server import Server
 from tests.stores import client_of, copy_store, train_job
+from tests.worlds import WORLD_SPEC
 from training.job import EvaluateJob, TrainResult
 from training.registry import CHALLENGER, CHAMPION, load_model, promote, tracking_uri
 from training.settings import TrackingSettings
@@ -220,6 +222,42 @@ def test_cli_train_and_promote(world_dir: Path, world_features: Path, tmp_path: 
     assert "mql_rule" in run.stdout and "the later wins the MQL rule finds" in run.stdout
     assert first.returncode == 0 and "promoted to champion" in first.stdout
     assert MlflowClient(tracking_uri(store)).get_model_version_by_alias("inmarket", CHAMPION)
+
+
+@pytest.fixture(scope="module")
+def eventless_world(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session world, every event naming an account that is not in it."""
+    out = tmp_path_factory.mktemp("eventless")
+    for path in world_dir.iterdir():
+        if path.is_file():
+            shutil.copy(path, out / path.name)
+    events = pd.read_parquet(world_dir / "events.parquet")
+    events.assign(account_id="A404").to_parquet(out / "events.parquet", index=False)
+    return out
+
+
+@pytest.mark.parametrize("given", ["data", "features"])
+def test_training_refuses_a_world_without_usable_events(
+    eventless_world: Path, tmp_path: Path, given: str
+) -> None:
+    """Found by probing: a model was registered from 0 events."""
+    # given a world none of whose events can be used (its features built first, or not)
+    features = None
+    if given == "features":
+        features = tmp_path / "features.parquet"
+        settings = FeatureSettings(every_days=14, snapshots=None).with_spec(WORLD_SPEC)
+        build_feature_table(eventless_world, features, DataSettings(), settings)
+    store = tmp_path / "mlruns"
+    # when a model is trained on it, then training refuses, naming the events and the reason
+    with pytest.raises(
+        ContractError,
+        match=r"^events: none of its [\d,]+ rows can be used \(rejected: unknown_account [\d,]+\)"
+        r", so the features hold no engagement",
+    ):
+        train_job(store).run(eventless_world, features)
+    # and no MLflow run was made
+    client = client_of(store)
+    assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
 def test_too_little_history_is_a_clear_error() -> None:
