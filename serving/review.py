@@ -6,6 +6,7 @@ and one account's view. The service caches the files and reloads them when they 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from features.catalogue import MQL_THRESHOLD
 from features.io import sidecar
 from serving.batch import RANKED_COLUMNS
 from serving.scoring import STAGES, STATUSES
+
+log = logging.getLogger("inmarket.review")
 
 # Columns a list can be sorted by; ties keep the rank order.
 SORTABLE = (
@@ -103,13 +106,16 @@ class Scoring:
 
 class ScoringCache:
     """The newest batch scoring at ``path``, re-read when its manifest (written last) changes;
-    a scoring caught half-written is not taken, the one before is kept."""
+    a scoring caught half-written is not taken, the one before is kept. An unreadable file
+    (not Parquet, columns missing) is not served either: the one before is kept, and ``error``
+    says why for the routes to answer 503 when there is none."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._stamp: object = None
         self._scoring: Scoring | None = None
         self._lock = threading.Lock()
+        self.error: str | None = None
 
     def get(self) -> Scoring | None:
         manifest = sidecar(self.path, "manifest.json")
@@ -124,8 +130,14 @@ class ScoringCache:
                     scoring = Scoring.read(self.path)
                     if scoring.whole or self._scoring is None:
                         self._scoring, self._stamp = scoring, stamp
+                    self.error = None
                 return self._scoring
         except FileNotFoundError:
+            return self._scoring
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # pyarrow's are among these
+            if self.error is None:
+                log.warning("cannot read the batch scoring %s: %s", self.path.name, exc)
+            self.error = f"{self.path.name} cannot be read ({type(exc).__name__})"
             return self._scoring
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -21,9 +21,14 @@ BATCH = Field(min_length=1, max_length=MAX_RECORDS, description="account feature
 
 
 class _Strict(BaseModel):
-    """A request model: unknown fields and NaN/inf are errors."""
+    """A request model: unknown fields, NaN/inf and text or true/false for numbers are errors.
+    Dates stay lax: "2025-06-01" and epoch seconds are dates as batch reads them."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
+# a date or time as the tables' readers take it (ISO text, a date alone, epoch seconds)
+When = Annotated[datetime, Field(strict=False)]
 
 
 class ServedFeatures:
@@ -32,17 +37,24 @@ class ServedFeatures:
     declared columns has other features)."""
 
     def __init__(self) -> None:
-        self.names: frozenset[str] | None = None
-        self.categorical: frozenset[str] = frozenset()
+        # (names, categorical, declared), swapped in one assignment: requests are validated
+        # while a reload may be swapping the model
+        self._served: tuple[frozenset[str], frozenset[str], frozenset[str]] | None = None
 
     def use(self, model: InMarketModel) -> None:
-        self.names, self.categorical = frozenset(model.features), frozenset(model.categories)
+        self._served = (
+            frozenset(model.features),
+            frozenset(model.categories),
+            frozenset(model.spec.columns),
+        )
 
     def check(self, given: set[str], extra: dict[str, Any]) -> None:
         """Raise naming each field the served model does not take, or of the wrong type."""
-        if self.names is None:  # no model yet: the route answers 503
+        served = self._served
+        if served is None:  # no model yet: the route answers 503
             return
-        unknown = sorted(given - self.names)
+        names, categorical, declared = served
+        unknown = sorted(given - names)
         if unknown:
             raise ValueError(
                 f"{', '.join(unknown[:5])}: not a feature of the served model; "
@@ -51,11 +63,17 @@ class ServedFeatures:
         for name, value in extra.items():
             if value is None:
                 continue
-            if name in self.categorical and not isinstance(value, str):
+            if name in categorical and not isinstance(value, str):
                 raise ValueError(f"{name}: a category is text, got {value!r}")
+            if name in categorical:
+                continue
             number = isinstance(value, int | float) and not isinstance(value, bool)
-            if name not in self.categorical and not (number and math.isfinite(value)):
+            if not (number and math.isfinite(value)):
                 raise ValueError(f"{name}: a finite number is expected, got {value!r}")
+            # a declared account column may be any number; a computed feature has a range
+            bound = feature_upper_bound(name)
+            if name not in declared and not 0 <= value <= bound:
+                raise ValueError(f"{name}: expected a number from 0 to {bound:g}, got {value!r}")
 
 
 SERVED_FEATURES = ServedFeatures()
@@ -74,17 +92,38 @@ class _FeatureRecordBase(BaseModel):
         return self
 
 
+# Every catalogue feature is a count, a share, a flag, a score or a number of days: never
+# negative, and a value past a billion is an input error, not an account on fire (a probe's
+# `events_30d: 1e308` scored 91). Generous on purpose: batch has no such bound, and a row it
+# built must never be refused here.
+MAX_FEATURE_VALUE = 1e9
+
+
+def feature_upper_bound(name: str) -> float:
+    """The largest value a catalogue feature can take."""
+    if "share" in name or name.startswith(("role_", "is_")):
+        return 1.0
+    if name.startswith("intent_") and "score" in name:
+        return 100.0
+    return MAX_FEATURE_VALUE
+
+
+def _catalogue_field(name: str, description: str) -> tuple[Any, Any]:
+    """A feature's field: strict (no "5" or true taken as a number) and within its range."""
+    if name in FIT_CATEGORIES:
+        return str | None, Field(None, strict=True, max_length=200, description=description)
+    bound = feature_upper_bound(name)
+    return float | None, Field(None, strict=True, ge=0, le=bound, description=description)
+
+
 FeatureRecord = create_model(  # type: ignore[call-overload]
     "FeatureRecord",
     __base__=_FeatureRecordBase,
-    account_id=(str, Field(min_length=1, max_length=200, description="the account's id")),
-    **{
-        f.name: (
-            (str | None) if f.name in FIT_CATEGORIES else (float | None),
-            Field(None, description=f.description),
-        )
-        for f in catalogue()
-    },
+    account_id=(
+        str,
+        Field(min_length=1, max_length=200, strict=True, description="the account's id"),
+    ),
+    **{f.name: _catalogue_field(f.name, f.description) for f in catalogue()},
 )
 
 
@@ -142,7 +181,7 @@ class AccountIn(_Strict):
     employee_count: float | None = None
     employee_band: str | None = None
     region: str | None = None
-    created_at: datetime | None = None
+    created_at: When | None = None
     columns: dict[str, str | float | None] = Field(
         default_factory=dict,
         max_length=100,
@@ -154,7 +193,7 @@ class AccountHistoryIn(_Strict):
     account_id: str = Field(min_length=1, max_length=200)
     field: str = Field(min_length=1, max_length=100)
     value: str | None = Field(None, max_length=1000)
-    valid_from: datetime
+    valid_from: When
 
 
 class PersonIn(_Strict):
@@ -164,13 +203,13 @@ class PersonIn(_Strict):
     department: str | None = None
     seniority: str | None = None
     buying_role: str | None = None
-    created_at: datetime | None = Field(
+    created_at: When | None = Field(
         None, description="when the person entered the CRM (missing: known at every snapshot)"
     )
 
 
 class EventIn(_Strict):
-    timestamp: datetime
+    timestamp: When
     event_type: str = Field(min_length=1, max_length=100)
     account_id: str | None = None
     person_id: str | None = None
@@ -182,7 +221,7 @@ class EventIn(_Strict):
 
 class IntentIn(_Strict):
     account_id: str
-    date: datetime
+    date: When
     topic: str
     score: float = Field(ge=0, le=100)
 
@@ -190,9 +229,9 @@ class IntentIn(_Strict):
 class OpportunityIn(_Strict):
     opportunity_id: str
     account_id: str
-    created_at: datetime
+    created_at: When
     status: str
-    closed_at: datetime | None = None
+    closed_at: When | None = None
     amount: float | None = None
     type: str | None = None
 
@@ -201,7 +240,7 @@ class EventsRequest(_Strict):
     """Raw tables of one or more accounts; features are computed at ``as_of`` with the very
     same code as the batch pipeline."""
 
-    as_of: datetime = Field(description="features see rows strictly before this time")
+    as_of: When = Field(description="features see rows strictly before this time")
     accounts: list[AccountIn] = Field(min_length=1, max_length=100)
     people: list[PersonIn] = Field(default_factory=list, max_length=20_000)
     events: list[EventIn] = Field(default_factory=list, max_length=200_000)

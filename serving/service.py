@@ -30,8 +30,9 @@ from features.families import build_features
 from features.io import RawSource
 from features.validation import Dataset, validate
 from serving import bentoml_fixes
-from serving.auth import BearerAuth, SecurityHeaders
+from serving.auth import BearerAuth, LoginThrottle, Sessions
 from serving.champion import ChampionHolder, Served
+from serving.guards import BodyLimit, SecurityHeaders
 from serving.page import COOKIE, PAGE_HTML, STATIC, login_page
 from serving.review import (
     SORTABLE,
@@ -99,7 +100,8 @@ app = FastAPI(title="In-market: the review page and read-only routes")
 app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
-@bentoml.service(name="inmarket", traffic={"timeout": 60})
+# loopback unless told otherwise (`bentoml serve --host`, `inmarket serve --host`)
+@bentoml.service(name="inmarket", traffic={"timeout": 60}, http={"host": "127.0.0.1"})
 @bentoml.asgi_app(app, path="/")
 class InMarketService:
     """Scores B2B accounts from the engagement of their buying groups."""
@@ -109,6 +111,9 @@ class InMarketService:
         self.holder = ChampionHolder(self.settings.tracking)
         self.holder.refresh()
         self.scoring = ScoringCache(self.settings.ranked)
+        self.throttle = LoginThrottle(self.settings.login_attempts)
+        token = self.settings.token
+        self.sessions = Sessions(token, self.settings.session_hours) if token else None
         # Everything loaded so far (MLflow, pandas, the model) lives as long as the server:
         # moved out of the collector's sight, full collections stop pausing every request
         # in flight for ~200 ms every couple of seconds under load (bench/serve.py).
@@ -231,7 +236,9 @@ class InMarketService:
     def model_card(self) -> dict[str, Any]:
         """The served model: name, version, training metrics next to the MQL rule, features,
         and the drift figures of the latest batch scoring."""
-        served = self._served()
+        served = self.holder.served
+        if served is None:  # (a FastAPI route: BentoML's 503 exception would be a 500 here)
+            raise HTTPException(503, f"no model loaded: {self.holder.error or 'starting'}")
         model = served.model
         scoring = self.scoring.get()
         return {
@@ -258,6 +265,11 @@ class InMarketService:
 
     def _scoring(self) -> Scoring:
         scoring = self.scoring.get()
+        if scoring is None and self.scoring.error:
+            raise HTTPException(
+                503,
+                f"the batch scoring {self.scoring.error}: run `inmarket score` again",
+            )
         if scoring is None:
             # the file's name only: a client has no business knowing the server's folders
             name = self.settings.ranked.name
@@ -319,18 +331,29 @@ class InMarketService:
 
     @app.post("/login", include_in_schema=False)
     async def login(self, request: Request) -> Response:
-        """Trade the token for a cookie, so a browser can open the page."""
+        """Trade the token for a signed, expiring sign-in cookie, so a browser can open the
+        page; wrong tokens are throttled per client (the body is at most 4 KB: BodyLimit)."""
+        token = self.settings.token
+        if token is None or self.sessions is None:
+            return RedirectResponse("/", status_code=303)
+        client = request.client.host if request.client else "unknown"
+        wait = self.throttle.wait(client)
+        if wait > 0:
+            return HTMLResponse(
+                login_page(f"Too many wrong tokens: try again in {int(wait) + 1} s."),
+                status_code=429,
+                headers={"retry-after": str(int(wait) + 1)},
+            )
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         given = (form.get("token") or [""])[0]
-        token = self.settings.token
-        if token is None:
-            return RedirectResponse("/", status_code=303)
         if not hmac.compare_digest(given.encode(), token.encode()):
+            self.throttle.failed(client)
             return HTMLResponse(login_page("That token is not the service's."), status_code=401)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             COOKIE,
-            token,
+            self.sessions.issue(),
+            max_age=self.sessions.seconds,
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
@@ -366,8 +389,10 @@ def _validate_request(request: EventsRequest, as_of: pd.Timestamp) -> Dataset:
         raise bentoml.exceptions.InvalidArgument(str(exc)) from exc
 
 
-# the first added is the outermost: the headers go on the token's refusals too
+# the first added is the outermost: the headers go on every refusal too, and a body too large
+# is refused before anyone reads it, token or not
 InMarketService.add_asgi_middleware(SecurityHeaders)  # type: ignore[attr-defined]
+InMarketService.add_asgi_middleware(BodyLimit)  # type: ignore[attr-defined]
 InMarketService.add_asgi_middleware(BearerAuth)  # type: ignore[attr-defined]
 bentoml_fixes.apply(InMarketService)
 

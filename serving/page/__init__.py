@@ -10,7 +10,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 PAGE_HTML = (HERE / "index.html").read_text(encoding="utf-8")
-COOKIE = "inmarket_token"
+COOKIE = "inmarket_session"
 
 
 def login_page(error: str | None = None) -> str:

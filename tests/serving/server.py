@@ -47,8 +47,7 @@ class Server:
                 bentoml,
                 "serve",
                 "serving.service:InMarketService",
-                "--host",
-                "127.0.0.1",
+                # no --host: the service listens on loopback by default
                 "--port",
                 str(self.port),
             ]
@@ -57,7 +56,9 @@ class Server:
         self.process = subprocess.Popen(
             args,
             cwd=Path(__file__).resolve().parents[2],
-            env={**os.environ, **env},
+            # a BentoML home of its own: every `bentoml serve` empties its home's Prometheus
+            # folder, which would wipe the metrics of the other servers running meanwhile
+            env={**os.environ, "BENTOML_HOME": str(cwd / f"bentoml-{self.port}"), **env},
             stdout=self._output,
             stderr=subprocess.STDOUT,
         )

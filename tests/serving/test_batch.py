@@ -213,3 +213,25 @@ def test_no_account_is_lost_when_created_after_the_snapshot(
     assert (new["status"] == "new").all() and (new["stage"] == "new").all()
     assert new["rank"].isna().all() and new["score"].isna().all()
     assert report.warnings == {"created_at_after_extract_set_to_extract": 2}
+
+
+def test_every_input_account_is_ranked_or_counted_with_its_reason(
+    trained: tuple[Path, TrainResult], dirty_world_dir: Path, tmp_path: Path
+) -> None:
+    """Rows in = ranked + reported, on the dirty world (duplicates, blank ids, bad dates)."""
+    # given the dirty world's accounts file
+    rows_in = len(pd.read_parquet(dirty_world_dir / "accounts.parquet"))
+    # when it is validated and scored
+    report = load_dataset(dirty_world_dir, DataSettings()).report.tables["accounts"]
+    store, result = trained
+    client_of(store)
+    out = tmp_path / "ranked.parquet"
+    score_batch(
+        load_model(result.model_uri), dirty_world_dir, out, DataSettings(), FeatureSettings()
+    )
+    listed = pd.read_parquet(out)
+    # then each input row is listed once (ranked, or apart with its status) or counted as a
+    # reject with its reason; none is lost
+    assert listed["account_id"].is_unique
+    assert report.rejects, "the dirty world should have rejected account rows"
+    assert len(listed) + sum(report.rejects.values()) == rows_in

@@ -1,4 +1,4 @@
-"""The two BentoML request-path fixes (serving/bentoml_fixes.py), on their own."""
+"""BentoML request-path fixes (serving/bentoml_fixes.py), on their own."""
 
 from __future__ import annotations
 
@@ -54,3 +54,24 @@ def test_every_route_states_its_media_type_once() -> None:
 
     for method in InMarketService.apis.values():  # type: ignore[attr-defined]
         assert method.output_spec.media_type == "application/json"
+
+
+def test_metrics_are_labelled_by_route_template() -> None:
+    from serving.bentoml_fixes import route_template
+    from serving.service import InMarketService
+
+    # given the served app's routes
+    routes = InMarketService.to_asgi(is_main=True).routes  # type: ignore[attr-defined]
+    paths = {
+        "/accounts/ACME-1": "/accounts/{account_id}",
+        "/accounts/%2E%2E": "/accounts/{account_id}",
+        "/accounts": "/accounts",
+        "/model": "/model",
+        "/score": "/score",
+        "/static/app.js": "/static/{path}",
+        "/no/such/path": None,
+    }
+    # when each path is matched, then its label is its route's template (never the path)
+    for path, template in paths.items():
+        scope = {"type": "http", "path": path, "root_path": "", "method": "GET", "headers": []}
+        assert route_template(routes, scope) == template, path

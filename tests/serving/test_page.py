@@ -304,7 +304,7 @@ def test_markup_in_names_titles_and_topics_is_shown_as_text(page: Page, watched:
 
 def test_the_page_needs_the_token_when_one_is_set(browser: Browser, scored: dict[str, Any]) -> None:
     # given a server with a token set, and a fresh browser
-    with _serving(scored, INMARKET_TOKEN="s3cret-token") as guarded:
+    with _serving(scored, INMARKET_TOKEN="s3cret-token-for-the-page") as guarded:
         context = browser.new_context()
         try:
             # when the page is opened, a wrong then the right token given, and the user logs out
@@ -318,7 +318,7 @@ def test_the_page_needs_the_token_when_one_is_set(browser: Browser, scored: dict
             page.locator("#token").fill("wrong")
             page.locator("button[type=submit]").click()
             expect(page.locator(".error")).to_contain_text("not the service's")
-            page.locator("#token").fill("s3cret-token")
+            page.locator("#token").fill("s3cret-token-for-the-page")
             page.locator("button[type=submit]").click()
             expect(page.locator("#accounts tbody tr").first).to_be_visible()
             assert page.request.get(guarded.url + "/accounts").status == 200
