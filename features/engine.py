@@ -32,9 +32,9 @@ from features.families import build_features, fit_categories
 from features.io import (
     RawSource,
     count_rows,
+    export_time,
     iter_table_batches,
     locate_tables,
-    read_extracted_at,
     read_folder,
     sidecar,
     text_table,
@@ -122,11 +122,12 @@ def build_bucket(
             extracted_at=plan.extracted_at,
             max_bad_share=plan.max_bad_share,
             known=known,
+            extracted_from=plan.base.report.extracted_from,
         )
         events, report, rejects = part.events, part.report, part.rejects
     else:
         events = empty_table("events")
-        report = ValidationReport({}, plan.extracted_at)
+        report = ValidationReport({}, plan.extracted_at, plan.base.report.extracted_from)
         rejects = pd.DataFrame(columns=["table", "source_file", "source_row", "reason"])
     accounts = plan.base.accounts
     snaps = snapshot_grid(accounts[accounts["account_id"].isin(account_ids)], plan.as_ofs)
@@ -164,11 +165,13 @@ def load_small_tables(folder: Path, data: DataSettings) -> Dataset:
     folder = Path(folder)
     mapping = Mapping.load(data.mapping) if data.mapping else None
     raw = mapping.read(folder, SMALL_TABLES) if mapping else read_folder(folder, SMALL_TABLES)
+    stamp, source = export_time(folder, data.extracted_at)
     return validate(
         raw,
-        extracted_at=data.extracted_at or read_extracted_at(folder),
+        extracted_at=stamp,
         max_bad_share=data.max_bad_share,
         known={"events": empty_table("events")},
+        extracted_from=source,
     )
 
 

@@ -220,6 +220,18 @@ def read_extracted_at(folder: Path) -> datetime | None:
         ) from exc
 
 
+GIVEN, MANIFEST, CLOCK = "--extracted-at or the configuration", EXTRACT_MANIFEST, "the clock"
+
+
+def export_time(folder: Path, given: datetime | None) -> tuple[datetime | None, str]:
+    """When the export was taken and where that came from: given, the folder's _extract.json,
+    else unknown (None: validation takes the clock, and says so)."""
+    if given is not None:
+        return as_utc(given), GIVEN
+    stamp = read_extracted_at(folder)
+    return (stamp, MANIFEST) if stamp is not None else (None, CLOCK)
+
+
 def as_utc(stamp: datetime) -> datetime:
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 

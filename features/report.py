@@ -45,12 +45,42 @@ class TableReport:
         return self.rows_in == self.rows_used + self.rows_rejected
 
 
+# the time column that says how far each dated table's history reaches
+SPAN_COLUMNS = {"events": "timestamp", "intent": "date", "opportunities": "created_at"}
+STALE_DAYS = 30  # events ending longer before the export time than this: say so
+
+
 @dataclass
 class ValidationReport:
-    """Every table's report and the export time that separated late rows."""
+    """Every table's report, the export time that separated late rows and where it came from,
+    and the first and last date of each dated table's used rows (ISO text)."""
 
     tables: dict[str, TableReport]
     extracted_at: datetime
+    extracted_from: str = "given"
+    spans: dict[str, list[str]] = field(default_factory=dict)
+
+    def stale(self) -> str | None:
+        """Why the export time looks wrong, when the events end long before it (the clock
+        taken for an old export, or an event feed that stopped); None otherwise."""
+        span = self.spans.get("events")
+        if not span:
+            return None
+        last = datetime.fromisoformat(span[1])
+        days = (self.extracted_at - last).days
+        if days <= STALE_DAYS:
+            return None
+        fix = (
+            "pass --extracted-at with when the export was taken, or write "
+            '_extract.json beside the tables ({"extracted_at": "..."})'
+            if self.extracted_from != "given"
+            else "check --extracted-at, or whether the event feed stopped"
+        )
+        return (
+            f"events end {last:%Y-%m-%d}, {days} days before the export time "
+            f"{self.extracted_at:%Y-%m-%d} taken from {self.extracted_from}: the newest "
+            f"snapshots see no engagement and can have no labels; {fix}"
+        )
 
     @property
     def reconciles(self) -> bool:
@@ -75,7 +105,13 @@ class ValidationReport:
                 sorted({*mine.extra_columns, *part.extra_columns}),
                 sorted({*mine.absent_columns} & {*part.absent_columns}),
             )
-        return ValidationReport(tables, self.extracted_at)
+        spans = dict(self.spans)
+        for name, (first, last) in other.spans.items():
+            mine_span = spans.get(name)
+            spans[name] = (
+                [min(first, mine_span[0]), max(last, mine_span[1])] if mine_span else [first, last]
+            )
+        return ValidationReport(tables, self.extracted_at, self.extracted_from, spans)
 
     @property
     def total_rejected(self) -> int:
@@ -99,6 +135,8 @@ class ValidationReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "extracted_at": self.extracted_at.isoformat(),
+            "extracted_from": self.extracted_from,
+            "spans": self.spans,
             "reconciles": self.reconciles,
             "tables": {
                 name: {
@@ -125,7 +163,12 @@ class ValidationReport:
             name: TableReport(name, **{k: v for k, v in t.items() if k not in derived})
             for name, t in data["tables"].items()
         }
-        return cls(tables, datetime.fromisoformat(data["extracted_at"]))
+        return cls(
+            tables,
+            datetime.fromisoformat(data["extracted_at"]),
+            data.get("extracted_from", "given"),
+            data.get("spans", {}),
+        )
 
     def column_notes(self, declared: Mapping[str, str]) -> list[str]:
         """What becomes of each column beyond the contract: an account column is a feature only
@@ -156,8 +199,12 @@ class ValidationReport:
 
     def render(self, declared: Mapping[str, str] | None = None) -> str:
         lines = [
-            f"Validation report (rows dated after {self.extracted_at:%Y-%m-%d %H:%M} UTC"
-            " count as late)",
+            f"Validation report (rows dated after {self.extracted_at:%Y-%m-%d %H:%M} UTC, the "
+            f"export time taken from {self.extracted_from}, count as late)",
+            *(
+                f"  {name} from {first[:10]} to {last[:10]}"
+                for name, (first, last) in self.spans.items()
+            ),
             f"{'table':<14}{'rows in':>12}{'used':>12}{'rejected':>12}  reconciles",
         ]
         for t in self.tables.values():

@@ -32,15 +32,17 @@ from features.contract import (
 from features.encode import as_id, domain_of, encode, normalise_label, take_codes
 from features.errors import ContractError
 from features.io import (
+    CLOCK,
+    GIVEN,
     ROW_COLUMN,
     SOURCE_COLUMN,
     RawSource,
     as_utc,
-    read_extracted_at,
+    export_time,
     read_folder,
 )
 from features.mapping import Mapping
-from features.report import TableReport, ValidationReport
+from features.report import SPAN_COLUMNS, TableReport, ValidationReport
 from features.settings import DataSettings
 
 TOO_EARLY = f"date_before_{EARLIEST_DATE.year}"  # the reject reason of a placeholder date
@@ -496,12 +498,16 @@ def validate(
     extracted_at: datetime | None,
     max_bad_share: float,
     known: dict[str, pd.DataFrame] | None = None,
+    extracted_from: str = GIVEN,
 ) -> Dataset:
     """Check raw canonical-named tables against the contract and account for every row.
 
     ``known`` holds tables validated before (e.g. accounts and people, when events are
-    validated bucket by bucket); they are used as they are and not reported again.
+    validated bucket by bucket); they are used as they are and not reported again. Without
+    ``extracted_at`` the clock is the export time, and the report says so.
     """
+    if extracted_at is None:
+        extracted_from = CLOCK
     stamp = pd.Timestamp(as_utc(extracted_at or datetime.now(UTC)))
     results: dict[str, pd.DataFrame] = {}
     reports: dict[str, TableReport] = {}
@@ -556,17 +562,30 @@ def validate(
         intent=results["intent"],
         opportunities=results["opportunities"],
         account_history=results["account_history"],
-        report=ValidationReport(reports, stamp.to_pydatetime()),
+        report=ValidationReport(
+            reports, stamp.to_pydatetime(), extracted_from, _spans(results, reports)
+        ),
         rejects=all_rejects,
     )
+
+
+def _spans(
+    results: dict[str, pd.DataFrame], reports: dict[str, TableReport]
+) -> dict[str, list[str]]:
+    """First and last date of the used rows of each dated table validated here."""
+    spans: dict[str, list[str]] = {}
+    for table, column in SPAN_COLUMNS.items():
+        dates = results[table][column] if table in reports else None
+        if dates is not None and dates.notna().any():
+            spans[table] = [dates.min().isoformat(), dates.max().isoformat()]
+    return spans
 
 
 def load_dataset(folder: Path, settings: DataSettings) -> Dataset:
     """Read a folder of tables (directly or through the mapping file) and validate it."""
     folder = Path(folder)
     raw = Mapping.load(settings.mapping).read(folder) if settings.mapping else read_folder(folder)
+    stamp, source = export_time(folder, settings.extracted_at)
     return validate(
-        raw,
-        extracted_at=settings.extracted_at or read_extracted_at(folder),
-        max_bad_share=settings.max_bad_share,
+        raw, extracted_at=stamp, max_bad_share=settings.max_bad_share, extracted_from=source
     )

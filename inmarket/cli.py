@@ -33,6 +33,15 @@ def _config(ctx: click.Context, **sections: dict[str, Any]) -> Config:
         raise _Failure(str(exc)) from exc
 
 
+def _extracted_at_option(f: Any) -> Any:
+    return click.option(
+        "--extracted-at",
+        type=click.DateTime(),
+        help="when the export was taken (UTC); later rows are late [the folder's "
+        "_extract.json, else the clock]",
+    )(f)
+
+
 def _run(job: Any) -> Any:
     """Run a job, turning the errors users can fix into clean messages."""
     try:
@@ -105,7 +114,7 @@ def generate(
     type=click.Path(path_type=Path, dir_okay=False),
     help="column-mapping file (TOML/YAML) for exports of another shape",
 )
-@click.option("--extracted-at", type=click.DateTime(), help="export time; later rows are late")
+@_extracted_at_option
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option(
     "--rejects-out",
@@ -133,6 +142,8 @@ def validate(
         click.echo(dataset.report.render(config.features.columns))
     if no_events := dataset.report.without_events():
         click.echo(f"warning: {no_events}", err=True)
+    if stale := dataset.report.stale():
+        click.echo(f"warning: {stale}", err=True)
     if rejects_out:
         write_parquet_atomic(dataset.rejects, rejects_out)
         click.echo(f"wrote {len(dataset.rejects):,} rejected rows to {rejects_out}", err=as_json)
@@ -149,6 +160,7 @@ def validate(
     show_default=True,
 )
 @click.option("--mapping", type=click.Path(path_type=Path, dir_okay=False))
+@_extracted_at_option
 @click.option("--every-days", type=int, help="days between snapshots [30]")
 @click.option("--snapshots", type=int, help="number of snapshots back from the extract [12]")
 @click.option("--all-history", is_flag=True, help="snapshots over all history instead")
@@ -162,6 +174,7 @@ def features(
     data: Path | None,
     out: Path,
     mapping: Path | None,
+    extracted_at: datetime | None,
     every_days: int | None,
     snapshots: int | None,
     all_history: bool,
@@ -175,7 +188,7 @@ def features(
 
     cfg = _config(
         ctx,
-        data={"mapping": mapping},
+        data={"mapping": mapping, "extracted_at": extracted_at},
         features={
             "every_days": every_days,
             "snapshots": snapshots,
@@ -236,6 +249,7 @@ def _store_option(f: Any) -> Any:
     help="a feature table built before (else built from DATA)",
 )
 @click.option("--mapping", type=click.Path(path_type=Path, dir_okay=False))
+@_extracted_at_option
 @click.option("--label", type=click.Choice(["won", "opportunity"]), help="[won]")
 @click.option("--horizon-days", type=int, help="label window [90]")
 @click.option("--seed", type=int, help="[7]")
@@ -252,6 +266,7 @@ def train(
     data: Path,
     features_path: Path | None,
     mapping: Path | None,
+    extracted_at: datetime | None,
     label: str | None,
     horizon_days: int | None,
     seed: int | None,
@@ -263,7 +278,7 @@ def train(
 
     cfg = _config(
         ctx,
-        data={"mapping": mapping},
+        data={"mapping": mapping, "extracted_at": extracted_at},
         tracking={"store": store},
         train={
             "label": label,
@@ -351,6 +366,7 @@ def evaluate(
 )
 @click.option("--model", "model_uri", help="[models:/<model_name>@champion]")
 @click.option("--mapping", type=click.Path(path_type=Path, dir_okay=False))
+@_extracted_at_option
 @click.option(
     "--engine",
     type=click.Choice(["local", "spark"]),
@@ -365,6 +381,7 @@ def score(
     out: Path,
     model_uri: str | None,
     mapping: Path | None,
+    extracted_at: datetime | None,
     engine: str | None,
     spark_master: str | None,
     store: Path | None,
@@ -374,7 +391,7 @@ def score(
 
     cfg = _config(
         ctx,
-        data={"mapping": mapping},
+        data={"mapping": mapping, "extracted_at": extracted_at},
         tracking={"store": store},
         features={"engine": engine, "spark_master": spark_master},
     )

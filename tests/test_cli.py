@@ -286,3 +286,42 @@ def test_features_command_writes_table_report_and_rejects(tmp_path: Path) -> Non
     assert len(pd.read_parquet(tmp_path / "f.rejects.parquet")) == sum(
         t["rows_rejected"] for t in report["tables"].values()
     )
+
+
+def test_an_export_time_taken_from_the_clock_far_after_the_data_is_named(tmp_path: Path) -> None:
+    """Issue 14: without _extract.json the clock is the export time; when the data ended long
+    before, training used to fail blaming train.test_days (or train on empty months)."""
+    # given a world that ended in 2024, without its _extract.json
+    world = tmp_path / "w"
+    made = _cli(
+        "generate",
+        "--accounts",
+        "150",
+        "--seed",
+        "5",
+        "--start",
+        "2023-01-01",
+        "--days",
+        "400",
+        "--out",
+        world,
+    )
+    assert made.returncode == 0, made.stderr
+    (world / "_extract.json").unlink()
+    # when it is validated and trained as is, and validated with the export time given
+    checked = _cli("validate", world)
+    trained = _cli("train", world, "--store", tmp_path / "mlruns")
+    given = _cli("validate", world, "--extracted-at", "2024-02-05")
+    # then validate says where the export time came from, the span of the events and what to
+    # do; train refuses in one line saying the same; given the time, no warning
+    assert "export time taken from the clock" in checked.stdout
+    assert "events from 2023-01-01 to 2024-02-04" in checked.stdout
+    assert re.search(
+        r"warning: events end 2024-02-04, \d+ days before the export time", checked.stderr
+    )
+    assert trained.returncode == 2
+    error = [line for line in trained.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "taken from the clock" in error[0]
+    assert "--extracted-at" in error[0] and "_extract.json" in error[0]
+    assert "export time taken from --extracted-at" in given.stdout
+    assert "warning: events end" not in given.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,7 +20,7 @@ from mlflow.models import infer_signature
 from features.catalogue import catalogue
 from features.engine import build_feature_table, load_small_tables, read_feature_table
 from features.errors import ConfigError, ContractError
-from features.io import sidecar
+from features.io import CLOCK, sidecar
 from features.leftovers import scratch_dir
 from features.report import ValidationReport
 from features.settings import DataSettings, FeatureSettings, FeatureSpec
@@ -33,7 +33,7 @@ from training.metrics import evaluate_scores, lead_time_days
 from training.model import LABEL, InMarketModel, InMarketPyfunc, fit_model
 from training.registry import CHALLENGER, TEST_SET, connect, load_model, owner_tags
 from training.settings import TrackingSettings, TrainSettings
-from training.split import Split, label_and_split
+from training.split import Split, SplitError, label_and_split
 
 
 def data_fingerprint(frame: pd.DataFrame) -> str:
@@ -156,6 +156,7 @@ class _Job:
         self.data, self.feature_settings = data, features
         self.train, self.tracking = train, tracking
         self.grid_warnings: list[str] = []  # of the feature table built here, if one was
+        self.events_report: ValidationReport | None = None  # the events' validation, if known
 
     def features(
         self, data: Path, features_path: Path | None
@@ -164,7 +165,8 @@ class _Job:
         with, and the validated small tables. Refused when no event could be used."""
         tables = load_small_tables(data, self.data)
         if features_path is not None:
-            _require_events(_report_beside(features_path))
+            self.events_report = _report_beside(features_path)
+            _require_events(self.events_report)
             return *read_feature_table(features_path), tables
         grid = {"every_days": self.train.every_days, "snapshots": None}
         with scratch_dir("train") as tmp:
@@ -173,15 +175,26 @@ class _Job:
                 data, out, self.data, self.feature_settings.model_copy(update=grid)
             )
             _require_events(build.report)
-            self.grid_warnings = build.warnings
+            self.grid_warnings, self.events_report = build.warnings, build.report
             return *read_feature_table(out), tables
 
     def labelled(self, data: Path, features_path: Path | None) -> Labelled:
         """The labelled snapshots, their counts and time split, and the validated tables."""
         table, spec, dataset = self.features(data, features_path)
-        labelled, counts, split = label_and_split(
-            table, dataset.opportunities, dataset.report.extracted_at, self.train
-        )
+        # the events' dates against this run's export time (the events are validated apart)
+        spans = {**dataset.report.spans, **(self.events_report.spans if self.events_report else {})}
+        stale = replace(dataset.report, spans=spans).stale()
+        if stale and dataset.report.extracted_from == CLOCK:
+            # the test window would be the months after the data ends: no honest comparison
+            raise ContractError(stale)
+        if stale:
+            self.grid_warnings.append(stale)
+        try:
+            labelled, counts, split = label_and_split(
+                table, dataset.opportunities, dataset.report.extracted_at, self.train
+            )
+        except SplitError as exc:  # an export time far after the data explains it first
+            raise SplitError(f"{stale}. {exc}" if stale else str(exc)) from exc
         return Labelled(labelled, counts, split, spec, dataset)
 
 
