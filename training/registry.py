@@ -13,7 +13,10 @@ process that was killed (``kill -9`` skips MLflow's own clean-up) is marked FAIL
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,8 +130,37 @@ class Promotion:
     reason: str
 
 
+# what a score means: two models that differ in any of these answer different questions
+COMPARABLE = ("label", "horizon_days", "include_customers")
+
+
+@contextmanager
+def _promotion_lock(client: MlflowClient) -> Iterator[None]:
+    """One promotion at a time on a store: the champion is read, compared and moved under an
+    exclusive lock on a file beside the SQLite store, so two promotions at once cannot both
+    win (the second sees the first's champion). Other tracking URIs re-check the alias just
+    before moving it (``promote``)."""
+    uri = str(client.tracking_uri)
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock = Path(uri.removeprefix("sqlite:///")).with_name(".promotion.lock")
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def promote(client: MlflowClient, name: str, *, force: bool = False) -> Promotion:
-    """Move ``champion`` to the challenger if it is not worse on the same rows (or forced)."""
+    """Move ``champion`` to the challenger if it is not worse on the same rows (or forced);
+    one promotion at a time (``_promotion_lock``)."""
+    with _promotion_lock(client):
+        return _promote(client, name, force=force)
+
+
+def _promote(client: MlflowClient, name: str, *, force: bool) -> Promotion:
     from sklearn.metrics import average_precision_score
 
     challenger = version_by_alias(client, name, CHALLENGER)
@@ -153,7 +185,16 @@ def promote(client: MlflowClient, name: str, *, force: bool = False) -> Promotio
             f"version {challenger.version} is already the champion",
         )
     if champion is None:
-        decided, reason = True, "no champion yet"
+        # the first model has no champion to beat: it must beat the MQL rule on its own test
+        # rows (training scored both on them), else it is worse than what teams do today
+        info = load_model(f"models:/{name}/{challenger.version}").info
+        new, rule = info["test_metrics"]["pr_auc"], info["mql_test_metrics"]["pr_auc"]
+        decided = new > rule or force
+        reason = (
+            f"no champion yet; test PR AUC {new:.6f} "
+            f"{'beats' if new > rule else 'does not beat'} the MQL rule's {rule:.6f} on the "
+            "same test rows" + (" (forced)" if force and new <= rule else "")
+        )
     else:
         with scratch_dir("promote") as tmp:
             local = mlflow.artifacts.download_artifacts(
@@ -161,7 +202,20 @@ def promote(client: MlflowClient, name: str, *, force: bool = False) -> Promotio
             )
             test = pd.read_parquet(local)
         models = [load_model(f"models:/{name}/{v.version}") for v in (challenger, champion)]
-        if models[0].spec != models[1].spec:
+        differ = {
+            key: (models[0].info.get(key), models[1].info.get(key))
+            for key in COMPARABLE
+            if models[0].info.get(key) != models[1].info.get(key)
+        }
+        if differ:
+            decided = force
+            reason = (
+                f"champion v{champion.version} answers another question ("
+                + ", ".join(f"{k} {new!r} vs {old!r}" for k, (new, old) in differ.items())
+                + "): its scores do not compare; use --force to switch"
+                + (" (forced)" if force else "")
+            )
+        elif models[0].spec != models[1].spec:
             # the test rows hold the challenger's features: the champion would be scored on
             # features built another way, a comparison that means nothing
             decided = force
@@ -180,6 +234,12 @@ def promote(client: MlflowClient, name: str, *, force: bool = False) -> Promotio
                 f"on the same {len(test):,} test rows"
                 + (" (forced)" if force and new < old else "")
             )
+    now = version_by_alias(client, name, CHAMPION)  # compare-and-set, where no lock holds
+    if (now.version if now else None) != (champion.version if champion else None):
+        raise RegistryError(
+            f"model '{name}': the champion changed to v{now.version if now else None} "
+            f"while v{challenger.version} was being compared; run `inmarket promote` again"
+        )
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     client.set_model_version_tag(
         name, challenger.version, "promotion", "accepted" if decided else "refused"

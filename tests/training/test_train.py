@@ -137,7 +137,8 @@ def test_promotion_refuses_worse_and_accepts_better(
     # then, step by step: the first becomes champion, the worse one is refused and the better
     # one accepted, each tagged with the decision
     first = promote(client, "inmarket")
-    assert first.promoted and first.reason == "no champion yet"
+    assert first.promoted and first.reason.startswith("no champion yet; test PR AUC")
+    assert "beats the MQL rule's" in first.reason
     champion = client.get_model_version_by_alias("inmarket", CHAMPION).version
 
     worse = train_job(store, shuffle_labels=True).run(world_dir, world_features)
@@ -174,6 +175,49 @@ def test_models_that_build_features_differently_are_not_compared_on_one_test_set
         EvaluateJob(tracking=TrackingSettings(store=store)).run(
             trained[1].model_uri, world_dir, default
         )
+
+
+def test_a_first_model_worse_than_the_mql_rule_is_refused_without_force(
+    store: Path, world_dir: Path, world_features: Path, tmp_path: Path
+) -> None:
+    # given an empty store and a model trained on shuffled labels
+    empty = tmp_path / "empty"
+    train_job(empty, shuffle_labels=True).run(world_dir, world_features)
+    client = client_of(empty)
+    # when it is promoted, then forced
+    refused = promote(client, "inmarket")
+    forced = promote(client, "inmarket", force=True)
+    # then the gate compares it with the MQL rule on its test rows and refuses, until forced
+    assert not refused.promoted and "does not beat the MQL rule's" in refused.reason
+    assert forced.promoted and forced.reason.endswith("(forced)")
+
+
+def test_a_challenger_with_another_label_is_not_compared(
+    store: Path, world_dir: Path, world_features: Path
+) -> None:
+    # given the session champion (label won) and a challenger trained to predict opportunities
+    client = client_of(store)
+    promote(client, "inmarket")
+    other = train_job(store, label="opportunity").run(world_dir, world_features)
+    # when it is promoted
+    refused = promote(client, "inmarket")
+    # then it is refused as answering another question (it was promoted before)
+    assert not refused.promoted and "answers another question" in refused.reason
+    assert "label 'opportunity' vs 'won'" in refused.reason
+    assert client.get_model_version("inmarket", other.version).tags["promotion"] == "refused"
+
+
+def test_of_two_promotions_at_once_only_one_moves_the_alias(store: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    # given a store with a challenger and no champion
+    client_of(store)
+    # when two promotions run at once
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: promote(client_of(store), "inmarket"), range(2)))
+    # then exactly one promoted; the other found it already the champion
+    assert sorted(r.promoted for r in results) == [False, True]
+    assert any("already the champion" in r.reason for r in results)
 
 
 def test_force_promotes_a_worse_model_and_says_so(
