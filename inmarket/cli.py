@@ -322,16 +322,25 @@ def train(
 
 @cli.command()
 @click.option("--force", is_flag=True, help="promote even if the challenger is worse")
+@click.option(
+    "--version",
+    "version",
+    help="roll back: make this earlier version the champion again (the replaced one is "
+    "tagged rolled_back_at and not put back by a plain promote)",
+)
 @_store_option
 @click.pass_context
-def promote(ctx: click.Context, force: bool, store: Path | None) -> None:
+def promote(ctx: click.Context, force: bool, version: str | None, store: Path | None) -> None:
     """Make the challenger the champion if it is not worse on the same test rows."""
-    from training.registry import connect
+    from training.registry import connect, roll_back
     from training.registry import promote as promote_model
 
     cfg = _config(ctx, tracking={"store": store}).tracking
     _fail_abandoned_runs(cfg)
-    decision = _run(lambda: promote_model(connect(cfg), cfg.model_name, force=force))
+    if version is not None:
+        decision = _run(lambda: roll_back(connect(cfg), cfg.model_name, version))
+    else:
+        decision = _run(lambda: promote_model(connect(cfg), cfg.model_name, force=force))
     verdict = "promoted to champion" if decision.promoted else "not promoted"
     click.echo(f"{cfg.model_name} v{decision.version} {verdict}: {decision.reason}")
     if not decision.promoted and decision.previous != decision.version:

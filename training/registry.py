@@ -24,6 +24,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from mlflow.entities import RunStatus
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -160,22 +161,58 @@ def promote(client: MlflowClient, name: str, *, force: bool = False) -> Promotio
         return _promote(client, name, force=force)
 
 
+ROLLED_BACK = "rolled_back_at"  # tag on a champion replaced by `promote --version`
+
+
+def roll_back(client: MlflowClient, name: str, version: str) -> Promotion:
+    """Make an earlier ``version`` the champion again (its run must have finished). The
+    champion it replaces is tagged ``rolled_back_at``, so the next plain ``promote`` does not
+    quietly put it back."""
+    with _promotion_lock(client):
+        try:
+            target = client.get_model_version(name, version)
+        except MlflowException as exc:
+            raise RegistryError(f"model '{name}' has no version {version}") from exc
+        _require_finished(client, name, target)
+        champion = version_by_alias(client, name, CHAMPION)
+        if champion is not None and champion.version == target.version:
+            return Promotion(False, target.version, champion.version, "already the champion")
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        if champion is not None:
+            client.set_model_version_tag(name, champion.version, ROLLED_BACK, stamp)
+        reason = (
+            f"rolled back from v{champion.version} by hand"
+            if champion is not None
+            else "made champion by hand (there was none)"
+        )
+        client.set_model_version_tag(name, target.version, "promotion", "rollback")
+        client.set_model_version_tag(name, target.version, "promotion_reason", reason)
+        client.set_model_version_tag(name, target.version, "promotion_at", stamp)
+        client.set_registered_model_alias(name, CHAMPION, target.version)
+        return Promotion(True, target.version, champion.version if champion else None, reason)
+
+
+def _require_finished(client: MlflowClient, name: str, version: ModelVersion) -> None:
+    """A version whose training run did not finish is never promoted, even forced."""
+    try:
+        status = client.get_run(version.run_id).info.status if version.run_id else "GONE"
+    except MlflowException:  # the run was deleted (or garbage-collected) since
+        status = "GONE"
+    if status != RunStatus.to_string(RunStatus.FINISHED):
+        raise RegistryError(
+            f"model '{name}' version {version.version} is not promoted: its training run "
+            f"{version.run_id} is {status}, not FINISHED (killed, failed or still running); "
+            "promote a training that ran to its end"
+        )
+
+
 def _promote(client: MlflowClient, name: str, *, force: bool) -> Promotion:
     from sklearn.metrics import average_precision_score
 
     challenger = version_by_alias(client, name, CHALLENGER)
     if challenger is None:
         raise RegistryError(f"model '{name}' has no '{CHALLENGER}' version; run `inmarket train`")
-    try:
-        status = client.get_run(challenger.run_id).info.status if challenger.run_id else "GONE"
-    except MlflowException:  # the run was deleted (or garbage-collected) since
-        status = "GONE"
-    if status != RunStatus.to_string(RunStatus.FINISHED):
-        raise RegistryError(
-            f"model '{name}' version {challenger.version} is not promoted: its training run "
-            f"{challenger.run_id} is {status}, not FINISHED (killed, failed or still running); "
-            "promote a training that ran to its end"
-        )
+    _require_finished(client, name, challenger)
     champion = version_by_alias(client, name, CHAMPION)
     if champion is not None and champion.version == challenger.version:
         return Promotion(
@@ -183,6 +220,15 @@ def _promote(client: MlflowClient, name: str, *, force: bool) -> Promotion:
             challenger.version,
             champion.version,
             f"version {challenger.version} is already the champion",
+        )
+    rolled_back = challenger.tags.get(ROLLED_BACK)
+    if rolled_back and not force:
+        return Promotion(
+            False,
+            challenger.version,
+            champion.version if champion else None,
+            f"version {challenger.version} was rolled back at {rolled_back}; train a new "
+            "challenger, or use --force to put it back",
         )
     if champion is None:
         # the first model has no champion to beat: it must beat the MQL rule on its own test

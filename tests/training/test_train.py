@@ -21,7 +21,15 @@ from tests.serving.server import Server
 from tests.stores import client_of, copy_store, train_job
 from tests.worlds import WORLD_SPEC
 from training.job import EvaluateJob, TrainResult
-from training.registry import CHALLENGER, CHAMPION, load_model, promote, tracking_uri
+from training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    ROLLED_BACK,
+    load_model,
+    promote,
+    roll_back,
+    tracking_uri,
+)
 from training.settings import TrackingSettings
 from training.split import SplitError, time_split
 
@@ -218,6 +226,28 @@ def test_of_two_promotions_at_once_only_one_moves_the_alias(store: Path) -> None
     # then exactly one promoted; the other found it already the champion
     assert sorted(r.promoted for r in results) == [False, True]
     assert any("already the champion" in r.reason for r in results)
+
+
+def test_a_rolled_back_champion_is_not_put_back_by_a_plain_promote(
+    store: Path, world_dir: Path, world_features: Path
+) -> None:
+    # given a champion v1 and a retrain put over it (v2)
+    client = client_of(store)
+    first = promote(client, "inmarket")
+    train_job(store, seed=11).run(world_dir, world_features)
+    second = promote(client, "inmarket", force=True)
+    assert second.promoted, second.reason
+    # when v1 is put back by hand, then a plain promote runs (v2 is still the challenger)
+    back = roll_back(client, "inmarket", str(first.version))
+    again = promote(client, "inmarket")
+    # then v1 is champion, v2 is tagged rolled back and stays out until forced
+    assert back.promoted and back.previous == second.version
+    assert str(client.get_model_version_by_alias("inmarket", CHAMPION).version) == str(
+        first.version
+    )
+    assert not again.promoted and "was rolled back" in again.reason
+    assert ROLLED_BACK in client.get_model_version("inmarket", second.version).tags
+    assert promote(client, "inmarket", force=True).promoted
 
 
 def test_force_promotes_a_worse_model_and_says_so(
