@@ -27,6 +27,7 @@ import yaml
 from features.contract import OPTIONAL_TABLES, TABLE_ORDER
 from features.errors import ConfigError, ContractError
 from features.leftovers import owned_name, remove_dead_owners
+from features.report import CLOCK, GIVEN
 
 EXTRACT_MANIFEST = "_extract.json"
 SOURCE_COLUMN, ROW_COLUMN = "_source", "_row"  # where each raw row came from: file, row number
@@ -220,16 +221,13 @@ def read_extracted_at(folder: Path) -> datetime | None:
         ) from exc
 
 
-GIVEN, MANIFEST, CLOCK = "--extracted-at or the configuration", EXTRACT_MANIFEST, "the clock"
-
-
 def export_time(folder: Path, given: datetime | None) -> tuple[datetime | None, str]:
     """When the export was taken and where that came from: given, the folder's _extract.json,
     else unknown (None: validation takes the clock, and says so)."""
     if given is not None:
         return as_utc(given), GIVEN
     stamp = read_extracted_at(folder)
-    return (stamp, MANIFEST) if stamp is not None else (None, CLOCK)
+    return (stamp, EXTRACT_MANIFEST) if stamp is not None else (None, CLOCK)
 
 
 def as_utc(stamp: datetime) -> datetime:

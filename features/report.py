@@ -45,6 +45,8 @@ class TableReport:
         return self.rows_in == self.rows_used + self.rows_rejected
 
 
+# where the export time came from (besides _extract.json)
+GIVEN, CLOCK = "--extracted-at or the configuration", "the clock"
 # the time column that says how far each dated table's history reaches
 SPAN_COLUMNS = {"events": "timestamp", "intent": "date", "opportunities": "created_at"}
 STALE_DAYS = 30  # events ending longer before the export time than this: say so
@@ -57,8 +59,14 @@ class ValidationReport:
 
     tables: dict[str, TableReport]
     extracted_at: datetime
-    extracted_from: str = "given"
+    extracted_from: str = GIVEN
     spans: dict[str, list[str]] = field(default_factory=dict)
+
+    def all_stale(self) -> bool:
+        """Whether every dated table (events, intent, deals) ends long before the export time:
+        the export time, not one feed, is then wrong."""
+        ends = [datetime.fromisoformat(last) for _, last in self.spans.values()]
+        return bool(ends) and (self.extracted_at - max(ends)).days > STALE_DAYS
 
     def stale(self) -> str | None:
         """Why the export time looks wrong, when the events end long before it (the clock
@@ -73,7 +81,7 @@ class ValidationReport:
         fix = (
             "pass --extracted-at with when the export was taken, or write "
             '_extract.json beside the tables ({"extracted_at": "..."})'
-            if self.extracted_from != "given"
+            if self.extracted_from != GIVEN
             else "check --extracted-at, or whether the event feed stopped"
         )
         return (
@@ -166,7 +174,7 @@ class ValidationReport:
         return cls(
             tables,
             datetime.fromisoformat(data["extracted_at"]),
-            data.get("extracted_from", "given"),
+            data.get("extracted_from", GIVEN),
             data.get("spans", {}),
         )
 

@@ -32,8 +32,6 @@ from features.contract import (
 from features.encode import as_id, domain_of, encode, normalise_label, take_codes
 from features.errors import ContractError
 from features.io import (
-    CLOCK,
-    GIVEN,
     ROW_COLUMN,
     SOURCE_COLUMN,
     RawSource,
@@ -42,7 +40,7 @@ from features.io import (
     read_folder,
 )
 from features.mapping import Mapping
-from features.report import SPAN_COLUMNS, TableReport, ValidationReport
+from features.report import CLOCK, GIVEN, SPAN_COLUMNS, TableReport, ValidationReport
 from features.settings import DataSettings
 
 TOO_EARLY = f"date_before_{EARLIEST_DATE.year}"  # the reject reason of a placeholder date

@@ -338,7 +338,7 @@ def promote(ctx: click.Context, force: bool, version: str | None, store: Path | 
     cfg = _config(ctx, tracking={"store": store}).tracking
     _fail_abandoned_runs(cfg)
     if version is not None:
-        decision = _run(lambda: roll_back(connect(cfg), cfg.model_name, version))
+        decision = _run(lambda: roll_back(connect(cfg), cfg.model_name, version, force=force))
     else:
         decision = _run(lambda: promote_model(connect(cfg), cfg.model_name, force=force))
     verdict = "promoted to champion" if decision.promoted else "not promoted"
@@ -351,15 +351,21 @@ def promote(ctx: click.Context, force: bool, version: str | None, store: Path | 
 @click.option("--model", "model_uri", required=True, help="e.g. models:/inmarket@champion")
 @click.argument("data", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--features", "features_path", type=click.Path(path_type=Path, dir_okay=False))
+@_extracted_at_option
 @_store_option
 @click.pass_context
 def evaluate(
-    ctx: click.Context, model_uri: str, data: Path, features_path: Path | None, store: Path | None
+    ctx: click.Context,
+    model_uri: str,
+    data: Path,
+    features_path: Path | None,
+    extracted_at: datetime | None,
+    store: Path | None,
 ) -> None:
     """Re-score a registered model on DATA's test window, next to the baselines."""
     from training.job import EvaluateJob
 
-    cfg = _config(ctx, tracking={"store": store})
+    cfg = _config(ctx, data={"extracted_at": extracted_at}, tracking={"store": store})
     job = EvaluateJob(cfg.data, cfg.features, cfg.train, cfg.tracking)
     evaluation = _run(lambda: job.run(model_uri, data, features_path))
     click.echo(evaluation.table())

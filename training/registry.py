@@ -31,7 +31,7 @@ from mlflow.tracking import MlflowClient
 from features.errors import InMarketError
 from features.leftovers import owner_alive, scratch_dir, this_host
 from training.model import LABEL, InMarketModel
-from training.settings import TrackingSettings
+from training.settings import TrackingSettings, TrainSettings
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 TEST_SET = "evaluation/test_set.parquet"
@@ -164,16 +164,23 @@ def promote(client: MlflowClient, name: str, *, force: bool = False) -> Promotio
 ROLLED_BACK = "rolled_back_at"  # tag on a champion replaced by `promote --version`
 
 
-def roll_back(client: MlflowClient, name: str, version: str) -> Promotion:
-    """Make an earlier ``version`` the champion again (its run must have finished). The
-    champion it replaces is tagged ``rolled_back_at``, so the next plain ``promote`` does not
-    quietly put it back."""
+def roll_back(client: MlflowClient, name: str, version: str, *, force: bool = False) -> Promotion:
+    """Make ``version`` the champion again: one that has been champion before (accepted by
+    the gate, or rolled back to), else only forced; its run must have finished. The champion
+    it replaces is tagged ``rolled_back_at``, so the next plain ``promote`` does not quietly
+    put it back."""
     with _promotion_lock(client):
         try:
             target = client.get_model_version(name, version)
         except MlflowException as exc:
             raise RegistryError(f"model '{name}' has no version {version}") from exc
         _require_finished(client, name, target)
+        if target.tags.get("promotion") not in ("accepted", "rollback") and not force:
+            raise RegistryError(
+                f"model '{name}' version {version} has never been champion (promotion: "
+                f"{target.tags.get('promotion', 'never tried')}); roll back to a version that "
+                "was, or use --force"
+            )
         champion = version_by_alias(client, name, CHAMPION)
         if champion is not None and champion.version == target.version:
             return Promotion(False, target.version, champion.version, "already the champion")
@@ -186,6 +193,8 @@ def roll_back(client: MlflowClient, name: str, version: str) -> Promotion:
             else "made champion by hand (there was none)"
         )
         client.set_model_version_tag(name, target.version, "promotion", "rollback")
+        if ROLLED_BACK in target.tags:  # back in service: a plain promote may keep it
+            client.delete_model_version_tag(name, target.version, ROLLED_BACK)
         client.set_model_version_tag(name, target.version, "promotion_reason", reason)
         client.set_model_version_tag(name, target.version, "promotion_at", stamp)
         client.set_registered_model_alias(name, CHAMPION, target.version)
@@ -248,11 +257,10 @@ def _promote(client: MlflowClient, name: str, *, force: bool) -> Promotion:
             )
             test = pd.read_parquet(local)
         models = [load_model(f"models:/{name}/{v.version}") for v in (challenger, champion)]
-        differ = {
-            key: (models[0].info.get(key), models[1].info.get(key))
-            for key in COMPARABLE
-            if models[0].info.get(key) != models[1].info.get(key)
-        }
+        # (a model from before a key was recorded was trained with the setting's default)
+        defaults = TrainSettings().model_dump()
+        asked = [{k: m.info.get(k, defaults[k]) for k in COMPARABLE} for m in models]
+        differ = {k: (asked[0][k], asked[1][k]) for k in COMPARABLE if asked[0][k] != asked[1][k]}
         if differ:
             decided = force
             reason = (

@@ -25,6 +25,7 @@ from training.registry import (
     CHALLENGER,
     CHAMPION,
     ROLLED_BACK,
+    RegistryError,
     load_model,
     promote,
     roll_back,
@@ -192,10 +193,13 @@ def test_a_first_model_worse_than_the_mql_rule_is_refused_without_force(
     empty = tmp_path / "empty"
     train_job(empty, shuffle_labels=True).run(world_dir, world_features)
     client = client_of(empty)
-    # when it is promoted, then forced
+    # when it is promoted, rolled back to, then forced
     refused = promote(client, "inmarket")
+    with pytest.raises(RegistryError, match="has never been champion"):
+        roll_back(client, "inmarket", str(refused.version))
     forced = promote(client, "inmarket", force=True)
-    # then the gate compares it with the MQL rule on its test rows and refuses, until forced
+    # then the gate compares it with the MQL rule on its test rows and refuses, a rollback
+    # cannot slip it in, until forced
     assert not refused.promoted and "does not beat the MQL rule's" in refused.reason
     assert forced.promoted and forced.reason.endswith("(forced)")
 
