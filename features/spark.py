@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -33,7 +34,7 @@ from features.engine import (
 )
 from features.io import ROW_COLUMN, SOURCE_COLUMN, RawSource, text_table
 from features.mapping import map_frame
-from features.report import TableReport, ValidationReport
+from features.report import ValidationReport
 
 _BUCKET, _REPORT = "_bucket", "_report"
 _PANDAS3_WARNING = "ignore:PySpark does not yet fully support pandas:FutureWarning"
@@ -135,21 +136,8 @@ def _bucket(
 
 
 def _report_from(data: dict[str, Any], plan: BuildPlan) -> ValidationReport:
-    tables = {
-        name: TableReport(
-            name,
-            t["rows_in"],
-            t["rows_used"],
-            t["rejects"],
-            t["warnings"],
-            t["examples"],
-            t["provided"],
-            t.get("extra_columns", []),
-            t.get("absent_columns", []),
-        )
-        for name, t in data["tables"].items()
-    }
-    return ValidationReport(tables, plan.extracted_at)
+    """A partition's report from its JSON, with the dates its events span (as local builds)."""
+    return replace(ValidationReport.from_dict(data), extracted_at=plan.extracted_at)
 
 
 def run_spark(
