@@ -140,6 +140,28 @@ def test_intent_surges_before_site_visits(world_dir: Path) -> None:
     assert intent_lead > 2 * visit_lead
 
 
+def test_intent_is_as_noisy_as_real_intent(world_dir: Path) -> None:
+    """Spurious surges score like genuine ones, most surges are spurious, and some in-market
+    accounts are never covered by the provider (docs/world.md)."""
+    accounts = _truth(world_dir, "accounts")
+    episodes = _truth(world_dir, "episodes").query("kind == 'episode'")
+    intent = _read(world_dir, "intent").reset_index(names="row")
+    intent["date"] = pd.to_datetime(intent["date"]).dt.tz_localize("UTC")
+    surging = episodes[episodes["has_intent"]][["account_id", "start", "opportunity_at"]]
+    joined = intent.merge(surging, on="account_id")
+    during = (joined["date"] >= joined["start"] - pd.Timedelta(days=63)) & (
+        joined["date"] <= joined["opportunity_at"]
+    )
+    intent["genuine"] = intent["row"].isin(joined.loc[during, "row"])
+    means = intent.groupby("genuine")["score"].mean()
+    assert abs(means[True] - means[False]) < 3  # a score alone does not say which
+    assert 0.2 < intent.loc[intent["score"] >= 75, "genuine"].mean() < 0.5
+    uncovered = accounts.loc[~accounts["intent_covered"], "account_id"]
+    assert not intent["account_id"].isin(uncovered).any()
+    in_market = accounts[accounts["account_id"].isin(episodes["account_id"])]
+    assert 0.2 < (~in_market["intent_covered"]).mean() < 0.5
+
+
 def test_more_and_more_senior_people_engage_as_a_cycle_matures(world_dir: Path) -> None:
     episodes = _truth(world_dir, "episodes").query("kind == 'episode' and not dark")
     events = _read(world_dir, "events").dropna(subset=["person_id"])

@@ -5,8 +5,10 @@ The world is built so that it does not hand a model its answer:
 - accounts have firmographics and a latent *fit* that raises both how often they enter a
   buying cycle and how often they win;
 - an in-market *episode* is a buying cycle: third-party intent surges a few weeks before the
-  first site visit, then more people, then more senior people engage, with momentum towards
-  the day an opportunity is created; a share of the research is anonymous;
+  first site visit (when the provider covers the account and sees the research), then more
+  people, then more senior people engage, with momentum towards the day an opportunity is
+  created; a share of the research is anonymous;
+- most intent surges are spurious and look like genuine ones (same scores, same lengths);
 - a quarter of episodes stay *dark* (little first-party activity, intent only); some won deals
   come from quiet accounts (partner or outbound sourced); some episodes end without a deal;
 - *tire-kickers* (one junior person downloading and filling forms) earn MQL points and never buy;
@@ -16,7 +18,8 @@ The world is built so that it does not hand a model its answer:
 
 Accounts are generated in fixed chunks, each with its own random stream derived from the seed,
 and streamed to Parquet, so memory is bounded and the same seed gives the same bytes. The hidden
-truth goes to ``_truth/``, which the loader never reads.
+truth goes to ``_truth/``, which the loader never reads. Every assumption, its value and its
+source: docs/world.md.
 """
 
 from inmarket.synthetic.vocabularies import SENIORITIES

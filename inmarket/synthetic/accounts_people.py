@@ -11,6 +11,7 @@ from inmarket.synthetic.vocabularies import (
     C_LEVEL_TITLES,
     FIRST_NAMES,
     INDUSTRIES,
+    INTENT_COVERAGE_BY_BAND,
     LAST_NAMES,
     NAME_FIRST,
     NAME_SECOND,
@@ -73,6 +74,10 @@ def add_accounts(chunk: Chunk) -> None:
     chunk.customer = rng.random(n) < 0.02 + 0.1 * chunk.fit
     chunk.customer_since = np.where(chunk.customer, -rng.uniform(30, 700, n), np.nan)
     chunk.tire_kicker = ~chunk.customer & (rng.random(n) < 0.05)
+    # whether the intent provider resolves the account's research at all, by company size
+    below = np.array([b for b, _ in INTENT_COVERAGE_BY_BAND])
+    shares = np.array([c for _, c in INTENT_COVERAGE_BY_BAND])
+    chunk.intent_covered = rng.random(n) < shares[np.searchsorted(below, employees, side="right")]
 
 
 def add_people(chunk: Chunk) -> None:

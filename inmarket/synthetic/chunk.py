@@ -22,6 +22,7 @@ class Chunk:
     customer: np.ndarray
     customer_since: np.ndarray
     tire_kicker: np.ndarray
+    intent_covered: np.ndarray
     # set by add_people
     group_size: np.ndarray
     person_id: np.ndarray

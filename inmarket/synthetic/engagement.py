@@ -7,10 +7,15 @@ import pandas as pd
 
 from features.windows import segment_positions
 from inmarket.synthetic.chunk import Chunk, ids
+from inmarket.synthetic.episodes import research_days
 from inmarket.synthetic.vocabularies import (
     BACKGROUND_MIX,
     BUYING_MIX,
     EVENT_CHANNELS,
+    INTENT_LEAD_DAYS,
+    INTENT_PEAK_RANGE,
+    INTENT_SPURIOUS_SHARE,
+    INTENT_SURGE_SHOWS,
     MONTH_FACTOR,
     RESEARCH_MIX,
     TIRE_KICKER_MIX,
@@ -179,7 +184,11 @@ def _seasonal_keep(rng: np.random.Generator, t: np.ndarray, start: np.datetime64
 
 
 def add_intent(chunk: Chunk) -> None:
-    """Write weekly third-party intent: surges before buying cycles and spurious ones."""
+    """Write weekly third-party intent: surges before buying cycles and spurious ones.
+
+    The provider sees only the accounts it covers. A spurious surge (research that never
+    becomes a buying cycle) is drawn like a genuine one: same peak scores, same length, so
+    intent alone cannot tell them apart (docs/world.md)."""
     rng, ep = chunk.rng, chunk.ep
     surges = ep[ep["has_intent"]]
     real = pd.DataFrame(
@@ -188,21 +197,24 @@ def add_intent(chunk: Chunk) -> None:
             "begin": surges["start"] - surges["intent_lead"],
             "end": surges["created"],
             "topic": surges["topic"],
-            "peak": rng.uniform(75, 100, len(surges)),
+            "peak": rng.uniform(*INTENT_PEAK_RANGE, len(surges)),
         }
     )
-    # spurious surges: research that never turns into a buying cycle
-    eligible = ~chunk.customer
-    count = rng.poisson(chunk.episode_rate * 1.5 * (chunk.horizon + 60) * eligible)
+    # spurious surges at covered prospects, as many as the assumed share of all surges makes
+    eligible = ~chunk.customer & chunk.intent_covered
+    per_cycle = INTENT_SURGE_SHOWS * INTENT_SPURIOUS_SHARE / (1 - INTENT_SPURIOUS_SHARE)
+    lead_in = INTENT_LEAD_DAYS[1] + 160
+    count = rng.poisson(chunk.episode_rate * per_cycle * (chunk.horizon + lead_in) * eligible)
     acct = np.repeat(np.arange(chunk.n), count)
-    begin = rng.uniform(-60, chunk.horizon, len(acct))
+    begin = rng.uniform(-lead_in, chunk.horizon, len(acct))
+    length = rng.uniform(*INTENT_LEAD_DAYS, len(acct)) + research_days(rng, len(acct))
     noise = pd.DataFrame(
         {
             "acct": acct,
             "begin": begin,
-            "end": begin + rng.uniform(14, 42, len(acct)),
+            "end": begin + length,
             "topic": rng.integers(0, len(TOPICS), len(acct)),
-            "peak": rng.uniform(55, 90, len(acct)),
+            "peak": rng.uniform(*INTENT_PEAK_RANGE, len(acct)),
         }
     )
     spans = pd.concat([real, noise], ignore_index=True)

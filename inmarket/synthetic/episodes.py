@@ -7,7 +7,19 @@ import pandas as pd
 
 from features.windows import segment_positions
 from inmarket.synthetic.chunk import Chunk, sigmoid
-from inmarket.synthetic.vocabularies import FIT_MEAN, KEY_ROLES, TOPICS
+from inmarket.synthetic.vocabularies import (
+    FIT_MEAN,
+    INTENT_LEAD_DAYS,
+    INTENT_SURGE_SHOWS,
+    KEY_ROLES,
+    TOPICS,
+)
+
+
+def research_days(rng: np.random.Generator, size: int) -> np.ndarray:
+    """How long a buying cycle researches before it opens an opportunity (30-160 days)."""
+    days: np.ndarray = np.clip(28 + rng.gamma(2.0, 25.0, size), 30, 160)
+    return days
 
 
 def add_episodes(chunk: Chunk) -> None:
@@ -27,7 +39,7 @@ def add_episodes(chunk: Chunk) -> None:
     keep = ~(prev_same & (gap < 200))
     acct, start = acct[keep], start[keep]
     e = len(acct)
-    duration = np.clip(28 + rng.gamma(2.0, 25.0, e), 30, 160)
+    duration = research_days(rng, e)
     dark = rng.random(e) < 0.25
     strength = rng.lognormal(0.0, 0.5, e)
     g = chunk.group_size[acct]
@@ -39,8 +51,8 @@ def add_episodes(chunk: Chunk) -> None:
     p_win = sigmoid(-0.7 + 3.0 * (chunk.fit[acct] - FIT_MEAN) + 3.0 * (coverage - 0.4) - 0.3 * dark)
     won = rng.random(e) < p_win
     cycle = 20 + rng.gamma(2.0, 25.0, e)
-    has_intent = rng.random(e) < 0.7
-    intent_lead = rng.uniform(14, 56, e)
+    has_intent = chunk.intent_covered[acct] & (rng.random(e) < INTENT_SURGE_SHOWS)
+    intent_lead = rng.uniform(*INTENT_LEAD_DAYS, e)
     topic = rng.integers(0, len(TOPICS), e)
     ep = pd.DataFrame(
         {

@@ -142,6 +142,7 @@ def _truth(chunk: Chunk, opps: pd.DataFrame) -> None:
             "fit": chunk.fit,
             "customer_since": chunk.stamp(np.nan_to_num(chunk.customer_since, nan=0.0)),
             "is_tire_kicker": chunk.tire_kicker,
+            "intent_covered": chunk.intent_covered,
             "tire_kicker_person_id": chunk.tire_kicker_person,
         }
     )

@@ -125,6 +125,21 @@ TIRE_KICKER_MIX = {
 MONTH_FACTOR = np.array([0.9, 1.0, 1.05, 1.0, 1.0, 0.95, 0.85, 0.7, 1.05, 1.1, 1.05, 0.6])
 WEEKDAY_FACTOR = np.array([1.0, 1.05, 1.05, 1.0, 0.9, 0.2, 0.15])  # Monday first
 FIT_MEAN = 0.57  # approximate mean fit, so the in-market share matches the configured rate
+# The intent provider (docs/world.md): it sees research only at the accounts it covers, which
+# are fewer among small companies (their research resolves to a company less often); at a
+# covered account a buying cycle shows a surge only some of the time; and most surges lead
+# nowhere, yet look like the genuine ones (same scores, same lengths).
+INTENT_COVERAGE_BY_BAND = (  # (employees below, share of accounts covered)
+    (50, 0.35),
+    (200, 0.55),
+    (1000, 0.7),
+    (5000, 0.8),
+    (np.inf, 0.9),
+)
+INTENT_LEAD_DAYS = (14.0, 56.0)  # a genuine surge starts this long before the first visits
+INTENT_SURGE_SHOWS = 0.7  # share of a covered account's buying cycles with a visible surge
+INTENT_SPURIOUS_SHARE = 2 / 3  # share of all surges at covered prospects that are spurious
+INTENT_PEAK_RANGE = (55.0, 100.0)  # a surge's peak score, genuine or spurious alike
 FIRST_NAMES = (
     "ana",
     "ben",
@@ -306,6 +321,7 @@ SCHEMAS = {
             ("fit", pa.float64()),
             ("customer_since", pa.timestamp("us", "UTC")),
             ("is_tire_kicker", pa.bool_()),
+            ("intent_covered", pa.bool_()),
             ("tire_kicker_person_id", pa.string()),
         ]
     ),
