@@ -31,7 +31,8 @@ HIGH_INTENT_TYPES = ("pricing_page", "demo_request", "comparison_page", "trial_s
 # whose only events are opens is not counted as engaged in the breadth features.
 LOW_SIGNAL_TYPES = ("email_open",)
 CHANNELS = ("web", "email", "webinar", "review_site", "paid_social")
-SENIOR_LEVELS = ("director", "vp", "c_level")
+SENIORITY_LEVELS = ("individual_contributor", "manager", "director", "vp", "c_level")
+SENIOR_LEVELS = SENIORITY_LEVELS[2:]
 TRACKED_ROLES = tuple(r for r in BUYING_ROLES if r != "other")
 FIT_CATEGORIES = ("industry", "region", "employee_band")
 # How much one event says about buying interest; multiplied by events.weight.
@@ -93,7 +94,7 @@ FAMILY_SOURCES = {
     "concentration": "events before as_of, people known by then",
     "recency": "events before as_of",
     "momentum": "events before as_of",
-    "intent": "intent records published before as_of",
+    "intent": "intent records published before as_of (and events before as_of)",
     "fit": "accounts (firmographics of the contract, taken as static)",
     "history": "opportunities created, and outcomes closed, before as_of",
     "lead_baseline": "events before as_of, people known by then",
@@ -126,6 +127,15 @@ def catalogue(spec: FeatureSpec = FeatureSpec()) -> list[Feature]:
         *((f"role_{role}_engaged_90d", "breadth", f"1 if a {_words(role)} engaged in the last 90 days") for role in TRACKED_ROLES),
         (f"new_people_{new_days}d", "breadth", f"known people whose every event of the last 90 days is in the last {new_days} days"),
         ("contacts_added_90d", "breadth", "people who entered the CRM at the account in the last 90 days (missing: people.created_at not given)"),
+        ("buying_roles_engaged_30d", "breadth", f"how many of the {len(TRACKED_ROLES)} buying roles have a person engaged in the last 30 days"),
+        ("buying_roles_new_30d", "breadth", "buying roles engaged in the last 30 days and not in the 60 days before"),
+        ("departments_new_30d", "breadth", "departments engaged in the last 30 days and not in the 60 days before (multi-threading)"),
+        ("seniority_max_30d", "breadth", "highest seniority engaged in the last 30 days, 0 (individual contributor) to 4 (C-level) (missing: none)"),
+        ("seniority_climb_30d", "breadth", "highest seniority engaged in the last 30 days minus the highest in the 60 days before (missing: none in either)"),
+        ("senior_people_new_30d", "breadth", "directors, VPs and C-level people first engaged (within 90 days) in the last 30 days"),
+        ("new_people_30d", "breadth", "known people first engaged (within 90 days) in the last 30 days"),
+        ("new_people_acceleration_30d", "breadth", "people first engaged in the last 30 days over the 30-day rate of those engaged in the 60 days before (smoothed)"),
+        ("anonymous_and_known_weeks_56d", "breadth", "weeks of the last 8 with both anonymous visits and known people engaged"),
         *(row for d in windows for row in (
             (f"events_{d}d", "depth", f"all events, last {d} days"),
             (f"high_intent_events_{d}d", "depth", f"pricing, demo, comparison and trial events, last {d} days"),
@@ -146,6 +156,7 @@ def catalogue(spec: FeatureSpec = FeatureSpec()) -> list[Feature]:
         ("intent_mean_score_90d", "intent", "mean third-party intent score published in the last 90 days"),
         ("intent_topics_surging_28d", "intent", f"distinct topics scoring {surge:.0f}+ in the last 28 days"),
         ("intent_weeks_surging_90d", "intent", f"weeks with any topic scoring {surge:.0f}+ in the last 90 days"),
+        ("intent_weeks_surging_with_visits_90d", "intent", f"weeks with any topic scoring {surge:.0f}+ in which the account was also active first-party (email opens aside), last 90 days"),
         *((c, "fit", f"firmographic: {_words(c)} (category)") for c in FIT_CATEGORIES),
         ("employee_count", "fit", "firmographic: number of employees"),
         ("account_age_days", "fit", "days since the account entered the CRM, up to 365"),

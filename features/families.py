@@ -30,6 +30,7 @@ from features.catalogue import (
     MQL_THRESHOLD,
     MQL_WINDOW_DAYS,
     SENIOR_LEVELS,
+    SENIORITY_LEVELS,
     TRACKED_ROLES,
     catalogue,
 )
@@ -50,6 +51,7 @@ from features.windows import (
 )
 
 Columns = dict[str, np.ndarray]
+WEEK_SECONDS = 7 * DAY_SECONDS
 HISTORY_CAP_DAYS = 365
 
 
@@ -80,6 +82,7 @@ class _EventPairs:
     weight: np.ndarray
     person_code: np.ndarray
     anonymous: np.ndarray
+    week: np.ndarray  # the event's week since 1970
 
     @classmethod
     def find(
@@ -117,6 +120,7 @@ class _EventPairs:
             weight=events["weight"].to_numpy(dtype=float)[row],
             person_code=np.where(not_yet, -1, person),
             anonymous=events["person_id"].isna().to_numpy()[row] | not_yet,
+            week=seconds(events["timestamp"])[row] // WEEK_SECONDS,
         )
 
     def count(
@@ -221,7 +225,76 @@ def _buying_group(pairs: _EventPairs, people: pd.DataFrame, spec: FeatureSpec) -
     oldest = groups.max(age)
     new_days = spec.new_people_days
     out[f"new_people_{new_days}d"] = count(snap, n, oldest < new_days)
+    first_engaged = groups.max(np.where(low_signal, -np.inf, age))
+    rank = _vocabulary_codes(people["seniority"], SENIORITY_LEVELS)[person]
+    role_code = _vocabulary_codes(people["buying_role"], TRACKED_ROLES)[person]
+    out.update(_group_change(snap, n, person_age, first_engaged, role_code, department, rank))
     return out
+
+
+def _group_change(
+    snap: np.ndarray,
+    n: int,
+    last_engaged: np.ndarray,
+    first_engaged: np.ndarray,
+    role_code: np.ndarray,
+    department: np.ndarray,
+    rank: np.ndarray,
+) -> Columns:
+    """How the buying group changes: the last 30 days against the 60 days before, from one
+    row per (snapshot, known person) with the ages of their first and last engagement."""
+    recent = last_engaged < 30  # engaged in the last 30 days
+    prior = (first_engaged >= 30) & (first_engaged < 90)  # engaged in the 60 days before
+    new = (first_engaged >= 0) & (first_engaged < 30)  # first engaged in the last 30 days
+    tracked = role_code < len(TRACKED_ROLES)
+    known_rank = rank < len(SENIORITY_LEVELS)
+    climbed = group_max(snap[recent & known_rank], rank[recent & known_rank].astype(float), n)
+    before = group_max(snap[prior & known_rank], rank[prior & known_rank].astype(float), n)
+    new_prior = count(snap, n, prior)  # first engaged (within the 90 days) 30-90 days ago
+    return {
+        "buying_roles_engaged_30d": distinct(
+            snap[recent & tracked], role_code[recent & tracked], n
+        ),
+        "buying_roles_new_30d": _new_keys(snap, role_code, recent & tracked, prior & tracked, n),
+        "departments_new_30d": _new_keys(
+            snap, department, recent & (department >= 0), prior & (department >= 0), n
+        ),
+        "seniority_max_30d": climbed,
+        "seniority_climb_30d": climbed - before,
+        "senior_people_new_30d": count(
+            snap, n, new & (rank >= SENIORITY_LEVELS.index("director")) & known_rank
+        ),
+        "new_people_30d": count(snap, n, new),
+        "new_people_acceleration_30d": (count(snap, n, new) + 1) / (new_prior / 2 + 1),
+    }
+
+
+def _new_keys(
+    snap: np.ndarray, key: np.ndarray, recent: np.ndarray, prior: np.ndarray, n: int
+) -> np.ndarray:
+    """Per snapshot, distinct keys among the ``recent`` rows that no ``prior`` row has."""
+    width = int(key.max(initial=0)) + 1
+    now = np.unique(snap[recent].astype(np.int64) * width + key[recent])
+    then = np.unique(snap[prior].astype(np.int64) * width + key[prior])
+    fresh = np.setdiff1d(now, then, assume_unique=True)
+    counts: np.ndarray = np.bincount(fresh // width, minlength=n)
+    return counts
+
+
+def _converging(pairs: _EventPairs) -> Columns:
+    """Weeks of the last 8 in which anonymous visitors and known people (opens aside) were
+    both active: the dark funnel and the known contacts of one account moving together."""
+    weeks = 8
+    low_signal = _per_event_type(LOW_SIGNAL_TYPES, 0.0)[pairs.type_code] > 0
+    recent = pairs.age < 7 * weeks
+    week = np.floor(pairs.age / 7).astype(np.int64)
+    anonymous = recent & pairs.anonymous
+    known = recent & ~pairs.anonymous & (pairs.person_code >= 0) & ~low_signal
+    flat = pairs.snap * weeks + week
+    both = (np.bincount(flat[anonymous], minlength=pairs.n * weeks) > 0) & (
+        np.bincount(flat[known], minlength=pairs.n * weeks) > 0
+    )
+    return {"anonymous_and_known_weeks_56d": both.reshape(pairs.n, weeks).sum(axis=1)}
 
 
 def known_since(people: pd.DataFrame) -> np.ndarray:
@@ -253,8 +326,10 @@ def _intent(
     intent: pd.DataFrame,
     account_index: pd.Index,
     spec: FeatureSpec,
+    pairs: _EventPairs,
 ) -> Columns:
-    """Third-party intent published before as_of: peak, mean, surging topics and weeks."""
+    """Third-party intent published before as_of: peak, mean, surging topics and weeks, and
+    the surging weeks in which the account was also active first-party (``pairs``)."""
     n = len(snap_code)
     published = seconds(intent["date"]) + spec.intent_delay_days * DAY_SECONDS
     index = TimeIndex(encode(intent["account_id"], account_index), published)
@@ -264,7 +339,9 @@ def _intent(
     total, records = count(snap, n, None, weights=score), count(snap, n)
     surging = score >= INTENT_SURGE_SCORE
     topic = pd.factorize(intent["topic"].to_numpy())[0][row]
-    week = (published[row] // (7 * DAY_SECONDS)).astype(np.int64)
+    week = (published[row] // WEEK_SECONDS).astype(np.int64)
+    dated = (seconds(intent["date"])[row] // WEEK_SECONDS).astype(np.int64)
+    active = _per_event_type(LOW_SIGNAL_TYPES, 0.0)[pairs.type_code] == 0
     return {
         "intent_max_score_28d": group_max(snap[in28], score[in28], n),
         "intent_max_score_90d": group_max(snap, score, n),
@@ -275,7 +352,22 @@ def _intent(
         "intent_weeks_surging_90d": distinct(
             snap[surging], week[surging] - int(week.min(initial=0)), n
         ),
+        "intent_weeks_surging_with_visits_90d": _shared_weeks(
+            snap[surging], dated[surging], pairs.snap[active], pairs.week[active], n
+        ),
     }
+
+
+def _shared_weeks(
+    snap_a: np.ndarray, week_a: np.ndarray, snap_b: np.ndarray, week_b: np.ndarray, n: int
+) -> np.ndarray:
+    """Per snapshot, distinct weeks found in both (snapshot, week) lists."""
+    first = int(min(week_a.min(initial=0), week_b.min(initial=0)))
+    width = int(max(week_a.max(initial=0), week_b.max(initial=0))) - first + 1
+    a = np.unique(snap_a.astype(np.int64) * width + (week_a - first))
+    b = np.unique(snap_b.astype(np.int64) * width + (week_b - first))
+    counts: np.ndarray = np.bincount(np.intersect1d(a, b, assume_unique=True) // width, minlength=n)
+    return counts
 
 
 def _history(
@@ -449,8 +541,9 @@ def build_features(
         **_depth(pairs, spec.windows),
         **_recency_and_momentum(pairs),
         **_buying_group(pairs, people, spec),
+        **_converging(pairs),
         **_contacts(snap_code, snap_s, people, account_index),
-        **_intent(snap_code, snap_s, intent, account_index, spec),
+        **_intent(snap_code, snap_s, intent, account_index, spec, pairs),
         **_history(snap_code, snap_s, opportunities, account_index),
     }
     frame = pd.DataFrame(

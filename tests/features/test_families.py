@@ -113,6 +113,41 @@ def test_breadth_sees_rivers_not_one_busy_reader() -> None:
     assert b["mql_points_max_90d"] > a["mql_points_max_90d"]  # the MQL rule prefers B
 
 
+def test_the_group_grows_climbs_and_converges_in_the_last_30_days() -> None:
+    """A to B: an analyst read in January; in February a VP of finance and a champion joined,
+    in the week an anonymous visitor came. B: the same analyst, alone, all along."""
+    people = [
+        ("a1", "A", "marketing", "individual_contributor", "user"),
+        ("a2", "A", "finance", "vp", "finance"),
+        ("a3", "A", "marketing", "manager", "champion"),
+        ("b1", "B", "marketing", "individual_contributor", "user"),
+    ]
+    events = [
+        ("A", "a1", "page_view", "2025-01-10"),
+        ("A", "a1", "page_view", "2025-02-20"),
+        ("A", "a2", "pricing_page", "2025-02-18"),
+        ("A", "a3", "page_view", "2025-02-19"),
+        ("A", None, "page_view", "2025-02-18"),
+        ("B", "b1", "page_view", "2025-01-10"),
+        ("B", "b1", "page_view", "2025-02-20"),
+        ("B", "b1", "email_open", "2025-02-05"),
+        ("B", None, "page_view", "2025-02-05"),
+    ]
+    f = _features(_tables(events, people))
+    a, b = f.loc["A"], f.loc["B"]
+    assert (a["new_people_30d"], b["new_people_30d"]) == (2, 0)
+    assert (a["buying_roles_engaged_30d"], a["buying_roles_new_30d"]) == (3, 2)
+    assert (a["departments_new_30d"], b["departments_new_30d"]) == (1, 0)
+    assert (a["seniority_max_30d"], a["seniority_climb_30d"]) == (3, 3)
+    assert (b["seniority_max_30d"], b["seniority_climb_30d"]) == (0, 0)
+    assert (a["senior_people_new_30d"], b["senior_people_new_30d"]) == (1, 0)
+    assert a["new_people_acceleration_30d"] == 3 / 1.5  # (2 + 1) / (1 / 2 + 1)
+    assert b["new_people_acceleration_30d"] == 1 / 1.5
+    # A's visitor came in the week its known people were active; B's only known event in its
+    # visitor's week was an email open, which says nothing of a person
+    assert (a["anonymous_and_known_weeks_56d"], b["anonymous_and_known_weeks_56d"]) == (1, 0)
+
+
 def test_an_event_at_as_of_is_not_seen_one_second_before_is() -> None:
     people = [("A0", "A", "it", "manager", "user")]
     events = [
