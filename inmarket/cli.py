@@ -298,18 +298,33 @@ def train(
         f"{c.customers:,} customers, {c.outcome_open:,} still open"
     )
     s = result.split
-    click.echo(
-        f"split: train {s['train_as_of']} ({s['train_rows']:,} rows), validation "
-        f"{s['valid_as_of']} ({s['valid_rows']:,}), test {s['test_as_of']} "
-        f"({s['test_rows']:,}, {s['test_positives']} positive)"
-    )
-    click.echo("\ntest metrics, same rows for all (lead days: median, (deals flagged)):")
+    if s["evaluation"] == "grouped_cv":
+        click.echo(
+            f"short history: cross-validated over {s['folds']} groups of accounts (no account "
+            f"in two): {s['test_rows']:,} snapshots {s['test_as_of']} of "
+            f"{s['test_accounts']:,} accounts, {s['test_positives']} positive, each scored by a "
+            "model that never saw its account"
+        )
+    else:
+        click.echo(
+            f"split: train {s['train_as_of']} ({s['train_rows']:,} rows), validation "
+            f"{s['valid_as_of']} ({s['valid_rows']:,}), test {s['test_as_of']} "
+            f"({s['test_rows']:,}, {s['test_positives']} positive); left out "
+            f"{s['decided_late']:,} training and validation labels decided only after the "
+            "next window began"
+        )
+    click.echo("\ntest metrics, same rows for all:")
     click.echo(result.evaluation.table())
-    model, mql = result.evaluation.metrics["model"], result.evaluation.metrics["mql_rule"]
-    click.echo(
-        f"\nthe account model finds {model['recall_at_10'] / mql['recall_at_10']:.2f}x "
-        "the later wins the MQL rule finds in its top 10%"
-    )
+    for method, words in (
+        ("model", "the account model"),
+        ("no_intent", "without third-party intent, it"),
+        ("buying_group", "on buying-group features alone, it"),
+    ):
+        if method in result.evaluation.metrics:
+            click.echo(
+                f"{words} finds {result.evaluation.versus_mql(method)} the later wins the MQL "
+                "rule finds in its top 10%"
+            )
     click.echo(
         f"MLflow run {result.run_id} in {cfg.tracking.store}; model {result.model_uri} "
         f"(alias challenger). Next: inmarket promote"
@@ -321,7 +336,11 @@ def train(
 
 
 @cli.command()
-@click.option("--force", is_flag=True, help="promote even if the challenger is worse")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="promote even if the challenger does not beat the champion by more than noise",
+)
 @click.option(
     "--version",
     "version",
@@ -331,16 +350,22 @@ def train(
 @_store_option
 @click.pass_context
 def promote(ctx: click.Context, force: bool, version: str | None, store: Path | None) -> None:
-    """Make the challenger the champion if it is not worse on the same test rows."""
+    """Make the challenger the champion if it beats the champion (the first model: the MQL
+    rule) on the same test rows by more than a paired bootstrap says noise could."""
     from training.registry import connect, roll_back
     from training.registry import promote as promote_model
 
-    cfg = _config(ctx, tracking={"store": store}).tracking
+    full = _config(ctx, tracking={"store": store})
+    cfg = full.tracking
     _fail_abandoned_runs(cfg)
     if version is not None:
         decision = _run(lambda: roll_back(connect(cfg), cfg.model_name, version, force=force))
     else:
-        decision = _run(lambda: promote_model(connect(cfg), cfg.model_name, force=force))
+        decision = _run(
+            lambda: promote_model(
+                connect(cfg), cfg.model_name, force=force, settings=full.promotion
+            )
+        )
     verdict = "promoted to champion" if decision.promoted else "not promoted"
     click.echo(f"{cfg.model_name} v{decision.version} {verdict}: {decision.reason}")
     if not decision.promoted and decision.previous != decision.version:

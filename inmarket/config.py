@@ -15,17 +15,19 @@ from features.errors import ConfigError
 from features.io import read_structured_file
 from features.settings import DataSettings, FeatureSettings, Section, describe_errors
 from inmarket.synthetic import WorldSpec
-from training.settings import TrackingSettings, TrainSettings
+from training.settings import PromotionSettings, TrackingSettings, TrainSettings
 
 
 class Config(Section):
-    """Every section: ``[data]``, ``[generate]``, ``[features]``, ``[train]``, ``[tracking]``."""
+    """Every section: ``[data]``, ``[generate]``, ``[features]``, ``[train]``, ``[tracking]``,
+    ``[promotion]``."""
 
     data: DataSettings = DataSettings()
     generate: WorldSpec = WorldSpec()
     features: FeatureSettings = FeatureSettings()
     train: TrainSettings = TrainSettings()
     tracking: TrackingSettings = TrackingSettings()
+    promotion: PromotionSettings = PromotionSettings()
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -50,5 +50,5 @@ def trained(
 ) -> tuple[Path, TrainResult]:
     """One store with one trained challenger, made once per session; tests copy it."""
     store = tmp_path_factory.mktemp("store") / "mlruns"
-    result = train_job(store).run(world_dir, world_features)
+    result = train_job(store, ablations=True, bootstrap_rounds=500).run(world_dir, world_features)
     return store, result

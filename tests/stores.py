@@ -14,10 +14,16 @@ from training.job import TrainJob
 from training.registry import connect
 from training.settings import TrackingSettings, TrainSettings
 
+# what tests train by default: no ablation models and fewer bootstrap rounds (the session
+# model trains with both, and its test checks them); any can be given
+QUICK = {"ablations": False, "bootstrap_rounds": 100}
+
 
 def train_job(store: Path, **train: Any) -> TrainJob:
-    """A training job on ``store`` with the given train settings (defaults otherwise)."""
-    return TrainJob(train=TrainSettings(**train), tracking=TrackingSettings(store=store))
+    """A training job on ``store`` with the given train settings (``QUICK``, else defaults)."""
+    return TrainJob(
+        train=TrainSettings(**{**QUICK, **train}), tracking=TrackingSettings(store=store)
+    )
 
 
 def client_of(store: Path) -> MlflowClient:

@@ -17,7 +17,7 @@ from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
 from mlflow.models import infer_signature
 
-from features.catalogue import catalogue
+from features.catalogue import META_COLUMNS, catalogue
 from features.engine import build_feature_table, load_small_tables, read_feature_table
 from features.errors import ConfigError, ContractError
 from features.io import sidecar
@@ -27,13 +27,21 @@ from features.settings import DataSettings, FeatureSettings, FeatureSpec
 from features.validation import Dataset
 from training import plots
 from training.baselines import fit_baselines
+from training.bootstrap import bootstrap
 from training.drift import reference_bins
 from training.labels import LabelCounts
-from training.metrics import evaluate_scores, lead_time_days
+from training.metrics import evaluate_scores, lead_times
 from training.model import LABEL, InMarketModel, InMarketPyfunc, fit_model
-from training.registry import CHALLENGER, TEST_SET, connect, load_model, owner_tags
+from training.registry import (
+    CHALLENGER,
+    EVALUATED_SCORE,
+    TEST_SET,
+    connect,
+    load_model,
+    owner_tags,
+)
 from training.settings import TrackingSettings, TrainSettings
-from training.split import Split, SplitError, label_and_split
+from training.split import SHORT_MIN_EVENT_DAYS, Folds, Split, SplitError, label_and_split
 
 
 def data_fingerprint(frame: pd.DataFrame) -> str:
@@ -47,39 +55,156 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
+# the ablations trained beside the model on the same rows: which features carry the ranking
+BUYING_GROUP_FAMILIES = ("breadth", "concentration", "momentum")
+ABLATIONS = {
+    "no_intent": "every feature but third-party intent",
+    "buying_group": "buying-group features only: people, departments, seniority, roles, "
+    "breadth and momentum",
+}
+# the order of the comparison table: the model, its ablations, then the baselines
+METHOD_ORDER = ("model", *ABLATIONS, "mql_rule", "logistic", "engagement")
+
+
+def ablation_columns(name: str, spec: FeatureSpec, features: list[str]) -> list[str]:
+    """The model's input columns an ablation keeps."""
+    family = {f.name: f.family for f in catalogue(spec)}
+    if name == "no_intent":
+        return [c for c in features if family.get(c) != "intent"]
+    if name == "buying_group":
+        return [c for c in features if family.get(c) in BUYING_GROUP_FAMILIES]
+    raise KeyError(name)
+
+
 @dataclass
 class Evaluation:
-    """Metrics and lead times of the model and every baseline on the same test rows."""
+    """Metrics, intervals and lead times of the model, its ablations and every baseline on the
+    same test rows."""
 
     metrics: dict[str, dict[str, float]]
-    lead_times: dict[str, tuple[float, int]]
+    lead_times: dict[str, tuple[float, int]]  # mean days of warning, deals flagged
     scores: dict[str, np.ndarray] = field(default_factory=dict)
     probabilities: dict[str, np.ndarray] = field(default_factory=dict)
+    intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    confidence: float = 0.95
+    deals: int = 0  # later-won deals the lead times are measured on, the same for every method
+    # recall in the top 10% over the MQL rule's: the interval of the paired ratio, per method
+    ratios: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def table(self) -> str:
         columns = ["roc_auc", "pr_auc", "brier", "lift_at_10", "recall_at_10"]
-        lines = [f"{'':<12}" + "".join(f"{c:>14}" for c in columns) + f"{'lead days':>12}"]
+        width = 24 if self.intervals else 10
+        lines = [f"{'':<13}" + "".join(f"{c:>{width}}" for c in columns) + f"{'lead days':>14}"]
         for name, m in self.metrics.items():
             lead, n = self.lead_times[name]
+            cells = []
+            for c in columns:
+                lo, hi = self.intervals.get(name, {}).get(c, (np.nan, np.nan))
+                d = 4 if c == "brier" else 3  # Brier scores are small numbers
+                cell = f"{m[c]:.{d}f}" + (f" [{lo:.{d}f}-{hi:.{d}f}]" if self.intervals else "")
+                cells.append(f"{cell:>{width}}")
+            lines.append(f"{name:<13}" + "".join(cells) + f"{lead:>7.1f} ({n:>3})")
+        if self.intervals:
             lines.append(
-                f"{name:<12}" + "".join(f"{m[c]:>14.4f}" for c in columns) + f"{lead:>8.0f} ({n})"
+                f"[a-b]: {self.confidence:.0%} interval, accounts resampled "
+                "(the same replicates for every row of the table)"
             )
+        lines.append(
+            f"lead days: mean days between a later-won deal's creation and its account's first "
+            f"snapshot in the top 10% (0 if never), over the same {self.deals} deals for every "
+            "method; (n): deals flagged"
+        )
         return "\n".join(lines)
 
+    def versus_mql(self, method: str) -> str:
+        """How many times the later wins the MQL rule finds ``method`` finds in its top 10%,
+        with the interval of that ratio (paired: the same accounts drawn for both)."""
+        value = self.metrics[method]["recall_at_10"] / self.metrics["mql_rule"]["recall_at_10"]
+        lo, hi = self.ratios.get(method, (np.nan, np.nan))
+        interval = f" ({self.confidence:.0%} interval {lo:.2f}-{hi:.2f}x)" if self.ratios else ""
+        return f"{value:.2f}x{interval}"
 
-def evaluate(
-    model: InMarketModel, baselines: list[Any], test: pd.DataFrame, opportunities: pd.DataFrame
-) -> Evaluation:
-    """Model and baselines on the same test rows."""
-    labels, as_of = test[LABEL].to_numpy(), test["as_of"].to_numpy()
+
+def score_methods(
+    model: InMarketModel,
+    ablations: dict[str, InMarketModel],
+    baselines: list[Any],
+    test: pd.DataFrame,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every method's ranking score and probability on the test rows."""
     scores = {"model": model.predict(test, raw_score=True)}
     probabilities = {"model": model.predict(test)}
+    for name, ablation in ablations.items():
+        scores[name] = ablation.predict(test, raw_score=True)
+        probabilities[name] = ablation.predict(test)
     for baseline in baselines:
         scores[baseline.name] = np.asarray(baseline.score(test), dtype=float)
         probabilities[baseline.name] = baseline.predict_proba(test)
-    metrics = {n: evaluate_scores(scores[n], probabilities[n], labels, as_of) for n in scores}
-    leads = {n: lead_time_days(test, scores[n], opportunities) for n in scores}
-    return Evaluation(metrics, leads, scores, probabilities)
+    return scores, probabilities
+
+
+def evaluate_methods(
+    scores: dict[str, np.ndarray],
+    probabilities: dict[str, np.ndarray],
+    test: pd.DataFrame,
+    opportunities: pd.DataFrame,
+    settings: TrainSettings,
+) -> Evaluation:
+    """Metrics, account-bootstrap intervals and lead times of every method on the same rows."""
+    labels, as_of = test[LABEL].to_numpy(), test["as_of"].to_numpy()
+    names = [n for n in METHOD_ORDER if n in scores]
+    metrics = {n: evaluate_scores(scores[n], probabilities[n], labels, as_of) for n in names}
+    leads, deals = lead_times(
+        test, {n: scores[n] for n in names}, opportunities, settings.horizon_days
+    )
+    intervals: dict[str, dict[str, tuple[float, float]]] = {}
+    ratios: dict[str, tuple[float, ...]] = {}
+    if settings.bootstrap_rounds and "mql_rule" in names:
+        replicates = bootstrap(
+            {n: scores[n] for n in names},
+            {n: probabilities[n] for n in names},
+            labels,
+            as_of,
+            test["account_id"].to_numpy(),
+            rounds=settings.bootstrap_rounds,
+            seed=settings.seed,
+        )
+        intervals = replicates.intervals(settings.confidence)
+        tail = (1 - settings.confidence) / 2
+        mql = replicates.values["mql_rule"]["recall_at_10"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = {
+                n: tuple(
+                    float(q)
+                    for q in np.nanquantile(
+                        replicates.values[n]["recall_at_10"] / mql, [tail, 1 - tail]
+                    )
+                )
+                for n in names
+            }
+    return Evaluation(
+        metrics,
+        leads,
+        {n: scores[n] for n in names},
+        {n: probabilities[n] for n in names},
+        intervals,
+        settings.confidence,
+        deals,
+        ratios,  # type: ignore[arg-type]
+    )
+
+
+def evaluate(
+    model: InMarketModel,
+    baselines: list[Any],
+    test: pd.DataFrame,
+    opportunities: pd.DataFrame,
+    settings: TrainSettings,
+    ablations: dict[str, InMarketModel] | None = None,
+) -> Evaluation:
+    """Model, ablations and baselines on the same test rows."""
+    scores, probabilities = score_methods(model, ablations or {}, baselines, test)
+    return evaluate_methods(scores, probabilities, test, opportunities, settings)
 
 
 @dataclass
@@ -138,7 +263,7 @@ class Labelled(NamedTuple):
 
     rows: pd.DataFrame
     counts: LabelCounts
-    split: Split
+    split: Split | Folds
     spec: FeatureSpec
     dataset: Dataset
 
@@ -159,16 +284,17 @@ class _Job:
         self.events_report: ValidationReport | None = None  # the events' validation, if known
 
     def features(
-        self, data: Path, features_path: Path | None
+        self, data: Path, features_path: Path | None, start: pd.Timestamp | None = None
     ) -> tuple[pd.DataFrame, FeatureSpec, Dataset]:
-        """The feature table (read, or built from ``data``), the specification it was built
-        with, and the validated small tables. Refused when no event could be used."""
+        """The feature table (read, or built from ``data``, its snapshots from ``start`` if
+        given), the specification it was built with, and the validated small tables. Refused
+        when no event could be used."""
         tables = load_small_tables(data, self.data)
         if features_path is not None:
             self.events_report = _report_beside(features_path)
             _require_events(self.events_report)
             return *read_feature_table(features_path), tables
-        grid = {"every_days": self.train.every_days, "snapshots": None}
+        grid = {"every_days": self.train.every_days, "snapshots": None, "start": start}
         with scratch_dir("train") as tmp:
             out = tmp / "features.parquet"
             build = build_feature_table(
@@ -192,12 +318,97 @@ class _Job:
         if stale:
             self.grid_warnings.append(stale)
         try:
-            labelled, counts, split = label_and_split(
-                table, dataset.opportunities, dataset.report.extracted_at, self.train
-            )
+            try:
+                labelled, counts, split = label_and_split(
+                    table, dataset.opportunities, dataset.report.extracted_at, self.train
+                )
+            except SplitError:
+                start = self._short_start(features_path, table)
+                if start is None:
+                    raise
+                # snapshots whose windows the events do not fill yet: a short history's only
+                # labelled ones (their label windows must end before the export)
+                table, spec, dataset = self.features(data, features_path, start)
+                labelled, counts, split = label_and_split(
+                    table, dataset.opportunities, dataset.report.extracted_at, self.train
+                )
+                self.grid_warnings.append(
+                    f"short history: snapshots start {start:%Y-%m-%d}, "
+                    f"{SHORT_MIN_EVENT_DAYS} days after the first event, where the "
+                    f"{spec.lookback_days}-day windows are not yet full; at scoring they are, "
+                    "so counts run higher than those the model was trained on"
+                )
         except SplitError as exc:  # an export time far after the data explains it first
             raise SplitError(f"{stale}. {exc}" if stale else str(exc)) from exc
+        if isinstance(split, Folds):
+            self.grid_warnings.append(f"short-history mode: {split.reason}")
         return Labelled(labelled, counts, split, spec, dataset)
+
+    def _short_start(self, features_path: Path | None, table: pd.DataFrame) -> pd.Timestamp | None:
+        """An earlier first snapshot for a short history, when this job builds the features,
+        the events begin less than a full window before the first snapshot, and short-history
+        mode is on; else None."""
+        span = (self.events_report.spans if self.events_report else {}).get("events")
+        if features_path is not None or not self.train.short_history or not span:
+            return None
+        start = pd.Timestamp(span[0]).normalize() + pd.Timedelta(days=SHORT_MIN_EVENT_DAYS)
+        start = start.tz_localize("UTC") if start.tzinfo is None else start
+        return start if start < table["as_of"].min() else None
+
+
+def fit_ablations(
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    features: list[str],
+    settings: TrainSettings,
+    spec: FeatureSpec,
+) -> dict[str, InMarketModel]:
+    """The ablation models (``ABLATIONS``), trained like the model on the same rows, each on
+    its subset of the model's features; none when ``settings.ablations`` is off."""
+    if not settings.ablations:
+        return {}
+    models = {}
+    for name in ABLATIONS:
+        keep = [*META_COLUMNS, *ablation_columns(name, spec, features), LABEL]
+        models[name] = fit_model(
+            train[keep], valid[keep], seed=settings.seed, params=settings.lightgbm, spec=spec
+        )
+    return models
+
+
+def _shuffled(
+    train: pd.DataFrame, valid: pd.DataFrame, settings: TrainSettings
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The fitting rows, their labels permuted for the permutation check (the test rows keep
+    the truth), else as they are."""
+    if not settings.shuffle_labels:
+        return train, valid
+    rng = np.random.default_rng(settings.seed)
+    return tuple(  # type: ignore[return-value]
+        part.assign(**{LABEL: rng.permutation(part[LABEL].to_numpy())}) for part in (train, valid)
+    )
+
+
+def cross_validate(
+    folds: Folds, spec: FeatureSpec, opportunities: pd.DataFrame, settings: TrainSettings
+) -> Evaluation:
+    """Short-history evaluation: every method fitted on the other groups of accounts and
+    scored on each group in turn, then measured on all rows at once (out of fold)."""
+    n = len(folds.rows)
+    scores: dict[str, np.ndarray] = {}
+    probabilities: dict[str, np.ndarray] = {}
+    for k in range(folds.folds):
+        train, valid, test = folds.part(k)
+        train, valid = _shuffled(train, valid, settings)
+        model = fit_model(train, valid, seed=settings.seed, params=settings.lightgbm, spec=spec)
+        ablations = fit_ablations(train, valid, model.features, settings, spec)
+        baselines = fit_baselines(train, valid, seed=settings.seed)
+        fold_scores, fold_probabilities = score_methods(model, ablations, baselines, test)
+        rows = np.flatnonzero(folds.fold == k)
+        for name, values in fold_scores.items():
+            scores.setdefault(name, np.full(n, np.nan))[rows] = values
+            probabilities.setdefault(name, np.full(n, np.nan))[rows] = fold_probabilities[name]
+    return evaluate_methods(scores, probabilities, folds.rows, opportunities, settings)
 
 
 class TrainJob(_Job):
@@ -206,20 +417,35 @@ class TrainJob(_Job):
     def run(self, data: Path, features_path: Path | None = None) -> TrainResult:
         tc = self.train
         labelled, counts, split, spec, dataset = self.labelled(data, features_path)
-        if tc.shuffle_labels:  # permutation check: learn from noise, test on the truth
-            rng = np.random.default_rng(tc.seed)
-            for part in (split.train, split.valid):
-                part[LABEL] = rng.permutation(part[LABEL].to_numpy())
-        model = fit_model(split.train, split.valid, seed=tc.seed, params=tc.lightgbm, spec=spec)
-        baselines = fit_baselines(split.train, split.valid, seed=tc.seed)
-        evaluation = evaluate(model, baselines, split.test, dataset.opportunities)
+        if isinstance(split, Folds):
+            evaluation = cross_validate(split, spec, dataset.opportunities, tc)
+            model = fit_model(
+                *_shuffled(split.train, split.valid, tc),
+                seed=tc.seed,
+                params=tc.lightgbm,
+                spec=spec,
+            )
+        else:
+            train, valid = _shuffled(split.train, split.valid, tc)
+            model = fit_model(train, valid, seed=tc.seed, params=tc.lightgbm, spec=spec)
+            ablations = fit_ablations(train, valid, model.features, tc, spec)
+            baselines = fit_baselines(train, valid, seed=tc.seed)
+            evaluation = evaluate(
+                model, baselines, split.test, dataset.opportunities, tc, ablations
+            )
         fingerprint = data_fingerprint(labelled)
         model.info.update(
             {
                 "trained_at": pd.Timestamp.now("UTC").isoformat(timespec="seconds"),
                 "test_metrics": evaluation.metrics["model"],
                 "mql_test_metrics": evaluation.metrics["mql_rule"],
+                "test_intervals": evaluation.intervals.get("model", {}),
+                "mql_test_intervals": evaluation.intervals.get("mql_rule", {}),
+                "confidence": evaluation.confidence,
                 "horizon_days": tc.horizon_days,
+                # the last snapshot it was fitted on (trained, stopped or calibrated): the gate
+                # compares it only on rows after this by more than the horizon
+                "fitted_until": split.valid["as_of"].max().isoformat(),
                 # the score 0-100 is the percentile among the test window's accounts
                 "reference": reference_bins(split.train, model.features),
                 "score_quantiles": np.quantile(
@@ -227,6 +453,7 @@ class TrainJob(_Job):
                 ).tolist(),
                 "label": tc.label,
                 "include_customers": tc.include_customers,
+                "evaluation": split.describe()["evaluation"],  # grouped_cv: a short history
                 "feature_sources": {
                     f.name: f.source for f in catalogue(spec) if f.name in model.features
                 },
@@ -257,7 +484,7 @@ class TrainJob(_Job):
         self,
         source: str,
         model: InMarketModel,
-        split: Split,
+        split: Split | Folds,
         evaluation: Evaluation,
         counts: LabelCounts,
         labelled: pd.DataFrame,
@@ -305,12 +532,35 @@ class TrainJob(_Job):
         for name, values in evaluation.metrics.items():
             prefix = "test" if name == "model" else f"{name}_test"
             mlflow.log_metrics({f"{prefix}_{k}": v for k, v in values.items()})
+            for k, (lo, hi) in evaluation.intervals.get(name, {}).items():
+                mlflow.log_metrics({f"{prefix}_{k}_lo": lo, f"{prefix}_{k}_hi": hi})
+            if name in evaluation.ratios:
+                ratio = values["recall_at_10"] / evaluation.metrics["mql_rule"]["recall_at_10"]
+                lo, hi = evaluation.ratios[name]
+                mlflow.log_metrics(
+                    {
+                        f"{prefix}_recall_at_10_vs_mql": ratio,
+                        f"{prefix}_recall_at_10_vs_mql_lo": lo,
+                        f"{prefix}_recall_at_10_vs_mql_hi": hi,
+                    }
+                )
             lead, deals = evaluation.lead_times[name]
             if not np.isnan(lead):
                 mlflow.log_metric(f"{prefix}_lead_time_days", lead)
             mlflow.log_metric(f"{prefix}_lead_time_deals", deals)
+        mlflow.log_metric("test_lead_time_deals_total", evaluation.deals)
+        mlflow.log_text(evaluation.table(), "evaluation/comparison.txt")
         mlflow.log_metrics({f"labels_{k}": v for k, v in counts.as_dict().items()})
-        mlflow.set_tags({"data_fingerprint": fingerprint, "label": tc.label})
+        mode = split.describe()["evaluation"]
+        mlflow.set_tags(
+            {
+                "data_fingerprint": fingerprint,
+                "label": tc.label,
+                "evaluation": mode,  # time_split, or grouped_cv: short-history mode
+                "short_history": str(mode == "grouped_cv").lower(),
+                **({"short_history_reason": split.reason} if isinstance(split, Folds) else {}),
+            }
+        )
         labels = split.test[LABEL].to_numpy()
         # mean |SHAP| on a seeded sample of test rows: the ranking of features is stable long
         # before every row is explained
@@ -329,7 +579,12 @@ class TrainJob(_Job):
         mlflow.log_dict(
             {
                 "metrics": evaluation.metrics,
+                "intervals": evaluation.intervals,
+                "confidence": evaluation.confidence,
+                "recall_at_10_vs_mql_intervals": evaluation.ratios,
                 "lead_times": evaluation.lead_times,
+                "lead_time_deals": evaluation.deals,
+                "ablations": ABLATIONS,
                 "labels": counts.as_dict(),
             },
             "evaluation/metrics.json",
@@ -339,10 +594,14 @@ class TrainJob(_Job):
         )
         with scratch_dir("train") as tmp:
             test_file = tmp / Path(TEST_SET).name
-            split.test.to_parquet(test_file, index=False)
+            split.test.assign(**{EVALUATED_SCORE: evaluation.scores["model"]}).to_parquet(
+                test_file, index=False
+            )
             mlflow.log_artifact(str(test_file), str(Path(TEST_SET).parent))
 
-    def _register(self, client: Any, run_id: str, model: InMarketModel, split: Split) -> str:
+    def _register(
+        self, client: Any, run_id: str, model: InMarketModel, split: Split | Folds
+    ) -> str:
         name = self.tracking.model_name
         example = split.test[model.features].head(5)
         example = example.astype({c: "str" for c in model.categories})
@@ -381,4 +640,7 @@ class EvaluateJob(_Job):
             )
         split, dataset = labelled.split, labelled.dataset
         baselines = fit_baselines(split.train, split.valid, seed=self.train.seed)
-        return evaluate(model, baselines, split.test, dataset.opportunities)
+        # a short history: the baselines are fitted on all groups of accounts but one, and
+        # every method is measured on that one
+        test = split.valid if isinstance(split, Folds) else split.test
+        return evaluate(model, baselines, test, dataset.opportunities, self.train)

@@ -10,6 +10,11 @@ A snapshot (account_id, as_of) is labelled from the new-business opportunities c
 Left out as well, and counted: snapshots whose window is not fully observed (as_of + horizon
 after the extract), accounts already in pipeline at as_of (an open opportunity), and current
 customers (unless ``include_customers``), whose next deal is not new business.
+
+Each label has a time it was *decided* (``DECIDED``): a win when its deal closed won (the first
+one, if several), a 0 when its window ended and every deal created in it had closed lost; a
+deal without ``closed_at`` counts as closed at the window's end. The time split leaves out a
+training (validation) label decided after the validation (test) window begins.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import pandas as pd
 from features.encode import encode
 
 LabelKind = Literal["won", "opportunity"]
+DECIDED = "label_decided_at"  # beside the label until the split; never a feature
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ def label_snapshots(
     extracted_at = pd.Timestamp(extracted_at)
     horizon = pd.Timedelta(days=horizon_days)
     nb = opportunities[opportunities["type"] == "new_business"]
-    won_any, open_any, created_any = _window_flags(features, nb, horizon)
+    won_any, open_any, created_any, won_closed, last_closed = _window_flags(features, nb, horizon)
 
     observed = (features["as_of"] + horizon) <= extracted_at
     in_pipeline = features["in_pipeline"].to_numpy() > 0
@@ -73,15 +79,25 @@ def label_snapshots(
         labelled=int(keep.sum()),
         positives=int(label[keep].sum()),
     )
-    labelled = features[keep].assign(label=label[keep].astype(np.int64))
+    window_end = (features["as_of"] + horizon).to_numpy(dtype="datetime64[us]")
+    if kind == "won":  # a win when it closed; a 0 when the window and its deals are closed
+        closed_by = np.where(np.isnat(last_closed), window_end, last_closed)
+        decided = np.where(won_any, won_closed, np.maximum(window_end, closed_by))
+    else:  # created or not within the window: known when it ends at the latest
+        decided = window_end
+    labelled = features[keep].assign(
+        label=label[keep].astype(np.int64),
+        **{DECIDED: pd.to_datetime(decided[keep]).tz_localize("UTC")},
+    )
     return labelled.reset_index(drop=True), counts
 
 
 def _window_flags(
     features: pd.DataFrame, nb: pd.DataFrame, horizon: pd.Timedelta
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per snapshot: is any new-business opportunity in [as_of, as_of + horizon] won / open /
-    there at all."""
+    there at all; when the first won one closed, and when the last one closed (NaT if none;
+    one without ``closed_at`` counts as closed at the window's end)."""
     accounts = pd.Index(features["account_id"].unique())
     opp_code = encode(nb["account_id"], accounts)
     opp_s = nb["created_at"].to_numpy(dtype="datetime64[us]").astype(np.int64) // 1_000_000
@@ -91,6 +107,9 @@ def _window_flags(
     key = key[order]
     won = (nb["status"].to_numpy() == "won")[valid][order]
     is_open = (nb["status"].to_numpy() == "open")[valid][order]
+    closed_column = nb["closed_at"] if "closed_at" in nb else pd.Series(pd.NaT, index=nb.index)
+    closed = pd.to_datetime(closed_column, utc=True).to_numpy(dtype="datetime64[us]")
+    closed = closed[valid][order]
     snap_code = encode(features["account_id"], accounts)
     snap_s = features["as_of"].to_numpy(dtype="datetime64[us]").astype(np.int64) // 1_000_000
     base = snap_code << 32
@@ -99,4 +118,26 @@ def _window_flags(
     hi = np.searchsorted(key, base + snap_s + int(horizon.total_seconds()), side="right")
     won_cum = np.r_[0, np.cumsum(won)]
     open_cum = np.r_[0, np.cumsum(is_open)]
-    return (won_cum[hi] - won_cum[lo]) > 0, (open_cum[hi] - open_cum[lo]) > 0, hi > lo
+    # every (snapshot, opportunity in its window) pair: a few per snapshot at most
+    sizes = hi - lo
+    snap_of_pair = np.repeat(np.arange(len(lo)), sizes)
+    opp_of_pair = np.repeat(lo, sizes) + (
+        np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    )
+    window_end = (features["as_of"] + horizon).to_numpy(dtype="datetime64[us]")
+    pair_closed = closed[opp_of_pair]
+    pair_closed = np.where(np.isnat(pair_closed), window_end[snap_of_pair], pair_closed)
+    never, always = np.datetime64("NaT", "us"), np.datetime64("9999-12-31", "us")
+    won_closed = np.full(len(lo), always)
+    np.minimum.at(won_closed, snap_of_pair[won[opp_of_pair]], pair_closed[won[opp_of_pair]])
+    last_closed = np.full(len(lo), np.datetime64("0001-01-01", "us"))
+    np.maximum.at(last_closed, snap_of_pair, pair_closed)
+    won_closed = np.where(won_closed == always, never, won_closed)
+    last_closed = np.where(sizes > 0, last_closed, never)
+    return (
+        (won_cum[hi] - won_cum[lo]) > 0,
+        (open_cum[hi] - open_cum[lo]) > 0,
+        hi > lo,
+        won_closed,
+        last_closed,
+    )

@@ -59,28 +59,43 @@ def evaluate_scores(
     }
 
 
-def lead_time_days(
-    frame: pd.DataFrame, scores: np.ndarray, opportunities: pd.DataFrame, share: float = TOP_SHARE
-) -> tuple[float, int]:
-    """Median days between the first snapshot where a later-won account was in the top
-    ``share`` and the creation of its won new-business opportunity; and how many such deals.
+def lead_times(
+    frame: pd.DataFrame,
+    scores: dict[str, np.ndarray],
+    opportunities: pd.DataFrame,
+    horizon_days: int,
+    share: float = TOP_SHARE,
+) -> tuple[dict[str, tuple[float, int]], int]:
+    """How early each method saw the later wins, measured on the same deals for every method.
 
-    ``frame`` holds the scored snapshots (account_id, as_of, label). An account tied at the cut
-    counts as flagged when it is more likely than not in the top under a random tie-break."""
-    weights = _top_weights(np.asarray(scores, dtype=float), frame["as_of"].to_numpy(), share)
-    flagged = frame.loc[weights >= 0.5, ["account_id", "as_of"]]  # in, or more likely than not
+    The deals: won new-business opportunities created after the first scored snapshot and
+    within ``horizon_days`` of the last, whose account has a scored snapshot in the
+    ``horizon_days`` before the deal's creation. A method's warning on a deal is the days
+    between the first such snapshot where the account was in the method's top ``share`` and
+    the deal's creation, 0 if it never was (the deal came as a surprise). Per method: the mean
+    warning over all those deals and how many it flagged; and the number of deals.
+
+    ``frame`` holds the scored snapshots (account_id, as_of). An account tied at the cut counts
+    as flagged when it is more likely than not in the top under a random tie-break."""
+    horizon = pd.Timedelta(days=horizon_days)
     wins = opportunities[
         (opportunities["type"] == "new_business") & (opportunities["status"] == "won")
     ][["account_id", "created_at"]]
     first, last = frame["as_of"].min(), frame["as_of"].max()
-    wins = wins[(wins["created_at"] > first) & (wins["created_at"] <= last + pd.Timedelta(days=90))]
-    joined = wins.merge(flagged, on="account_id")
+    wins = wins[(wins["created_at"] > first) & (wins["created_at"] <= last + horizon)]
+    snapshots = frame[["account_id", "as_of"]].reset_index(drop=True)
+    joined = wins.drop_duplicates().merge(snapshots.reset_index(), on="account_id")
     joined = joined[
         (joined["as_of"] < joined["created_at"])
-        & (joined["as_of"] >= joined["created_at"] - pd.Timedelta(days=90))
+        & (joined["as_of"] >= joined["created_at"] - horizon)
     ]
-    if joined.empty:
-        return float("nan"), 0
-    earliest = joined.groupby(["account_id", "created_at"])["as_of"].min().reset_index()
-    days = (earliest["created_at"] - earliest["as_of"]).dt.total_seconds() / 86_400
-    return float(days.median()), len(earliest)
+    deals = joined[["account_id", "created_at"]].drop_duplicates()
+    result: dict[str, tuple[float, int]] = {}
+    for name, score in scores.items():
+        weights = _top_weights(np.asarray(score, dtype=float), frame["as_of"].to_numpy(), share)
+        flagged = joined[weights[joined["index"].to_numpy()] >= 0.5]
+        earliest = flagged.groupby(["account_id", "created_at"])["as_of"].min().reset_index()
+        days = (earliest["created_at"] - earliest["as_of"]).dt.total_seconds()
+        warning = float(days.sum() / 86_400 / len(deals)) if len(deals) else float("nan")
+        result[name] = (warning, len(earliest))
+    return result, len(deals)

@@ -1,10 +1,14 @@
 """The MLflow store (SQLite under ``mlruns/``), the registry's aliases, and promotion.
 
-``challenger`` is the newest registered model; ``champion`` is the one served. A challenger is
-promoted only when its test PR AUC is not worse than the champion's on the same rows (the
-challenger's test set, re-scored with both models), or with ``force``; the decision and its
-figures are recorded as tags on the model version either way. A version whose training run did
-not finish is never promoted.
+``challenger`` is the newest registered model; ``champion`` is the one served. The gate
+(``PromotionSettings``): a challenger is promoted only when it beats the champion on the same
+rows by more than noise could explain — the challenger's test rows that neither model was
+fitted on, the champion re-scoring them, and a paired accounts bootstrap of the difference in
+PR AUC whose one-sided lower bound (95% by default) must be above zero. The first model must
+beat the MQL rule on its own test rows in the same way. Models that answer another question
+(label, horizon, population) or build their features another way are not compared. ``force``
+overrides; the decision and its figures are recorded as tags on the model version either way.
+A version whose training run did not finish is never promoted.
 
 A run is tagged with the pid and host of the process that trains it: a run left RUNNING by a
 process that was killed (``kill -9`` skips MLflow's own clean-up) is marked FAILED by
@@ -22,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.entities import RunStatus
 from mlflow.entities.model_registry import ModelVersion
@@ -30,11 +35,17 @@ from mlflow.tracking import MlflowClient
 
 from features.errors import InMarketError
 from features.leftovers import owner_alive, scratch_dir, this_host
+from training.bootstrap import bootstrap
+from training.metrics import evaluate_scores
 from training.model import LABEL, InMarketModel
-from training.settings import TrackingSettings, TrainSettings
+from training.settings import PromotionSettings, TrackingSettings, TrainSettings
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 TEST_SET = "evaluation/test_set.parquet"
+# beside the test rows: the challenger's own margin on each, as its evaluation scored it (in
+# short-history mode an out-of-fold score: the final model trained on every row)
+EVALUATED_SCORE = "score_as_evaluated"
+MQL_COLUMN = "mql_points_max_90d"
 PID_TAG, HOST_TAG = "pid", "hostname"  # of the process that runs a training run
 
 
@@ -154,11 +165,87 @@ def _promotion_lock(client: MlflowClient) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def promote(client: MlflowClient, name: str, *, force: bool = False) -> Promotion:
-    """Move ``champion`` to the challenger if it is not worse on the same rows (or forced);
-    one promotion at a time (``_promotion_lock``)."""
+def promote(
+    client: MlflowClient,
+    name: str,
+    *,
+    force: bool = False,
+    settings: PromotionSettings | None = None,
+) -> Promotion:
+    """Move ``champion`` to the challenger if it beats the champion by more than noise on the
+    same rows (or forced); one promotion at a time (``_promotion_lock``)."""
     with _promotion_lock(client):
-        return _promote(client, name, force=force)
+        return _promote(client, name, force=force, settings=settings or PromotionSettings())
+
+
+@dataclass
+class Verdict:
+    """A paired comparison on the same rows: both values, the gain's lower bound, the rows."""
+
+    new: float
+    old: float
+    lower: float
+    upper: float
+    rows: int
+    metric: str
+    confidence: float
+
+    @property
+    def wins(self) -> bool:
+        return self.lower > 0
+
+    def words(self, other: str) -> str:
+        label = {"pr_auc": "PR AUC", "roc_auc": "ROC AUC"}.get(self.metric, self.metric)
+        if self.wins:
+            outcome = "beats it by more than noise"
+        elif self.upper < 0:
+            outcome = "is worse by more than noise"
+        else:
+            outcome = "is not better by more than noise"
+        return (
+            f"test {label} {self.new:.6f} vs {other}'s {self.old:.6f} on the same "
+            f"{self.rows:,} test rows: gain {self.new - self.old:+.6f}, its "
+            f"{self.confidence:.0%} lower bound {self.lower:+.6f} (paired accounts bootstrap), "
+            f"so the challenger {outcome}"
+        )
+
+
+def paired_gain(
+    test: pd.DataFrame, new: np.ndarray, old: np.ndarray, settings: PromotionSettings
+) -> Verdict:
+    """How much ``new`` beats ``old`` on ``test``'s rows, and the one-sided lower bound of that
+    gain over ``settings.rounds`` replicates of the accounts drawn with replacement."""
+    metric = settings.metric
+    scores = {"new": np.asarray(new, dtype=float), "old": np.asarray(old, dtype=float)}
+    labels, as_of = test[LABEL].to_numpy(), test["as_of"].to_numpy()
+    point = {
+        m: evaluate_scores(s, np.clip(s, 0, 1), labels, as_of)[metric] for m, s in scores.items()
+    }
+    replicates = bootstrap(
+        scores,
+        {m: np.clip(s, 0, 1) for m, s in scores.items()},  # (no Brier score is asked)
+        labels,
+        as_of,
+        test["account_id"].to_numpy(),
+        rounds=settings.rounds,
+        seed=settings.seed,
+        metrics=(metric,),
+    )
+    gains = replicates.difference("new", "old", metric)
+    lower, upper = (
+        float(q) for q in np.nanquantile(gains, [1 - settings.confidence, settings.confidence])
+    )
+    return Verdict(point["new"], point["old"], lower, upper, len(test), metric, settings.confidence)
+
+
+def _unseen_by(model: InMarketModel, test: pd.DataFrame) -> pd.DataFrame:
+    """The test rows ``model`` was not fitted on and whose labels it could not have seen:
+    snapshots after the last it was fitted on by more than its label horizon."""
+    until = model.info.get("fitted_until")
+    if until is None:  # a model from before this was recorded
+        return test
+    cut = pd.Timestamp(until) + pd.Timedelta(days=int(model.info.get("horizon_days", 90)))
+    return test[test["as_of"] > cut]
 
 
 ROLLED_BACK = "rolled_back_at"  # tag on a champion replaced by `promote --version`
@@ -215,9 +302,9 @@ def _require_finished(client: MlflowClient, name: str, version: ModelVersion) ->
         )
 
 
-def _promote(client: MlflowClient, name: str, *, force: bool) -> Promotion:
-    from sklearn.metrics import average_precision_score
-
+def _promote(
+    client: MlflowClient, name: str, *, force: bool, settings: PromotionSettings
+) -> Promotion:
     challenger = version_by_alias(client, name, CHALLENGER)
     if challenger is None:
         raise RegistryError(f"model '{name}' has no '{CHALLENGER}' version; run `inmarket train`")
@@ -239,28 +326,35 @@ def _promote(client: MlflowClient, name: str, *, force: bool) -> Promotion:
             f"version {challenger.version} was rolled back at {rolled_back}; train a new "
             "challenger, or use --force to put it back",
         )
+    with scratch_dir("promote") as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=challenger.run_id, artifact_path=TEST_SET, dst_path=str(tmp)
+        )
+        test = pd.read_parquet(local)
+    new_model = load_model(f"models:/{name}/{challenger.version}")
+    own = (
+        test[EVALUATED_SCORE].to_numpy()
+        if EVALUATED_SCORE in test
+        else new_model.predict(test, raw_score=True)
+    )
     if champion is None:
         # the first model has no champion to beat: it must beat the MQL rule on its own test
-        # rows (training scored both on them), else it is worse than what teams do today
-        info = load_model(f"models:/{name}/{challenger.version}").info
-        new, rule = info["test_metrics"]["pr_auc"], info["mql_test_metrics"]["pr_auc"]
-        decided = new > rule or force
+        # rows by more than noise, else it is no better than what teams do today
+        verdict = paired_gain(test, own, test[MQL_COLUMN].fillna(0).to_numpy(), settings)
+        decided = verdict.wins or force
         reason = (
-            f"no champion yet; test PR AUC {new:.6f} "
-            f"{'beats' if new > rule else 'does not beat'} the MQL rule's {rule:.6f} on the "
-            "same test rows" + (" (forced)" if force and new <= rule else "")
+            "no champion yet; "
+            + verdict.words("the MQL rule")
+            + (" (forced)" if force and not verdict.wins else "")
         )
     else:
-        with scratch_dir("promote") as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=challenger.run_id, artifact_path=TEST_SET, dst_path=str(tmp)
-            )
-            test = pd.read_parquet(local)
-        models = [load_model(f"models:/{name}/{v.version}") for v in (challenger, champion)]
+        old_model = load_model(f"models:/{name}/{champion.version}")
+        models = [new_model, old_model]
         # (a model from before a key was recorded was trained with the setting's default)
         defaults = TrainSettings().model_dump()
         asked = [{k: m.info.get(k, defaults[k]) for k in COMPARABLE} for m in models]
         differ = {k: (asked[0][k], asked[1][k]) for k in COMPARABLE if asked[0][k] != asked[1][k]}
+        unseen = _unseen_by(old_model, test.assign(_own=own))
         if differ:
             decided = force
             reason = (
@@ -279,14 +373,24 @@ def _promote(client: MlflowClient, name: str, *, force: bool) -> Promotion:
                 "comparison on one test set; compare them with `inmarket evaluate` and use "
                 "--force" + (" (forced)" if force else "")
             )
-        else:
-            new, old = (average_precision_score(test[LABEL], m.predict(test)) for m in models)
-            decided = new >= old or force
-            verdict = "not worse than" if new >= old else "worse than"
+        elif unseen.empty or unseen[LABEL].nunique() < 2:
+            decided = force
             reason = (
-                f"test PR AUC {new:.6f} is {verdict} champion v{champion.version}'s {old:.6f} "
-                f"on the same {len(test):,} test rows"
-                + (" (forced)" if force and new < old else "")
+                f"champion v{champion.version} was fitted on snapshots up to "
+                f"{old_model.info.get('fitted_until')}: too few of the challenger's "
+                f"{len(test):,} test rows are unseen by both for a fair comparison; use --force"
+                + (" (forced)" if force else "")
+            )
+        else:
+            verdict = paired_gain(
+                unseen,
+                unseen["_own"].to_numpy(),
+                old_model.predict(unseen, raw_score=True),
+                settings,
+            )
+            decided = verdict.wins or force
+            reason = verdict.words(f"champion v{champion.version}") + (
+                " (forced)" if force and not verdict.wins else ""
             )
     now = version_by_alias(client, name, CHAMPION)  # compare-and-set, where no lock holds
     if (now.version if now else None) != (champion.version if champion else None):

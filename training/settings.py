@@ -58,6 +58,36 @@ class TrainSettings(Section):
     shuffle_labels: bool = Field(
         False, description="permutation check: train on shuffled labels, test ROC AUC ~0.5"
     )
+    short_history: bool = Field(
+        True,
+        description="when the history cannot hold time windows with embargoes, cross-validate "
+        "over groups of accounts instead (recorded on the run); off: refuse",
+    )
+    folds: int = Field(5, ge=3, le=10, description="groups of accounts in short-history mode")
+    ablations: bool = Field(
+        True,
+        description="also train without third-party intent and on buying-group features only, "
+        "scored on the same test rows",
+    )
+    bootstrap_rounds: int = Field(
+        500, ge=0, description="account-bootstrap replicates behind every interval (0: none)"
+    )
+    confidence: float = Field(0.95, gt=0, lt=1, description="of the intervals, two-sided")
+
+
+class PromotionSettings(Section):
+    """The gate between challenger and champion (``inmarket promote``)."""
+
+    metric: Literal["pr_auc", "roc_auc", "recall_at_10"] = "pr_auc"
+    confidence: float = Field(
+        0.95,
+        gt=0.5,
+        lt=1,
+        description="a challenger is promoted when its paired-bootstrap gain over the champion "
+        "(or, for the first model, the MQL rule) is above zero at this one-sided confidence",
+    )
+    rounds: int = Field(1000, ge=100, description="paired account-bootstrap replicates")
+    seed: int = 7
 
 
 class TrackingSettings(Section):

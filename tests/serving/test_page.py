@@ -372,6 +372,7 @@ def test_the_static_report_lists_the_accounts_as_text(
         missed = int((worked["mql_points_max_90d"].fillna(0) < 100).sum())
         expect(page.locator("#mql-missed")).to_have_text(f"{missed:,}")
         expect(page.locator("#model-card")).to_contain_text("MQL rule")
+        expect(page.locator("#model-card")).to_contain_text("95% interval, test accounts")
         # the model card says what each feature reads (people known by then, for breadth)
         expect(page.locator("#feature-sources")).to_contain_text("people known by then")
     finally:

@@ -241,6 +241,10 @@ def test_model_card_and_ranked_accounts(served: tuple[Server, Path]) -> None:
     # the filter, and a limit of 0 is refused
     assert card["alias"] == "champion" and card["features"]
     assert card["test_metrics"]["roc_auc"] > card["mql_test_metrics"]["roc_auc"]
+    # each with its bootstrap interval, and how it was evaluated
+    lo, hi = card["test_intervals"]["recall_at_10"]
+    assert lo <= card["test_metrics"]["recall_at_10"] <= hi and lo < hi
+    assert card["mql_test_intervals"]["pr_auc"] and card["evaluation"] == "time_split"
     assert card["drift"]["psi"]
     # the list was scored by the version that serves /score (a promotion since would differ)
     assert card["scored_list"]["model_version"] == card["version"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from training.labels import label_snapshots
+from training.labels import DECIDED, label_snapshots
 
 AS_OF = pd.Timestamp("2025-01-01", tz="UTC")
 EXTRACT = pd.Timestamp("2025-12-31", tz="UTC")
@@ -99,3 +99,68 @@ def test_customers_can_be_included() -> None:
         _snaps(is_customer=[1]), _opps(), extracted_at=EXTRACT, include_customers=True
     )
     assert len(labelled) == 1 and counts.customers == 0
+
+
+def _closed(*rows: tuple[str, str, str, str | None]) -> pd.DataFrame:
+    """rows: (created_at, status, type, closed_at) for account A."""
+    frame = _opps(*(r[:3] for r in rows))
+    return frame.assign(closed_at=pd.to_datetime([r[3] for r in rows], utc=True))
+
+
+@pytest.mark.parametrize(
+    ("opps", "decided"),
+    [
+        # a win is known when it closes, even months after its window
+        ((("2025-02-01", "won", "new_business", "2025-09-01"),), "2025-09-01"),
+        # the first win decides it
+        (
+            (
+                ("2025-02-01", "won", "new_business", "2025-08-01"),
+                ("2025-03-01", "won", "new_business", "2025-05-01"),
+            ),
+            "2025-05-01",
+        ),
+        # a 0: when the window ends, or when its last lost deal closed if later
+        ((), "2025-04-01"),
+        ((("2025-02-01", "lost", "new_business", "2025-02-20"),), "2025-04-01"),
+        ((("2025-02-01", "lost", "new_business", "2025-07-01"),), "2025-07-01"),
+        # no close date: counted as closed at the window's end
+        ((("2025-02-01", "won", "new_business", None),), "2025-04-01"),
+    ],
+    ids=["late-win", "first-win", "nothing", "lost-early", "lost-late", "no-close-date"],
+)
+def test_each_label_knows_when_it_was_decided(
+    opps: tuple[tuple[str, str, str, str | None], ...], decided: str
+) -> None:
+    frame = _closed(*opps) if opps else _closed(("2026-06-01", "lost", "renewal", None))
+    labelled, _ = label_snapshots(_snaps(), frame, extracted_at=EXTRACT)
+    assert labelled[DECIDED].iloc[0] == pd.Timestamp(decided, tz="UTC")
+
+
+def test_a_training_label_decided_after_validation_begins_is_left_out() -> None:
+    from training.split import time_split
+
+    # given weekly snapshots of 40 accounts over two years, each winning a deal after its
+    # snapshot of 2024-06-05 (training), decided by July; but account A0's deal closes only in
+    # May 2025, after the validation window (from March 2025) begins
+    as_of = pd.date_range("2024-01-03", "2025-12-31", freq="7D", tz="UTC")
+    rows = pd.DataFrame(
+        [(f"A{i}", t) for i in range(40) for t in as_of], columns=["account_id", "as_of"]
+    )
+    rows = rows.assign(label=(rows["as_of"] == pd.Timestamp("2024-06-05", tz="UTC")).astype(int))
+    rows.loc[(rows["account_id"] == "A1") & (rows["as_of"] > "2025-10-01"), "label"] = 1  # test
+    rows.loc[(rows["account_id"] == "A2") & (rows["as_of"] == "2025-04-02"), "label"] = 1  # valid
+    decided = (rows["as_of"] + pd.Timedelta(days=90)).where(rows["label"] == 0)
+    decided = decided.fillna(pd.Timestamp("2024-07-01", tz="UTC"))
+    late = (rows["account_id"] == "A0") & (rows["label"] == 1)
+    decided[late] = pd.Timestamp("2025-05-01", tz="UTC")
+    # when the labelled rows are split in time knowing when each label was decided
+    split = time_split(rows, test_days=120, validation_days=90, embargo_days=90, decided=decided)
+    plain = time_split(rows, test_days=120, validation_days=90, embargo_days=90)
+    # then A0's late-decided win is out of training and counted; nothing else moved
+    assert split.decided_late >= 1 and plain.decided_late == 0
+    assert not ((split.train["account_id"] == "A0") & (split.train["label"] == 1)).any()
+    assert ((plain.train["account_id"] == "A0") & (plain.train["label"] == 1)).any()
+    assert len(plain.train) - len(split.train) + len(plain.valid) - len(split.valid) == (
+        split.decided_late
+    )

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.metrics import evaluate_scores, lead_time_days, top_share_weights
+from training.metrics import evaluate_scores, lead_times, top_share_weights
 
 
 def test_ties_at_the_cut_share_the_places_left() -> None:
@@ -47,6 +47,34 @@ def test_lead_time_counts_from_the_first_flagged_snapshot() -> None:
             "created_at": pd.to_datetime(["2025-03-15"], utc=True),
         }
     )
-    days, deals = lead_time_days(frame, scores, opps)
-    assert deals == 1
-    assert days == pytest.approx((pd.Timestamp("2025-03-15") - pd.Timestamp("2025-02-01")).days)
+    leads, deals = lead_times(frame, {"m": scores}, opps, horizon_days=90)
+    assert deals == 1 and leads["m"][1] == 1
+    assert leads["m"][0] == pytest.approx(
+        (pd.Timestamp("2025-03-15") - pd.Timestamp("2025-02-01")).days
+    )
+
+
+def test_lead_time_is_measured_on_the_same_deals_for_every_method() -> None:
+    # given two later-won deals: method "early" flags both a month ahead, "one" flags only A0,
+    # two months ahead (its own flagged deals alone would make it look earlier)
+    as_of = pd.to_datetime(["2025-01-01", "2025-02-01", "2025-03-01"], utc=True)
+    frame = pd.DataFrame(
+        {"account_id": np.repeat([f"A{i}" for i in range(10)], 3), "as_of": np.tile(as_of, 10)}
+    )
+    account, month = frame["account_id"].to_numpy(), frame["as_of"].dt.month.to_numpy()
+    early = np.where(np.isin(account, ["A0", "A1"]) & (month >= 3), 1.0, 0.0)
+    one = np.where((account == "A0") & (month >= 2), 1.0, 0.0)
+    opps = pd.DataFrame(
+        {
+            "account_id": ["A0", "A1"],
+            "type": ["new_business"] * 2,
+            "status": ["won"] * 2,
+            "created_at": pd.to_datetime(["2025-03-31", "2025-03-31"], utc=True),
+        }
+    )
+    # when lead times are measured
+    leads, deals = lead_times(frame, {"early": early, "one": one}, opps, horizon_days=90)
+    # then both are averaged over the same two deals, the unflagged one counting 0 days
+    assert deals == 2
+    assert leads["early"] == (pytest.approx(30.0), 2)
+    assert leads["one"] == (pytest.approx(58 / 2), 1)

@@ -160,12 +160,18 @@ function metricsTable(model) {
   ];
   const ours = model.test_metrics || {};
   const mql = model.mql_test_metrics || {};
+  // each value with its bootstrap interval, when the model recorded one
+  const cell = (values, intervals, key, digits) => {
+    const interval = (intervals || {})[key];
+    const text = number(values[key], digits) + (interval ? ` [${number(interval[0], digits)}–${number(interval[1], digits)}]` : "");
+    return el("td", { class: "num" }, text);
+  };
   return el(
     "table",
     { class: "metrics" },
     el("thead", {}, el("tr", {}, el("th", {}, "test window"), el("th", { class: "num" }, "model"), el("th", { class: "num" }, "MQL rule"))),
     el("tbody", {}, rows.map(([name, key, digits]) =>
-      el("tr", {}, el("td", {}, name), el("td", { class: "num" }, number(ours[key], digits)), el("td", { class: "num" }, number(mql[key], digits))),
+      el("tr", {}, el("td", {}, name), cell(ours, model.test_intervals, key, digits), cell(mql, model.mql_test_intervals, key, digits)),
     )),
   );
 }
