@@ -144,6 +144,14 @@ def validate(
         click.echo(f"warning: {no_events}", err=True)
     if stale := dataset.report.stale():
         click.echo(f"warning: {stale}", err=True)
+    if not as_json and not no_events:
+        from training.job import ForecastJob
+
+        forecast = ForecastJob(
+            dataset.report, data=config.data, features=config.features, train=config.train
+        )
+        for line in _run(lambda: forecast.lines(data)):
+            click.echo(line)
     if rejects_out:
         write_parquet_atomic(dataset.rejects, rejects_out)
         click.echo(f"wrote {len(dataset.rejects):,} rejected rows to {rejects_out}", err=as_json)

@@ -18,12 +18,20 @@ from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-
 from mlflow.models import infer_signature
 
 from features.catalogue import META_COLUMNS, catalogue
-from features.engine import build_feature_table, load_small_tables, read_feature_table
+from features.contract import empty_table
+from features.engine import (
+    build_feature_table,
+    load_small_tables,
+    plan_build,
+    read_feature_table,
+)
 from features.errors import ConfigError, ContractError
+from features.families import build_features
 from features.io import sidecar
 from features.leftovers import scratch_dir
 from features.report import CLOCK, ValidationReport
 from features.settings import DataSettings, FeatureSettings, FeatureSpec
+from features.snapshots import snapshot_grid
 from features.validation import Dataset
 from training import plots
 from training.baselines import fit_baselines
@@ -644,3 +652,70 @@ class EvaluateJob(_Job):
         # every method is measured on that one
         test = split.valid if isinstance(split, Folds) else split.test
         return evaluate(model, baselines, test, dataset.opportunities, self.train)
+
+
+class ForecastJob(_Job):
+    """What ``inmarket train`` would get from a folder under the current settings, told before
+    any event is counted (``inmarket validate``): labels need only the deals and the accounts'
+    pipeline and customer status, so the snapshots are built without events, on the grid and
+    with the rules training uses (short-history mode and its earlier start included)."""
+
+    def __init__(self, events_report: ValidationReport, **sections: Any) -> None:
+        super().__init__(**sections)
+        self.events_report = events_report
+
+    def features(
+        self, data: Path, features_path: Path | None, start: pd.Timestamp | None = None
+    ) -> tuple[pd.DataFrame, FeatureSpec, Dataset]:
+        grid = {"every_days": self.train.every_days, "snapshots": None, "start": start}
+        settings = self.feature_settings.model_copy(update=grid)
+        plan, _ = plan_build(data, self.data, settings)
+        base = plan.base
+        table = build_features(
+            snapshot_grid(base.accounts, plan.as_ofs),
+            base.accounts,
+            base.people,
+            empty_table("events"),
+            base.intent,
+            base.opportunities,
+            settings,
+            plan.categories,
+            base.account_history,
+        )
+        return table, settings.spec(), base
+
+    def lines(self, data: Path) -> list[str]:
+        """The forecast in words: each window's labelled snapshots and positives, or why
+        training is impossible and what to change."""
+        tc = self.train
+        head = (
+            f"what `inmarket train` would get (label {tc.label} within {tc.horizon_days} days, "
+            f"snapshots every {tc.every_days} days):"
+        )
+        try:
+            _, counts, split, _, _ = self.labelled(data, None)
+        except (SplitError, ContractError) as exc:
+            return [head, f"  training is not possible: {exc}"]
+        s = split.describe()
+        lines = [
+            head,
+            f"  {counts.labelled:,} snapshots labelled, {counts.positives:,} positive; left out "
+            f"{counts.window_not_observed:,} not fully observed, {counts.in_pipeline:,} in "
+            f"pipeline, {counts.customers:,} customers, {counts.outcome_open:,} still open",
+        ]
+        if isinstance(split, Folds):
+            lines.append(
+                f"  short-history mode, {split.folds} groups of accounts: {s['test_rows']:,} "
+                f"snapshots {s['test_as_of']}, {s['test_positives']:,} positive"
+            )
+        else:
+            for name, part in (("train", "train"), ("validation", "valid"), ("test", "test")):
+                lines.append(
+                    f"  {name:<10} {s[f'{part}_as_of']}: {s[f'{part}_rows']:,} labelled, "
+                    f"{s[f'{part}_positives']:,} positive"
+                )
+            lines.append(
+                f"  left out {s['decided_late']:,} labels decided only after the next window began"
+            )
+        lines += [f"  note: {w}" for w in self.grid_warnings]
+        return lines

@@ -20,7 +20,7 @@ from features.settings import DataSettings, FeatureSettings
 from tests.serving.server import Server
 from tests.stores import client_of, copy_store, train_job
 from tests.worlds import WORLD_SPEC
-from training.job import EvaluateJob, TrainResult
+from training.job import EvaluateJob, ForecastJob, TrainResult
 from training.registry import (
     CHALLENGER,
     CHAMPION,
@@ -540,6 +540,14 @@ def test_a_nine_month_history_trains_in_short_history_mode(
     lo, hi = result.evaluation.intervals["model"]["recall_at_10"]
     assert lo < result.evaluation.metrics["model"]["recall_at_10"] < hi
     assert load_model(result.model_uri).info["evaluation"] == "grouped_cv"
+    # and `validate` told the same before any event was counted
+    from features.validation import load_dataset
+
+    report = load_dataset(nine_months, DataSettings()).report
+    forecast = ForecastJob(report).lines(nine_months)
+    counted = f"  {result.counts.labelled:,} snapshots labelled, {result.counts.positives:,} "
+    assert any(line.startswith(counted + "positive;") for line in forecast), forecast
+    assert any(line.startswith("  short-history mode, 5 groups") for line in forecast)
 
 
 def test_the_gate_needs_rows_the_champion_was_not_fitted_on(
