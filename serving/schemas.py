@@ -71,9 +71,11 @@ class ServedFeatures:
             if not (number and math.isfinite(value)):
                 raise ValueError(f"{name}: a finite number is expected, got {value!r}")
             # a declared account column may be any number; a computed feature has a range
-            bound = feature_upper_bound(name)
-            if name not in declared and not 0 <= value <= bound:
-                raise ValueError(f"{name}: expected a number from 0 to {bound:g}, got {value!r}")
+            low, bound = feature_lower_bound(name), feature_upper_bound(name)
+            if name not in declared and not low <= value <= bound:
+                raise ValueError(
+                    f"{name}: expected a number from {low:g} to {bound:g}, got {value!r}"
+                )
 
 
 SERVED_FEATURES = ServedFeatures()
@@ -93,9 +95,9 @@ class _FeatureRecordBase(BaseModel):
 
 
 # Every catalogue feature is a count, a share, a flag, a score or a number of days: never
-# negative, and a value past a billion is an input error, not an account on fire (a probe's
-# `events_30d: 1e308` scored 91). Generous on purpose: batch has no such bound, and a row it
-# built must never be refused here.
+# negative (but a climb between two windows), and a value past a billion is an input error,
+# not an account on fire (a probe's `events_30d: 1e308` scored 91). Generous on purpose: batch
+# has no such bound, and a row it built must never be refused here.
 MAX_FEATURE_VALUE = 1e9
 
 
@@ -108,12 +110,20 @@ def feature_upper_bound(name: str) -> float:
     return MAX_FEATURE_VALUE
 
 
+def feature_lower_bound(name: str) -> float:
+    """The smallest value a catalogue feature can take: 0, but a change between two windows
+    (``seniority_climb_30d``: a seniority level then minus now) can fall."""
+    return -100.0 if "_climb_" in name else 0.0
+
+
 def _catalogue_field(name: str, description: str) -> tuple[Any, Any]:
     """A feature's field: strict (no "5" or true taken as a number) and within its range."""
     if name in FIT_CATEGORIES:
         return str | None, Field(None, strict=True, max_length=200, description=description)
     bound = feature_upper_bound(name)
-    return float | None, Field(None, strict=True, ge=0, le=bound, description=description)
+    return float | None, Field(
+        None, strict=True, ge=feature_lower_bound(name), le=bound, description=description
+    )
 
 
 FeatureRecord = create_model(  # type: ignore[call-overload]

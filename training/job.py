@@ -47,6 +47,7 @@ from training.registry import (
     connect,
     load_model,
     owner_tags,
+    unseen_by,
 )
 from training.settings import TrackingSettings, TrainSettings
 from training.split import SHORT_MIN_EVENT_DAYS, Folds, Split, SplitError, label_and_split
@@ -180,6 +181,7 @@ def evaluate_methods(
         intervals = replicates.intervals(settings.confidence)
         tail = (1 - settings.confidence) / 2
         mql = replicates.values["mql_rule"]["recall_at_10"]
+        mql = np.where(mql > 0, mql, np.nan)  # a replicate where the rule finds none: no ratio
         with np.errstate(divide="ignore", invalid="ignore"):
             ratios = {
                 n: tuple(
@@ -647,11 +649,47 @@ class EvaluateJob(_Job):
                 "then built with the model's specification) or build them with it"
             )
         split, dataset = labelled.split, labelled.dataset
-        baselines = fit_baselines(split.train, split.valid, seed=self.train.seed)
-        # a short history: the baselines are fitted on all groups of accounts but one, and
-        # every method is measured on that one
-        test = split.valid if isinstance(split, Folds) else split.test
-        return evaluate(model, baselines, test, dataset.opportunities, self.train)
+        if isinstance(split, Folds):  # the baselines out of fold, like training measures them
+            scores, probabilities = _out_of_fold_baselines(split, self.train)
+            scores["model"] = model.predict(split.rows, raw_score=True)
+            probabilities["model"] = model.predict(split.rows)
+        else:
+            baselines = fit_baselines(split.train, split.valid, seed=self.train.seed)
+            scores, probabilities = score_methods(model, {}, baselines, split.test)
+        rows = split.test
+        # only rows the model was not fitted on and whose outcome it could not have seen
+        keep = rows.index.isin(unseen_by(model, rows).index)
+        if keep.sum() == 0 or rows.loc[keep, LABEL].nunique() < 2:
+            raise SplitError(
+                f"{model_uri} was fitted on snapshots up to {model.info.get('fitted_until')}: "
+                f"of {len(rows):,} labelled test snapshots of {data}, too few come later by "
+                "more than its label horizon to measure it; evaluate it on a later export"
+            )
+        return evaluate_methods(
+            {n: v[keep] for n, v in scores.items()},
+            {n: v[keep] for n, v in probabilities.items()},
+            rows[keep],
+            dataset.opportunities,
+            self.train,
+        )
+
+
+def _out_of_fold_baselines(
+    folds: Folds, settings: TrainSettings
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every baseline fitted on the other groups of accounts and scored on each group."""
+    n = len(folds.rows)
+    scores: dict[str, np.ndarray] = {}
+    probabilities: dict[str, np.ndarray] = {}
+    for k in range(folds.folds):
+        train, valid, test = folds.part(k)
+        rows = np.flatnonzero(folds.fold == k)
+        for baseline in fit_baselines(train, valid, seed=settings.seed):
+            scores.setdefault(baseline.name, np.full(n, np.nan))[rows] = baseline.score(test)
+            probabilities.setdefault(baseline.name, np.full(n, np.nan))[rows] = (
+                baseline.predict_proba(test)
+            )
+    return scores, probabilities
 
 
 class ForecastJob(_Job):

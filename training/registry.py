@@ -5,10 +5,11 @@
 rows by more than noise could explain — the challenger's test rows that neither model was
 fitted on, the champion re-scoring them, and a paired accounts bootstrap of the difference in
 PR AUC whose one-sided lower bound (95% by default) must be above zero. The first model must
-beat the MQL rule on its own test rows in the same way. Models that answer another question
-(label, horizon, population) or build their features another way are not compared. ``force``
-overrides; the decision and its figures are recorded as tags on the model version either way.
-A version whose training run did not finish is never promoted.
+beat the MQL rule on its own test rows in the same way, in recall in the top 10% (the rule's
+PR AUC is sunk by its ties at 0 points, which would make that bar nearly free). Models that
+answer another question (label, horizon, population) or build their features another way are
+not compared. ``force`` overrides; the decision and its figures are recorded as tags on the
+model version either way. A version whose training run did not finish is never promoted.
 
 A run is tagged with the pid and host of the process that trains it: a run left RUNNING by a
 process that was killed (``kill -9`` skips MLflow's own clean-up) is marked FAILED by
@@ -195,7 +196,11 @@ class Verdict:
         return self.lower > 0
 
     def words(self, other: str) -> str:
-        label = {"pr_auc": "PR AUC", "roc_auc": "ROC AUC"}.get(self.metric, self.metric)
+        label = {
+            "pr_auc": "PR AUC",
+            "roc_auc": "ROC AUC",
+            "recall_at_10": "recall in the top 10%",
+        }.get(self.metric, self.metric)
         if self.wins:
             outcome = "beats it by more than noise"
         elif self.upper < 0:
@@ -211,11 +216,16 @@ class Verdict:
 
 
 def paired_gain(
-    test: pd.DataFrame, new: np.ndarray, old: np.ndarray, settings: PromotionSettings
+    test: pd.DataFrame,
+    new: np.ndarray,
+    old: np.ndarray,
+    settings: PromotionSettings,
+    metric: str | None = None,
 ) -> Verdict:
-    """How much ``new`` beats ``old`` on ``test``'s rows, and the one-sided lower bound of that
-    gain over ``settings.rounds`` replicates of the accounts drawn with replacement."""
-    metric = settings.metric
+    """How much ``new`` beats ``old`` in ``metric`` (default ``settings.metric``) on ``test``'s
+    rows, and the one-sided bounds of that gain over ``settings.rounds`` replicates of the
+    accounts drawn with replacement."""
+    metric = metric or settings.metric
     scores = {"new": np.asarray(new, dtype=float), "old": np.asarray(old, dtype=float)}
     labels, as_of = test[LABEL].to_numpy(), test["as_of"].to_numpy()
     point = {
@@ -238,7 +248,7 @@ def paired_gain(
     return Verdict(point["new"], point["old"], lower, upper, len(test), metric, settings.confidence)
 
 
-def _unseen_by(model: InMarketModel, test: pd.DataFrame) -> pd.DataFrame:
+def unseen_by(model: InMarketModel, test: pd.DataFrame) -> pd.DataFrame:
     """The test rows ``model`` was not fitted on and whose labels it could not have seen:
     snapshots after the last it was fitted on by more than its label horizon."""
     until = model.info.get("fitted_until")
@@ -340,7 +350,9 @@ def _promote(
     if champion is None:
         # the first model has no champion to beat: it must beat the MQL rule on its own test
         # rows by more than noise, else it is no better than what teams do today
-        verdict = paired_gain(test, own, test[MQL_COLUMN].fillna(0).to_numpy(), settings)
+        verdict = paired_gain(
+            test, own, test[MQL_COLUMN].fillna(0).to_numpy(), settings, settings.rule_metric
+        )
         decided = verdict.wins or force
         reason = (
             "no champion yet; "
@@ -354,7 +366,7 @@ def _promote(
         defaults = TrainSettings().model_dump()
         asked = [{k: m.info.get(k, defaults[k]) for k in COMPARABLE} for m in models]
         differ = {k: (asked[0][k], asked[1][k]) for k in COMPARABLE if asked[0][k] != asked[1][k]}
-        unseen = _unseen_by(old_model, test.assign(_own=own))
+        unseen = unseen_by(old_model, test.assign(_own=own))
         if differ:
             decided = force
             reason = (

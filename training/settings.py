@@ -78,7 +78,14 @@ class TrainSettings(Section):
 class PromotionSettings(Section):
     """The gate between challenger and champion (``inmarket promote``)."""
 
-    metric: Literal["pr_auc", "roc_auc", "recall_at_10"] = "pr_auc"
+    metric: Literal["pr_auc", "roc_auc", "recall_at_10"] = Field(
+        "pr_auc", description="what a challenger must gain over the champion"
+    )
+    rule_metric: Literal["pr_auc", "roc_auc", "recall_at_10"] = Field(
+        "recall_at_10",
+        description="what the first model must gain over the MQL rule: recall in the top 10% "
+        "(lead points tie most accounts at 0, which sinks the rule's PR AUC, not its top 10%)",
+    )
     confidence: float = Field(
         0.95,
         gt=0.5,

@@ -98,7 +98,7 @@ def time_split(
     return split
 
 
-SHORT_MIN_POSITIVES = 10  # positive snapshots across all folds: two a fold at five folds
+SHORT_MIN_POSITIVES = 10  # accounts with a positive snapshot: two a group at five groups
 SHORT_MIN_EVENT_DAYS = 21  # days of events a snapshot needs before it in short-history mode
 
 
@@ -157,7 +157,8 @@ def grouped_folds(labelled: pd.DataFrame, *, folds: int, seed: int, reason: str)
     (``StratifiedGroupKFold``), or refuse below the documented minimum."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    positives = int(labelled[LABEL].sum()) if len(labelled) else 0
+    # one won deal labels several snapshots of one account: what counts is accounts
+    positives = labelled.loc[labelled[LABEL] == 1, "account_id"].nunique() if len(labelled) else 0
     accounts = labelled["account_id"].nunique() if len(labelled) else 0
     if positives < SHORT_MIN_POSITIVES or accounts < 2 * folds:
         span = (
@@ -166,8 +167,9 @@ def grouped_folds(labelled: pd.DataFrame, *, folds: int, seed: int, reason: str)
             else "none"
         )
         raise SplitError(
-            f"{reason}; short-history mode needs at least {SHORT_MIN_POSITIVES} positive "
-            f"labelled snapshots, and has {positives} (snapshots {span}, {accounts} accounts): "
+            f"{reason}; short-history mode needs at least {SHORT_MIN_POSITIVES} accounts with "
+            f"a positive labelled snapshot, and has {positives} (snapshots {span}, {accounts} "
+            "accounts): "
             "export more history, or label opportunities instead of wins (--label opportunity)"
         )
     fold = np.empty(len(labelled), dtype=np.int64)
@@ -175,7 +177,17 @@ def grouped_folds(labelled: pd.DataFrame, *, folds: int, seed: int, reason: str)
     groups = labelled["account_id"].astype(str).to_numpy()
     for k, (_, test) in enumerate(splitter.split(labelled, labelled[LABEL], groups)):
         fold[test] = k
-    return Folds(labelled.reset_index(drop=True), fold, reason, folds)
+    result = Folds(labelled.reset_index(drop=True), fold, reason, folds)
+    for k in range(folds):  # every model needs both classes to learn, stop and calibrate
+        for name, part in zip(("training", "validation", "test"), result.part(k), strict=True):
+            if part[LABEL].nunique() < 2:
+                raise SplitError(
+                    f"{reason}; short-history mode: group {k}'s {name} rows hold one class "
+                    f"only ({positives} accounts with a positive snapshot over {folds} groups): "
+                    "export more history, or label opportunities instead of wins "
+                    "(--label opportunity)"
+                )
+    return result
 
 
 def label_and_split(

@@ -31,5 +31,16 @@ def test_no_account_is_in_two_groups_and_each_group_has_positives() -> None:
 
 
 def test_below_the_minimum_it_says_what_is_missing() -> None:
-    with pytest.raises(SplitError, match=f"needs at least {SHORT_MIN_POSITIVES} positive"):
+    with pytest.raises(SplitError, match=f"needs at least {SHORT_MIN_POSITIVES} accounts with"):
         grouped_folds(_snapshots(500, SHORT_MIN_POSITIVES - 1), folds=5, seed=7, reason="short")
+
+
+def test_positive_snapshots_of_few_accounts_are_not_enough() -> None:
+    # given twelve positive snapshots, all of two accounts (one won deal labels several)
+    rows = _snapshots(500, 0)
+    rows.loc[rows["account_id"].isin(["A0", "A1"]), "label"] = 1
+    rows = pd.concat([rows] * 2, ignore_index=True)
+    assert rows["label"].sum() >= SHORT_MIN_POSITIVES
+    # when they are grouped, then the refusal counts accounts, not snapshots
+    with pytest.raises(SplitError, match="has 2 "):
+        grouped_folds(rows, folds=5, seed=7, reason="short")
