@@ -153,7 +153,8 @@ def test_promote_leaves_no_temporary_test_set(
     monkeypatch.setenv("TMPDIR", str(temporary))
     # when `inmarket promote` runs with its own temporary folder
     promoted = _cli("promote", "--store", store)
-    # then it compared the models and left nothing in the temporary folder
-    assert promoted.returncode == 0, promoted.stderr
-    assert "on the same" in promoted.stdout
+    # then it compared the models (the same model gains nothing: refused, exit 1) and left
+    # nothing in the temporary folder
+    assert promoted.returncode == 1, promoted.stderr
+    assert "on the same" in promoted.stdout and "not promoted" in promoted.stdout
     assert sorted(p.name for p in temporary.iterdir()) == []
