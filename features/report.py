@@ -205,14 +205,21 @@ class ValidationReport:
             )
         return notes
 
-    def render(self, declared: Mapping[str, str] | None = None) -> str:
-        lines = [
-            f"Validation report (rows dated after {self.extracted_at:%Y-%m-%d %H:%M} UTC, the "
-            f"export time taken from {self.extracted_from}, count as late)",
+    def history(self) -> list[str]:
+        """The export time and where it came from, and each table's span of dates."""
+        return [
+            f"export time {self.extracted_at:%Y-%m-%d %H:%M} UTC, taken from "
+            f"{self.extracted_from} (rows dated after it count as late)",
             *(
                 f"  {name} from {first[:10]} to {last[:10]}"
                 for name, (first, last) in self.spans.items()
             ),
+        ]
+
+    def render(self, declared: Mapping[str, str] | None = None) -> str:
+        lines = [
+            "Validation report",
+            *self.history(),
             f"{'table':<14}{'rows in':>12}{'used':>12}{'rejected':>12}  reconciles",
         ]
         for t in self.tables.values():

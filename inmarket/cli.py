@@ -150,8 +150,7 @@ def validate(
         forecast = ForecastJob(
             dataset.report, data=config.data, features=config.features, train=config.train
         )
-        for line in _run(lambda: forecast.lines(data)):
-            click.echo(line)
+        _echo_lines(_run(lambda: forecast.lines(data)))
     if rejects_out:
         write_parquet_atomic(dataset.rejects, rejects_out)
         click.echo(f"wrote {len(dataset.rejects):,} rejected rows to {rejects_out}", err=as_json)
@@ -297,30 +296,7 @@ def train(
     )
     _fail_abandoned_runs(cfg.tracking)
     job = TrainJob(cfg.data, cfg.features, cfg.train, cfg.tracking)
-    result = _run(lambda: job.run(data, features_path))
-    c = result.counts
-    click.echo(
-        f"labels ({cfg.train.label} within {cfg.train.horizon_days} days): "
-        f"{c.labelled:,} snapshots labelled, {c.positives:,} positive; left out "
-        f"{c.window_not_observed:,} not fully observed, {c.in_pipeline:,} in pipeline, "
-        f"{c.customers:,} customers, {c.outcome_open:,} still open"
-    )
-    s = result.split
-    if s["evaluation"] == "grouped_cv":
-        click.echo(
-            f"short history: cross-validated over {s['folds']} groups of accounts (no account "
-            f"in two): {s['test_rows']:,} snapshots {s['test_as_of']} of "
-            f"{s['test_accounts']:,} accounts, {s['test_positives']} positive, each scored by a "
-            "model that never saw its account"
-        )
-    else:
-        click.echo(
-            f"split: train {s['train_as_of']} ({s['train_rows']:,} rows), validation "
-            f"{s['valid_as_of']} ({s['valid_rows']:,}), test {s['test_as_of']} "
-            f"({s['test_rows']:,}, {s['test_positives']} positive); left out "
-            f"{s['decided_late']:,} training and validation labels decided only after the "
-            "next window began"
-        )
+    result = _run(lambda: job.run(data, features_path, announce=_echo_lines))
     click.echo("\ntest metrics, same rows for all:")
     click.echo(result.evaluation.table())
     for method, words in (
@@ -341,6 +317,11 @@ def train(
         click.echo(f"column {note}")
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
+
+
+def _echo_lines(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line)
 
 
 @cli.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -292,6 +293,7 @@ class _Job:
         self.train, self.tracking = train, tracking
         self.grid_warnings: list[str] = []  # of the feature table built here, if one was
         self.events_report: ValidationReport | None = None  # the events' validation, if known
+        self.history: list[str] = []  # the export time and the tables' spans, once labelled
 
     def features(
         self, data: Path, features_path: Path | None, start: pd.Timestamp | None = None
@@ -352,6 +354,7 @@ class _Job:
             raise SplitError(f"{stale}. {exc}" if stale else str(exc)) from exc
         if isinstance(split, Folds):
             self.grid_warnings.append(f"short-history mode: {split.reason}")
+        self.history = merged.history()
         return Labelled(labelled, counts, split, spec, dataset)
 
     def _short_start(self, features_path: Path | None, table: pd.DataFrame) -> pd.Timestamp | None:
@@ -424,9 +427,25 @@ def cross_validate(
 class TrainJob(_Job):
     """``inmarket train``: everything from tables (or a feature file) to a challenger."""
 
-    def run(self, data: Path, features_path: Path | None = None) -> TrainResult:
+    def run(
+        self,
+        data: Path,
+        features_path: Path | None = None,
+        announce: Callable[[list[str]], None] | None = None,
+    ) -> TrainResult:
+        """Train, evaluate and register; ``announce`` hears the history and each window's
+        counts as soon as they are known, before any model is fitted."""
         tc = self.train
         labelled, counts, split, spec, dataset = self.labelled(data, features_path)
+        if announce is not None:
+            announce(
+                [
+                    *self.history,
+                    f"labels ({tc.label} within {tc.horizon_days} days, snapshots every "
+                    f"{tc.every_days} days):",
+                    *window_lines(counts, split),
+                ]
+            )
         if isinstance(split, Folds):
             evaluation = cross_validate(split, spec, dataset.opportunities, tc)
             model = fit_model(
@@ -692,6 +711,34 @@ def _out_of_fold_baselines(
     return scores, probabilities
 
 
+def window_lines(counts: LabelCounts, split: Split | Folds) -> list[str]:
+    """Each evaluation window's labelled snapshots and positives, in words: what validate
+    forecasts and what train says before it fits anything."""
+    s = split.describe()
+    lines = [
+        f"  {counts.labelled:,} snapshots labelled, {counts.positives:,} positive; left out "
+        f"{counts.window_not_observed:,} not fully observed, {counts.in_pipeline:,} in "
+        f"pipeline, {counts.customers:,} customers, {counts.outcome_open:,} still open",
+    ]
+    if isinstance(split, Folds):
+        lines.append(
+            f"  short-history mode, {split.folds} groups of accounts (no account in two): "
+            f"{s['test_rows']:,} snapshots {s['test_as_of']} of {s['test_accounts']:,} "
+            f"accounts, {s['test_positives']:,} positive, each scored by a model that never "
+            "saw its account"
+        )
+        return lines
+    for name, part in (("train", "train"), ("validation", "valid"), ("test", "test")):
+        lines.append(
+            f"  {name:<10} {s[f'{part}_as_of']}: {s[f'{part}_rows']:,} labelled, "
+            f"{s[f'{part}_positives']:,} positive"
+        )
+    lines.append(
+        f"  left out {s['decided_late']:,} labels decided only after the next window began"
+    )
+    return lines
+
+
 class ForecastJob(_Job):
     """What ``inmarket train`` would get from a folder under the current settings, told before
     any event is counted (``inmarket validate``): labels need only the deals and the accounts'
@@ -734,26 +781,6 @@ class ForecastJob(_Job):
             _, counts, split, _, _ = self.labelled(data, None)
         except (SplitError, ContractError) as exc:
             return [head, f"  training is not possible: {exc}"]
-        s = split.describe()
-        lines = [
-            head,
-            f"  {counts.labelled:,} snapshots labelled, {counts.positives:,} positive; left out "
-            f"{counts.window_not_observed:,} not fully observed, {counts.in_pipeline:,} in "
-            f"pipeline, {counts.customers:,} customers, {counts.outcome_open:,} still open",
-        ]
-        if isinstance(split, Folds):
-            lines.append(
-                f"  short-history mode, {split.folds} groups of accounts: {s['test_rows']:,} "
-                f"snapshots {s['test_as_of']}, {s['test_positives']:,} positive"
-            )
-        else:
-            for name, part in (("train", "train"), ("validation", "valid"), ("test", "test")):
-                lines.append(
-                    f"  {name:<10} {s[f'{part}_as_of']}: {s[f'{part}_rows']:,} labelled, "
-                    f"{s[f'{part}_positives']:,} positive"
-                )
-            lines.append(
-                f"  left out {s['decided_late']:,} labels decided only after the next window began"
-            )
+        lines = [head, *window_lines(counts, split)]
         lines += [f"  note: {w}" for w in self.grid_warnings]
         return lines

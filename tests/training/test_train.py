@@ -526,7 +526,8 @@ def test_a_nine_month_history_trains_in_short_history_mode(
     # embargoes (they need more than 390 days of labelled snapshots)
     store = tmp_path / "mlruns"
     # when a model is trained on it
-    result = train_job(store, bootstrap_rounds=200).run(nine_months)
+    heard: list[str] = []
+    result = train_job(store, bootstrap_rounds=200).run(nine_months, announce=heard.extend)
     # then it is cross-validated over groups of accounts, says so and records it, and its
     # comparison with the MQL rule carries intervals on all labelled rows
     assert result.split["evaluation"] == "grouped_cv"
@@ -551,6 +552,22 @@ def test_a_nine_month_history_trains_in_short_history_mode(
     with pytest.raises(SplitError, match="evaluate it on a later export"):
         EvaluateJob(tracking=TrackingSettings(store=store)).run(result.model_uri, nine_months)
     assert any(line.startswith("  short-history mode, 5 groups") for line in forecast)
+    # and train told the export time, the spans and the same windows before it fitted
+    windows = [line for line in forecast[1:] if not line.startswith("  note:")]
+    assert heard[0].startswith("export time ") and "events from" in "".join(heard)
+    assert heard[-len(windows) :] == windows, (heard, windows)
+
+    class Stop(Exception):
+        pass
+
+    def stop(lines: list[str]) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        train_job(tmp_path / "stopped", bootstrap_rounds=200).run(nine_months, announce=stop)
+    stopped = client_of(tmp_path / "stopped")
+    experiments = [e.experiment_id for e in stopped.search_experiments()]
+    assert not stopped.search_runs(experiments) and not stopped.search_registered_models()
 
 
 def test_the_gate_needs_rows_the_champion_was_not_fitted_on(
