@@ -295,7 +295,7 @@ def train(
         },
     )
     _fail_abandoned_runs(cfg.tracking)
-    job = TrainJob(cfg.data, cfg.features, cfg.train, cfg.tracking)
+    job = TrainJob(cfg.data, cfg.features, cfg.train, cfg.tracking, cfg.promotion)
     result = _run(lambda: job.run(data, features_path, announce=_echo_lines))
     click.echo("\ntest metrics, same rows for all:")
     click.echo(result.evaluation.table())

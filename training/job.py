@@ -43,14 +43,18 @@ from training.metrics import evaluate_scores, lead_times
 from training.model import LABEL, InMarketModel, InMarketPyfunc, fit_model
 from training.registry import (
     CHALLENGER,
+    CHAMPION,
     EVALUATED_SCORE,
     TEST_SET,
     connect,
     load_model,
     owner_tags,
+    shared_accounts,
+    test_accounts,
     unseen_by,
+    version_by_alias,
 )
-from training.settings import TrackingSettings, TrainSettings
+from training.settings import PromotionSettings, TrackingSettings, TrainSettings
 from training.split import SHORT_MIN_EVENT_DAYS, Folds, Split, SplitError, label_and_split
 
 
@@ -288,9 +292,10 @@ class _Job:
         features: FeatureSettings = FeatureSettings(),
         train: TrainSettings = TrainSettings(),
         tracking: TrackingSettings = TrackingSettings(),
+        promotion: PromotionSettings = PromotionSettings(),
     ) -> None:
         self.data, self.feature_settings = data, features
-        self.train, self.tracking = train, tracking
+        self.train, self.tracking, self.promotion = train, tracking, promotion
         self.grid_warnings: list[str] = []  # of the feature table built here, if one was
         self.events_report: ValidationReport | None = None  # the events' validation, if known
         self.history: list[str] = []  # the export time and the tables' spans, once labelled
@@ -490,10 +495,16 @@ class TrainJob(_Job):
         )
         warnings = [*self.grid_warnings, *static_column_warnings(spec)]
         client = connect(self.tracking)
-        with mlflow.start_run(tags=owner_tags()) as run:
-            self._log(
-                str(Path(data).resolve()), model, split, evaluation, counts, labelled, fingerprint
-            )
+        source = Path(data).resolve()
+        dataset_name = self.tracking.project or source.name
+        with mlflow.start_run(
+            run_name=f"{dataset_name} · {tc.label} within {tc.horizon_days}d · "
+            f"{dataset.report.extracted_at:%Y-%m-%d}",
+            description=self._description(source, split, evaluation, counts, dataset),
+            tags={**owner_tags(), "dataset": dataset_name},
+        ) as run:
+            self._log(str(source), model, split, evaluation, counts, labelled, fingerprint)
+            warnings += self._other_dataset(client, split.test)
             if warnings:
                 mlflow.set_tag("warnings", " | ".join(warnings))
             version = self._register(client, run.info.run_id, model, split)
@@ -508,6 +519,54 @@ class TrainJob(_Job):
             dataset.report.column_notes(spec.columns),
             warnings,
         )
+
+    def _description(
+        self,
+        source: Path,
+        split: Split | Folds,
+        evaluation: Evaluation,
+        counts: LabelCounts,
+        dataset: Dataset,
+    ) -> str:
+        """The run's description in MLflow: what was trained on what, and what it showed."""
+        tc, report = self.train, dataset.report
+        m = evaluation.metrics
+        mode = (
+            f"cross-validated over {split.folds} groups of accounts (short history)"
+            if isinstance(split, Folds)
+            else "time split: train, validation and test windows with embargoes"
+        )
+        lines = [
+            f"Trained on `{source}` (export time {report.extracted_at:%Y-%m-%d}, taken from "
+            f"{report.extracted_from}).",
+            f"Label: `{tc.label}` within {tc.horizon_days} days of a snapshot; {mode}; "
+            f"{counts.labelled:,} labelled snapshots, {counts.positives:,} positive.",
+            f"Test: recall in the top 10% {m['model']['recall_at_10']:.3f} against the MQL "
+            f"rule's {m['mql_rule']['recall_at_10']:.3f}: {evaluation.versus_mql('model')}; "
+            f"ROC AUC {m['model']['roc_auc']:.3f}, PR AUC {m['model']['pr_auc']:.3f}.",
+        ]
+        if "no_intent" in m:
+            lines.append(f"Without third-party intent: {evaluation.versus_mql('no_intent')}.")
+        return "\n\n".join(lines)
+
+    def _other_dataset(self, client: Any, test: pd.DataFrame) -> list[str]:
+        """A warning when the champion of this model name was trained on another dataset:
+        ``promote`` will not compare them."""
+        name = self.tracking.model_name
+        champion = version_by_alias(client, name, CHAMPION)
+        if champion is None:
+            return []
+        shared = shared_accounts(
+            set(test["account_id"].astype(str)), test_accounts(client, name, champion.version)
+        )
+        if shared >= self.promotion.min_shared_accounts:
+            return []
+        return [
+            f"the champion of '{name}' (v{champion.version}) was trained on another dataset: "
+            f"only {shared:.0%} of this run's test accounts are among its own, so `promote` "
+            "will not compare them; give each dataset its own project ([tracking] project = "
+            '"..." in the config)'
+        ]
 
     def _log(
         self,
@@ -578,6 +637,16 @@ class TrainJob(_Job):
                 mlflow.log_metric(f"{prefix}_lead_time_days", lead)
             mlflow.log_metric(f"{prefix}_lead_time_deals", deals)
         mlflow.log_metric("test_lead_time_deals_total", evaluation.deals)
+        # the model on the rows it was fitted on and stopped on: beside test, the gap says
+        # how much it memorised
+        for part, frame in (("train", split.train), ("valid", split.valid)):
+            fitted = evaluate_scores(
+                model.predict(frame, raw_score=True),
+                model.predict(frame),
+                frame[LABEL].to_numpy(),
+                frame["as_of"].to_numpy(),
+            )
+            mlflow.log_metrics({f"{part}_{k}": v for k, v in fitted.items() if np.isfinite(v)})
         mlflow.log_text(evaluation.table(), "evaluation/comparison.txt")
         mlflow.log_metrics({f"labels_{k}": v for k, v in counts.as_dict().items()})
         mode = split.describe()["evaluation"]

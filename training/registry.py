@@ -258,6 +258,43 @@ def unseen_by(model: InMarketModel, test: pd.DataFrame) -> pd.DataFrame:
     return test[test["as_of"] > cut]
 
 
+def test_accounts(client: MlflowClient, name: str, version: str) -> set[str]:
+    """The accounts of a version's test rows (the artifact its training logged)."""
+    run_id = client.get_model_version(name, version).run_id
+    with scratch_dir("promote") as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=TEST_SET, dst_path=str(tmp)
+        )
+        return set(pd.read_parquet(local, columns=["account_id"])["account_id"].astype(str))
+
+
+def shared_accounts(accounts: set[str], champions: set[str]) -> float:
+    """The share of ``accounts`` (a challenger's test accounts) the champion's test rows hold:
+    near 1 for a retrain on a newer export of the same CRM, near 0 for another dataset."""
+    return len(accounts & champions) / len(accounts) if accounts else 0.0
+
+
+# the gate's error budget is spent over attempts against one champion: attempt k is tested at
+# a one-sided level of (1 - confidence) * 6 / (pi^2 k^2), which sums to (1 - confidence), so
+# retraining until noise passes stays under the configured level in total
+GATE_CHAMPION, GATE_ATTEMPT = "gate_champion", "gate_attempt"
+
+
+def attempt_level(attempt: int, confidence: float) -> float:
+    """The one-sided confidence the ``attempt``-th comparison against one champion needs."""
+    return 1 - (1 - confidence) * 6 / (np.pi**2 * attempt**2)
+
+
+def _attempt(client: MlflowClient, name: str, challenger: ModelVersion, champion: str) -> int:
+    """Which comparison by bootstrap against ``champion`` (or the MQL rule: "none") this is:
+    one more than the other versions already compared with it; a version asked again keeps
+    its number (its seeded bootstrap gives the same answer)."""
+    if challenger.tags.get(GATE_CHAMPION) == champion:
+        return int(challenger.tags[GATE_ATTEMPT])
+    versions = client.search_model_versions(f"name = '{name}'")
+    return 1 + sum(v.tags.get(GATE_CHAMPION) == champion for v in versions)
+
+
 ROLLED_BACK = "rolled_back_at"  # tag on a champion replaced by `promote --version`
 
 
@@ -347,16 +384,22 @@ def _promote(
         if EVALUATED_SCORE in test
         else new_model.predict(test, raw_score=True)
     )
+    against = str(champion.version) if champion is not None else "none"
+    attempt = _attempt(client, name, challenger, against)
+    level = settings.model_copy(update={"confidence": attempt_level(attempt, settings.confidence)})
+    tested = False  # whether a bootstrap comparison was made (and spends the budget)
     if champion is None:
         # the first model has no champion to beat: it must beat the MQL rule on its own test
         # rows by more than noise, else it is no better than what teams do today
         verdict = paired_gain(
-            test, own, test[MQL_COLUMN].fillna(0).to_numpy(), settings, settings.rule_metric
+            test, own, test[MQL_COLUMN].fillna(0).to_numpy(), level, settings.rule_metric
         )
+        tested = True
         decided = verdict.wins or force
         reason = (
             "no champion yet; "
             + verdict.words("the MQL rule")
+            + _attempt_words(attempt, settings.confidence)
             + (" (forced)" if force and not verdict.wins else "")
         )
     else:
@@ -367,12 +410,25 @@ def _promote(
         asked = [{k: m.info.get(k, defaults[k]) for k in COMPARABLE} for m in models]
         differ = {k: (asked[0][k], asked[1][k]) for k in COMPARABLE if asked[0][k] != asked[1][k]}
         unseen = unseen_by(old_model, test.assign(_own=own))
+        shared = shared_accounts(
+            set(test["account_id"].astype(str)), test_accounts(client, name, champion.version)
+        )
         if differ:
             decided = force
             reason = (
                 f"champion v{champion.version} answers another question ("
                 + ", ".join(f"{k} {new!r} vs {old!r}" for k, (new, old) in differ.items())
                 + "): its scores do not compare; use --force to switch"
+                + (" (forced)" if force else "")
+            )
+        elif shared < settings.min_shared_accounts:
+            # another dataset: its accounts, ids and history are not the champion's
+            decided = force
+            reason = (
+                f"champion v{champion.version} was trained on another dataset: only "
+                f"{shared:.0%} of the challenger's test accounts are among the champion's (at "
+                f"least {settings.min_shared_accounts:.0%} needed); give each dataset its own "
+                "project ([tracking] project in the config), or use --force"
                 + (" (forced)" if force else "")
             )
         elif models[0].spec != models[1].spec:
@@ -398,11 +454,14 @@ def _promote(
                 unseen,
                 unseen["_own"].to_numpy(),
                 old_model.predict(unseen, raw_score=True),
-                settings,
+                level,
             )
+            tested = True
             decided = verdict.wins or force
-            reason = verdict.words(f"champion v{champion.version}") + (
-                " (forced)" if force and not verdict.wins else ""
+            reason = (
+                verdict.words(f"champion v{champion.version}")
+                + _attempt_words(attempt, settings.confidence)
+                + (" (forced)" if force and not verdict.wins else "")
             )
     now = version_by_alias(client, name, CHAMPION)  # compare-and-set, where no lock holds
     if (now.version if now else None) != (champion.version if champion else None):
@@ -416,6 +475,18 @@ def _promote(
     )
     client.set_model_version_tag(name, challenger.version, "promotion_reason", reason)
     client.set_model_version_tag(name, challenger.version, "promotion_at", stamp)
+    if tested:
+        client.set_model_version_tag(name, challenger.version, GATE_CHAMPION, against)
+        client.set_model_version_tag(name, challenger.version, GATE_ATTEMPT, str(attempt))
     if decided:
         client.set_registered_model_alias(name, CHAMPION, challenger.version)
     return Promotion(decided, challenger.version, champion.version if champion else None, reason)
+
+
+def _attempt_words(attempt: int, confidence: float) -> str:
+    if attempt == 1:
+        return f" (first attempt against it: tested at {attempt_level(1, confidence):.1%})"
+    return (
+        f" (attempt {attempt} against it: tested at {attempt_level(attempt, confidence):.2%}, "
+        f"so that retraining until noise passes stays under {1 - confidence:.0%} in total)"
+    )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from features.settings import Section
 
@@ -95,12 +95,34 @@ class PromotionSettings(Section):
     )
     rounds: int = Field(1000, ge=100, description="paired account-bootstrap replicates")
     seed: int = 7
+    min_shared_accounts: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="share of the challenger's test accounts the champion's test rows must "
+        "hold; below it the two were trained on other datasets and are not compared",
+    )
 
 
 class TrackingSettings(Section):
-    """The MLflow store and registry."""
+    """The MLflow store and registry. ``project`` names one dataset's models: its registered
+    model and experiment are ``inmarket-<project>`` unless named here, so two exports never
+    share versions, aliases or a gate."""
 
     store: Path = Field(Path("mlruns"), description="folder of the SQLite store and artifacts")
     uri: str | None = Field(None, description="tracking URI; default sqlite under store")
+    project: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+        description="the dataset's name: its model and experiment are inmarket-<project>",
+    )
     experiment: str = "inmarket"
     model_name: str = "inmarket"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_the_project(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("project"):
+            named = f"inmarket-{values['project']}"
+            values = {"experiment": named, "model_name": named, **values}
+        return values

@@ -3,11 +3,13 @@ not finish is never promoted; on an empty store, no training needed."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from pydantic import ValidationError
 
 from features.leftovers import this_host
 from tests.processes import ended_pid
@@ -18,10 +20,12 @@ from training.registry import (
     HOST_TAG,
     PID_TAG,
     RegistryError,
+    attempt_level,
     fail_abandoned_runs,
     promote,
     version_by_alias,
 )
+from training.settings import TrackingSettings
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +93,26 @@ def test_a_version_whose_run_did_not_finish_is_never_promoted(
     ):
         promote(client, "inmarket", force=True)
     assert version_by_alias(client, "inmarket", CHAMPION) is None
+
+
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_the_gate_spends_its_error_budget_over_attempts(confidence: float) -> None:
+    # given the levels of the first 1,000 attempts against one champion
+    levels = [attempt_level(k, confidence) for k in range(1, 1_001)]
+    # then each attempt is stricter than the one before and than the configured level, and
+    # the chances that noise passes, summed over every attempt, stay under 1 - confidence
+    assert all(a < b for a, b in itertools.pairwise(levels))
+    assert confidence < levels[0] < 1
+    assert sum(1 - level for level in levels) < 1 - confidence
+
+
+def test_a_project_names_its_own_model_and_experiment() -> None:
+    # given settings with a project, with a project and a model name, and with neither
+    hub = TrackingSettings.model_validate({"project": "hubspot"})
+    named = TrackingSettings.model_validate({"project": "hubspot", "model_name": "crm"})
+    # then the project's model and experiment are its own unless named, and the default stays
+    assert (hub.model_name, hub.experiment) == ("inmarket-hubspot", "inmarket-hubspot")
+    assert (named.model_name, named.experiment) == ("crm", "inmarket-hubspot")
+    assert TrackingSettings().model_name == "inmarket"
+    with pytest.raises(ValidationError, match="project"):
+        TrackingSettings.model_validate({"project": "../other store"})

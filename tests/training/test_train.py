@@ -42,7 +42,9 @@ def store(trained: tuple[Path, TrainResult], tmp_path: Path) -> Path:
     return copy_store(trained[0], tmp_path / "mlruns")
 
 
-def test_run_logs_everything_and_registers_a_challenger(trained: tuple[Path, TrainResult]) -> None:
+def test_run_logs_everything_and_registers_a_challenger(
+    trained: tuple[Path, TrainResult], world_dir: Path
+) -> None:
     # given the session's training run on a SQLite store
     store, result = trained
     client = client_of(store)
@@ -98,6 +100,15 @@ def test_run_logs_everything_and_registers_a_challenger(trained: tuple[Path, Tra
     }
     assert str(version.version) == result.version and version.run_id == result.run_id
     assert info.signature is not None and info.saved_input_example_info is not None
+    # and the run is named and described, with the model's metrics on the rows it was fitted
+    # and stopped on beside test
+    assert run.info.run_name.startswith(f"{world_dir.name} · won within 90d · 20")
+    assert run.data.tags["dataset"] == world_dir.name
+    described = run.data.tags["mlflow.note.content"]
+    assert "Label: `won` within 90 days" in described and "the MQL rule's" in described
+    for part in ("train", "valid"):
+        assert 0.5 < run.data.metrics[f"{part}_roc_auc"] <= 1, part
+        assert 0 < run.data.metrics[f"{part}_recall_at_10"] <= 1, part
     assert store.joinpath("mlflow.db").exists()
     assert tracking_uri(store).startswith("sqlite:///")
 
@@ -219,6 +230,11 @@ def test_the_same_model_retrained_is_not_promoted_over_itself(
     assert "not better by more than noise" in again.reason
     assert not reseeded.promoted, reseeded.reason
     assert "lower bound" in reseeded.reason
+    # and each attempt against this champion spends the gate's error budget: the second is
+    # tested at a stricter level than the first
+    assert "first attempt against it: tested at 97.0%" in again.reason, again.reason
+    assert "attempt 2 against it: tested at 99.24%" in reseeded.reason, reseeded.reason
+    assert client.get_model_version("inmarket", other.version).tags["gate_attempt"] == "2"
     assert client.get_model_version("inmarket", same.version).tags["promotion"] == "refused"
     assert client.get_model_version("inmarket", other.version).tags["promotion"] == "refused"
 
@@ -295,6 +311,29 @@ def test_a_challenger_with_another_label_is_not_compared(
     assert not refused.promoted and "answers another question" in refused.reason
     assert "label 'opportunity' vs 'won'" in refused.reason
     assert client.get_model_version("inmarket", other.version).tags["promotion"] == "refused"
+
+
+def test_a_challenger_trained_on_another_dataset_is_not_compared(
+    store: Path, world_dir: Path, tmp_path: Path
+) -> None:
+    # given the session champion and another CRM's export: the same world under other ids
+    client = client_of(store)
+    promote(client, "inmarket")
+    other = tmp_path / "other-crm"
+    other.mkdir()
+    shutil.copy(world_dir / "_extract.json", other)
+    for table in world_dir.glob("*.parquet"):
+        frame = pd.read_parquet(table)
+        if "account_id" in frame:
+            frame["account_id"] = "hs-" + frame["account_id"].astype(str)
+        frame.to_parquet(other / table.name, index=False)
+    # when a model is trained on it under the same model name, and promoted
+    trained_there = train_job(store).run(other)
+    refused = promote(client, "inmarket")
+    # then training says so, and the gate refuses to compare the two
+    assert any("trained on another dataset: only 0%" in w for w in trained_there.warnings)
+    assert not refused.promoted and "trained on another dataset" in refused.reason, refused.reason
+    assert "[tracking] project" in refused.reason
 
 
 def test_of_two_promotions_at_once_only_one_moves_the_alias(store: Path) -> None:
