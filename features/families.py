@@ -19,9 +19,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalogue import (
-    CHANNELS,
     ENGAGEMENT_WEIGHTS,
-    EVENT_TYPES,
     FIT_CATEGORIES,
     HIGH_INTENT_TYPES,
     INTENT_SURGE_SCORE,
@@ -30,7 +28,6 @@ from features.catalogue import (
     MQL_THRESHOLD,
     MQL_WINDOW_DAYS,
     SENIOR_LEVELS,
-    SENIORITY_LEVELS,
     TRACKED_ROLES,
     catalogue,
 )
@@ -38,6 +35,7 @@ from features.contract import ACCOUNT_FROM_PERSON, empty_table
 from features.encode import encode
 from features.errors import ContractError
 from features.settings import FeatureSpec
+from features.vocabularies import CHANNELS, EVENT_TYPES, SENIORITY_LEVELS
 from features.windows import (
     DAY_SECONDS,
     FOREVER_DAYS,

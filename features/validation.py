@@ -17,12 +17,9 @@ import pandas as pd
 
 from features.contract import (
     ACCOUNT_FROM_PERSON,
-    BUYING_ROLES,
     DOMAIN_COLUMN,
     EARLIEST_DATE,
     NORMALISED_ACCOUNT_COLUMNS,
-    OPPORTUNITY_STATUSES,
-    OPPORTUNITY_TYPES,
     OPTIONAL_TABLES,
     TABLE_ORDER,
     column_kinds,
@@ -42,6 +39,7 @@ from features.io import (
 from features.mapping import Mapping
 from features.report import CLOCK, GIVEN, SPAN_COLUMNS, TableReport, ValidationReport
 from features.settings import DataSettings
+from features.vocabularies import vocabulary
 
 TOO_EARLY = f"date_before_{EARLIEST_DATE.year}"  # the reject reason of a placeholder date
 
@@ -182,7 +180,7 @@ class _Verdicts:
         self.frame = frame
         self.reason = pd.Series(pd.NA, index=frame.index, dtype="str")
         self.warnings: dict[str, int] = {}
-        self.warning_examples: dict[str, str] = {}
+        self.unknown_values: dict[str, list[dict[str, object]]] = {}
 
     def reject(self, mask: pd.Series, reason: str) -> None:
         self.reason = self.reason.mask(mask.fillna(False).astype(bool) & self.reason.isna(), reason)
@@ -196,6 +194,30 @@ class _Verdicts:
     def kept(self) -> pd.Series:
         return self.reason.isna()
 
+    def name_values(self, column: str, raw: pd.Series, mask: pd.Series) -> None:
+        """Record the values of ``column`` on the rows in ``mask`` (not rejected before): each
+        as first spelled, with its rows and first example row, the most frequent first."""
+        mask = mask.fillna(False).astype(bool) & self.kept
+        if not mask.any():
+            return
+        found = pd.DataFrame(
+            {
+                "label": normalise_label(raw[mask]),
+                "value": raw[mask].astype("str").str.strip(),
+                "example": self.frame.loc[mask, SOURCE_COLUMN].astype("str")
+                + " row "
+                + (self.frame.loc[mask, ROW_COLUMN].astype("int64") + 1).astype("str"),
+            }
+        )
+        per_label = found.groupby("label", sort=False).agg(
+            value=("value", "first"), rows=("value", "size"), example=("example", "first")
+        )
+        per_label = per_label.sort_values(["rows", "value"], ascending=[False, True])
+        self.unknown_values[column] = [
+            {"value": str(r.value), "rows": int(r.rows), "example": str(r.example)}
+            for r in per_label.itertuples()
+        ]
+
 
 # ---------------------------------------------------------------- per-table rules
 
@@ -203,6 +225,20 @@ class _Verdicts:
 def _dedupe(rows: _Verdicts, keys: list[str], reason: str) -> None:
     present = rows.frame[keys].notna().all(axis=1)
     rows.reject(present & rows.frame.duplicated(keys, keep="first"), reason)
+
+
+def _check_vocabulary(f: pd.DataFrame, rows: _Verdicts, table: str, column: str) -> None:
+    """Normalise a vocabulary column; a value outside it is counted, named in the report and
+    rejected, set to null or kept, as ``features.vocabularies`` says for the column."""
+    v = vocabulary(table, column)
+    label = normalise_label(f[column])
+    unknown = _present(f[column]) & ~label.isin(v.values)
+    rows.name_values(column, f[column], unknown)
+    if v.unknown == "rejected":
+        rows.reject(unknown, v.counter)
+    else:
+        rows.warn(unknown, v.counter)
+    f[column] = label.where(~unknown) if v.unknown == "set_to_null" else label
 
 
 def _reject_unknown_accounts(f: pd.DataFrame, rows: _Verdicts, accounts: pd.DataFrame) -> None:
@@ -275,14 +311,9 @@ def _check_people(
     rows.reject(f["account_id"].isna(), "missing_account_id")
     _reject_unknown_accounts(f, rows, accounts)
     _dedupe(rows, ["person_id"], "duplicate_person_id")
-    if "buying_role" in f:
-        role = normalise_label(f["buying_role"])
-        unknown = role.notna() & ~role.isin(BUYING_ROLES)
-        rows.warn(unknown, "unknown_buying_role_set_to_null")
-        f["buying_role"] = role.where(~unknown)
-    for column in ("department", "seniority"):
+    for column in ("department", "seniority", "buying_role"):
         if column in f:
-            f[column] = normalise_label(f[column])
+            _check_vocabulary(f, rows, "people", column)
     if "title" in f:
         f["title"] = f["title"].astype("str").str.strip()
     if "created_at" in f:
@@ -307,8 +338,7 @@ def _check_events(
     if f["event_id"].isna().all():
         f["event_id"] = f[SOURCE_COLUMN].astype("str") + ":" + f[ROW_COLUMN].astype("str")
     _require_time(ctx, f, rows, "timestamp", extracted_at, "timestamp_after_extract")
-    f["event_type"] = normalise_label(f["event_type"])
-    rows.reject(f["event_type"].isna(), "missing_event_type")
+    rows.reject(normalise_label(f["event_type"]).isna(), "missing_event_type")
 
     _resolve_domain(f, rows, accounts)
     person = encode(f["person_id"], people["person_id"])
@@ -337,12 +367,16 @@ def _check_events(
         f["weight"] = f["weight"].fillna(1.0)
     else:
         f["weight"] = 1.0
-    for column in ("channel", "topic"):
-        f[column] = (
-            normalise_label(f[column])
-            if column in f
-            else pd.Series(pd.NA, index=f.index, dtype="str")
-        )
+    _check_vocabulary(f, rows, "events", "event_type")
+    f["topic"] = (
+        normalise_label(f["topic"])
+        if "topic" in f
+        else pd.Series(pd.NA, index=f.index, dtype="str")
+    )
+    if "channel" in f:
+        _check_vocabulary(f, rows, "events", "channel")
+    else:
+        f["channel"] = pd.Series(pd.NA, index=f.index, dtype="str")
     return f
 
 
@@ -375,11 +409,10 @@ def _check_opportunities(
     rows.reject(f["opportunity_id"].isna(), "missing_opportunity_id")
     _resolve_account(f, rows, accounts)
     _require_time(ctx, f, rows, "created_at", extracted_at, "created_after_extract", long_ago=True)
-    f["status"] = normalise_label(f["status"])
-    rows.reject(~f["status"].isin(OPPORTUNITY_STATUSES), "invalid_status")
+    rows.reject(~_present(f["status"]), "missing_status")
+    _check_vocabulary(f, rows, "opportunities", "status")
     if "type" in f:
-        f["type"] = normalise_label(f["type"])
-        rows.reject(f["type"].notna() & ~f["type"].isin(OPPORTUNITY_TYPES), "invalid_type")
+        _check_vocabulary(f, rows, "opportunities", "type")
         rows.warn(f["type"].isna(), "missing_type_taken_as_new_business")
         f["type"] = f["type"].fillna("new_business")
     else:
@@ -474,6 +507,7 @@ def _finish(
         },
         extra_columns=extra,
         absent_columns=[c for c in column_kinds(table) if c not in f.columns],
+        unknown_values=rows.unknown_values,
     )
     # further account columns stay: a feature declared static reads them (features.columns)
     internal = [ACCOUNT_FROM_PERSON] if ACCOUNT_FROM_PERSON in f else []
