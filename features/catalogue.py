@@ -81,7 +81,8 @@ FAMILY_SOURCES = {
     "momentum": "events before as_of",
     "intent": "intent records published before as_of (and events before as_of)",
     "fit": "accounts (firmographics of the contract, taken as static)",
-    "history": "opportunities created, and outcomes closed, before as_of",
+    "history": "opportunities created, and outcomes closed, before as_of (a deal keyed by a lead "
+    "or contact: once that person is known)",
     "lead_baseline": "events before as_of, people known by then",
 }
 _DECLARED_SOURCES = {

@@ -42,6 +42,12 @@ from features.settings import DataSettings
 from features.vocabularies import vocabulary
 
 TOO_EARLY = f"date_before_{EARLIEST_DATE.year}"  # the reject reason of a placeholder date
+# tables whose rows may be keyed by a lead or contact instead of an account (events, deals)
+PERSON_KEYED = frozenset(
+    t
+    for t in TABLE_ORDER
+    if "person_id" in column_kinds(t) and "account_id" not in required_columns(t)
+)
 
 
 @dataclass
@@ -301,6 +307,39 @@ def _resolve_domain(f: pd.DataFrame, rows: _Verdicts, accounts: pd.DataFrame) ->
     del f[DOMAIN_COLUMN]
 
 
+def _account_through_person(
+    f: pd.DataFrame, rows: _Verdicts, accounts: pd.DataFrame, people: pd.DataFrame, row: str
+) -> None:
+    """A row keyed by a lead or contact gets its account from people: the person's account as
+    of the export, the same for every snapshot, as the contract has it. A row with its own
+    account keeps it. Unknown people and accounts are rejected, and ``ACCOUNT_FROM_PERSON``
+    marks the rows whose account only the person's record gives."""
+    for column in ("account_id", "person_id"):
+        f[column] = (
+            as_id(f[column]) if column in f else pd.Series(pd.NA, index=f.index, dtype="str")
+        )
+    _resolve_domain(f, rows, accounts)
+    person = encode(f["person_id"], people["person_id"])
+    of_person = pd.Series(
+        take_codes(people["account_id"].to_numpy(dtype=object), person), index=f.index, dtype="str"
+    )
+    known_person = of_person.notna()
+    no_account = f["account_id"].isna()
+    rows.reject(no_account & f["person_id"].isna(), "no_account_or_person")
+    rows.reject(no_account & ~known_person, "unknown_person")
+    rows.warn(
+        ~no_account & f["person_id"].notna() & ~known_person,
+        "person_not_in_people_kept_with_account",
+    )
+    rows.warn(
+        ~no_account & known_person & (of_person != f["account_id"]),
+        f"account_differs_from_persons_account_{row}_account_kept",
+    )
+    f["account_id"] = f["account_id"].where(~no_account, of_person)
+    f[ACCOUNT_FROM_PERSON] = no_account.to_numpy(dtype=bool)
+    _reject_unknown_accounts(f, rows, accounts)
+
+
 def _check_people(
     ctx: _Context, f: pd.DataFrame, rows: _Verdicts, accounts: pd.DataFrame
 ) -> pd.DataFrame:
@@ -331,35 +370,15 @@ def _check_events(
     people: pd.DataFrame,
     extracted_at: pd.Timestamp,
 ) -> pd.DataFrame:
-    for column in ("account_id", "person_id", "event_id"):
-        f[column] = (
-            as_id(f[column]) if column in f else pd.Series(pd.NA, index=f.index, dtype="str")
-        )
+    f["event_id"] = (
+        as_id(f["event_id"]) if "event_id" in f else pd.Series(pd.NA, index=f.index, dtype="str")
+    )
     if f["event_id"].isna().all():
         f["event_id"] = f[SOURCE_COLUMN].astype("str") + ":" + f[ROW_COLUMN].astype("str")
     _require_time(ctx, f, rows, "timestamp", extracted_at, "timestamp_after_extract")
     rows.reject(normalise_label(f["event_type"]).isna(), "missing_event_type")
 
-    _resolve_domain(f, rows, accounts)
-    person = encode(f["person_id"], people["person_id"])
-    of_person = pd.Series(
-        take_codes(people["account_id"].to_numpy(dtype=object), person), index=f.index, dtype="str"
-    )
-    known_person = of_person.notna()
-    no_account = f["account_id"].isna()
-    rows.reject(no_account & f["person_id"].isna(), "no_account_or_person")
-    rows.reject(no_account & ~known_person, "unknown_person")
-    rows.warn(
-        ~no_account & f["person_id"].notna() & ~known_person,
-        "person_not_in_people_kept_with_account",
-    )
-    rows.warn(
-        ~no_account & known_person & (of_person != f["account_id"]),
-        "account_differs_from_persons_account_event_account_kept",
-    )
-    f["account_id"] = f["account_id"].where(~no_account, of_person)
-    f[ACCOUNT_FROM_PERSON] = no_account.to_numpy(dtype=bool)
-    _reject_unknown_accounts(f, rows, accounts)
+    _account_through_person(f, rows, accounts, people, "event")
     _dedupe(rows, ["event_id"], "duplicate_event_id")
     if "weight" in f:
         f["weight"], bad = _parse_numbers(ctx, f, "weight")
@@ -403,11 +422,15 @@ def _check_opportunities(
     f: pd.DataFrame,
     rows: _Verdicts,
     accounts: pd.DataFrame,
+    people: pd.DataFrame,
     extracted_at: pd.Timestamp,
 ) -> pd.DataFrame:
     f["opportunity_id"] = as_id(f["opportunity_id"])
     rows.reject(f["opportunity_id"].isna(), "missing_opportunity_id")
-    _resolve_account(f, rows, accounts)
+    if "person_id" in f:
+        _account_through_person(f, rows, accounts, people, "opportunity")
+    else:
+        _resolve_account(f, rows, accounts)
     _require_time(ctx, f, rows, "created_at", extracted_at, "created_after_extract", long_ago=True)
     rows.reject(~_present(f["status"]), "missing_status")
     _check_vocabulary(f, rows, "opportunities", "status")
@@ -468,7 +491,7 @@ def _stack(table: str, sources: list[RawSource]) -> tuple[pd.DataFrame, dict[str
         if DOMAIN_COLUMN in frame and "account_id" not in frame:
             frame["account_id"] = pd.Series(pd.NA, index=frame.index, dtype="str")
         missing = [c for c in required_columns(table) if c not in frame.columns]
-        if table == "events" and not {"account_id", "person_id", DOMAIN_COLUMN} & set(frame):
+        if table in PERSON_KEYED and not {"account_id", "person_id", DOMAIN_COLUMN} & set(frame):
             missing.append("account_id or person_id")
         if missing:
             raise ContractError(
@@ -567,7 +590,9 @@ def validate(
         elif table == "intent":
             checked = _check_intent(ctx, frame, rows, results["accounts"], stamp)
         elif table == "opportunities":
-            checked = _check_opportunities(ctx, frame, rows, results["accounts"], stamp)
+            checked = _check_opportunities(
+                ctx, frame, rows, results["accounts"], results["people"], stamp
+            )
         else:
             checked = _check_account_history(ctx, frame, rows, results["accounts"], stamp)
         # later tables are checked against the used rows only: a rejected account resolves nothing
