@@ -65,6 +65,9 @@ class TableReport:
     absent_columns: list[str] = field(default_factory=list)  # in the contract, not in the input
     # vocabulary column -> its values outside the vocabulary: value (as spelled), rows, example
     unknown_values: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # values derived by a rule of the mapping file ("seniority derived from Job Title"), and
+    # rows a rule could not derive ("seniority not derived: no rule matched Job Title")
+    derived: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_rejected(self) -> int:
@@ -143,6 +146,7 @@ class ValidationReport:
                 sorted({*mine.extra_columns, *part.extra_columns}),
                 sorted({*mine.absent_columns} & {*part.absent_columns}),
                 _add_unknown_values(mine.unknown_values, part.unknown_values),
+                _add_counts(mine.derived, part.derived),
             )
         spans = dict(self.spans)
         for name, (first, last) in other.spans.items():
@@ -190,6 +194,7 @@ class ValidationReport:
                     "extra_columns": t.extra_columns,
                     "absent_columns": t.absent_columns,
                     "unknown_values": t.unknown_values,
+                    "derived": t.derived,
                 }
                 for name, t in self.tables.items()
             },
@@ -263,6 +268,8 @@ class ValidationReport:
                 lines.append(f"  kept with a warning {t.table}: {reason} = {n:,}")
             for column, values in t.unknown_values.items():
                 lines += _unknown_lines(t.table, column, values)
+            for what, n in t.derived.items():
+                lines.append(f"  {t.table}.{what}: {n:,}")
         lines += [f"  column {note}" for note in self.column_notes(declared or {})]
         return "\n".join(lines)
 

@@ -38,6 +38,7 @@ from features.io import (
 )
 from features.mapping import Mapping
 from features.report import CLOCK, GIVEN, SPAN_COLUMNS, TableReport, ValidationReport
+from features.rules import DERIVED_PREFIX
 from features.settings import DataSettings
 from features.vocabularies import vocabulary
 
@@ -516,6 +517,8 @@ def _finish(
     )
     counts = rejected["reason"].value_counts()
     examples = rejected.groupby("reason")[[SOURCE_COLUMN, ROW_COLUMN]].first()
+    marks = f.loc[kept, [c for c in f.columns if c.startswith(DERIVED_PREFIX)]]
+    derived = marks.melt()["value"].value_counts() if marks.shape[1] else pd.Series(dtype="int64")
     canonical = [c for c in column_kinds(table) if c in f.columns]
     extra = [c for c in f.columns if c not in canonical and not c.startswith("_")]
     report = TableReport(
@@ -531,6 +534,7 @@ def _finish(
         extra_columns=extra,
         absent_columns=[c for c in column_kinds(table) if c not in f.columns],
         unknown_values=rows.unknown_values,
+        derived={str(k): int(v) for k, v in sorted(derived.items())},
     )
     # further account columns stay: a feature declared static reads them (features.columns)
     internal = [ACCOUNT_FROM_PERSON] if ACCOUNT_FROM_PERSON in f else []
