@@ -234,13 +234,20 @@ def _dedupe(rows: _Verdicts, keys: list[str], reason: str) -> None:
     rows.reject(present & rows.frame.duplicated(keys, keep="first"), reason)
 
 
-def _check_vocabulary(f: pd.DataFrame, rows: _Verdicts, table: str, column: str) -> None:
-    """Normalise a vocabulary column; a value outside it is counted, named in the report and
-    rejected, set to null or kept, as ``features.vocabularies`` says for the column."""
+def _check_vocabulary(
+    f: pd.DataFrame, rows: _Verdicts, table: str, column: str, label: pd.Series | None = None
+) -> None:
+    """Normalise a vocabulary column (or take its ``label``, normalised before); a value
+    outside it is counted, named in the report and rejected, set to null or kept, as
+    ``features.vocabularies`` says for the column."""
     v = vocabulary(table, column)
-    label = normalise_label(f[column])
-    unknown = _present(f[column]) & ~label.isin(v.values)
-    rows.name_values(column, f[column], unknown)
+    label = normalise_label(f[column]) if label is None else label
+    unknown = ~label.isin(v.values) & f[column].notna()
+    blank = unknown & label.isna()  # given, but with no letter or digit ('???'), or empty
+    if blank.any():
+        unknown[blank] = _present(f.loc[blank, column])
+    if unknown.any():
+        rows.name_values(column, f[column], unknown)
     if v.unknown == "rejected":
         rows.reject(unknown, v.counter)
     else:
@@ -377,7 +384,8 @@ def _check_events(
     if f["event_id"].isna().all():
         f["event_id"] = f[SOURCE_COLUMN].astype("str") + ":" + f[ROW_COLUMN].astype("str")
     _require_time(ctx, f, rows, "timestamp", extracted_at, "timestamp_after_extract")
-    rows.reject(normalise_label(f["event_type"]).isna(), "missing_event_type")
+    event_type = normalise_label(f["event_type"])
+    rows.reject(event_type.isna(), "missing_event_type")
 
     _account_through_person(f, rows, accounts, people, "event")
     _dedupe(rows, ["event_id"], "duplicate_event_id")
@@ -387,7 +395,7 @@ def _check_events(
         f["weight"] = f["weight"].fillna(1.0)
     else:
         f["weight"] = 1.0
-    _check_vocabulary(f, rows, "events", "event_type")
+    _check_vocabulary(f, rows, "events", "event_type", event_type)
     f["topic"] = (
         normalise_label(f["topic"])
         if "topic" in f
