@@ -232,5 +232,29 @@ def test_deriving_a_column_no_rule_derives_is_refused(tmp_path: Path) -> None:
         Mapping.load(mapping)
 
 
+@pytest.mark.parametrize(
+    ("title", "seniority", "department", "role"),
+    [
+        ("Chief Financial Officer", "c_level", "finance", "finance"),
+        ("Vice President, Finance", "vp", "finance", "finance"),
+        ("President & CEO", "c_level", "executive", "decision_maker"),
+        ("VP Marketing", "vp", "marketing", "decision_maker"),
+        ("Director of Engineering", "director", "engineering", "technical_evaluator"),
+        ("Marketing Operations Manager", "manager", "marketing", None),
+        ("Account Executive", "individual_contributor", "sales", None),
+        ("Board Member", None, None, None),
+    ],
+)
+def test_shipped_title_rules(
+    title: str, seniority: str | None, department: str | None, role: str | None
+) -> None:
+    rules, titles = shipped_rules(), pd.Series([title])
+    derived = [
+        rules[("people", c)].derive(titles).iloc[0]
+        for c in ("seniority", "department", "buying_role")
+    ]
+    assert [None if pd.isna(v) else v for v in derived] == [seniority, department, role]
+
+
 def test_the_docs_list_the_shipped_rules() -> None:
     assert rules_markdown() in (ROOT / "docs/data-contract.md").read_text(encoding="utf-8")
