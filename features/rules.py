@@ -98,14 +98,8 @@ def rules_with(
         for column, spec in columns.items():
             patterns = _checked(table, column, spec, where)
             shipped = rules.get((table, column))
-            merged = {
-                **patterns,
-                **{
-                    p: v
-                    for p, v in (shipped.patterns if shipped else {}).items()
-                    if p not in patterns
-                },
-            }
+            before = shipped.patterns if shipped else {}
+            merged = patterns | {p: v for p, v in before.items() if p not in patterns}
             rules[(table, column)] = Rule(
                 table,
                 column,
