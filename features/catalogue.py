@@ -1,5 +1,6 @@
-"""The vocabularies features are counted over, the classic lead-points rule, and the feature
-catalogue: every feature ``build_features`` returns, its family and what it measures.
+"""What the features weigh (high-intent types, engagement weights), the classic lead-points
+rule, and the feature catalogue: every feature ``build_features`` returns, its family and what
+it measures. The vocabularies they count over are in ``features.vocabularies``.
 
 ``inmarket features --list`` prints the catalogue; docs/features.md explains the families.
 """
@@ -10,28 +11,12 @@ from typing import NamedTuple
 
 from features.contract import BUYING_ROLES
 from features.settings import FeatureSpec
+from features.vocabularies import CHANNELS, EVENT_TYPES, SENIORITY_LEVELS
 
-EVENT_TYPES = (
-    "page_view",
-    "pricing_page",
-    "comparison_page",
-    "case_study_view",
-    "content_download",
-    "form_fill",
-    "demo_request",
-    "trial_signup",
-    "review_site_visit",
-    "ad_click",
-    "email_open",
-    "email_click",
-    "webinar_attended",
-)
 HIGH_INTENT_TYPES = ("pricing_page", "demo_request", "comparison_page", "trial_signup")
 # Opens are mostly machine-generated (mail privacy proxies): they earn lead points, but a person
 # whose only events are opens is not counted as engaged in the breadth features.
 LOW_SIGNAL_TYPES = ("email_open",)
-CHANNELS = ("web", "email", "webinar", "review_site", "paid_social")
-SENIORITY_LEVELS = ("individual_contributor", "manager", "director", "vp", "c_level")
 SENIOR_LEVELS = SENIORITY_LEVELS[2:]
 TRACKED_ROLES = tuple(r for r in BUYING_ROLES if r != "other")
 FIT_CATEGORIES = ("industry", "region", "employee_band")
@@ -96,7 +81,8 @@ FAMILY_SOURCES = {
     "momentum": "events before as_of",
     "intent": "intent records published before as_of (and events before as_of)",
     "fit": "accounts (firmographics of the contract, taken as static)",
-    "history": "opportunities created, and outcomes closed, before as_of",
+    "history": "opportunities created, and outcomes closed, before as_of (a deal keyed by a lead "
+    "or contact: once that person is known)",
     "lead_baseline": "events before as_of, people known by then",
 }
 _DECLARED_SOURCES = {

@@ -77,7 +77,13 @@ TABLES: dict[str, tuple[Column, ...]] = {
     ),
     "opportunities": (
         Column("opportunity_id", "id", True),
-        Column("account_id", "id", True),
+        Column("account_id", "id", description="required unless person_id is given"),
+        Column(
+            "person_id",
+            "id",
+            description="a lead or contact of the deal (converted lead, deal-contact association); "
+            "without account_id the account comes from people",
+        ),
         Column("created_at", "timestamp", True),
         Column("status", "text", True, " / ".join(OPPORTUNITY_STATUSES)),
         Column("closed_at", "timestamp"),

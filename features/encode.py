@@ -18,7 +18,7 @@ def normalise_label(values: pd.Series) -> pd.Series:
     codes, uniques = pd.factorize(values)
     text = pd.Series(uniques, dtype="str").str.strip().str.lower()
     text = text.str.replace(r"[^0-9a-z]+", "_", regex=True).str.strip("_")
-    return _take_labels(text.where(text.str.len() > 0), codes, values.index)
+    return spread_labels(text.where(text.str.len() > 0), codes, values.index)
 
 
 def _large_text(
@@ -60,10 +60,10 @@ def domain_of(values: pd.Series) -> pd.Series:
     text = text.str.replace(r"^[a-z][a-z0-9+.-]*://", "", regex=True)
     text = text.str.replace(r"^www\.", "", regex=True)
     text = text.str.replace(r"[/:?#].*$", "", regex=True)
-    return _take_labels(text.where(text.str.len() > 0), codes, values.index)
+    return spread_labels(text.where(text.str.len() > 0), codes, values.index)
 
 
-def _take_labels(labels: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
+def spread_labels(labels: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
     """Spread per-distinct-value results back to the rows (code -1 = missing)."""
     if labels.empty:  # every value missing
         return pd.Series(pd.NA, index=index, dtype="str")

@@ -19,9 +19,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalogue import (
-    CHANNELS,
     ENGAGEMENT_WEIGHTS,
-    EVENT_TYPES,
     FIT_CATEGORIES,
     HIGH_INTENT_TYPES,
     INTENT_SURGE_SCORE,
@@ -30,7 +28,6 @@ from features.catalogue import (
     MQL_THRESHOLD,
     MQL_WINDOW_DAYS,
     SENIOR_LEVELS,
-    SENIORITY_LEVELS,
     TRACKED_ROLES,
     catalogue,
 )
@@ -38,6 +35,7 @@ from features.contract import ACCOUNT_FROM_PERSON, empty_table
 from features.encode import encode
 from features.errors import ContractError
 from features.settings import FeatureSpec
+from features.vocabularies import CHANNELS, EVENT_TYPES, SENIORITY_LEVELS
 from features.windows import (
     DAY_SECONDS,
     FOREVER_DAYS,
@@ -371,15 +369,28 @@ def _shared_weeks(
 
 
 def _history(
-    snap_code: np.ndarray, snap_s: np.ndarray, opportunities: pd.DataFrame, account_index: pd.Index
+    snap_code: np.ndarray,
+    snap_s: np.ndarray,
+    opportunities: pd.DataFrame,
+    people: pd.DataFrame,
+    account_index: pd.Index,
 ) -> Columns:
-    """Past deals closed before as_of; customer status; whether a deal is open (in pipeline)."""
+    """Past deals closed before as_of; customer status; whether a deal is open (in pipeline).
+
+    A deal tied to the account only by a lead's or contact's record counts in the features once
+    that person is known (``people.created_at``), as an event does; whether the account is in
+    pipeline, a matter of the labels, is what the CRM held."""
     n = len(snap_code)
     opps = opportunities
     index = TimeIndex(encode(opps["account_id"], account_index), seconds(opps["created_at"]))
     snap, row, _ = index.pairs(snap_code, snap_s, FOREVER_DAYS)
     closed_s = seconds(opps["closed_at"])[row]
-    closed = opps["closed_at"].notna().to_numpy()[row] & (closed_s < snap_s[snap])
+    in_crm_closed = opps["closed_at"].notna().to_numpy()[row] & (closed_s < snap_s[snap])
+    closed = in_crm_closed.copy()
+    if ACCOUNT_FROM_PERSON in opps:
+        person = encode(opps["person_id"], people["person_id"])[row]
+        through = opps[ACCOUNT_FROM_PERSON].to_numpy(dtype=bool)[row] & (person >= 0)
+        closed[through] &= known_since(people)[person[through]] < snap_s[snap[through]]
     status = opps["status"].to_numpy()[row]
     kind = opps["type"].to_numpy()[row]
     won, lost = closed & (status == "won"), closed & (status == "lost")
@@ -404,7 +415,7 @@ def _history(
     ever_won = out["opportunities_won_before"] > 0
     out["is_customer"] = (ever_won & ~churned).astype(np.int64)
     out["is_former_customer"] = (ever_won & churned).astype(np.int64)
-    out["in_pipeline"] = (count(snap, n, ~closed) > 0).astype(np.int64)
+    out["in_pipeline"] = (count(snap, n, ~in_crm_closed) > 0).astype(np.int64)
     return out
 
 
@@ -544,7 +555,7 @@ def build_features(
         **_converging(pairs),
         **_contacts(snap_code, snap_s, people, account_index),
         **_intent(snap_code, snap_s, intent, account_index, spec, pairs),
-        **_history(snap_code, snap_s, opportunities, account_index),
+        **_history(snap_code, snap_s, opportunities, people, account_index),
     }
     frame = pd.DataFrame(
         {

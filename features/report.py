@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from features.vocabularies import vocabulary
+
+SHOWN_VALUES = 10  # unknown values of a column listed in the printed report (all in --json)
+
 
 def _add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
     return {k: a.get(k, 0) + b.get(k, 0) for k in sorted({*a, *b})}
@@ -22,6 +26,30 @@ def _first_examples(a: dict[str, str], b: dict[str, str]) -> dict[str, str]:
     return {k: min((e for e in (a.get(k), b.get(k)) if e), key=position) for k in sorted({*a, *b})}
 
 
+def _add_unknown_values(
+    a: dict[str, list[dict[str, Any]]], b: dict[str, list[dict[str, Any]]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Per column, the unknown values of both parts: rows added, the first example kept."""
+    merged: dict[str, list[dict[str, Any]]] = {}
+    for column in sorted({*a, *b}):
+        found: dict[str, dict[str, Any]] = {}
+        for entry in [*a.get(column, []), *b.get(column, [])]:
+            mine = found.get(entry["value"])
+            found[entry["value"]] = (
+                dict(entry)
+                if mine is None
+                else {
+                    **mine,
+                    "rows": mine["rows"] + entry["rows"],
+                    "example": _first_examples({"e": mine["example"]}, {"e": entry["example"]})[
+                        "e"
+                    ],
+                }
+            )
+        merged[column] = sorted(found.values(), key=lambda e: (-e["rows"], e["value"]))
+    return merged
+
+
 @dataclass
 class TableReport:
     """One table's rows: in, used, rejected by reason, kept with a warning; its extra columns."""
@@ -35,6 +63,11 @@ class TableReport:
     provided: bool = True
     extra_columns: list[str] = field(default_factory=list)  # in the input, not in the contract
     absent_columns: list[str] = field(default_factory=list)  # in the contract, not in the input
+    # vocabulary column -> its values outside the vocabulary: value (as spelled), rows, example
+    unknown_values: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # values derived by a rule of the mapping file ("seniority derived from Job Title"), and
+    # rows a rule could not derive ("seniority not derived: no rule matched Job Title")
+    derived: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_rejected(self) -> int:
@@ -112,6 +145,8 @@ class ValidationReport:
                 mine.provided or part.provided,
                 sorted({*mine.extra_columns, *part.extra_columns}),
                 sorted({*mine.absent_columns} & {*part.absent_columns}),
+                _add_unknown_values(mine.unknown_values, part.unknown_values),
+                _add_counts(mine.derived, part.derived),
             )
         spans = dict(self.spans)
         for name, (first, last) in other.spans.items():
@@ -158,6 +193,8 @@ class ValidationReport:
                     "examples": t.examples,
                     "extra_columns": t.extra_columns,
                     "absent_columns": t.absent_columns,
+                    "unknown_values": t.unknown_values,
+                    "derived": t.derived,
                 }
                 for name, t in self.tables.items()
             },
@@ -236,5 +273,25 @@ class ValidationReport:
                 lines.append(f"  rejected {t.table}: {reason} = {n:,}  e.g. {example}")
             for reason, n in sorted(t.warnings.items()):
                 lines.append(f"  kept with a warning {t.table}: {reason} = {n:,}")
+            for column, values in t.unknown_values.items():
+                lines += _unknown_lines(t.table, column, values)
+            for what, n in t.derived.items():
+                lines.append(f"  {t.table}.{what}: {n:,}")
         lines += [f"  column {note}" for note in self.column_notes(declared or {})]
         return "\n".join(lines)
+
+
+def _unknown_lines(table: str, column: str, values: list[dict[str, Any]]) -> list[str]:
+    """A vocabulary column's unknown values: each with its rows and an example row, the
+    allowed values, what became of the rows and how to map them."""
+    v = vocabulary(table, column)
+    shown = ", ".join(
+        f"{e['value']!r} {e['rows']:,} ({e['example']})" for e in values[:SHOWN_VALUES]
+    )
+    more = len(values) - SHOWN_VALUES
+    return [
+        f"  unknown {v.name} ({v.counter}): {shown}"
+        + (f", and {more:,} more values (--json lists all)" if more > 0 else ""),
+        f"    allowed: {', '.join(v.values)}; other values are {v.effect}; map a spelling "
+        f"with values.{column} in the mapping file",
+    ]

@@ -35,6 +35,7 @@ from features.engine import (
 from features.io import ROW_COLUMN, SOURCE_COLUMN, RawSource, text_table
 from features.mapping import map_frame
 from features.report import ValidationReport
+from features.rules import DERIVED_PREFIX
 
 _BUCKET, _REPORT = "_bucket", "_report"
 _PANDAS3_WARNING = "ignore:PySpark does not yet fully support pandas:FutureWarning"
@@ -159,6 +160,7 @@ def run_spark(
         "topic",
         "weight",
         DOMAIN_COLUMN,
+        DERIVED_PREFIX + "event_type",  # what a derivation rule did, for the report
     ]
     columns = [*text_columns, ROW_COLUMN, SOURCE_COLUMN, _BUCKET]
     schema = st.StructType(

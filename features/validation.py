@@ -17,12 +17,9 @@ import pandas as pd
 
 from features.contract import (
     ACCOUNT_FROM_PERSON,
-    BUYING_ROLES,
     DOMAIN_COLUMN,
     EARLIEST_DATE,
     NORMALISED_ACCOUNT_COLUMNS,
-    OPPORTUNITY_STATUSES,
-    OPPORTUNITY_TYPES,
     OPTIONAL_TABLES,
     TABLE_ORDER,
     column_kinds,
@@ -41,9 +38,17 @@ from features.io import (
 )
 from features.mapping import Mapping
 from features.report import CLOCK, GIVEN, SPAN_COLUMNS, TableReport, ValidationReport
+from features.rules import DERIVED_PREFIX
 from features.settings import DataSettings
+from features.vocabularies import vocabulary
 
 TOO_EARLY = f"date_before_{EARLIEST_DATE.year}"  # the reject reason of a placeholder date
+# tables whose rows may be keyed by a lead or contact instead of an account (events, deals)
+PERSON_KEYED = frozenset(
+    t
+    for t in TABLE_ORDER
+    if "person_id" in column_kinds(t) and "account_id" not in required_columns(t)
+)
 
 
 @dataclass
@@ -182,7 +187,7 @@ class _Verdicts:
         self.frame = frame
         self.reason = pd.Series(pd.NA, index=frame.index, dtype="str")
         self.warnings: dict[str, int] = {}
-        self.warning_examples: dict[str, str] = {}
+        self.unknown_values: dict[str, list[dict[str, object]]] = {}
 
     def reject(self, mask: pd.Series, reason: str) -> None:
         self.reason = self.reason.mask(mask.fillna(False).astype(bool) & self.reason.isna(), reason)
@@ -196,6 +201,30 @@ class _Verdicts:
     def kept(self) -> pd.Series:
         return self.reason.isna()
 
+    def name_values(self, column: str, raw: pd.Series, mask: pd.Series) -> None:
+        """Record the values of ``column`` on the rows in ``mask`` (not rejected before): each
+        as first spelled, with its rows and first example row, the most frequent first."""
+        mask = mask.fillna(False).astype(bool) & self.kept
+        if not mask.any():
+            return
+        found = pd.DataFrame(
+            {
+                "label": normalise_label(raw[mask]),
+                "value": raw[mask].astype("str").str.strip(),
+                "example": self.frame.loc[mask, SOURCE_COLUMN].astype("str")
+                + " row "
+                + (self.frame.loc[mask, ROW_COLUMN].astype("int64") + 1).astype("str"),
+            }
+        )
+        per_label = found.groupby("label", sort=False).agg(
+            value=("value", "first"), rows=("value", "size"), example=("example", "first")
+        )
+        per_label = per_label.sort_values(["rows", "value"], ascending=[False, True])
+        self.unknown_values[column] = [
+            {"value": str(r.value), "rows": int(r.rows), "example": str(r.example)}
+            for r in per_label.itertuples()
+        ]
+
 
 # ---------------------------------------------------------------- per-table rules
 
@@ -203,6 +232,27 @@ class _Verdicts:
 def _dedupe(rows: _Verdicts, keys: list[str], reason: str) -> None:
     present = rows.frame[keys].notna().all(axis=1)
     rows.reject(present & rows.frame.duplicated(keys, keep="first"), reason)
+
+
+def _check_vocabulary(
+    f: pd.DataFrame, rows: _Verdicts, table: str, column: str, label: pd.Series | None = None
+) -> None:
+    """Normalise a vocabulary column (or take its ``label``, normalised before); a value
+    outside it is counted, named in the report and rejected, set to null or kept, as
+    ``features.vocabularies`` says for the column."""
+    v = vocabulary(table, column)
+    label = normalise_label(f[column]) if label is None else label
+    unknown = ~label.isin(v.values) & f[column].notna()
+    blank = unknown & label.isna()  # given, but with no letter or digit ('???'), or empty
+    if blank.any():
+        unknown[blank] = _present(f.loc[blank, column])
+    if unknown.any():
+        rows.name_values(column, f[column], unknown)
+    if v.unknown == "rejected":
+        rows.reject(unknown, v.counter)
+    else:
+        rows.warn(unknown, v.counter)
+    f[column] = label.where(~unknown) if v.unknown == "set_to_null" else label
 
 
 def _reject_unknown_accounts(f: pd.DataFrame, rows: _Verdicts, accounts: pd.DataFrame) -> None:
@@ -265,6 +315,39 @@ def _resolve_domain(f: pd.DataFrame, rows: _Verdicts, accounts: pd.DataFrame) ->
     del f[DOMAIN_COLUMN]
 
 
+def _account_through_person(
+    f: pd.DataFrame, rows: _Verdicts, accounts: pd.DataFrame, people: pd.DataFrame, row: str
+) -> None:
+    """A row keyed by a lead or contact gets its account from people: the person's account as
+    of the export, the same for every snapshot, as the contract has it. A row with its own
+    account keeps it. Unknown people and accounts are rejected, and ``ACCOUNT_FROM_PERSON``
+    marks the rows whose account only the person's record gives."""
+    for column in ("account_id", "person_id"):
+        f[column] = (
+            as_id(f[column]) if column in f else pd.Series(pd.NA, index=f.index, dtype="str")
+        )
+    _resolve_domain(f, rows, accounts)
+    person = encode(f["person_id"], people["person_id"])
+    of_person = pd.Series(
+        take_codes(people["account_id"].to_numpy(dtype=object), person), index=f.index, dtype="str"
+    )
+    known_person = of_person.notna()
+    no_account = f["account_id"].isna()
+    rows.reject(no_account & f["person_id"].isna(), "no_account_or_person")
+    rows.reject(no_account & ~known_person, "unknown_person")
+    rows.warn(
+        ~no_account & f["person_id"].notna() & ~known_person,
+        "person_not_in_people_kept_with_account",
+    )
+    rows.warn(
+        ~no_account & known_person & (of_person != f["account_id"]),
+        f"account_differs_from_persons_account_{row}_account_kept",
+    )
+    f["account_id"] = f["account_id"].where(~no_account, of_person)
+    f[ACCOUNT_FROM_PERSON] = no_account.to_numpy(dtype=bool)
+    _reject_unknown_accounts(f, rows, accounts)
+
+
 def _check_people(
     ctx: _Context, f: pd.DataFrame, rows: _Verdicts, accounts: pd.DataFrame
 ) -> pd.DataFrame:
@@ -275,14 +358,9 @@ def _check_people(
     rows.reject(f["account_id"].isna(), "missing_account_id")
     _reject_unknown_accounts(f, rows, accounts)
     _dedupe(rows, ["person_id"], "duplicate_person_id")
-    if "buying_role" in f:
-        role = normalise_label(f["buying_role"])
-        unknown = role.notna() & ~role.isin(BUYING_ROLES)
-        rows.warn(unknown, "unknown_buying_role_set_to_null")
-        f["buying_role"] = role.where(~unknown)
-    for column in ("department", "seniority"):
+    for column in ("department", "seniority", "buying_role"):
         if column in f:
-            f[column] = normalise_label(f[column])
+            _check_vocabulary(f, rows, "people", column)
     if "title" in f:
         f["title"] = f["title"].astype("str").str.strip()
     if "created_at" in f:
@@ -300,36 +378,16 @@ def _check_events(
     people: pd.DataFrame,
     extracted_at: pd.Timestamp,
 ) -> pd.DataFrame:
-    for column in ("account_id", "person_id", "event_id"):
-        f[column] = (
-            as_id(f[column]) if column in f else pd.Series(pd.NA, index=f.index, dtype="str")
-        )
+    f["event_id"] = (
+        as_id(f["event_id"]) if "event_id" in f else pd.Series(pd.NA, index=f.index, dtype="str")
+    )
     if f["event_id"].isna().all():
         f["event_id"] = f[SOURCE_COLUMN].astype("str") + ":" + f[ROW_COLUMN].astype("str")
     _require_time(ctx, f, rows, "timestamp", extracted_at, "timestamp_after_extract")
-    f["event_type"] = normalise_label(f["event_type"])
-    rows.reject(f["event_type"].isna(), "missing_event_type")
+    event_type = normalise_label(f["event_type"])
+    rows.reject(event_type.isna(), "missing_event_type")
 
-    _resolve_domain(f, rows, accounts)
-    person = encode(f["person_id"], people["person_id"])
-    of_person = pd.Series(
-        take_codes(people["account_id"].to_numpy(dtype=object), person), index=f.index, dtype="str"
-    )
-    known_person = of_person.notna()
-    no_account = f["account_id"].isna()
-    rows.reject(no_account & f["person_id"].isna(), "no_account_or_person")
-    rows.reject(no_account & ~known_person, "unknown_person")
-    rows.warn(
-        ~no_account & f["person_id"].notna() & ~known_person,
-        "person_not_in_people_kept_with_account",
-    )
-    rows.warn(
-        ~no_account & known_person & (of_person != f["account_id"]),
-        "account_differs_from_persons_account_event_account_kept",
-    )
-    f["account_id"] = f["account_id"].where(~no_account, of_person)
-    f[ACCOUNT_FROM_PERSON] = no_account.to_numpy(dtype=bool)
-    _reject_unknown_accounts(f, rows, accounts)
+    _account_through_person(f, rows, accounts, people, "event")
     _dedupe(rows, ["event_id"], "duplicate_event_id")
     if "weight" in f:
         f["weight"], bad = _parse_numbers(ctx, f, "weight")
@@ -337,12 +395,16 @@ def _check_events(
         f["weight"] = f["weight"].fillna(1.0)
     else:
         f["weight"] = 1.0
-    for column in ("channel", "topic"):
-        f[column] = (
-            normalise_label(f[column])
-            if column in f
-            else pd.Series(pd.NA, index=f.index, dtype="str")
-        )
+    _check_vocabulary(f, rows, "events", "event_type", event_type)
+    f["topic"] = (
+        normalise_label(f["topic"])
+        if "topic" in f
+        else pd.Series(pd.NA, index=f.index, dtype="str")
+    )
+    if "channel" in f:
+        _check_vocabulary(f, rows, "events", "channel")
+    else:
+        f["channel"] = pd.Series(pd.NA, index=f.index, dtype="str")
     return f
 
 
@@ -369,17 +431,20 @@ def _check_opportunities(
     f: pd.DataFrame,
     rows: _Verdicts,
     accounts: pd.DataFrame,
+    people: pd.DataFrame,
     extracted_at: pd.Timestamp,
 ) -> pd.DataFrame:
     f["opportunity_id"] = as_id(f["opportunity_id"])
     rows.reject(f["opportunity_id"].isna(), "missing_opportunity_id")
-    _resolve_account(f, rows, accounts)
+    if "person_id" in f:
+        _account_through_person(f, rows, accounts, people, "opportunity")
+    else:
+        _resolve_account(f, rows, accounts)
     _require_time(ctx, f, rows, "created_at", extracted_at, "created_after_extract", long_ago=True)
-    f["status"] = normalise_label(f["status"])
-    rows.reject(~f["status"].isin(OPPORTUNITY_STATUSES), "invalid_status")
+    rows.reject(~_present(f["status"]), "missing_status")
+    _check_vocabulary(f, rows, "opportunities", "status")
     if "type" in f:
-        f["type"] = normalise_label(f["type"])
-        rows.reject(f["type"].notna() & ~f["type"].isin(OPPORTUNITY_TYPES), "invalid_type")
+        _check_vocabulary(f, rows, "opportunities", "type")
         rows.warn(f["type"].isna(), "missing_type_taken_as_new_business")
         f["type"] = f["type"].fillna("new_business")
     else:
@@ -435,7 +500,7 @@ def _stack(table: str, sources: list[RawSource]) -> tuple[pd.DataFrame, dict[str
         if DOMAIN_COLUMN in frame and "account_id" not in frame:
             frame["account_id"] = pd.Series(pd.NA, index=frame.index, dtype="str")
         missing = [c for c in required_columns(table) if c not in frame.columns]
-        if table == "events" and not {"account_id", "person_id", DOMAIN_COLUMN} & set(frame):
+        if table in PERSON_KEYED and not {"account_id", "person_id", DOMAIN_COLUMN} & set(frame):
             missing.append("account_id or person_id")
         if missing:
             raise ContractError(
@@ -460,6 +525,8 @@ def _finish(
     )
     counts = rejected["reason"].value_counts()
     examples = rejected.groupby("reason")[[SOURCE_COLUMN, ROW_COLUMN]].first()
+    marks = f.loc[kept, [c for c in f.columns if c.startswith(DERIVED_PREFIX)]]
+    derived = marks.melt()["value"].value_counts() if marks.shape[1] else pd.Series(dtype="int64")
     canonical = [c for c in column_kinds(table) if c in f.columns]
     extra = [c for c in f.columns if c not in canonical and not c.startswith("_")]
     report = TableReport(
@@ -474,6 +541,8 @@ def _finish(
         },
         extra_columns=extra,
         absent_columns=[c for c in column_kinds(table) if c not in f.columns],
+        unknown_values=rows.unknown_values,
+        derived={str(k): int(v) for k, v in sorted(derived.items())},
     )
     # further account columns stay: a feature declared static reads them (features.columns)
     internal = [ACCOUNT_FROM_PERSON] if ACCOUNT_FROM_PERSON in f else []
@@ -533,7 +602,9 @@ def validate(
         elif table == "intent":
             checked = _check_intent(ctx, frame, rows, results["accounts"], stamp)
         elif table == "opportunities":
-            checked = _check_opportunities(ctx, frame, rows, results["accounts"], stamp)
+            checked = _check_opportunities(
+                ctx, frame, rows, results["accounts"], results["people"], stamp
+            )
         else:
             checked = _check_account_history(ctx, frame, rows, results["accounts"], stamp)
         # later tables are checked against the used rows only: a rejected account resolves nothing

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from features.errors import InMarketError
+from features.vocabularies import vocabulary_help
 from inmarket.config import Config, load_config
 from serving.settings import DEFAULT_RANKED, ServiceSettings
 from training.settings import TrackingSettings
@@ -107,7 +108,7 @@ def generate(
         click.echo(f"injected {faults:,} faults; expected rejects in {out}/_truth/dirt.json")
 
 
-@cli.command()
+@cli.command(epilog="\b\n" + vocabulary_help())
 @click.argument("data", type=click.Path(path_type=Path, file_okay=False))
 @click.option(
     "--mapping",

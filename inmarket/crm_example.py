@@ -4,6 +4,10 @@ The export looks like what a CRM and a marketing-automation tool hand over: comp
 contacts (with a company id) and leads (email only), touches keyed by lead/contact id,
 anonymous web sessions resolved to a company domain, weekly intent by domain, and deals with
 CRM stage names and day-first dates. ``examples/crm_mapping.toml`` loads it into the contract.
+
+``hubspot_export`` writes the harder shape users met: activities that carry only a page URL,
+contacts that carry only a job title, deals keyed by a contact, US dates, and a few values no
+mapping names. ``examples/hubspot_mapping.toml`` loads it through the shipped derivation rules.
 """
 
 from __future__ import annotations
@@ -19,6 +23,30 @@ from features.leftovers import scratch_dir
 from inmarket.synthetic import WorldSpec, generate_world
 
 MAPPING_NAME = "crm_mapping.toml"
+HUBSPOT_MAPPING_NAME = "hubspot_mapping.toml"
+VENDOR_SITE = "https://www.example-vendor.com"  # the seller's website, whose pages are visited
+# the page each web event type was a visit to; page views land on one of BLOG_PAGES
+PAGE_PATHS = {
+    "pricing_page": "/pricing",
+    "comparison_page": "/compare/example-vendor-vs-rival",
+    "demo_request": "/demo",
+    "trial_signup": "/free-trial",
+    "case_study_view": "/case-studies/how-acme-grew",
+    "content_download": "/resources/ebook-abm",
+    "form_fill": "/contact-us",
+}
+BLOG_PAGES = np.array(["/", "/blog/intent-data-101", "/product/overview", "/about"], dtype=object)
+HUBSPOT_ACTIVITIES = {
+    "email_open": "Marketing Email Opened",
+    "email_click": "Marketing Email Clicked",
+    "webinar_attended": "Webinar Attended",
+    "review_site_visit": "Review Site Visit",
+    "ad_click": "Ad Interaction",
+}
+HUBSPOT_STAGES = {"won": "Closed Won", "lost": "Closed Lost"}
+MEETING_SHARE = 0.3  # demo requests booked as a meeting: an activity type no mapping names
+UNQUALIFIED_STAGE = "Qualified To Buy"  # an open stage the mapping leaves unmapped
+DELETED_CONTACT_SHARE = 0.03  # deals whose contact was deleted from the CRM since
 TOUCH_TYPES = {
     "email_open": "Email Opened",
     "email_click": "Email Clicked",
@@ -157,9 +185,79 @@ def crm_export(world: Path, out: Path, seed: int = 0) -> None:
     shutil.copy(world / "_extract.json", out / "_extract.json")
 
 
-def mapping_file() -> Path:
-    """The shipped mapping file for the example export."""
-    return Path(str(resources.files("inmarket") / "examples" / MAPPING_NAME))
+def hubspot_export(world: Path, out: Path, seed: int = 0) -> None:
+    """Write the world in ``world`` to ``out`` as a HubSpot-style export: companies; contacts
+    with a job title only (no department, seniority or buying role); activities of contacts,
+    web visits as "Page View" with the page's URL; deals keyed by a contact of their company
+    (a few by a contact deleted since); US dates throughout."""
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    accounts = pd.read_parquet(world / "accounts.parquet")
+    pd.DataFrame(
+        {
+            "Record ID": accounts["account_id"],
+            "Company name": accounts["name"],
+            "Company Domain Name": accounts["domain"],
+            "Create Date": accounts["created_at"].dt.strftime("%m/%d/%Y"),
+        }
+    ).to_csv(out / "companies.csv", index=False)
+
+    people = pd.read_parquet(world / "people.parquet")
+    pd.DataFrame(
+        {
+            "Record ID": people["person_id"],
+            "Associated Company ID": people["account_id"],
+            "Job Title": people["title"],
+            "Create Date": people["created_at"].dt.strftime("%m/%d/%Y %I:%M %p"),
+        }
+    ).to_csv(out / "contacts.csv", index=False)
+
+    events = pd.read_parquet(world / "events.parquet")
+    events = events[events["person_id"].notna()]
+    kind = events["event_type"]
+    page = kind.map(PAGE_PATHS)
+    is_page = page.notna() | (kind == "page_view")
+    page = page.fillna(
+        pd.Series(BLOG_PAGES[rng.integers(0, len(BLOG_PAGES), len(events))], index=events.index)
+    )
+    meeting = (kind == "demo_request") & (rng.random(len(events)) < MEETING_SHARE)
+    activity = (
+        kind.map(HUBSPOT_ACTIVITIES).where(~is_page, "Page View").mask(meeting, "Meeting Booked")
+    )
+    pd.DataFrame(
+        {
+            "Activity ID": events["event_id"],
+            "Contact ID": events["person_id"],
+            "Activity Date": events["timestamp"].dt.strftime("%m/%d/%Y %I:%M:%S %p"),
+            "Activity Type": activity,
+            "Page URL": (VENDOR_SITE + page).where(is_page & ~meeting),
+        }
+    ).to_csv(out / "activities.csv", index=False)
+
+    deals = pd.read_parquet(world / "opportunities.parquet")
+    first_contact = people.drop_duplicates("account_id").set_index("account_id")["person_id"]
+    deleted = rng.random(len(deals)) < DELETED_CONTACT_SHARE
+    contact = deals["account_id"].map(first_contact).where(~deleted)
+    contact = contact.fillna("deleted-" + deals["opportunity_id"])
+    stage = deals["status"].map(HUBSPOT_STAGES)
+    open_stages = np.array(["Appointment Scheduled", UNQUALIFIED_STAGE], dtype=object)
+    stage = stage.fillna(pd.Series(open_stages[rng.integers(0, 2, len(deals))], index=deals.index))
+    pd.DataFrame(
+        {
+            "Deal ID": deals["opportunity_id"],
+            "Associated Contact ID": contact,
+            "Create Date": deals["created_at"].dt.strftime("%m/%d/%Y"),
+            "Close Date": deals["closed_at"].dt.strftime("%m/%d/%Y"),
+            "Deal Stage": stage,
+            "Deal Type": deals["type"].map(DEAL_TYPES),
+        }
+    ).to_csv(out / "deals.csv", index=False)
+    shutil.copy(world / "_extract.json", out / "_extract.json")
+
+
+def mapping_file(name: str = MAPPING_NAME) -> Path:
+    """A shipped mapping file for an example export (the CRM one by default)."""
+    return Path(str(resources.files("inmarket") / "examples" / name))
 
 
 def write_crm_example(out: Path, *, accounts: int = 300, seed: int = 7) -> Path:

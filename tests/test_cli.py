@@ -263,6 +263,35 @@ def test_config_file_then_flags(tmp_path: Path) -> None:
     assert len(pd.read_parquet(tmp_path / "b" / "accounts.parquet")) == 5
 
 
+def test_validate_help_lists_every_vocabulary_and_what_becomes_of_other_values() -> None:
+    from features.vocabularies import VOCABULARIES
+
+    result = _cli("validate", "--help")
+    assert result.returncode == 0, result.stderr
+    for v in VOCABULARIES:
+        assert f"{v.name}: {', '.join(v.values)}" in result.stdout
+        assert f"other values: {v.effect}" in result.stdout
+
+
+def test_validate_names_unknown_values_with_rows_example_and_allowed_list(
+    tmp_path: Path,
+) -> None:
+    # given an export whose deals have a stage the contract does not know
+    tables = _base()
+    tables["opportunities"].loc[1, "status"] = "Qualified To Buy"
+    # when it is validated
+    result = _cli(
+        "validate", _write_csvs(tmp_path / "data", tables), "--extracted-at", "2025-01-01"
+    )
+    # then the report names the value, its rows, an example row and the allowed values
+    assert result.returncode == 0, result.stderr
+    assert (
+        "unknown opportunities.status (invalid_status): 'Qualified To Buy' 1 "
+        "(opportunities.csv row 2)"
+    ) in result.stdout
+    assert "allowed: open, won, lost" in result.stdout
+
+
 def test_features_list_prints_the_catalogue() -> None:
     from features.catalogue import catalogue
 

@@ -14,7 +14,7 @@ from features.families import build_features, fit_categories
 from features.settings import DataSettings, FeatureSettings
 from features.snapshots import as_of_grid, snapshot_grid
 from features.validation import load_dataset
-from inmarket.crm_example import crm_export, mapping_file
+from inmarket.crm_example import HUBSPOT_MAPPING_NAME, crm_export, hubspot_export, mapping_file
 from inmarket.synthetic import TRUTH_DIR, WorldSpec, generate_world
 
 
@@ -95,9 +95,14 @@ def test_spark_engine_equals_local_engine(
     dirty_world_dir: Path, world_dir: Path, tmp_path: Path
 ) -> None:
     pytest.importorskip("pyspark")
-    crm = tmp_path / "crm"
+    crm, hubspot = tmp_path / "crm", tmp_path / "hubspot"
     crm_export(world_dir, crm, seed=2)
-    for name, data, mapping in (("dirty", dirty_world_dir, None), ("crm", crm, mapping_file())):
+    hubspot_export(world_dir, hubspot, seed=2)  # derivation rules, deals keyed by contact
+    for name, data, mapping in (
+        ("dirty", dirty_world_dir, None),
+        ("crm", crm, mapping_file()),
+        ("hubspot", hubspot, mapping_file(HUBSPOT_MAPPING_NAME)),
+    ):
         grid = FeatureSettings(buckets=3, snapshots=3)
         spark_grid = grid.model_copy(update={"engine": "spark", "spark_master": "local[2]"})
         local = build_feature_table(

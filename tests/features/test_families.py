@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.catalogue import META_COLUMNS, MQL_POINTS, catalogue
+from features.contract import ACCOUNT_FROM_PERSON
 from features.families import build_features, fit_categories
 from features.settings import DataSettings, FeatureSettings
 from features.snapshots import as_of_grid, snapshot_grid
@@ -401,6 +402,49 @@ def test_the_leakage_check_can_fail(small_world: Dataset) -> None:
         snaps, **_mutate_after(ds, as_of - pd.Timedelta(days=20), np.random.default_rng(0))
     )
     assert not base.equals(changed)
+
+
+def _deals_through_people(ds: Dataset) -> pd.DataFrame:
+    """The world's deals keyed by the newest person of their account (where it has people),
+    as a deal-contact association exports them: the account then comes only from that person,
+    who may have entered the CRM after the deal."""
+    contact = (
+        ds.people.sort_values(["created_at", "person_id"])
+        .drop_duplicates("account_id", keep="last")
+        .set_index("account_id")["person_id"]
+    )
+    opps = ds.opportunities.assign(person_id=ds.opportunities["account_id"].map(contact))
+    opps[ACCOUNT_FROM_PERSON] = opps["person_id"].notna().to_numpy()
+    return opps
+
+
+@pytest.mark.parametrize(
+    ("day", "seed"), [("2024-09-15", 0), ("2024-11-01", 1), ("2025-01-15", 2)]
+)  # while the small world's people enter the CRM
+def test_people_after_as_of_never_move_deals_keyed_by_them(
+    small_world: Dataset, day: str, seed: int
+) -> None:
+    # given deals keyed by a contact, whose account comes from the people table
+    ds, rng = small_world, np.random.default_rng(seed)
+    as_of = pd.Timestamp(day, tz="UTC")
+    opps = _deals_through_people(ds)
+    snaps = snapshot_grid(ds.accounts, pd.DatetimeIndex([as_of]))
+    base = build_features(snaps, ds.accounts, ds.people, ds.events, ds.intent, opps)
+    # when people who entered the CRM at or after as_of are exported at other accounts, and
+    # the deals keyed by them resolved again
+    people = ds.people.copy()
+    later = (people["created_at"] >= as_of).to_numpy()
+    people.loc[later, "account_id"] = rng.choice(ds.accounts["account_id"].to_numpy(), later.sum())
+    through = opps[ACCOUNT_FROM_PERSON].to_numpy()
+    account = opps["person_id"].map(people.set_index("person_id")["account_id"])
+    assert (through & (account != opps["account_id"]).to_numpy()).any()
+    changed_opps = opps.assign(account_id=account.where(through, opps["account_id"]))
+    changed = build_features(snaps, ds.accounts, people, ds.events, ds.intent, changed_opps)
+    # then the snapshot's features are the same (in_pipeline, which decides the labels and is
+    # no feature, is what the CRM held: the deals of the people as exported)
+    pd.testing.assert_frame_equal(
+        base.drop(columns="in_pipeline"), changed.drop(columns="in_pipeline"), check_exact=True
+    )
 
 
 def test_customers_and_former_customers(tmp_path: Path) -> None:
