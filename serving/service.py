@@ -194,10 +194,6 @@ class InMarketService:
             )
         return served
 
-    def _model(self) -> tuple[InMarketModel, str]:
-        served = self._served()
-        return served.model, served.version
-
     def _model_info(self, served: Served) -> ModelInfo:
         info = served.model.info
         return ModelInfo(
