@@ -337,6 +337,11 @@ def test_readiness_fails_without_a_model(tmp_path: Path) -> None:
         # 404 that names the file, not the server's folders
         assert ready.status_code != 200
         assert score.status_code == 503 and card.status_code == 503
+        # in the one error shape, saying why (BentoML's said "An unexpected error has occurred")
+        for refused in (score, card):
+            error = refused.json()["error"]
+            assert error["code"] == "unavailable", refused.text
+            assert "no model loaded" in error["message"], refused.text
         assert "cannot load the champion model" in server.log.read_text()
         assert listed.status_code == 404 and "ranked.parquet" in listed.text
         assert str(tmp_path) not in listed.text
