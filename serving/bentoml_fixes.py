@@ -21,7 +21,8 @@ The others close what a probe without the token could do to the server (issue 15
    ``unmatched`` for paths no route serves).
 4. uvicorn gives a connection unlimited time to send its request headers (900 half-sent
    requests were held for 75 s): here it has ``INMARKET_HEADER_SECONDS``.
-   Headers over 64 KB close the connection with 431 (uvicorn took 20 MB).
+   Headers over 64 KB close the connection with 431 (uvicorn took 20 MB); bytes that are not
+   HTTP get uvicorn's 400 in the error shape.
 5. Unknown top-level fields of a request were ignored: they are a 400 now.
 6. Every 400 logged a 2 KB traceback at ERROR (a client's mistake, not the server's): a
    refusal now logs one line at INFO; 5xx keep their traceback.
@@ -41,6 +42,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, MutableMapping, Sequence
+from http import HTTPStatus
 from typing import Any
 
 import uvicorn.config
@@ -179,15 +181,22 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._header_bytes += len(data)
         if self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
             self._disarm()
-            body = error_body(431, f"request headers over {MAX_HEADER_BYTES:,} bytes")
-            self.transport.write(
-                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                b"content-type: application/json\r\n"
-                + f"content-length: {len(body)}\r\n".encode()
-                + b"connection: close\r\n\r\n"
-                + body
-            )
-            self._close()
+            self._refuse(431, f"request headers over {MAX_HEADER_BYTES:,} bytes")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer on the raw connection, before any app has the request, and close it."""
+        body = error_body(status, message)
+        reason = HTTPStatus(status).phrase.encode()
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, reason, len(body), body)
+        )
+        self._close()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes that are not HTTP, in the error shape."""
+        self._disarm()
+        self._refuse(400, f"the request is not valid HTTP: {msg}")
 
     def on_headers_complete(self) -> None:
         self._disarm()

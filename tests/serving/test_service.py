@@ -1111,6 +1111,7 @@ def test_every_refusal_has_the_one_error_shape(served: tuple[Server, Path]) -> N
             wait=8,
         ),
         431: _raw(server, b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 100_000, wait=8),
+        400: _raw(server, b"NOT HTTP AT ALL\r\n\r\n", wait=8),
     }
     # then each answers {"error": {"code", "message", "field"}}, its code the status's
     for (status, field), response in answers.items():
