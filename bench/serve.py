@@ -133,7 +133,7 @@ async def _soak(
             return
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
         if response.status_code == 200:
-            versions.add(response.json()[0]["model_version"])
+            versions.add(response.json()["model"]["version"])
 
     async with httpx.AsyncClient(timeout=30) as http:
         sent, promoted, next_sample = 0, False, 0.0
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         logs / "serve-mlflow.log",
     )
     try:
-        ours_url = f"http://127.0.0.1:{ours_port}/score"
+        ours_url = f"http://127.0.0.1:{ours_port}/v1/score"
         mlflow_url = f"http://127.0.0.1:{mlflow_port}/invocations"
         _wrk(ours_url, ours_body, 4, 3)  # warm-up
         _wrk(mlflow_url, mlflow_body, 4, 3)
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         if args.soak_rate > 0:
             soak = asyncio.run(
                 _soak(
-                    f"http://127.0.0.1:{ours_port}/score",
+                    f"http://127.0.0.1:{ours_port}/v1/score",
                     ours_body,
                     args.soak_rate,
                     60,

@@ -6,12 +6,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import secrets
 import time
 from collections import OrderedDict, deque
 from typing import Any
 
+from serving.errors import send_error
 from serving.page import COOKIE
 from serving.settings import ServiceSettings
 
@@ -93,14 +93,7 @@ def session_cookie(header: bytes) -> str | None:
 
 def _refuse(status: int, message: str, extra: tuple[tuple[bytes, bytes], ...] = ()) -> Any:
     async def respond(send: Any) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), *extra],
-            }
-        )
-        await send({"type": "http.response.body", "body": json.dumps({"error": message}).encode()})
+        await send_error(send, status, message, extra=extra)
 
     return respond
 

@@ -21,10 +21,19 @@ The others close what a probe without the token could do to the server (issue 15
    ``unmatched`` for paths no route serves).
 4. uvicorn gives a connection unlimited time to send its request headers (900 half-sent
    requests were held for 75 s): here it has ``INMARKET_HEADER_SECONDS``.
-   Headers over 64 KB close the connection with 431 (uvicorn took 20 MB).
+   Headers over 64 KB close the connection with 431 (uvicorn took 20 MB); bytes that are not
+   HTTP get uvicorn's 400 in the error shape.
 5. Unknown top-level fields of a request were ignored: they are a 400 now.
 6. Every 400 logged a 2 KB traceback at ERROR (a client's mistake, not the server's): a
    refusal now logs one line at INFO; 5xx keep their traceback.
+
+And two make BentoML's routes speak the API's contract (issue 16):
+
+7. BentoML answered its APIs' errors in three shapes (a validation error's ``detail`` list, a
+   4xx as ``[{"error": ...}]``, every 5xx, 503 included, as "An unexpected error"): they answer
+   the one error shape (``serving.errors``) here, a 503 with its reason.
+8. A batchable API answers each request with the list of its records' outputs; an API that
+   answers an envelope turns that list into it (``answer_batches_as``).
 """
 
 from __future__ import annotations
@@ -32,18 +41,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
+from http import HTTPStatus
 from typing import Any
 
 import uvicorn.config
 from _bentoml_impl.server import app as bentoml_app
 from bentoml._internal.server.http import instruments, traffic
 from bentoml.exceptions import BentoMLException
-from pydantic import ValidationError
-from starlette.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Mount
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from serving.api import versioned
+from serving.errors import error_body, from_validation
 from serving.settings import ServiceSettings
 
 UNMATCHED = "unmatched"
@@ -71,9 +84,10 @@ class CancellingTimeoutMiddleware(traffic.TimeoutMiddleware):
             await waiter
         except TimeoutError:
             if handler.cancel():
-                response = JSONResponse(
-                    {"error": f"Not able to process the request in {self.timeout} seconds"},
+                response = Response(
+                    error_body(504, f"not able to process the request in {self.timeout} s"),
                     status_code=504,
+                    media_type="application/json",
                 )
                 await response(scope, receive, send)
         else:
@@ -125,7 +139,8 @@ class RouteTemplateMetrics(instruments.RunnerTrafficMetricsMiddleware):
             await super().__call__(scope, receive, send)
             return
         routes = getattr(scope.get("app"), "routes", ())
-        template = route_template(routes, dict(scope)) or UNMATCHED
+        path = versioned(scope["path"]) or scope["path"]  # an old path counts as its /v1 route
+        template = route_template(routes, {**scope, "path": path}) or UNMATCHED
         await super().__call__({**scope, "path": template, self.PATH: scope["path"]}, receive, send)
 
 
@@ -166,11 +181,22 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._header_bytes += len(data)
         if self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
             self._disarm()
-            self.transport.write(
-                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                b"content-length: 0\r\nconnection: close\r\n\r\n"
-            )
-            self._close()
+            self._refuse(431, f"request headers over {MAX_HEADER_BYTES:,} bytes")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer on the raw connection, before any app has the request, and close it."""
+        body = error_body(status, message)
+        reason = HTTPStatus(status).phrase.encode()
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, reason, len(body), body)
+        )
+        self._close()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes that are not HTTP, in the error shape."""
+        self._disarm()
+        self._refuse(400, f"the request is not valid HTTP: {msg}")
 
     def on_headers_complete(self) -> None:
         self._disarm()
@@ -207,12 +233,55 @@ def _log_refusal(request: Any, exc_info: Any = True) -> None:
     log.info("%s %s refused (%d): %s", request.method, request.url.path, status, first)
 
 
+async def _api_endpoint_wrapper(self: Any, name: str, request: Request) -> Response:
+    """BentoML's ``api_endpoint_wrapper``, refusals in the error shape: a validation error names
+    its field; a BentoML error keeps its status and message (a 503 says why); anything else is
+    a 500 whose details stay in the server's log."""
+    try:
+        response = await self.api_endpoint(name, request)
+    except ValidationError as exc:
+        bentoml_app.log_exception(request)
+        message, field = from_validation(exc.errors(include_context=False, include_input=False))
+        response = Response(error_body(400, message, field), 400, media_type="application/json")
+    except BentoMLException as exc:
+        bentoml_app.log_exception(request)
+        status = exc.error_code.value
+        message = str(exc) if status < 500 or status == 503 else "internal error: see the log"
+        response = Response(error_body(status, message), status, media_type="application/json")
+    except Exception:
+        bentoml_app.log_exception(request)
+        response = Response(
+            error_body(500, "internal error: see the server's log"),
+            500,
+            media_type="application/json",
+        )
+    self._add_response_headers(response)
+    context = self.service.context
+    if response.background is not None:
+        context.response.background.tasks.append(response.background)
+    context.response.background.add_task(request.close)  # as BentoML: after the response
+    response.background = context.response.background
+    del context.response.background  # as BentoML: no reference cycle through the context
+    return response
+
+
+def answer_batches_as(service: Any, name: str, build: Callable[[list[Any]], BaseModel]) -> None:
+    """Answer each request to the batchable API ``name`` with ``build(outputs)``, its records'
+    outputs as BentoML split them from the batch, instead of the bare list."""
+
+    async def to_http_response(obj: Any, serde: Any) -> Response:
+        return JSONResponse(build(obj).model_dump(mode="json"))
+
+    service.apis[name].output_spec.to_http_response = staticmethod(to_http_response)
+
+
 def apply(service: Any) -> None:
     """Install the fixes for ``service`` (a ``@bentoml.service`` class)."""
     traffic.TimeoutMiddleware = CancellingTimeoutMiddleware  # type: ignore[misc]
     instruments.RunnerTrafficMetricsMiddleware = RouteTemplateMetrics  # type: ignore[misc,assignment]
     uvicorn.config.HTTP_PROTOCOLS["auto"] = f"{__name__}:HeaderDeadlineProtocol"
     bentoml_app.log_exception = _log_refusal
+    bentoml_app.ServiceAppFactory.api_endpoint_wrapper = _api_endpoint_wrapper  # type: ignore[method-assign]
     for method in service.apis.values():
         if method.output_spec.media_type is None:
             method.output_spec.media_type = method.output_spec.mime_type()

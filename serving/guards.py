@@ -4,9 +4,9 @@ and the security headers on every response."""
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
+from serving.errors import send_error
 from serving.settings import ServiceSettings
 
 LOGIN_MAX_BYTES = 4096  # a form with one token field
@@ -39,7 +39,7 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         # (a Content-Length that is not a number never gets here: uvicorn's parser answers 400)
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            await _answer(send, 413, _too_large(limit))
+            await send_error(send, 413, _too_large(limit), extra=_CLOSE)
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.seconds
@@ -79,7 +79,7 @@ class BodyLimit:
             if refusal is None:
                 raise
         if refusal is not None and not started:
-            await _answer(send, *refusal)
+            await send_error(send, *refusal, extra=_CLOSE)
 
 
 def _too_large(limit: int) -> str:
@@ -89,21 +89,14 @@ def _too_large(limit: int) -> str:
     )
 
 
-async def _answer(send: Any, status: int, message: str) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
-        }
-    )
-    await send({"type": "http.response.body", "body": json.dumps({"error": message}).encode()})
+_CLOSE = ((b"connection", b"close"),)
 
 
 class SecurityHeaders:
     """ASGI middleware: every response says not to sniff types, frame the page, send referrers
-    or cache (scores and account names are the user's data); the page's own routes also get a
-    content security policy that only allows this server's scripts and styles."""
+    or cache (scores and account names are the user's data), and carries a content security
+    policy that only allows this server's scripts and styles (the review page's and the API
+    docs' Swagger UI alike)."""
 
     COMMON = (
         (b"x-content-type-options", b"nosniff"),
@@ -115,8 +108,6 @@ class SecurityHeaders:
         b"default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
         b"form-action 'self'; frame-ancestors 'none'"
     )
-    # BentoML's own API docs load their assets their own way; the policy is left off them
-    UNPOLICED = ("/docs", "/static_content")
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -125,9 +116,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = list(self.COMMON)
-        if not str(scope.get("path", "")).startswith(self.UNPOLICED):
-            extra.append((b"content-security-policy", self.POLICY))
+        extra = [*self.COMMON, (b"content-security-policy", self.POLICY)]
 
         async def with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":

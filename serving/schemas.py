@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    create_model,
+    model_validator,
+)
 
 from features.catalogue import FIT_CATEGORIES, catalogue
 from features.contract import NORMALISED_ACCOUNT_COLUMNS
@@ -18,6 +26,40 @@ from training.model import InMarketModel
 
 MAX_RECORDS = 1000
 BATCH = Field(min_length=1, max_length=MAX_RECORDS, description="account feature records")
+# A record that gives fewer than this share of the served model's features is flagged
+# `low_information`: its score rests mostly on values the model fills in as missing.
+LOW_INFORMATION_SHARE = 0.5
+MAX_ID_LENGTH = 200
+Stage = Literal["cold", "aware", "engaged", "in-market", "ready", "in-pipeline", "customer"]
+Status = Literal["prospect", "in-pipeline", "customer"]
+
+
+def _id_text(value: object) -> object:
+    """An id as text: a whole number (HubSpot's ids) becomes its decimal string; a number with
+    a fraction or a true/false is refused, never rounded or read as 1/0."""
+    if isinstance(value, bool):
+        raise ValueError(f"an id is text or a whole number, got {str(value).lower()}")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        raise ValueError(f"an id is text or a whole number, got {value!r}")
+    return value
+
+
+_ID_SCHEMA = {
+    "oneOf": [
+        {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+        {"type": "integer"},
+    ],
+    "description": "text, or a whole number (taken as its decimal string)",
+}
+# an id in a request: text or a whole number
+Id = Annotated[
+    str,
+    BeforeValidator(_id_text),
+    Field(min_length=1, max_length=MAX_ID_LENGTH, strict=True),
+    WithJsonSchema(_ID_SCHEMA),
+]
 
 
 class _Strict(BaseModel):
@@ -129,19 +171,49 @@ def _catalogue_field(name: str, description: str) -> tuple[Any, Any]:
 FeatureRecord = create_model(  # type: ignore[call-overload]
     "FeatureRecord",
     __base__=_FeatureRecordBase,
-    account_id=(
-        str,
-        Field(min_length=1, max_length=200, strict=True, description="the account's id"),
-    ),
+    account_id=(Id, Field(description="the account's id")),
     **{f.name: _catalogue_field(f.name, f.description) for f in catalogue()},
 )
 
 
+class ModelInfo(BaseModel):
+    """The model that answered: each /v1/score, /v1/explain and /v1/score_events answer names it."""
+
+    name: str = Field(description="the registered model's name")
+    version: str = Field(description="the registered version that scored these results")
+    trained_at: str | None = Field(None, description="when it was trained (UTC, ISO 8601)")
+    fitted_until: str | None = Field(
+        None, description="the newest snapshot it was fitted on (trained, stopped, calibrated)"
+    )
+    label: str | None = Field(None, description="what it predicts: won or opportunity")
+    horizon_days: int | None = Field(None, description="within how many days of a snapshot")
+
+
+class Notice(BaseModel):
+    """Something the client should know about a result or about its request."""
+
+    code: Literal["low_information", "unknown_category", "rows_rejected"] = Field(
+        description="low_information: the record gave too few of the model's features for a "
+        "confident score; unknown_category: a category value the model never saw, scored as "
+        "missing; rows_rejected: input rows the data contract left out (/v1/score_events)"
+    )
+    message: str
+    account_id: str | None = Field(None, description="the account it is about, if one")
+    field: str | None = Field(None, description="the feature, or the table of rejected rows")
+    reason: str | None = Field(None, description="rows_rejected: the contract's reason")
+    count: int | None = Field(None, description="rows_rejected: how many rows")
+
+
 class ScoredAccount(BaseModel):
     account_id: str
-    probability: float
-    score: int = Field(description="0-100: percentile among the model's test-window accounts")
-    stage: str = Field(description="cold, aware, engaged, in-market or ready")
+    probability: float = Field(description="calibrated probability of the label")
+    score: int = Field(
+        ge=0, le=100, description="0-100: percentile among the model's test-window accounts"
+    )
+    stage: Stage = Field(
+        description="cold, aware, engaged, in-market or ready by score; /v1/score_events gives "
+        "customers and accounts in pipeline their status as stage"
+    )
     missing_features: list[str] = Field(
         description="features absent from the request, treated as missing"
     )
@@ -150,16 +222,11 @@ class ScoredAccount(BaseModel):
         description="category values the model never saw in training (as normalised), "
         "treated as missing",
     )
-    status: str | None = Field(
-        None,
-        description="/score_events only: prospect, in-pipeline or customer. The model learned "
-        "prospects; for the others the stage is the status and the score is not a ranking",
+    known_features: int = Field(description="how many of the model's features the record gave")
+    low_information: bool = Field(
+        description=f"fewer than {LOW_INFORMATION_SHARE:.0%} of the model's features given: "
+        "the score rests mostly on missing values and is not a confident ranking"
     )
-
-
-class ScoredRecord(ScoredAccount):
-    model_name: str
-    model_version: str
 
 
 class Reason(BaseModel):
@@ -177,14 +244,90 @@ class Explanation(ScoredAccount):
     buying_group_gap: str
 
 
-class ExplainResponse(BaseModel):
-    model_name: str
-    model_version: str
-    accounts: list[Explanation]
+class EventsResult(Explanation):
+    status: Status = Field(
+        description="prospect, in-pipeline or customer. The model learned prospects; for the "
+        "others the stage is the status and the score is not a ranking"
+    )
+    as_of: str = Field(description="the time the features were computed at")
+
+
+class _Envelope(BaseModel):
+    model: ModelInfo
+    warnings: list[Notice] = Field(
+        description="per-record and per-request notices (low information, unknown categories, "
+        "rejected input rows); empty when there is nothing to say"
+    )
+
+
+class ScoreResponse(_Envelope):
+    """/v1/score: one result per record, in the request's order."""
+
+    results: list[ScoredAccount]
+
+
+class ExplainResponse(_Envelope):
+    """/v1/explain: one result per record, in the request's order."""
+
+    results: list[Explanation]
+
+
+class EventsResponse(_Envelope):
+    """/v1/score_events: one result per account of the request."""
+
+    results: list[EventsResult]
+
+
+class ScoredItem(BaseModel):
+    """One record's part of a /v1/score answer, as the batched scorer hands it back: BentoML
+    splits a batch's outputs by request, and the request's envelope is built from them."""
+
+    result: ScoredAccount
+    model: ModelInfo
+    warnings: list[Notice]
+
+
+def score_envelope(items: list[ScoredItem]) -> ScoreResponse:
+    """One request's batched items -> its envelope (one request is scored in one batch, by one
+    model)."""
+    return ScoreResponse(
+        model=items[0].model,
+        results=[i.result for i in items],
+        warnings=[w for i in items for w in i.warnings],
+    )
+
+
+def record_notices(
+    account_id: str, missing: list[str], unknown: dict[str, str], features: int
+) -> tuple[int, bool, list[Notice]]:
+    """How many features a record gave, whether that is too few, and the notices to send."""
+    known = features - len(missing)
+    low = known < LOW_INFORMATION_SHARE * features
+    notices = [
+        Notice(
+            code="unknown_category",
+            account_id=account_id,
+            field=name,
+            message=f"{name}: '{value}' is a value the model never saw; scored as missing",
+        )
+        for name, value in unknown.items()
+    ]
+    if low:
+        notices.insert(
+            0,
+            Notice(
+                code="low_information",
+                account_id=account_id,
+                message=f"{known} of the model's {features} features given (fewer than "
+                f"{LOW_INFORMATION_SHARE:.0%}): the score rests mostly on missing values; send "
+                "more features (GET /v1/model lists them) or the raw tables to /v1/score_events",
+            ),
+        )
+    return known, low, notices
 
 
 class AccountIn(_Strict):
-    account_id: str = Field(min_length=1, max_length=200)
+    account_id: Id
     name: str | None = None
     domain: str | None = None
     industry: str | None = None
@@ -200,15 +343,15 @@ class AccountIn(_Strict):
 
 
 class AccountHistoryIn(_Strict):
-    account_id: str = Field(min_length=1, max_length=200)
+    account_id: Id
     field: str = Field(min_length=1, max_length=100)
     value: str | None = Field(None, max_length=1000)
     valid_from: When
 
 
 class PersonIn(_Strict):
-    person_id: str = Field(min_length=1, max_length=200)
-    account_id: str = Field(min_length=1, max_length=200)
+    person_id: Id
+    account_id: Id
     title: str | None = None
     department: str | None = None
     seniority: str | None = None
@@ -221,24 +364,24 @@ class PersonIn(_Strict):
 class EventIn(_Strict):
     timestamp: When
     event_type: str = Field(min_length=1, max_length=100)
-    account_id: str | None = None
-    person_id: str | None = None
-    event_id: str | None = None
+    account_id: Id | None = None
+    person_id: Id | None = None
+    event_id: Id | None = None
     channel: str | None = None
     topic: str | None = None
     weight: float | None = Field(None, ge=0)
 
 
 class IntentIn(_Strict):
-    account_id: str
+    account_id: Id
     date: When
     topic: str
     score: float = Field(ge=0, le=100)
 
 
 class OpportunityIn(_Strict):
-    opportunity_id: str
-    account_id: str
+    opportunity_id: Id
+    account_id: Id
     created_at: When
     status: str
     closed_at: When | None = None
@@ -260,13 +403,6 @@ class EventsRequest(_Strict):
         default_factory=list,
         max_length=20_000,
         description="dated values of the account columns the model declares as dated",
-    )
-
-
-class EventsResponse(ExplainResponse):
-    as_of: str
-    rows_rejected: dict[str, dict[str, int]] = Field(
-        description="input rows left out, per table and reason (never dropped silently)"
     )
 
 

@@ -8,6 +8,7 @@ model in ``serving.champion``.
 
 from __future__ import annotations
 
+import functools
 import gc
 import hmac
 import logging
@@ -20,18 +21,21 @@ import bentoml
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as Path_
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from features.contract import empty_table
 from features.errors import ContractError
 from features.families import build_features
 from features.io import RawSource
 from features.validation import Dataset, validate
-from serving import bentoml_fixes
+from serving import api, bentoml_fixes
 from serving.auth import BearerAuth, LoginThrottle, Sessions
 from serving.champion import ChampionHolder, Served
+from serving.errors import ErrorShape, error_body, from_validation
 from serving.guards import BodyLimit, SecurityHeaders
 from serving.page import COOKIE, PAGE_HTML, STATIC, login_page
 from serving.review import (
@@ -50,12 +54,18 @@ from serving.schemas import (
     MAX_RECORDS,
     EventsRequest,
     EventsResponse,
+    EventsResult,
     ExplainResponse,
     Explanation,
     FeatureRecord,
-    ScoredRecord,
+    ModelInfo,
+    Notice,
+    ScoredAccount,
+    ScoredItem,
     feature_rows,
+    record_notices,
     records_frame,
+    score_envelope,
     unknown_levels,
 )
 from serving.scoring import (
@@ -96,8 +106,54 @@ def _select(scoring: Scoring, query: ListQuery) -> pd.DataFrame:
     return select(scoring.ranked, query)
 
 
-app = FastAPI(title="In-market: the review page and read-only routes")
+# the API's one OpenAPI document and its Swagger UI are serving.api's, not FastAPI's own
+app = FastAPI(title="In-market", docs_url=None, redoc_url=None, openapi_url=None)
 app.mount("/static", StaticFiles(directory=STATIC), name="static")
+app.mount(api.DOCS_ASSETS, StaticFiles(directory=api.swagger_ui_folder()), name="swagger-ui")
+
+
+@app.get(api.DOCS_PATH, response_class=HTMLResponse, include_in_schema=False)
+def _docs() -> HTMLResponse:
+    """The Swagger UI of the OpenAPI document, every asset served from here."""
+    return HTMLResponse(api.DOCS_HTML)
+
+
+@app.get(api.DOCS_SCRIPT, include_in_schema=False)
+def _docs_script() -> Response:
+    return Response(api.DOCS_JS, media_type="text/javascript")
+
+
+@app.get(api.OPENAPI_PATH, include_in_schema=False)
+def _openapi() -> JSONResponse:
+    """The one OpenAPI document of the service, made once."""
+    return JSONResponse(_document())
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    return api.openapi_document(InMarketService, app)
+
+
+@app.get("/docs.json", include_in_schema=False)
+@app.get("/openapi.json", include_in_schema=False)
+def _retired_document() -> RedirectResponse:
+    return RedirectResponse(api.OPENAPI_PATH, status_code=308)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    return Response(
+        error_body(exc.status_code, str(exc.detail)),
+        status_code=exc.status_code,
+        media_type="application/json",
+        headers=exc.headers,
+    )
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid_parameter(request: Request, exc: RequestValidationError) -> Response:
+    message, field = from_validation(exc.errors())
+    return Response(error_body(422, message, field), 422, media_type="application/json")
 
 
 # loopback unless told otherwise (`bentoml serve --host`, `inmarket serve --host`)
@@ -138,57 +194,74 @@ class InMarketService:
             )
         return served
 
-    def _model(self) -> tuple[InMarketModel, str]:
-        served = self._served()
-        return served.model, served.version
+    def _model_info(self, served: Served) -> ModelInfo:
+        info = served.model.info
+        return ModelInfo(
+            name=self.settings.tracking.model_name,
+            version=served.version,
+            trained_at=info.get("trained_at"),
+            fitted_until=info.get("fitted_until"),
+            label=info.get("label"),
+            horizon_days=info.get("horizon_days"),
+        )
 
     # max_latency_ms is where BentoML starts shedding load (503); batches form well below it
-    @bentoml.api(route="/score", batchable=True, max_batch_size=MAX_RECORDS, max_latency_ms=5000)
+    @bentoml.api(
+        route=f"{api.V1}/score", batchable=True, max_batch_size=MAX_RECORDS, max_latency_ms=5000
+    )
     def score(
         self,
         records: list[FeatureRecord] = BATCH,  # type: ignore[valid-type]
-    ) -> list[ScoredRecord]:
+    ) -> list[ScoredItem]:
         """Probability, score 0-100 and stage for a batch of account feature records.
 
-        Adaptive batching: concurrent requests are scored together and answered apart."""
-        model, version = self._model()
+        Adaptive batching: concurrent requests are scored together and answered apart, each in
+        its own envelope (``score_envelope``)."""
+        served = self._served()
+        model = served.model
         rows, missing, unknown = feature_rows(records, model)
         probability = model.predict(model.matrix_from_records(rows))
         score, stage = score_and_stage(model, probability)
-        return [
-            ScoredRecord(
+        info = self._model_info(served)
+        items = []
+        for row, p, s, g, gaps, strange in zip(
+            rows, probability, score, stage, missing, unknown, strict=True
+        ):
+            known, low, notices = record_notices(
+                row["account_id"], gaps, strange, len(model.features)
+            )
+            result = ScoredAccount(
                 account_id=row["account_id"],
                 probability=float(p),
                 score=int(s),
                 stage=str(g),
                 missing_features=gaps,
                 unknown_categories=strange,
-                model_name=self.settings.tracking.model_name,
-                model_version=version,
+                known_features=known,
+                low_information=low,
             )
-            for row, p, s, g, gaps, strange in zip(
-                rows, probability, score, stage, missing, unknown, strict=True
-            )
-        ]
+            items.append(ScoredItem(result=result, model=info, warnings=notices))
+        return items
 
-    @bentoml.api(route="/explain")
+    @bentoml.api(route=f"{api.V1}/explain")
     def explain(
         self,
         records: list[FeatureRecord] = BATCH,  # type: ignore[valid-type]
     ) -> ExplainResponse:
         """Scores plus the top positive and negative reasons in words and the buying group."""
-        model, version = self._model()
-        rows, missing, unknown = feature_rows(records, model)
-        return ExplainResponse(
-            model_name=self.settings.tracking.model_name,
-            model_version=version,
-            accounts=_explanations(model, records_frame(rows, model), missing, unknown),
+        served = self._served()
+        rows, missing, unknown = feature_rows(records, served.model)
+        results, notices = _explanations(
+            served.model, records_frame(rows, served.model), missing, unknown
         )
+        return ExplainResponse(model=self._model_info(served), results=results, warnings=notices)
 
-    @bentoml.api(route="/score_events")
-    def score_events(self, request: EventsRequest) -> EventsResponse:
-        """Scores and reasons computed from raw people and events, at ``as_of``."""
-        model, version = self._model()
+    @bentoml.api(route=f"{api.V1}/score_events")
+    def score_events(self, request: EventsRequest, /) -> EventsResponse:
+        """Scores and reasons computed from raw people and events, at ``as_of`` (the body is
+        the request itself, not wrapped)."""
+        served = self._served()
+        model = served.model
         as_of = pd.Timestamp(request.as_of)
         as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
         dataset = _validate_request(request, as_of)
@@ -207,19 +280,32 @@ class InMarketService:
             dataset.account_history,
         )
         nothing: list[list[str]] = [[] for _ in range(len(frame))]
-        rejected = {t: r.rejects for t, r in dataset.report.tables.items() if r.rejects}
-        accounts = _explanations(model, frame, nothing, unknown_levels(model, dataset.accounts))
+        explained, notices = _explanations(
+            model, frame, nothing, unknown_levels(model, dataset.accounts)
+        )
         # as in the batch list: customers and accounts in pipeline are outside the population
-        for account, status in zip(accounts, account_status(model, frame), strict=True):
-            account.status = str(status)
-            if status != "prospect":
-                account.stage = str(status)
+        results = [
+            EventsResult(
+                **account.model_dump(exclude={"stage"}),
+                stage=account.stage if status == "prospect" else str(status),
+                status=str(status),
+                as_of=str(as_of),
+            )
+            for account, status in zip(explained, account_status(model, frame), strict=True)
+        ]
+        rejected = [
+            Notice(
+                code="rows_rejected",
+                field=table,
+                reason=reason,
+                count=count,
+                message=f"{table}: {count:,} row(s) left out ({reason})",
+            )
+            for table, report in dataset.report.tables.items()
+            for reason, count in report.rejects.items()
+        ]
         return EventsResponse(
-            model_name=self.settings.tracking.model_name,
-            model_version=version,
-            as_of=str(as_of),
-            rows_rejected=rejected,
-            accounts=accounts,
+            model=self._model_info(served), results=results, warnings=[*notices, *rejected]
         )
 
     @bentoml.api(route="/admin/reload")
@@ -232,7 +318,7 @@ class InMarketService:
             "error": self.holder.error,
         }
 
-    @app.get("/model")
+    @app.get(f"{api.V1}/model")
     def model_card(self) -> dict[str, Any]:
         """The served model: name, version, training metrics next to the MQL rule, features,
         and the drift figures of the latest batch scoring."""
@@ -284,7 +370,7 @@ class InMarketService:
             )
         return scoring
 
-    @app.get("/accounts")
+    @app.get(f"{api.V1}/accounts")
     def ranked_accounts(self, query: ListQuery = _LIST_QUERY) -> dict[str, Any]:
         """Ranked accounts from the latest batch scoring (``inmarket score``): filtered by
         stage, industry, region, minimum score and a search of name or domain, sorted, paged."""
@@ -299,7 +385,7 @@ class InMarketService:
             "accounts": records(page),
         }
 
-    @app.get("/accounts.csv")
+    @app.get(f"{api.V1}/accounts.csv")
     def ranked_accounts_csv(self, query: ListQuery = _LIST_QUERY) -> Response:
         """Every account matching the filters (all pages), as CSV, in the list's order."""
         rows = _select(self._scoring(), query)
@@ -309,13 +395,13 @@ class InMarketService:
             headers={"content-disposition": 'attachment; filename="in-market-accounts.csv"'},
         )
 
-    @app.get("/summary")
+    @app.get(f"{api.V1}/summary")
     def scoring_summary(self) -> dict[str, Any]:
         """Stage counts, filter choices and how many accounts worth working now have nobody
         at the MQL threshold (what the MQL rule would have missed)."""
         return summary(self._scoring().ranked)
 
-    @app.get("/accounts/{account_id}")
+    @app.get(api.V1 + "/accounts/{account_id}")
     def account(self, account_id: str = Path_(max_length=200)) -> dict[str, Any]:
         """One account: score history, weekly engagement by person and department (anonymous
         visits as such), reasons, buying roles engaged and missing, opportunities."""
@@ -394,11 +480,15 @@ def _validate_request(request: EventsRequest, as_of: pd.Timestamp) -> Dataset:
 
 
 # the first added is the outermost: the headers go on every refusal too, and a body too large
-# is refused before anyone reads it, token or not
+# is refused before anyone reads it, token or not; every refusal inside has the error shape;
+# old paths become /v1 paths after the token check has seen them as sent
 InMarketService.add_asgi_middleware(SecurityHeaders)  # type: ignore[attr-defined]
+InMarketService.add_asgi_middleware(ErrorShape)  # type: ignore[attr-defined]
 InMarketService.add_asgi_middleware(BodyLimit)  # type: ignore[attr-defined]
 InMarketService.add_asgi_middleware(BearerAuth)  # type: ignore[attr-defined]
+InMarketService.add_asgi_middleware(api.Aliases)  # type: ignore[attr-defined]
 bentoml_fixes.apply(InMarketService)
+bentoml_fixes.answer_batches_as(InMarketService, "score", score_envelope)
 
 
 def _explanations(
@@ -406,23 +496,31 @@ def _explanations(
     frame: pd.DataFrame,
     missing: list[list[str]],
     unknown: list[dict[str, str]],
-) -> list[Explanation]:
+) -> tuple[list[Explanation], list[Notice]]:
+    """Each row's score, reasons and buying group, and the notices about the rows."""
     scored = score_rows(model, frame)
     reasons = explain_rows(model, frame)
     group = buying_group(frame)
-    return [
-        Explanation(
-            account_id=str(frame["account_id"].iloc[i]),
-            probability=float(scored["probability"].iloc[i]),
-            score=int(scored["score"].iloc[i]),
-            stage=str(scored["stage"].iloc[i]),
-            missing_features=missing[i],
-            unknown_categories=unknown[i],
-            positive=reasons[i]["positive"],
-            negative=reasons[i]["negative"],
-            roles_engaged=group["roles_engaged"].iloc[i],
-            roles_missing=group["roles_missing"].iloc[i],
-            buying_group_gap=group["buying_group_gap"].iloc[i],
+    results, notices = [], []
+    for i in range(len(frame)):
+        account_id = str(frame["account_id"].iloc[i])
+        known, low, said = record_notices(account_id, missing[i], unknown[i], len(model.features))
+        notices.extend(said)
+        results.append(
+            Explanation(
+                account_id=account_id,
+                probability=float(scored["probability"].iloc[i]),
+                score=int(scored["score"].iloc[i]),
+                stage=str(scored["stage"].iloc[i]),
+                missing_features=missing[i],
+                unknown_categories=unknown[i],
+                known_features=known,
+                low_information=low,
+                positive=reasons[i]["positive"],
+                negative=reasons[i]["negative"],
+                roles_engaged=group["roles_engaged"].iloc[i],
+                roles_missing=group["roles_missing"].iloc[i],
+                buying_group_gap=group["buying_group_gap"].iloc[i],
+            )
         )
-        for i in range(len(frame))
-    ]
+    return results, notices

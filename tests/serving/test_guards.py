@@ -4,6 +4,7 @@ same guards on a real server: tests/serving/test_service.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -126,6 +127,9 @@ def test_bodies_over_the_limit_or_too_slow_are_refused() -> None:
     assert declared[0]["status"] == 413 and len(declared) == 2
     assert grown[0]["status"] == 413 and len(grown) == 2
     assert stalled[0]["status"] == 408 and len(stalled) == 2
+    # each in the one error shape
+    for sent, code in ((declared, "body_too_large"), (stalled, "request_timeout")):
+        assert json.loads(sent[1]["body"])["error"]["code"] == code
 
 
 @pytest.mark.parametrize(
@@ -155,3 +159,31 @@ def test_inmarket_serve_refuses_in_one_line(
     assert done.returncode == 2
     assert done.stderr.startswith("error: ") and message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_the_token_check_refuses_in_the_one_error_shape() -> None:
+    from serving.auth import BearerAuth
+
+    # given a service with an API token and no admin token
+    settings = ServiceSettings(token=TOKEN)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("let through")
+
+    def call(path: str) -> list[Any]:
+        sent: list[Any] = []
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "path": path, "method": "POST", "headers": []}
+        asyncio.run(BearerAuth(app, settings)(scope, None, send))
+        return sent
+
+    # when /v1/score is called without the token, and /admin/reload at all
+    unauthorized, admin_off = call("/v1/score"), call("/admin/reload")
+    # then both answer the error shape: 401 unauthorized, 403 forbidden
+    assert unauthorized[0]["status"] == 401 and admin_off[0]["status"] == 403
+    assert json.loads(unauthorized[1]["body"])["error"]["code"] == "unauthorized"
+    error = json.loads(admin_off[1]["body"])["error"]
+    assert error["code"] == "forbidden" and "INMARKET_ADMIN_TOKEN" in error["message"]

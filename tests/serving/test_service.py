@@ -20,6 +20,7 @@ from schemathesis.core.result import Err, Ok
 
 from features.settings import DataSettings, FeatureSettings, FeatureSpec
 from serving.batch import score_batch
+from serving.errors import CODES, ErrorResponse
 from serving.page import COOKIE
 from serving.scoring import WINDOWED_TEXT
 from tests.serving.server import Server
@@ -87,14 +88,18 @@ def test_score_matches_the_model(
     server, _ = served
     records = _records(world_features, 20)
     # when they are scored over HTTP
-    response = httpx.post(server.url + "/score", json={"records": records}, timeout=30)
-    # then the answers are the model's own probabilities, in order, with scores 0-100
+    response = httpx.post(server.url + "/v1/score", json={"records": records}, timeout=30)
+    # then the answers are the model's own probabilities, in order, with scores 0-100, in one
+    # envelope that names the model once
     assert response.status_code == 200, response.text
-    body = response.json()
-    assert all(
-        s["model_name"] == "inmarket" and s["model_version"] == trained[1].version for s in body
-    )
+    envelope = response.json()
+    assert envelope["model"]["name"] == "inmarket"
+    assert envelope["model"]["version"] == trained[1].version
+    assert envelope["model"]["fitted_until"] and envelope["model"]["trained_at"]
+    assert envelope["warnings"] == []
+    body = envelope["results"]
     assert [s["account_id"] for s in body] == [r["account_id"] for r in records]
+    assert not any(s["low_information"] for s in body)
     frame = pd.DataFrame(records).astype({c: "category" for c in CATEGORIES})
     expected = load_model(trained[1].model_uri).predict(frame)
     got = np.array([s["probability"] for s in body])
@@ -107,10 +112,10 @@ def test_missing_features_are_allowed_and_listed(served: tuple[Server, Path]) ->
     server, _ = served
     record = {"account_id": "A1", "events_30d": 4}
     # when it is scored
-    response = httpx.post(server.url + "/score", json={"records": [record]}, timeout=30)
+    response = httpx.post(server.url + "/v1/score", json={"records": [record]}, timeout=30)
     # then it is scored, with the features it lacks listed
     assert response.status_code == 200, response.text
-    scored = response.json()[0]
+    scored = response.json()["results"][0]
     assert "events_30d" not in scored["missing_features"]
     assert "people_engaged_30d" in scored["missing_features"]
 
@@ -134,17 +139,20 @@ def test_categories_are_spelled_as_batch_spells_them(
     }
     # when each is scored
     response = httpx.post(
-        server.url + "/score", json={"records": list(spellings.values())}, timeout=30
+        server.url + "/v1/score", json={"records": list(spellings.values())}, timeout=30
     )
     # then a CRM's spelling scores as the batch's does; an industry the model never saw scores
     # as a missing one and is reported, never silently dropped
     assert response.status_code == 200, response.text
-    scored = dict(zip(spellings, response.json(), strict=True))
+    scored = dict(zip(spellings, response.json()["results"], strict=True))
     assert scored["as-a-crm-writes-it"]["probability"] == scored["as-batch"]["probability"]
     assert scored["as-a-crm-writes-it"]["unknown_categories"] == {}
     assert scored["unknown"]["unknown_categories"] == {"industry": "martian_mining"}
     assert scored["unknown"]["probability"] == scored["missing"]["probability"]
     assert "industry" in scored["missing"]["missing_features"]
+    assert {(w["code"], w["field"]) for w in response.json()["warnings"] if w["account_id"]} == {
+        ("unknown_category", "industry")
+    }
 
 
 def test_explain_gives_reasons_and_roles(served: tuple[Server, Path], world_features: Path) -> None:
@@ -152,10 +160,10 @@ def test_explain_gives_reasons_and_roles(served: tuple[Server, Path], world_feat
     server, _ = served
     records = _records(world_features, 3)
     # when the server is asked to explain their scores
-    response = httpx.post(server.url + "/explain", json={"records": records}, timeout=30)
+    response = httpx.post(server.url + "/v1/explain", json={"records": records}, timeout=30)
     # then each account has reasons in words and its buying-group roles
     assert response.status_code == 200, response.text
-    for account in response.json()["accounts"]:
+    for account in response.json()["results"]:
         assert account["positive"] or account["negative"]
         assert all(r["text"] for r in account["positive"])
         assert set(account["roles_engaged"]) | set(account["roles_missing"]) >= {
@@ -202,9 +210,9 @@ def test_bad_input_is_a_4xx_naming_the_field(
     served: tuple[Server, Path], body: dict[str, object], field: str
 ) -> None:
     server, _ = served
-    response = httpx.post(server.url + "/score", json=body, timeout=30)
-    assert 400 <= response.status_code < 500
-    assert field in response.text
+    response = httpx.post(server.url + "/v1/score", json=body, timeout=30)
+    assert response.status_code == 400
+    assert field in response.json()["error"]["message"]
     # a client's mistake is not logged as the server's (it was a 2 KB traceback each)
     assert "Traceback" not in server.log.read_text()
 
@@ -291,9 +299,9 @@ def test_score_events_is_as_strict(served: tuple[Server, Path], world_dir: Path)
         },
     }
     # when it is sent as is, and with each flaw
-    good = httpx.post(server.url + "/score_events", json={"request": request}, timeout=30)
+    good = httpx.post(server.url + "/v1/score_events", json=request, timeout=30)
     answers = {
-        name: httpx.post(server.url + "/score_events", json={"request": body}, timeout=30)
+        name: httpx.post(server.url + "/v1/score_events", json=body, timeout=30)
         for name, body in bad.items()
     }
     # then only the valid one is scored; each flaw is a 400
@@ -329,6 +337,11 @@ def test_readiness_fails_without_a_model(tmp_path: Path) -> None:
         # 404 that names the file, not the server's folders
         assert ready.status_code != 200
         assert score.status_code == 503 and card.status_code == 503
+        # in the one error shape, saying why (BentoML's said "An unexpected error has occurred")
+        for refused in (score, card):
+            error = refused.json()["error"]
+            assert error["code"] == "unavailable", refused.text
+            assert "no model loaded" in error["message"], refused.text
         assert "cannot load the champion model" in server.log.read_text()
         assert listed.status_code == 404 and "ranked.parquet" in listed.text
         assert str(tmp_path) not in listed.text
@@ -360,11 +373,13 @@ ADMIN_TOKEN = "admin-token-0123456789abcdef"
 # the routes behind the token; one server answers them all, so they are looped over rather
 # than parametrised (a server per route would cost a start-up each)
 GUARDED_ROUTES = (
+    ("POST", "/v1/score"),
     ("POST", "/score"),
-    ("POST", "/explain"),
-    ("GET", "/model"),
+    ("POST", "/v1/explain"),
+    ("GET", "/v1/model"),
     ("GET", "/accounts"),
     ("GET", "/metrics"),
+    ("GET", "/v1/openapi.json"),
 )
 # Authorization header (none, a wrong token, the admin's, the right one) -> the status
 AUTHORIZATIONS = {"": 401, "Bearer nope": 401, f"Bearer {ADMIN_TOKEN}": 401, f"Bearer {TOKEN}": 200}
@@ -419,6 +434,8 @@ def test_the_token_guards_every_route_but_health(
         assert [response.status_code for response in health] == [200, 200]
         for (path, authorization), (response, status) in answers.items():
             assert response.status_code == status, (path, authorization, response.text)
+            if status == 401:  # the one error shape, from the token check too
+                assert response.json()["error"]["code"] == "unauthorized", response.text
         assert all(v.status_code in (401, 404, 405) for v in variants), [
             (v.url, v.status_code) for v in variants
         ]
@@ -566,12 +583,12 @@ def test_one_model_scores_alike_on_every_path(
         "as_of": str(picked["as_of"].iloc[0].isoformat()),
         **_account_tables(world_dir, [*ids, *others["account_id"]]),
     }
-    events = httpx.post(server.url + "/score_events", json={"request": request}, timeout=60)
+    events = httpx.post(server.url + "/v1/score_events", json=request, timeout=60)
     features = pd.read_parquet(world_features)
     assert features["as_of"].max() == picked["as_of"].iloc[0]
     records = _records(features[features["account_id"].isin(ids)], len(ids))
-    scored = httpx.post(server.url + "/score", json={"records": records}, timeout=30)
-    explained = httpx.post(server.url + "/explain", json={"records": records}, timeout=30)
+    scored = httpx.post(server.url + "/v1/score", json={"records": records}, timeout=30)
+    explained = httpx.post(server.url + "/v1/explain", json={"records": records}, timeout=30)
     # then Spark agrees with the local batch everywhere, and every HTTP path with both
     assert spark["account_id"].tolist() == local["account_id"].tolist()
     np.testing.assert_allclose(spark["probability"], local["probability"], rtol=0, atol=1e-9)
@@ -581,18 +598,18 @@ def test_one_model_scores_alike_on_every_path(
     np.testing.assert_allclose(history["probability"], local_history["probability"], atol=1e-9)
     for response in (events, scored, explained):
         assert response.status_code == 200, response.text[:2000]
-    assert events.json()["rows_rejected"] == {}
+    assert events.json()["warnings"] == []
     expected = picked.set_index("account_id")["probability"]
     answers = {
-        "score_events": {a["account_id"]: a for a in events.json()["accounts"]},
-        "score": {a["account_id"]: a for a in scored.json()},
-        "explain": {a["account_id"]: a for a in explained.json()["accounts"]},
+        "score_events": {a["account_id"]: a for a in events.json()["results"]},
+        "score": {a["account_id"]: a for a in scored.json()["results"]},
+        "explain": {a["account_id"]: a for a in explained.json()["results"]},
     }
     for path, got in answers.items():
         for account, probability in expected.items():
             assert got[account]["probability"] == pytest.approx(probability, abs=1e-9), path
             assert got[account]["score"] == picked.set_index("account_id").at[account, "score"]
-    assert all(not a["unknown_categories"] for a in scored.json())
+    assert all(not a["unknown_categories"] for a in scored.json()["results"])
     # the same reasons, in the same words, on the three paths that give them
     for account, text in picked.set_index("account_id")["reasons"].items():
         batch_reasons = json.loads(text)
@@ -632,18 +649,19 @@ def test_score_events_counts_the_rows_it_rejects(
     )
     request = {"as_of": "2026-07-01T00:00:00Z", **tables}
     # when they are scored, and scored again without any account
-    body = httpx.post(server.url + "/score_events", json={"request": request}, timeout=60).json()
-    bad = httpx.post(
-        server.url + "/score_events", json={"request": {**request, "accounts": []}}, timeout=60
-    )
+    body = httpx.post(server.url + "/v1/score_events", json=request, timeout=60).json()
+    bad = httpx.post(server.url + "/v1/score_events", json={**request, "accounts": []}, timeout=60)
     blank = [{**tables["accounts"][0], "account_id": "   "}]  # passes the schema, not the contract
     all_rejected = httpx.post(
-        server.url + "/score_events", json={"request": {**request, "accounts": blank}}, timeout=60
+        server.url + "/v1/score_events", json={**request, "accounts": blank}, timeout=60
     )
     # then the unknown account's event is counted as rejected, and no accounts, or none left
     # after the contract, is a 400 naming the table
-    assert body["rows_rejected"] == {"events": {"unknown_account": 1}}
-    assert body["accounts"][0]["unknown_categories"] == {"industry": "martian_mining"}
+    rejected = [w for w in body["warnings"] if w["code"] == "rows_rejected"]
+    assert [(w["field"], w["reason"], w["count"]) for w in rejected] == [
+        ("events", "unknown_account", 1)
+    ]
+    assert body["results"][0]["unknown_categories"] == {"industry": "martian_mining"}
     assert bad.status_code == 400 and "accounts" in bad.text
     assert all_rejected.status_code == 400, all_rejected.text
     assert "every account was rejected" in all_rejected.text
@@ -675,9 +693,9 @@ def test_a_fixed_rate_minute_with_a_promotion_in_the_middle(
         http = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=16))
 
         def one(i: int) -> tuple[int, str | None]:
-            response = http.post(server.url + "/score", json={"records": [records[i % 200]]})
+            response = http.post(server.url + "/v1/score", json={"records": [records[i % 200]]})
             ok = response.status_code == 200
-            return response.status_code, response.json()[0]["model_version"] if ok else None
+            return response.status_code, response.json()["model"]["version"] if ok else None
 
         rate, seconds = 25, 60
         answers: list[Future[tuple[int, str | None]]] = []
@@ -727,9 +745,9 @@ def test_concurrent_requests_are_batched_and_answered_apart(
     records = _records(world_features, 40)
 
     def one(record: dict[str, object]) -> list[dict[str, object]]:
-        response = httpx.post(server.url + "/score", json={"records": [record]}, timeout=30)
+        response = httpx.post(server.url + "/v1/score", json={"records": [record]}, timeout=30)
         assert response.status_code == 200
-        result: list[dict[str, object]] = response.json()
+        result: list[dict[str, object]] = response.json()["results"]
         return result
 
     # when each is scored in its own request, sixteen at a time
@@ -786,9 +804,8 @@ def test_unknown_paths_leave_metrics_and_memory_flat(served: tuple[Server, Path]
     assert _tree_rss_mb(server.process) - rss < 30
     text = httpx.get(server.url + "/metrics", timeout=30).text
     labels = set(re.findall(r'endpoint="([^"]*)"', text))
-    assert "/accounts/{account_id}" in labels and not any("probe-" in label for label in labels), (
-        labels
-    )
+    assert "/v1/accounts/{account_id}" in labels, labels
+    assert not any("probe-" in label for label in labels), labels
 
 
 # every route, a body of 50 MB: refused before it is read
@@ -914,13 +931,13 @@ HOSTILE = [
         "POST",
         "/score_events",
         {"content-type": "application/json"},
-        b'{"request": {"as_of": "0001-01-01T00:00:00Z", "accounts": [{"account_id": " "}]}}',
+        b'{"as_of": "0001-01-01T00:00:00Z", "accounts": [{"account_id": " "}]}',
     ),
     (
         "POST",
         "/score_events",
         {"content-type": "application/json"},
-        b'{"request": {"as_of": "9999-12-31T00:00:00Z", "accounts": [{"account_id": "A"}]}}',
+        b'{"as_of": "9999-12-31T00:00:00Z", "accounts": [{"account_id": "A"}]}',
     ),
     ("GET", "/accounts/%00%ff", {}, b""),
     ("GET", "/accounts?limit=99999999999999999999", {}, b""),
@@ -937,18 +954,33 @@ def test_hostile_requests_never_give_a_5xx(
     assert response.status_code < 500, response.text[:500]
 
 
-def test_fuzz_from_the_openapi_schema_never_gives_a_5xx(served: tuple[Server, Path]) -> None:
-    """Requests generated by schemathesis from the service's own OpenAPI document, for every
-    operation: any answer but a 5xx."""
+def test_fuzz_from_the_openapi_document_finds_no_5xx_and_no_undocumented_answer(
+    served: tuple[Server, Path],
+) -> None:
+    """Requests generated by schemathesis from the service's one OpenAPI document, for every
+    operation: no 5xx, and every answer (refusals included) has a documented status, content
+    type and shape."""
     from hypothesis import given
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
 
     # given the operations of the served OpenAPI document
     server, _ = served
-    schema = schemathesis.openapi.from_url(server.url + "/docs.json")
+    schema = schemathesis.openapi.from_url(server.url + "/v1/openapi.json")
     results = list(schema.get_all_operations())
     assert [r.err() for r in results if isinstance(r, Err)] == []
     operations = [r.ok() for r in results if isinstance(r, Ok)]
-    assert {op.path for op in operations} >= {"/score", "/explain", "/score_events"}
+    assert {op.path for op in operations} >= {"/v1/score", "/v1/explain", "/v1/score_events"}
+    checks = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
     # when each is called with 40 generated requests
     for operation in operations:
 
@@ -956,7 +988,214 @@ def test_fuzz_from_the_openapi_schema_never_gives_a_5xx(served: tuple[Server, Pa
         @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
         def call(case) -> None:  # type: ignore[no-untyped-def]
             response = case.call(base_url=server.url, timeout=30)
-            # then no answer is a 5xx
+            # then no answer is a 5xx or outside what the document says
             assert response.status_code < 500, (case.path, case.body, response.text[:500])
+            case.validate_response(response, checks=checks)
 
         call()
+
+
+def test_one_openapi_document_validates_and_lists_every_route(served: tuple[Server, Path]) -> None:
+    from importlib.metadata import version
+
+    from openapi_spec_validator import validate
+
+    # given a server
+    server, _ = served
+    # when its OpenAPI document is asked for, at its path and at the two paths of before
+    document = httpx.get(server.url + "/v1/openapi.json", timeout=30)
+    retired = [httpx.get(server.url + path, timeout=30) for path in ("/docs.json", "/openapi.json")]
+    # then it is one valid OpenAPI document of every public route, with the package's version,
+    # a description, the bearer scheme and the page's cookie, examples and enums
+    assert document.status_code == 200
+    spec = document.json()
+    validate(spec)
+    assert set(spec["paths"]) >= {
+        "/v1/score",
+        "/v1/explain",
+        "/v1/score_events",
+        "/v1/model",
+        "/v1/accounts",
+        "/v1/accounts.csv",
+        "/v1/accounts/{account_id}",
+        "/v1/summary",
+        "/admin/reload",
+        "/livez",
+        "/readyz",
+        "/metrics",
+    }
+    assert not [p for p in spec["paths"] if p in ("/score", "/docs.json", "/")]
+    assert spec["info"]["version"] == version("inmarket") != "None"
+    assert "envelope" in spec["info"]["description"]
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
+    assert schemes["session"]["in"] == "cookie"
+    assert {"bearer": []} in spec["security"]
+    score = spec["paths"]["/v1/score"]["post"]
+    assert score["requestBody"]["content"]["application/json"]["example"]["records"]
+    assert score["responses"]["200"]["content"]["application/json"]["example"]["model"]
+    stage = spec["components"]["schemas"]["ScoredAccount"]["properties"]["stage"]
+    assert "in-market" in stage["enum"]
+    # and the documents of before redirect to it
+    assert [r.status_code for r in retired] == [308, 308]
+    assert {r.headers["location"] for r in retired} == {"/v1/openapi.json"}
+
+
+def test_swagger_ui_loads_nothing_from_elsewhere(served: tuple[Server, Path]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    # given a server
+    server, _ = served
+    # when its API docs page and everything it links are fetched
+    page = httpx.get(server.url + "/docs", timeout=30)
+    links = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assets = [httpx.get(server.url + link, timeout=30) for link in links]
+    # then every asset is this server's, served, and the page keeps the strict policy
+    assert links and all(link.startswith("/") for link in links), links
+    assert [a.status_code for a in assets] == [200] * len(assets)
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    # when a headless browser renders it
+    requests: list[str] = []
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            tab = browser.new_page()
+            tab.on("request", lambda r: requests.append(r.url))
+            tab.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            tab.on("pageerror", lambda e: problems.append(str(e)))
+            tab.on("response", lambda r: problems.append(r.url) if r.status >= 400 else None)
+            tab.goto(server.url + "/docs")
+            tab.wait_for_selector(".opblock", timeout=30_000)
+            listed = tab.locator(".opblock-summary-path").all_inner_texts()
+        finally:
+            browser.close()
+    # then it lists the operations, with no request leaving this server and no error (a
+    # content security policy violation would be one)
+    assert {"/v1/score", "/v1/explain", "/v1/score_events"} <= {p.strip() for p in listed}
+    assert requests and all(u.startswith(server.url + "/") for u in requests), requests
+    assert problems == []
+
+
+def test_every_refusal_has_the_one_error_shape(served: tuple[Server, Path]) -> None:
+    # given a server, and one request for each refusal it makes without a token
+    server, _ = served
+    url = server.url
+    answers = {
+        (400, "records.0.events_30d"): httpx.post(
+            url + "/v1/score", json={"records": [{"account_id": "A", "events_30d": "x"}]}
+        ),
+        (400, "as_of"): httpx.post(url + "/v1/score_events", json={"accounts": []}),
+        (400, None): httpx.post(
+            url + "/score", content=b"{not json", headers={"content-type": "application/json"}
+        ),
+        (404, None): httpx.get(url + "/no/such/path"),
+        (404, "account_id"): httpx.get(url + "/v1/accounts/no-such-account"),
+        (405, None): httpx.get(url + "/v1/score"),
+        (422, "limit"): httpx.get(url + "/v1/accounts", params={"limit": 0}),
+    }
+    raw = {
+        408: _raw(
+            server,
+            b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"records"',
+            wait=8,
+        ),
+        413: _raw(
+            server,
+            b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 999999999\r\n\r\n{",
+            wait=8,
+        ),
+        431: _raw(server, b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 100_000, wait=8),
+        400: _raw(server, b"NOT HTTP AT ALL\r\n\r\n", wait=8),
+    }
+    # then each answers {"error": {"code", "message", "field"}}, its code the status's
+    for (status, field), response in answers.items():
+        assert response.status_code == status, (status, response.text)
+        error = ErrorResponse.model_validate(response.json()).error
+        assert error.code == CODES[status] and error.message, response.text
+        if field is not None:
+            assert field in (error.field or "") + error.message, (status, response.text)
+    for status, answer in raw.items():
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(f"HTTP/1.1 {status}".encode()), answer[:300]
+        assert ErrorResponse.model_validate_json(body).error.code == CODES[status], answer[:300]
+
+
+def test_ids_may_be_numbers_but_not_fractions_or_booleans(
+    served: tuple[Server, Path], world_dir: Path
+) -> None:
+    # given a HubSpot-style numeric account id, and ids that are not ids
+    server, _ = served
+    # when records and raw tables are sent with them
+    numeric = httpx.post(
+        server.url + "/v1/score", json={"records": [{"account_id": 4821377, "events_30d": 3}]}
+    )
+    big = httpx.post(server.url + "/v1/explain", json={"records": [{"account_id": 2**70}]})
+    fraction = httpx.post(server.url + "/v1/score", json={"records": [{"account_id": 1.5}]})
+    boolean = httpx.post(server.url + "/v1/score", json={"records": [{"account_id": True}]})
+    events = httpx.post(
+        server.url + "/v1/score_events",
+        json={
+            "as_of": "2026-07-01T00:00:00Z",
+            "accounts": [{"account_id": 77, "name": "Acme"}],
+            "people": [{"person_id": 5, "account_id": 77}],
+            "events": [{"timestamp": "2026-06-20", "event_type": "pricing_page", "person_id": 5}],
+        },
+        timeout=60,
+    )
+    # then a whole number is its decimal string; 1.5 and true are refused naming the field
+    assert numeric.status_code == 200, numeric.text
+    assert numeric.json()["results"][0]["account_id"] == "4821377"
+    assert big.status_code == 200 and big.json()["results"][0]["account_id"] == str(2**70)
+    assert events.status_code == 200, events.text
+    assert events.json()["results"][0]["account_id"] == "77"
+    assert events.json()["warnings"] == []  # the person and their event were used
+    for refused, shown in ((fraction, "1.5"), (boolean, "true")):
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert error["field"] == "records.0.account_id" and shown in error["message"]
+
+
+def test_a_record_with_too_few_features_is_flagged(
+    served: tuple[Server, Path], world_features: Path
+) -> None:
+    # given a record with only its account id, one with a few features, and a full one
+    server, _ = served
+    full = _records(world_features, 1)[0]
+    records = [{"account_id": "ONLY-ID"}, {"account_id": "FEW", "events_30d": 4}, full]
+    # when they are scored and explained
+    answers = [
+        httpx.post(server.url + path, json={"records": records}, timeout=30)
+        for path in ("/v1/score", "/v1/explain")
+    ]
+    # then the first two are flagged low_information, in their results and in the warnings,
+    # and the full one is not
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert [r["low_information"] for r in body["results"]] == [True, True, False]
+        assert body["results"][0]["known_features"] == 0
+        flagged = [w["account_id"] for w in body["warnings"] if w["code"] == "low_information"]
+        assert flagged == ["ONLY-ID", "FEW"]
+
+
+def test_old_paths_are_aliases_of_v1(served: tuple[Server, Path]) -> None:
+    # given a server
+    server, _ = served
+    record = {"records": [{"account_id": "A1", "events_30d": 4}]}
+    # when the old paths are called as the /v1 ones
+    old = httpx.post(server.url + "/score", json=record, timeout=30)
+    new = httpx.post(server.url + "/v1/score", json=record, timeout=30)
+    listed = httpx.get(server.url + "/accounts", params={"limit": 1}, timeout=30)
+    # then they answer the same, saying they are deprecated and what replaces them
+    assert old.status_code == new.status_code == 200
+    assert old.json() == new.json()
+    assert old.headers["deprecation"] == "true"
+    assert old.headers["link"] == '</v1/score>; rel="successor-version"'
+    assert listed.status_code == 200 and listed.headers["deprecation"] == "true"
+    assert "deprecation" not in new.headers
