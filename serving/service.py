@@ -36,11 +36,14 @@ from serving.guards import BodyLimit, SecurityHeaders
 from serving.page import COOKIE, PAGE_HTML, STATIC, login_page
 from serving.review import (
     SORTABLE,
+    STAGE_CHOICES,
     ListQuery,
     Scoring,
     ScoringCache,
     account_view,
+    contacts_to_reach,
     csv_text,
+    export_name,
     records,
     select,
     summary,
@@ -71,10 +74,14 @@ from training.model import InMarketModel
 log = logging.getLogger("inmarket.service")
 
 
+_STAGES_HELP = f"any of {', '.join(STAGE_CHOICES)}; repeat it for several"
+
+
 def _list_query(
-    stage: str | None = Query(None, max_length=20, description="cold, aware, engaged, ..."),
+    stage: tuple[str, ...] | None = Query(None, description=_STAGES_HELP),
     industry: str | None = Query(None, max_length=100),
     region: str | None = Query(None, max_length=100),
+    owner: str | None = Query(None, max_length=200, description="the account's owner"),
     min_score: int = Query(0, ge=0, le=100),
     q: str | None = Query(None, max_length=200, description="part of a name or domain"),
     sort: str = Query("rank", max_length=40, description=f"one of {', '.join(SORTABLE)}"),
@@ -82,11 +89,21 @@ def _list_query(
     offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=1000),
 ) -> ListQuery:
-    if sort not in SORTABLE:
-        raise HTTPException(
-            422, f"sort: '{sort}' is not sortable; use one of {', '.join(SORTABLE)}"
+    try:
+        return ListQuery(
+            stage or (),
+            industry,
+            region,
+            owner,
+            min_score,
+            q,
+            sort,
+            order == "desc",
+            offset,
+            limit,
         )
-    return ListQuery(stage, industry, region, min_score, q, sort, order == "desc", offset, limit)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
 
 
 _LIST_QUERY = Depends(_list_query)
@@ -301,19 +318,24 @@ class InMarketService:
 
     @app.get("/accounts.csv")
     def ranked_accounts_csv(self, query: ListQuery = _LIST_QUERY) -> Response:
-        """Every account matching the filters (all pages), as CSV, in the list's order."""
-        rows = _select(self._scoring(), query)
+        """Every account matching the filters (all pages), as CSV, in the list's order, with
+        owner, status and the contacts to reach; the file is named after the filters."""
+        scoring = self._scoring()
+        rows = _select(scoring, query)
+        contacts = contacts_to_reach(rows, scoring.people, scoring.activity)
+        name = export_name(query, str(scoring.ranked["as_of"].max()))
         return Response(
-            csv_text(rows),
+            csv_text(rows, contacts),
             media_type="text/csv; charset=utf-8",
-            headers={"content-disposition": 'attachment; filename="in-market-accounts.csv"'},
+            headers={"content-disposition": f'attachment; filename="{name}"'},
         )
 
     @app.get("/summary")
-    def scoring_summary(self) -> dict[str, Any]:
-        """Stage counts, filter choices and how many accounts worth working now have nobody
-        at the MQL threshold (what the MQL rule would have missed)."""
-        return summary(self._scoring().ranked)
+    def scoring_summary(self, query: ListQuery = _LIST_QUERY) -> dict[str, Any]:
+        """Stage counts of the accounts matching the other filters, filter choices and how
+        many accounts worth working now have nobody at the MQL threshold (what the MQL rule
+        would have missed)."""
+        return summary(self._scoring().ranked, query)
 
     @app.get("/accounts/{account_id}")
     def account(self, account_id: str = Path_(max_length=200)) -> dict[str, Any]:
