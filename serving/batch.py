@@ -30,7 +30,13 @@ from features.engine import build_feature_table, load_small_tables
 from features.io import sidecar, write_atomic, write_json_atomic, write_parquet_atomic
 from features.leftovers import scratch_dir
 from features.settings import DataSettings, FeatureSettings
-from serving.scoring import account_status, buying_group, explain_rows, score_and_stage
+from serving.scoring import (
+    account_status,
+    buying_group,
+    explain_rows,
+    score_and_stage,
+    why_now,
+)
 from training.drift import PSI_WARNING, drift_report
 from training.model import InMarketModel
 
@@ -122,13 +128,13 @@ def rank_accounts(
     else:
         scored["trend"] = float("nan")
     reasons: list[dict[str, list[dict[str, object]]]] = [
-        {"positive": [], "negative": []} for _ in range(len(latest))
+        {"positive": [], "negative": [], "unusual": []} for _ in range(len(latest))
     ]
     explained_prospects = explain_rows(model, latest[prospect])
     for i, explained in zip(np.flatnonzero(prospect), explained_prospects, strict=True):
         reasons[i] = explained
     scored["reasons"] = [json.dumps(e) for e in reasons]
-    scored["top_reasons"] = ["; ".join(str(r["text"]) for r in e["positive"]) for e in reasons]
+    scored["top_reasons"] = [why_now(e) for e in reasons]
     scored = pd.concat([scored, buying_group(latest)], axis=1)
     info = accounts.set_index("account_id")[["name", "domain", "owner"]]
     info = info.reindex(scored["account_id"])
@@ -142,7 +148,7 @@ def rank_accounts(
             as_of=scored["as_of"].iloc[0] if len(scored) else pd.NaT,
             status="new",
             stage="new",
-            reasons=json.dumps({"positive": [], "negative": []}),
+            reasons=json.dumps({"positive": [], "negative": [], "unusual": []}),
             top_reasons="",
             roles_engaged=[[] for _ in range(len(new))],
             roles_missing=[[] for _ in range(len(new))],

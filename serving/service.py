@@ -22,6 +22,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as Path_
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
 from features.contract import empty_table
@@ -34,6 +35,7 @@ from serving.auth import BearerAuth, LoginThrottle, Sessions
 from serving.champion import ChampionHolder, Served
 from serving.guards import BodyLimit, SecurityHeaders
 from serving.page import COOKIE, PAGE_HTML, STATIC, login_page
+from serving.report import card_in_words, won_deals_found
 from serving.review import (
     SORTABLE,
     STAGE_CHOICES,
@@ -70,6 +72,7 @@ from serving.scoring import (
 )
 from serving.settings import ServiceSettings
 from training.model import InMarketModel
+from training.registry import connect
 
 log = logging.getLogger("inmarket.service")
 
@@ -128,6 +131,7 @@ class InMarketService:
         self.holder = ChampionHolder(self.settings.tracking)
         self.holder.refresh()
         self.scoring = ScoringCache(self.settings.ranked)
+        self.won_deals: dict[str, dict[str, float] | None] = {}
         self.throttle = LoginThrottle(self.settings.login_attempts)
         token = self.settings.token
         self.sessions = Sessions(token, self.settings.session_hours) if token else None
@@ -258,7 +262,7 @@ class InMarketService:
             raise HTTPException(503, f"no model loaded: {self.holder.error or 'starting'}")
         model = served.model
         scoring = self.scoring.get()
-        return {
+        card = {
             "name": self.settings.tracking.model_name,
             "version": served.version,
             "alias": "champion",
@@ -282,7 +286,21 @@ class InMarketService:
                 if scoring and scoring.manifest
                 else None
             ),
+            "won_deals": self._won_deals(served.version),
         }
+        return {**card, "in_words": card_in_words(card)}
+
+    def _won_deals(self, version: str) -> dict[str, float] | None:
+        """The served version's later-won deals found (``serving.report``), read once."""
+        if version not in self.won_deals:
+            name = self.settings.tracking.model_name
+            try:
+                found = won_deals_found(connect(self.settings.tracking), name, version)
+            except MlflowException as exc:  # the card is still useful without them
+                log.warning("cannot read the training run of %s %s: %s", name, version, exc)
+                found = None
+            self.won_deals[version] = found
+        return self.won_deals[version]
 
     def _scoring(self) -> Scoring:
         scoring = self.scoring.get()

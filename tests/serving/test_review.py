@@ -11,6 +11,7 @@ import pytest
 
 from features.activity import ACTIVITY_COLUMNS
 from features.catalogue import MQL_THRESHOLD
+from serving.report import card_in_words
 from serving.review import (
     ListQuery,
     Scoring,
@@ -366,3 +367,30 @@ def test_the_service_takes_a_batch_scoring_whole_once_its_manifest_lands(tmp_pat
     write("6", manifest=True)
     latest = cache.get()
     assert latest is not None and set(latest.ranked["model_version"]) == {"6"}
+
+
+def test_the_model_card_says_in_words_how_many_later_wins_were_flagged() -> None:
+    # given a model's test figures: the later-won deals each method had in its top 10%
+    card = {
+        "test_metrics": {"recall_at_10": 0.8, "lift_at_10": 4.26},
+        "mql_test_metrics": {"recall_at_10": 0.54, "lift_at_10": 2.1},
+        "won_deals": {
+            "deals": 120.0,
+            "model": 86.0,
+            "mql_rule": 51.0,
+            "model_days": 34.2,
+            "mql_rule_days": 12.0,
+        },
+    }
+    # when the card is put in words, then a marketer reads counts of deals, not metrics
+    assert card_in_words(card) == [
+        "Of the 120 deals won in the test window, 86 were at accounts in our top 10% "
+        "beforehand (a warning of 34 days a deal on average); the MQL rule had 51 of them "
+        "(12 days).",
+        "Accounts in our top 10% went on to win 4.3 times as often as the average account.",
+    ]
+    # and without the training run's deal counts, the shares of won accounts
+    assert card_in_words({**card, "won_deals": None})[0] == (
+        "Of the accounts that later won, 80% were in our top 10% beforehand; 54% were in the "
+        "MQL rule's."
+    )

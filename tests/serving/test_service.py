@@ -21,7 +21,6 @@ from schemathesis.core.result import Err, Ok
 from features.settings import DataSettings, FeatureSettings, FeatureSpec
 from serving.batch import score_batch
 from serving.page import COOKIE
-from serving.scoring import WINDOWED_TEXT
 from tests.serving.server import Server
 from tests.stores import client_of, copy_store, train_job
 from tests.worlds import WORLD_SPEC
@@ -608,7 +607,7 @@ def test_one_model_scores_alike_on_every_path(
     assert {answers["score_events"][a]["status"] for a in ids} == {"prospect"}
     # and the reasons of the configured windows name them (none is worded as 90 days)
     reasons = [r for text in local["reasons"] for side in json.loads(text).values() for r in side]
-    pattern = re.compile(rf"^({'|'.join(WINDOWED_TEXT)})_(\d+)d$")
+    pattern = re.compile(r"^(people_engaged|high_intent_events|events)_(\d+)d$")
     matched = [(r, pattern.match(r["feature"])) for r in reasons]
     windowed = [(r, int(m.group(2))) for r, m in matched if m]
     assert {days for _, days in windowed} >= {120}
