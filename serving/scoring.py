@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalogue import (
+    COUNT,
     FIT_FAMILIES,
     SENIORITY_WORDS,
     TRACKED_ROLES,
@@ -73,11 +74,9 @@ def score_rows(model: InMarketModel, frame: pd.DataFrame) -> pd.DataFrame:
 RAISING, HOLDING_BACK = "raising the score", "holding it back"
 # per row and direction: reasons of timing (why now), and of fit and history, kept apart
 TOP_NOW, TOP_FIT, TOP_UNUSUAL = 3, 2, 2
-# the noun after a 1, singular (an adjective of the catalogue's words may come between)
-_ONE = re.compile(
-    r"(?<![\d.,])(1 (?:anonymous |other |new-business |marketing-qualified )?\w[\w-]*?)"
-    r"(?<!ou)(?<!s)s\b"
-)
+# the noun after a 1, singular: "1 page view", "1 senior person", "1 deal lost"
+_ONE = re.compile(r"(?<![\d.,])(1 (?:[a-z-]+ ){0,2}?[a-z-]*?)(?<!ou)(?<!s)s\b")
+_ONE_PERSON = re.compile(r"(?<![\d.,])1 ((?:senior )?)people\b")
 
 
 def _sentence(feature: Feature, value: object, contribution: float) -> tuple[str, bool]:
@@ -97,16 +96,16 @@ def _sentence(feature: Feature, value: object, contribution: float) -> tuple[str
     none = missing if words.buying is False else number == 0 and bool(words.none)
     if none:
         return words.none, words.buying is None or not raising
-    level = SENIORITY_WORDS[int(number)] if 0 <= number < len(SENIORITY_WORDS) else "unknown"
-    text = words.some.format(v=number, level=level)
-    if number == 1:  # "1 department", "1 person"
-        text = _ONE.sub(r"\1", text.replace("1 people", "1 person"))
+    template, usual = words.some, True
     if words.buying and not raising:
         if feature.name.startswith("role_"):  # a role engaged (a flag): not why it holds back
-            return text, False
-        if "{v:,.0f}" in words.some:  # a count
-            return f"only {text}", True
-    return text, True
+            usual = False
+        template = template.replace(COUNT, f"only {COUNT}", 1)  # a count: "only 5 people ..."
+    level = SENIORITY_WORDS[int(number)] if 0 <= number < len(SENIORITY_WORDS) else "unknown"
+    text = template.format(v=number, level=level)
+    if number == 1:  # "1 department", "1 person"
+        text = _ONE.sub(r"\1", _ONE_PERSON.sub(r"1 \1person", text))
+    return text, usual
 
 
 def explain_rows(

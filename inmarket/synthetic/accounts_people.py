@@ -146,7 +146,7 @@ def add_people(chunk: Chunk) -> None:
         {
             "person_id": chunk.person_id,
             "account_id": chunk.account_id[acct],
-            "name": first + " " + last,
+            "name": pd.Series(first + " " + last).str.title().to_numpy(dtype=object),
             "email": email,
             "owner": chunk.tables["accounts"]["owner"].to_numpy()[acct],
             "title": title,

@@ -182,6 +182,8 @@ def test_the_list_loads_sorted_by_score(
     assert _scores(page)[0] == ranked["score"].min()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.locator("th[data-sort=rank]").click()
+    expect(page.locator("th[data-sort=rank]")).to_have_attribute("aria-sort", "ascending")
+    expect(page.locator("#accounts tbody td.rank").first).to_have_text("1")
     expect(page.locator("#page-info")).to_contain_text("page 1 of 50")
     page.screenshot(path=str(SCREENSHOTS / "list.png"))
     external = [u for u in watched.urls if not u.startswith((server.url, "data:"))]

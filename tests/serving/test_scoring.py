@@ -257,7 +257,7 @@ def test_fit_is_kept_apart_from_why_now_and_unusual_directions_are_not_reasons()
         ("industry", "fit"),
     ]
     assert [r["text"] for r in reasons["negative"]] == [
-        "only people from 1 department engaged in the last 90 days",
+        "people from only 1 department engaged in the last 90 days",
         "1 deal lost before",
     ]
     assert {r["direction"] for r in reasons["negative"]} == {"holding it back"}

@@ -518,8 +518,9 @@ def _account_tables(world_dir: Path, account_ids: list[str]) -> dict[str, list[d
     for name in ("accounts", "people", "events", "intent", "opportunities"):
         frame = pd.read_parquet(world_dir / f"{name}.parquet")
         frame = frame[frame["account_id"].isin(account_ids)]
-        if name == "people":
-            frame = frame.drop(columns=["email"])
+        # who to reach is no feature: /score_events takes none of it
+        contact = {"accounts": ["owner"], "people": ["name", "email", "owner"]}.get(name, [])
+        frame = frame.drop(columns=contact)
         for column in frame.columns:
             if pd.api.types.is_datetime64_any_dtype(frame[column]) or (
                 name == "intent" and column == "date"
