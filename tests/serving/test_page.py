@@ -186,6 +186,11 @@ def test_the_list_loads_sorted_by_score(
     expect(page.locator("#accounts tbody td.rank").first).to_have_text("1")
     expect(page.locator("#page-info")).to_contain_text("page 1 of 50")
     page.screenshot(path=str(SCREENSHOTS / "list.png"))
+    # the model card says in words how many later wins were in the top 10% (the training run's
+    # figures), beside the metrics
+    expect(page.locator("#model-card .in-words").first).to_contain_text(
+        "deals won in the test window"
+    )
     external = [u for u in watched.urls if not u.startswith((server.url, "data:"))]
     assert external == [], "the page fetched something from elsewhere"
 
@@ -530,6 +535,9 @@ def test_the_static_report_lists_the_accounts_as_text(
         missed = int((worked["mql_points_max_90d"].fillna(0) < 100).sum())
         expect(page.locator("#mql-missed")).to_have_text(f"{missed:,}")
         expect(page.locator("#model-card")).to_contain_text("MQL rule")
+        expect(page.locator("#model-card .in-words").first).to_contain_text(
+            "deals won in the test window"
+        )
         expect(page.locator("#model-card")).to_contain_text("95% interval, test accounts")
         # the model card says what each feature reads (people known by then, for breadth)
         expect(page.locator("#feature-sources")).to_contain_text("people known by then")

@@ -263,7 +263,7 @@ async function loadOverview() {
       el("h2", {}, "Model"),
       el("p", {}, `${model.name} version ${model.version} (${model.alias}), trained ${day(model.trained_at)}; `,
         `label: ${words(model.label)} within ${model.horizon_days} days.`),
-      (model.in_words || []).map((sentence) => el("p", { class: "in-words" }, sentence)),
+      ...(model.in_words || []).map((sentence) => el("p", { class: "in-words" }, sentence)),
       metricsTable(model),
     );
   } catch (error) {
