@@ -88,6 +88,7 @@ class Words(NamedTuple):
     none: str = ""
     buying: bool | None = True
     missing_is_none: bool = False
+    flag: bool = False  # 1 or 0, a sign of buying when set: read backwards against its sign
 
 
 class Feature(NamedTuple):
@@ -165,7 +166,7 @@ def _reason_words(spec: FeatureSpec) -> dict[str, Words]:
         "seniorities_engaged_90d": Words(f"people of {COUNT} seniority levels engaged in the last 90 days", "nobody engaged in the last 90 days"),
         "senior_people_engaged_90d": Words(f"{COUNT} senior people (directors, VPs, C-level) engaged in the last 90 days", "no director, VP or C-level person engaged in the last 90 days"),
         "buying_roles_engaged_90d": Words(f"{COUNT} of {roles} buying roles engaged in the last 90 days", "no buying role engaged in the last 90 days"),
-        **{f"role_{r}_engaged_90d": Words(f"{'an' if r[0] in 'aeiou' else 'a'} {_words(r)} engaged in the last 90 days", f"no {_words(r)} engaged in the last 90 days") for r in TRACKED_ROLES},
+        **{f"role_{r}_engaged_90d": Words(f"{'an' if r[0] in 'aeiou' else 'a'} {_words(r)} engaged in the last 90 days", f"no {_words(r)} engaged in the last 90 days", flag=True) for r in TRACKED_ROLES},
         f"new_people_{new_days}d": Words(f"{COUNT} people new to us engaged only in the last {new_days} days", f"nobody new engaged in the last {new_days} days"),
         "contacts_added_90d": Words(f"{COUNT} contacts added to the CRM in the last 90 days", "no contact added to the CRM in the last 90 days"),
         "buying_roles_engaged_30d": Words(f"{COUNT} of {roles} buying roles engaged in the last 30 days", "no buying role engaged in the last 30 days"),

@@ -80,10 +80,11 @@ _ONE_PERSON = re.compile(r"(?<![\d.,])1 ((?:senior )?)people\b")
 
 
 def _sentence(feature: Feature, value: object, contribution: float) -> tuple[str, bool]:
-    """The reason's sentence in plain words (``Feature.words``), and whether the contribution
-    goes the usual way for this value: "no champion engaged" holding the score back is usual,
-    "a champion engaged" holding it back is not (the model weighs it with other signals), so it
-    is not told as a reason. A count holding the score back reads "only 5 people ...".
+    """The reason's sentence in plain words (``Feature.words``), and whether it reads the right
+    way round: "no champion engaged" holding the score back does, "a champion engaged" holding
+    it back (or "no champion engaged" raising it) does not: the model weighs the flag with other
+    signals, and it is not told as a reason. A count holding the score back reads "only 5
+    people ..."; an absence raising it ("no content downloads") is said as it is.
     """
     words = feature.words or Words(f"{feature.description}: {{v:,.2f}}", buying=None)
     raising = contribution > 0
@@ -95,11 +96,10 @@ def _sentence(feature: Feature, value: object, contribution: float) -> tuple[str
     number = 0.0 if missing else float(cast(float, value))
     none = missing if words.buying is False else number == 0 and bool(words.none)
     if none:
-        return words.none, words.buying is None or not raising
+        return words.none, not (words.flag and raising)
     template, usual = words.some, True
     if words.buying and not raising:
-        if feature.name.startswith("role_"):  # a role engaged (a flag): not why it holds back
-            usual = False
+        usual = not words.flag
         template = template.replace(COUNT, f"only {COUNT}", 1)  # a count: "only 5 people ..."
     level = SENIORITY_WORDS[int(number)] if 0 <= number < len(SENIORITY_WORDS) else "unknown"
     text = template.format(v=number, level=level)
@@ -114,7 +114,8 @@ def explain_rows(
     """The reasons of each row, in words: ``positive`` (raising the score) and ``negative``
     (holding it back), each with up to ``TOP_NOW`` reasons of timing (kind ``now``: why now)
     then up to ``TOP_FIT`` of fit and history (kind ``fit``), largest first; and ``unusual``:
-    up to ``TOP_UNUSUAL`` contributions against the usual direction of their value."""
+    up to ``TOP_UNUSUAL`` contributions against the usual direction of their value that would
+    have been among those told (the words would read backwards: set aside, not hidden)."""
     contributions = model.contributions(frame)
     values = contributions.to_numpy()
     order = np.argsort(-np.abs(values), axis=1)
@@ -137,16 +138,17 @@ def explain_rows(
         ("negative", "fit"): TOP_FIT,
         ("unusual", "now"): TOP_UNUSUAL,
     }
+    sides = {key: n for key, n in room.items() if key[0] != "unusual"}
     explained = []
     for row, ranking in enumerate(order):  # formatting words, per requested row
         found: dict[tuple[str, str], list[dict[str, object]]] = {key: [] for key in room}
-        for i in ranking:  # largest first, until every list is full or nothing is left
+        for i in ranking:  # largest first, until every side's lists are full
             contribution = float(values[row, i])
-            if contribution == 0 or all(len(found[k]) == n for k, n in room.items()):
+            if contribution == 0 or all(len(found[k]) == n for k, n in sides.items()):
                 break
             side = "positive" if contribution > 0 else "negative"
-            if len(found[side, kinds[i]]) == room[side, kinds[i]] and kinds[i] == "fit":
-                continue
+            if len(found[side, kinds[i]]) == room[side, kinds[i]]:
+                continue  # an unusual one is set aside only where it would have been told
             value = cell(names[i], row)
             text, usual = _sentence(features[names[i]], value, contribution)
             key = (side, kinds[i]) if usual else ("unusual", "now")

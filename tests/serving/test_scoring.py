@@ -134,6 +134,8 @@ def test_buying_group_names_the_missing_roles() -> None:
             True,
         ),
         ("events_email_click_90d", 5.0, 0.1, "5 email clicks in the last 90 days", True),
+        # an absence raising the score is said as it is: the model learned it
+        ("events_content_download_90d", 0.0, 0.1, "no content downloads in the last 90 days", True),
         (
             "events_channel_web_90d",
             12.0,
@@ -179,6 +181,7 @@ def test_buying_group_names_the_missing_roles() -> None:
         "one-person",
         "one-anonymous-visit",
         "event-type",
+        "absence-raising",
         "channel",
         "recency-missing-is-none",
         "recency",
