@@ -322,6 +322,9 @@ def test_filters_and_sort_survive_a_reload_and_a_shared_link(
         mine = int(((ranked["owner"] == owner) & (ranked["stage"] == stage)).sum())
         expect(page.locator(f".stage-count[data-stage={stage}]")).to_have_text(f"{stage} {mine:,}")
     expect(page.locator(".stage-count[data-stage=ready]")).to_have_attribute("aria-pressed", "true")
+    # and a stage the list does not know is refused by name, with the stages to use
+    refused = page.request.get(server.url + "/accounts?stage=hot")
+    assert refused.status == 422 and "stage: 'hot' is not a stage" in refused.text()
     # and after a reload, and in another browser given the link, the same list, filters shown
     shared = page.url
     assert "stage=in-market" in shared and "stage=ready" in shared and "sort=score" in shared
