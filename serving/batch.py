@@ -79,7 +79,7 @@ PEOPLE_COLUMNS = (
     "department",
     "buying_role",
 )
-ROLE_SEPARATOR = "; "  # roles in one CSV cell: no comma, read back by splitting on it
+CELL_SEPARATOR = "; "  # a list in one CSV cell (roles, contacts): no comma, split on it to read
 _ROW_NUMBER = "_row_number"  # carries each feature row's position through Spark
 
 
@@ -308,7 +308,7 @@ def write_ranked(ranked: pd.DataFrame, out: Path) -> None:
     """Parquet and CSV side by side, each written atomically; roles ``; ``-joined in the CSV."""
     write_parquet_atomic(ranked, out)
     text = ranked.assign(
-        roles_engaged=ranked["roles_engaged"].map(ROLE_SEPARATOR.join),
-        roles_missing=ranked["roles_missing"].map(ROLE_SEPARATOR.join),
+        roles_engaged=ranked["roles_engaged"].map(CELL_SEPARATOR.join),
+        roles_missing=ranked["roles_missing"].map(CELL_SEPARATOR.join),
     ).drop(columns=["reasons"])
     write_atomic(out.with_suffix(".csv"), lambda tmp: text.to_csv(tmp, index=False))

@@ -20,7 +20,7 @@ import pandas as pd
 from features.activity import ACTIVITY_COLUMNS, ACTIVITY_WEEKS
 from features.catalogue import MQL_THRESHOLD
 from features.io import sidecar
-from serving.batch import PEOPLE_COLUMNS, RANKED_COLUMNS, ROLE_SEPARATOR
+from serving.batch import CELL_SEPARATOR, PEOPLE_COLUMNS, RANKED_COLUMNS
 from serving.scoring import STAGES, STATUSES
 
 log = logging.getLogger("inmarket.review")
@@ -46,7 +46,7 @@ LIST_COLUMNS = tuple(
 WORKED_STAGES = ("in-market", "ready")
 # what the list's stage filter takes: a stage, or the status of an account not scored
 STAGE_CHOICES = (*(name for name, _ in reversed(STAGES)), *STATUSES[1:])
-# the export's columns: the list's, then who to reach (roles joined by ROLE_SEPARATOR)
+# the export's columns: the list's, then who to reach (roles joined by CELL_SEPARATOR)
 EXPORT_COLUMNS = (*LIST_COLUMNS, "contacts_to_reach")
 
 
@@ -207,7 +207,7 @@ def records(rows: pd.DataFrame) -> list[dict[str, Any]]:
     return result
 
 
-_KEYS = ("account_id", "buying_role")
+_JOINED_ON = ("account_id", "buying_role")
 
 
 def contacts_to_reach(
@@ -216,7 +216,7 @@ def contacts_to_reach(
     """For each row's missing buying roles, the people in the CRM at its account who hold the
     role (people.buying_role) and have not engaged in the activity's weeks (an email open is
     no engagement): one line per person and role, in the rows' order, then by name."""
-    columns = ["account_id", "role", *(c for c in PEOPLE_COLUMNS if c not in _KEYS)]
+    columns = ["account_id", "role", *(c for c in PEOPLE_COLUMNS if c not in _JOINED_ON)]
     if people is None or people.empty or rows.empty:
         return pd.DataFrame(columns=columns)
     wanted = (
@@ -239,7 +239,7 @@ def _contact_cells(rows: pd.DataFrame, contacts: pd.DataFrame) -> pd.Series:
     who = contacts["name"].fillna(contacts["title"]).fillna(contacts["person_id"])
     email = (" <" + contacts["email"] + ">").fillna("")
     line = who + email + " (" + contacts["role"].str.replace("_", " ") + ")"
-    cells = line.groupby(contacts["account_id"], sort=False).agg(ROLE_SEPARATOR.join)
+    cells = line.groupby(contacts["account_id"], sort=False).agg(CELL_SEPARATOR.join)
     return rows["account_id"].map(cells).astype(object).fillna("")
 
 
@@ -247,8 +247,8 @@ def csv_text(rows: pd.DataFrame, contacts: pd.DataFrame) -> str:
     """The rows as CSV: the list's columns, roles ``; ``-joined, and the contacts to reach
     (``contacts_to_reach`` of these rows)."""
     table = rows[list(LIST_COLUMNS)].assign(
-        roles_engaged=rows["roles_engaged"].map(ROLE_SEPARATOR.join),
-        roles_missing=rows["roles_missing"].map(ROLE_SEPARATOR.join),
+        roles_engaged=rows["roles_engaged"].map(CELL_SEPARATOR.join),
+        roles_missing=rows["roles_missing"].map(CELL_SEPARATOR.join),
         contacts_to_reach=_contact_cells(rows, contacts),
     )
     text: str = table[list(EXPORT_COLUMNS)].to_csv(index=False)
