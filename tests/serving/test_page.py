@@ -363,6 +363,11 @@ def test_my_accounts_is_remembered_in_the_browser(
     _wait_for_count(page, int((ranked["owner"] == owner).sum()))
     expect(page.locator("#f-owner")).to_have_value(owner)
     assert set(page.locator("#accounts tbody td.owner").all_inner_texts()) == {owner}
+    # and every owner asked for stays asked for after a reload
+    page.locator("#f-owner").select_option("")
+    _wait_for_count(page, len(ranked))
+    page.reload()
+    _wait_for_count(page, len(ranked))
 
 
 def _not_engaged_holders(scored: dict[str, Any], account: pd.Series) -> set[str]:

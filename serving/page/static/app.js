@@ -89,7 +89,10 @@ function readURL() {
 }
 
 function writeURL() {
-  const search = query(false);
+  const params = new URLSearchParams(query(false));
+  // every owner, asked for: kept in the address, or a reload would go back to "my accounts"
+  if (!state.owner && localStorage.getItem(ME)) params.set("owner", "");
+  const search = params.toString();
   const url = `${window.location.pathname}${search ? `?${search}` : ""}${window.location.hash}`;
   window.history.replaceState(null, "", url);
 }
