@@ -18,6 +18,7 @@ HIGH_INTENT_TYPES = ("pricing_page", "demo_request", "comparison_page", "trial_s
 # whose only events are opens is not counted as engaged in the breadth features.
 LOW_SIGNAL_TYPES = ("email_open",)
 SENIOR_LEVELS = SENIORITY_LEVELS[2:]
+SENIORITY_WORDS = ("an individual contributor", "a manager", "a director", "a VP", "C-level")
 TRACKED_ROLES = tuple(r for r in BUYING_ROLES if r != "other")
 FIT_CATEGORIES = ("industry", "region", "employee_band")
 # How much one event says about buying interest; multiplied by events.weight.
@@ -62,14 +63,28 @@ INTENT_SURGE_SCORE = 60.0
 META_COLUMNS = ("account_id", "as_of", "in_pipeline")
 
 
+class Words(NamedTuple):
+    """How a reason says a feature's value to a marketer: ``some`` for a value (``{v}`` is the
+    number, formatted in the template; ``{level}`` a seniority), ``none`` for zero, and for a
+    missing value when ``missing_is_none``; ``buying``: True when more of it is a sign of
+    buying, False when less is, None when neither (fit, history)."""
+
+    some: str
+    none: str = ""
+    buying: bool | None = True
+    missing_is_none: bool = False
+    flag: bool = False  # 1 or 0, a sign of buying when set: read backwards against its sign
+
+
 class Feature(NamedTuple):
-    """One feature: its column name, family, a one-line description, and the tables (and, for
-    declared account columns, how) its value comes from at a snapshot."""
+    """One feature: its column name, family, a one-line description, the tables (and, for
+    declared account columns, how) its value comes from at a snapshot, and its reason's words."""
 
     name: str
     family: str
     description: str
     source: str = ""
+    words: Words | None = None
 
 
 # What each family reads at a snapshot: only rows dated before as_of, except where said.
@@ -93,6 +108,97 @@ _DECLARED_SOURCES = {
 
 def _words(name: str) -> str:
     return name.replace("_", " ")
+
+
+# reasons' nouns of the event types and channels, in the plural
+EVENT_NOUNS = {
+    "page_view": "page views",
+    "pricing_page": "pricing page visits",
+    "comparison_page": "comparison page visits",
+    "case_study_view": "case study views",
+    "content_download": "content downloads",
+    "form_fill": "form fills",
+    "demo_request": "demo requests",
+    "trial_signup": "trial sign-ups",
+    "review_site_visit": "review site visits",
+    "ad_click": "ad clicks",
+    "email_open": "email opens",
+    "email_click": "email clicks",
+    "webinar_attended": "webinars attended",
+}
+CHANNEL_PLACES = {
+    "web": "on the website",
+    "email": "by email",
+    "webinar": "in webinars",
+    "review_site": "on review sites",
+    "paid_social": "from paid social ads",
+}
+FIT_FAMILIES = ("fit", "history")  # what an account is and has done, not why it buys now
+COUNT = "{v:,.0f}"  # a count in a reason's words (Words.some)
+
+
+def _reason_words(spec: FeatureSpec) -> dict[str, Words]:
+    """The words of every feature's reason (``Feature.words``)."""
+    windows, new_days, roles = spec.windows, spec.new_people_days, len(TRACKED_ROLES)
+    none_in = "in the last {d} days"
+    # fmt: off
+    return {
+        **{f"people_engaged_{d}d": Words(f"{COUNT} people engaged in the last {d} days", f"nobody engaged {none_in.format(d=d)}") for d in windows},
+        **{k: w for d in (30, 90) for k, w in (
+            (f"anonymous_events_{d}d", Words(f"{COUNT} anonymous visits from the account in the last {d} days", f"no anonymous visit in the last {d} days", None)),
+            (f"departments_engaged_{d}d", Words(f"people from {COUNT} departments engaged in the last {d} days", f"no department engaged in the last {d} days")),
+        )},
+        "anonymous_share_90d": Words("{v:.0%} of the last 90 days' activity was anonymous", "no anonymous activity in the last 90 days", None),
+        "seniorities_engaged_90d": Words(f"people of {COUNT} seniority levels engaged in the last 90 days", "nobody engaged in the last 90 days"),
+        "senior_people_engaged_90d": Words(f"{COUNT} senior people (directors, VPs, C-level) engaged in the last 90 days", "no director, VP or C-level person engaged in the last 90 days"),
+        "buying_roles_engaged_90d": Words(f"{COUNT} of {roles} buying roles engaged in the last 90 days", "no buying role engaged in the last 90 days"),
+        **{f"role_{r}_engaged_90d": Words(f"{'an' if r[0] in 'aeiou' else 'a'} {_words(r)} engaged in the last 90 days", f"no {_words(r)} engaged in the last 90 days", flag=True) for r in TRACKED_ROLES},
+        f"new_people_{new_days}d": Words(f"{COUNT} people new to us engaged only in the last {new_days} days", f"nobody new engaged in the last {new_days} days"),
+        "contacts_added_90d": Words(f"{COUNT} contacts added to the CRM in the last 90 days", "no contact added to the CRM in the last 90 days"),
+        "buying_roles_engaged_30d": Words(f"{COUNT} of {roles} buying roles engaged in the last 30 days", "no buying role engaged in the last 30 days"),
+        "buying_roles_new_30d": Words(f"{COUNT} buying roles newly engaged in the last 30 days", "no buying role newly engaged in the last 30 days"),
+        "departments_new_30d": Words(f"{COUNT} departments newly engaged in the last 30 days", "no department newly engaged in the last 30 days"),
+        "seniority_max_30d": Words("the most senior person engaged in the last 30 days is {level}", "nobody engaged in the last 30 days", missing_is_none=True),
+        "seniority_climb_30d": Words("the most senior person engaged is {v:+,.0f} levels from the 60 days before", "no change in the seniority engaged over the last 30 days"),
+        "senior_people_new_30d": Words(f"{COUNT} senior people (directors, VPs, C-level) engaged for the first time in the last 30 days", "no director, VP or C-level person newly engaged in the last 30 days"),
+        "new_people_30d": Words(f"{COUNT} people engaged for the first time in the last 30 days", "nobody newly engaged in the last 30 days"),
+        "new_people_acceleration_30d": Words("people are joining {v:.1f}x as fast in the last 30 days as in the 60 before", "nobody newly engaged in the last 30 days"),
+        "anonymous_and_known_weeks_56d": Words(f"{COUNT} of the last 8 weeks had anonymous visits and known people engaged together", "no week of the last 8 had anonymous visits and known people together"),
+        **{k: w for d in windows for k, w in (
+            (f"events_{d}d", Words(f"{COUNT} interactions in the last {d} days", f"no interaction in the last {d} days")),
+            (f"high_intent_events_{d}d", Words(f"{COUNT} pricing, demo, comparison or trial visits in the last {d} days", f"no pricing, demo, comparison or trial visit in the last {d} days")),
+        )},
+        **{f"events_{t}_90d": Words(f"{COUNT} {noun} in the last 90 days", f"no {noun} in the last 90 days") for t, noun in EVENT_NOUNS.items()},
+        "events_other_type_90d": Words(f"{COUNT} other interactions in the last 90 days", "no other interaction in the last 90 days"),
+        **{f"events_channel_{c}_90d": Words(f"{COUNT} interactions {place} in the last 90 days", f"no interaction {place} in the last 90 days") for c, place in CHANNEL_PLACES.items()},
+        **{f"engagement_score_{d}d": Words(f"engagement worth {COUNT} points (weighted by kind) in the last {d} days", f"no engagement in the last {d} days") for d in (30, 90)},
+        "high_intent_people_30d": Words(f"{COUNT} people visited pricing, demo, comparison or trial pages in the last 30 days", "nobody visited pricing, demo, comparison or trial pages in the last 30 days"),
+        "high_intent_departments_30d": Words(f"pricing, demo, comparison or trial visits from {COUNT} departments in the last 30 days", "no pricing, demo, comparison or trial visit in the last 30 days"),
+        "top_person_share_90d": Words("{v:.0%} of known people's activity in the last 90 days came from one person", "no known person engaged in the last 90 days", False, missing_is_none=True),
+        "days_since_last_event": Words(f"last interaction {COUNT} days ago", "no interaction in the last 90 days", False, missing_is_none=True),
+        "days_since_last_high_intent_event": Words(f"last pricing, demo, comparison or trial visit {COUNT} days ago", "no pricing, demo, comparison or trial visit in the last 90 days", False, missing_is_none=True),
+        "momentum_7d_vs_prior_28d": Words("last week's activity is {v:.1f}x the weekly rate of the 4 weeks before", "no activity last week"),
+        "momentum_30d_vs_prior_60d": Words("last month's activity is {v:.1f}x the monthly rate of the 2 months before", "no activity last month"),
+        "intent_max_score_28d": Words(f"off-site research on our topics peaked at {COUNT} of 100 in the last 4 weeks", "no off-site research on our topics in the last 4 weeks", missing_is_none=True),
+        "intent_max_score_90d": Words(f"off-site research on our topics peaked at {COUNT} of 100 in the last 90 days", "no off-site research on our topics in the last 90 days", missing_is_none=True),
+        "intent_mean_score_90d": Words(f"off-site research on our topics averaged {COUNT} of 100 in the last 90 days", "no off-site research on our topics in the last 90 days", missing_is_none=True),
+        "intent_topics_surging_28d": Words(f"{COUNT} topics of ours surging in off-site research in the last 4 weeks", "no topic surging in off-site research in the last 4 weeks"),
+        "intent_weeks_surging_90d": Words(f"off-site research surged in {COUNT} of the last 13 weeks", "no off-site research surge in the last 13 weeks"),
+        "intent_weeks_surging_with_visits_90d": Words(f"off-site research surged while the account visited us in {COUNT} of the last 13 weeks", "no off-site research surge while the account visited us in the last 13 weeks"),
+        **{c: Words(f"{_words(c)}: {{text}}", buying=None) for c in FIT_CATEGORIES},
+        "employee_count": Words(f"{COUNT} employees", buying=None),
+        "account_age_days": Words(f"in the CRM for {COUNT} days (counted up to a year)", "new to the CRM", None),
+        **{c: Words(f"{_words(c)}: {{text}}", buying=None) for c in spec.columns},
+        "opportunities_won_before": Words(f"{COUNT} deals won before", "no deal won before", None),
+        "opportunities_lost_before": Words(f"{COUNT} deals lost before", "no deal lost before", None),
+        "new_business_lost_before": Words(f"{COUNT} new-business deals lost before", "no new-business deal lost before", None),
+        "days_since_last_closed_opportunity": Words(f"last deal closed {COUNT} days ago", "no deal closed in the last year", None, missing_is_none=True),
+        "is_customer": Words("a customer", "not a customer", None),
+        "is_former_customer": Words("a former customer", "never a customer", None),
+        "mql_points_max_90d": Words(f"the most active person has {COUNT} lead points (the MQL rule's)", "nobody has lead points in the last 90 days"),
+        "mql_people_90d": Words(f"{COUNT} marketing-qualified leads in the last 90 days", "no marketing-qualified lead in the last 90 days"),
+    }
+    # fmt: on
 
 
 def catalogue(spec: FeatureSpec = FeatureSpec()) -> list[Feature]:
@@ -161,4 +267,8 @@ def catalogue(spec: FeatureSpec = FeatureSpec()) -> list[Feature]:
         "contacts_added_90d": "people added in the last 90 days",
         **{c: _DECLARED_SOURCES[kind].format(name=c) for c, kind in spec.columns.items()},
     }
-    return [Feature(*row, sources.get(row[0], FAMILY_SOURCES[row[1]])) for row in rows]
+    words = _reason_words(spec)
+    return [
+        Feature(*row, sources.get(row[0], FAMILY_SOURCES[row[1]]), words.get(row[0]))
+        for row in rows
+    ]

@@ -35,6 +35,9 @@ BUYING_ROLES = (
 OPPORTUNITY_STATUSES = ("open", "won", "lost")
 OPPORTUNITY_TYPES = ("new_business", "renewal", "expansion")
 
+# who to reach and who reaches them: carried to the ranked list, never a model feature
+_NOT_A_FEATURE = "%s; shown to the people who act on a score, never a feature"
+
 TABLES: dict[str, tuple[Column, ...]] = {
     "accounts": (
         Column("account_id", "id", True, "the company's key"),
@@ -45,10 +48,14 @@ TABLES: dict[str, tuple[Column, ...]] = {
         Column("employee_band", "text"),
         Column("region", "text"),
         Column("created_at", "timestamp", description="when the account entered the CRM"),
+        Column("owner", "text", description=_NOT_A_FEATURE % "the account's owner in the CRM"),
     ),
     "people": (
         Column("person_id", "id", True),
         Column("account_id", "id", True),
+        Column("name", "text", description=_NOT_A_FEATURE % "full name"),
+        Column("email", "text", description=_NOT_A_FEATURE % "email address"),
+        Column("owner", "text", description=_NOT_A_FEATURE % "the contact's owner in the CRM"),
         Column("title", "text"),
         Column("department", "text"),
         Column("seniority", "text"),

@@ -545,6 +545,8 @@ def _load_model(tracking: TrackingSettings, uri: str) -> tuple[str, Any]:
 def _model_card(ctx: click.Context, ranked: Path, store: Path | None) -> dict[str, Any] | None:
     """What the report says about the model that scored ``ranked`` (None if unreadable)."""
     from features.io import sidecar
+    from serving.report import won_deals_found
+    from training.registry import connect
 
     cfg = _config(ctx, tracking={"store": store}).tracking
     drift = sidecar(ranked, "drift.json")
@@ -552,11 +554,12 @@ def _model_card(ctx: click.Context, ranked: Path, store: Path | None) -> dict[st
     uri = uri or f"models:/{cfg.model_name}@champion"
     try:
         uri, model = _load_model(cfg, uri)
+        name, _, version = uri.removeprefix("models:/").partition("/")
+        won = won_deals_found(connect(cfg), name, version) if version.isdigit() else None
     except Exception as exc:  # the report is still useful without the card
         click.echo(f"warning: no model card: cannot read {uri}: {exc}", err=True)
         return None
-    name, _, version = uri.removeprefix("models:/").partition("/")
-    return {"name": name, "version": version, **model.info}
+    return {"name": name, "version": version, **model.info, "won_deals": won}
 
 
 @cli.command("example-crm")

@@ -11,7 +11,9 @@ each atomically:
 - ``ranked.history.parquet``: every account's score at every snapshot scored (the page's chart);
 - ``ranked.activity.parquet``: weekly engagement by person of the 13 weeks before the newest
   snapshot (``features.activity``);
-- ``ranked.opportunities.parquet``: the validated opportunities, open and past.
+- ``ranked.opportunities.parquet``: the validated opportunities, open and past;
+- ``ranked.people.parquet``: the people in the CRM, with name, email and owner where the
+  export has them (the account view's contacts to reach).
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ from features.engine import build_feature_table, load_small_tables
 from features.io import sidecar, write_atomic, write_json_atomic, write_parquet_atomic
 from features.leftovers import scratch_dir
 from features.settings import DataSettings, FeatureSettings
-from serving.scoring import account_status, buying_group, explain_rows, score_and_stage
+from serving.scoring import (
+    account_status,
+    buying_group,
+    explain_rows,
+    score_and_stage,
+    why_now,
+)
 from training.drift import PSI_WARNING, drift_report
 from training.model import InMarketModel
 
@@ -37,6 +45,7 @@ RANKED_COLUMNS = (
     "account_id",
     "name",
     "domain",
+    "owner",
     "industry",
     "region",
     "employee_band",
@@ -59,11 +68,29 @@ RANKED_COLUMNS = (
     "is_customer",
     "mql_points_max_90d",
 )
+# who the contacts to reach are: never features, shown beside the list (features.contract)
+PEOPLE_COLUMNS = (
+    "person_id",
+    "account_id",
+    "name",
+    "email",
+    "owner",
+    "title",
+    "department",
+    "buying_role",
+)
+CELL_SEPARATOR = "; "  # a list in one CSV cell (roles, contacts): no comma, split on it to read
 _ROW_NUMBER = "_row_number"  # carries each feature row's position through Spark
 
 
 # files written beside the ranked list, before its manifest
-SIDE_FILES = ("history.parquet", "activity.parquet", "opportunities.parquet", "drift.json")
+SIDE_FILES = (
+    "history.parquet",
+    "activity.parquet",
+    "opportunities.parquet",
+    "people.parquet",
+    "drift.json",
+)
 
 
 @dataclass
@@ -101,17 +128,18 @@ def rank_accounts(
     else:
         scored["trend"] = float("nan")
     reasons: list[dict[str, list[dict[str, object]]]] = [
-        {"positive": [], "negative": []} for _ in range(len(latest))
+        {"positive": [], "negative": [], "unusual": []} for _ in range(len(latest))
     ]
     explained_prospects = explain_rows(model, latest[prospect])
     for i, explained in zip(np.flatnonzero(prospect), explained_prospects, strict=True):
         reasons[i] = explained
     scored["reasons"] = [json.dumps(e) for e in reasons]
-    scored["top_reasons"] = ["; ".join(str(r["text"]) for r in e["positive"]) for e in reasons]
+    scored["top_reasons"] = [why_now(e) for e in reasons]
     scored = pd.concat([scored, buying_group(latest)], axis=1)
-    info = accounts.set_index("account_id")[["name", "domain"]].reindex(scored["account_id"])
-    scored["name"] = info["name"].to_numpy()
-    scored["domain"] = info["domain"].to_numpy()
+    info = accounts.set_index("account_id")[["name", "domain", "owner"]]
+    info = info.reindex(scored["account_id"])
+    for column in info.columns:
+        scored[column] = info[column].to_numpy()
     scored["model_version"] = pd.Series(model_version, index=scored.index, dtype="str")
     # accounts created since the newest snapshot have no features yet: listed, never dropped
     new = accounts[~accounts["account_id"].isin(scored["account_id"])]
@@ -120,7 +148,7 @@ def rank_accounts(
             as_of=scored["as_of"].iloc[0] if len(scored) else pd.NaT,
             status="new",
             stage="new",
-            reasons=json.dumps({"positive": [], "negative": []}),
+            reasons=json.dumps({"positive": [], "negative": [], "unusual": []}),
             top_reasons="",
             roles_engaged=[[] for _ in range(len(new))],
             roles_missing=[[] for _ in range(len(new))],
@@ -233,6 +261,7 @@ def score_batch(
     activity = weekly_activity(data, until=latest["as_of"].max(), settings=data_settings)
     write_parquet_atomic(activity, sidecar(out, "activity.parquet"))
     write_parquet_atomic(tables.opportunities, sidecar(out, "opportunities.parquet"))
+    write_parquet_atomic(tables.people[list(PEOPLE_COLUMNS)], sidecar(out, "people.parquet"))
     # like with like: the model's training rows were prospects, so are the rows compared
     prospects = latest[account_status(model, latest) == "prospect"]
     drift = drift_report(prospects, model.info.get("reference", {}))
@@ -276,10 +305,10 @@ def model_version_of(model_uri: str | None) -> str | None:
 
 
 def write_ranked(ranked: pd.DataFrame, out: Path) -> None:
-    """Parquet and CSV side by side, each written atomically."""
+    """Parquet and CSV side by side, each written atomically; roles ``; ``-joined in the CSV."""
     write_parquet_atomic(ranked, out)
     text = ranked.assign(
-        roles_engaged=ranked["roles_engaged"].map(" ".join),
-        roles_missing=ranked["roles_missing"].map(" ".join),
+        roles_engaged=ranked["roles_engaged"].map(CELL_SEPARATOR.join),
+        roles_missing=ranked["roles_missing"].map(CELL_SEPARATOR.join),
     ).drop(columns=["reasons"])
     write_atomic(out.with_suffix(".csv"), lambda tmp: text.to_csv(tmp, index=False))

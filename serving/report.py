@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from mlflow.tracking import MlflowClient
 
 from features.io import write_text_atomic
 from serving.page import HERE
@@ -19,6 +20,54 @@ METRICS = (
     ("Recall in top 10%", "recall_at_10", 3),
     ("Lift in top 10%", "lift_at_10", 2),
 )
+
+
+# the training run's lead-time figures (training.job): the test window's later-won deals, how
+# many each method had in its top 10% beforehand, and its mean days of warning per deal
+_WON_DEALS = {
+    "deals": "test_lead_time_deals_total",
+    "model": "test_lead_time_deals",
+    "mql_rule": "mql_rule_test_lead_time_deals",
+    "model_days": "test_lead_time_days",
+    "mql_rule_days": "mql_rule_test_lead_time_days",
+}
+
+
+def won_deals_found(client: MlflowClient, name: str, version: str) -> dict[str, float] | None:
+    """How many of the test window's later-won deals the model and the MQL rule had in their
+    top 10% beforehand, as the model's training run logged it; None when it did not."""
+    run_id = client.get_model_version(name, version).run_id
+    metrics = client.get_run(run_id).data.metrics if run_id else {}
+    if _WON_DEALS["deals"] not in metrics:
+        return None
+    return {key: metrics[metric] for key, metric in _WON_DEALS.items() if metric in metrics}
+
+
+def card_in_words(model: dict[str, Any]) -> list[str]:
+    """The model card in a marketer's words: of the deals later won, how many were at accounts
+    in the top 10% beforehand, against the MQL rule; how often the top 10% won."""
+    said = []
+    deals = model.get("won_deals") or {}
+    ours, mql = model.get("test_metrics") or {}, model.get("mql_test_metrics") or {}
+    if deals.get("deals"):
+        found = {key: deals.get(key, 0) for key in _WON_DEALS}
+        said.append(
+            f"Of the {found['deals']:,.0f} deals won in the test window, {found['model']:,.0f} "
+            "were at accounts in our top 10% beforehand (a warning of "
+            f"{found['model_days']:,.0f} days a deal on average); the MQL rule had "
+            f"{found['mql_rule']:,.0f} of them ({found['mql_rule_days']:,.0f} days)."
+        )
+    elif ours.get("recall_at_10") is not None and mql.get("recall_at_10") is not None:
+        said.append(
+            f"Of the accounts that later won, {ours['recall_at_10']:.0%} were in our top 10% "
+            f"beforehand; {mql['recall_at_10']:.0%} were in the MQL rule's."
+        )
+    if ours.get("lift_at_10") is not None:
+        said.append(
+            f"Accounts in our top 10% went on to win {ours['lift_at_10']:.1f} times as often as "
+            "the average account."
+        )
+    return said
 
 
 def _number(value: Any, digits: int = 0) -> str:
@@ -45,6 +94,7 @@ def render_report(ranked: Path, model: dict[str, Any] | None, limit: int | None 
         accounts=records(rows),
         shown=len(rows),
         model=model,
+        in_words=card_in_words(model) if model else [],
         metrics=METRICS,
         css=(HERE / "static" / "style.css").read_text(encoding="utf-8"),
     )

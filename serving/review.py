@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import pandas as pd
 from features.activity import ACTIVITY_COLUMNS, ACTIVITY_WEEKS
 from features.catalogue import MQL_THRESHOLD
 from features.io import sidecar
-from serving.batch import RANKED_COLUMNS
+from serving.batch import CELL_SEPARATOR, PEOPLE_COLUMNS, RANKED_COLUMNS
 from serving.scoring import STAGES, STATUSES
 
 log = logging.getLogger("inmarket.review")
@@ -42,21 +44,38 @@ LIST_COLUMNS = tuple(
     if c not in ("as_of", "probability", "reasons", "in_pipeline", "is_customer")
 )
 WORKED_STAGES = ("in-market", "ready")
+# what the list's stage filter takes: a stage, or the status of an account not scored
+STAGE_CHOICES = (*(name for name, _ in reversed(STAGES)), *STATUSES[1:])
+# the export's columns: the list's, then who to reach (roles joined by CELL_SEPARATOR)
+EXPORT_COLUMNS = (*LIST_COLUMNS, "contacts_to_reach")
 
 
 @dataclass(frozen=True)
 class ListQuery:
-    """Filters, order and page of the ranked list; every field optional."""
+    """Filters, order and page of the ranked list; every field optional. ``stages``: any of
+    them (none: every stage)."""
 
-    stage: str | None = None
+    stages: tuple[str, ...] = ()
     industry: str | None = None
     region: str | None = None
+    owner: str | None = None
     min_score: int = 0
     q: str | None = None
     sort: str = "rank"
     descending: bool = False
     offset: int = 0
     limit: int = 50
+
+    def __post_init__(self) -> None:
+        if self.sort not in SORTABLE:
+            raise ValueError(
+                f"sort: '{self.sort}' is not sortable; use one of {', '.join(SORTABLE)}"
+            )
+        unknown = [s for s in self.stages if s not in STAGE_CHOICES]
+        if unknown:
+            raise ValueError(
+                f"stage: '{unknown[0]}' is not a stage; use any of {', '.join(STAGE_CHOICES)}"
+            )
 
 
 @dataclass
@@ -69,6 +88,7 @@ class Scoring:
     opportunities: pd.DataFrame
     drift: dict[str, Any] | None
     manifest: dict[str, Any] | None = None  # model version, as_of, files (None: older files)
+    people: pd.DataFrame | None = None  # the CRM's people (None: a scoring from before them)
 
     @classmethod
     def read(cls, ranked: Path) -> Scoring:
@@ -77,6 +97,8 @@ class Scoring:
             return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=columns)
 
         frame = pd.read_parquet(ranked)
+        if "owner" not in frame:  # written before owners were carried
+            frame.insert(frame.columns.get_loc("domain") + 1, "owner", None)
         frame = frame.assign(
             _name=frame["name"].fillna("").str.lower(),
             _domain=frame["domain"].fillna("").str.lower(),
@@ -92,6 +114,7 @@ class Scoring:
             json.loads(manifest_path.read_text(encoding="utf-8"))
             if manifest_path.exists()
             else None,
+            optional("people.parquet", PEOPLE_COLUMNS),
         )
 
     @property
@@ -143,13 +166,13 @@ class ScoringCache:
 
 def select(ranked: pd.DataFrame, query: ListQuery) -> pd.DataFrame:
     """The rows matching the filters, in the requested order (all of them, not one page)."""
-    if query.sort not in SORTABLE:
-        raise ValueError(f"sort: '{query.sort}' is not sortable; use one of {', '.join(SORTABLE)}")
     # accounts without a score (customers, in pipeline) pass only when no minimum is asked
     keep = (ranked["score"].astype("float64").fillna(-1).to_numpy() >= query.min_score) | (
         query.min_score == 0
     )
-    for column in ("stage", "industry", "region"):
+    if query.stages:
+        keep &= ranked["stage"].isin(query.stages).to_numpy()
+    for column in ("industry", "region", "owner"):
         value = getattr(query, column)
         if value:
             keep &= (ranked[column].astype("str") == value).to_numpy()
@@ -184,35 +207,102 @@ def records(rows: pd.DataFrame) -> list[dict[str, Any]]:
     return result
 
 
-def csv_text(rows: pd.DataFrame) -> str:
-    """The rows as CSV, the list's columns, roles space-separated."""
-    table = rows[list(LIST_COLUMNS)].assign(
-        roles_engaged=rows["roles_engaged"].map(" ".join),
-        roles_missing=rows["roles_missing"].map(" ".join),
+_JOINED_ON = ("account_id", "buying_role")
+
+
+def contacts_to_reach(
+    rows: pd.DataFrame, people: pd.DataFrame | None, activity: pd.DataFrame
+) -> pd.DataFrame:
+    """For each row's missing buying roles, the people in the CRM at its account who hold the
+    role (people.buying_role) and have not engaged in the activity's weeks (an email open is
+    no engagement): one line per person and role, in the rows' order, then by name."""
+    columns = ["account_id", "role", *(c for c in PEOPLE_COLUMNS if c not in _JOINED_ON)]
+    if people is None or people.empty or rows.empty:
+        return pd.DataFrame(columns=columns)
+    wanted = (
+        rows[["account_id", "roles_missing"]]
+        .assign(_row=np.arange(len(rows)))
+        .explode("roles_missing")
+        .dropna(subset=["roles_missing"])
+        .rename(columns={"roles_missing": "role"})
     )
-    text: str = table.to_csv(index=False)
+    engaged = activity.loc[activity["events"] > activity["opens"], "person_id"].dropna()
+    holders = people[~people["person_id"].isin(engaged)].rename(columns={"buying_role": "role"})
+    found = wanted.merge(holders, on=["account_id", "role"], how="inner")
+    found = found.assign(_name=found["name"].fillna(found["person_id"]).str.lower())
+    found = found.sort_values(["_row", "_name", "person_id"], kind="stable")
+    return found[columns].reset_index(drop=True)
+
+
+def _contact_cells(rows: pd.DataFrame, contacts: pd.DataFrame) -> pd.Series:
+    """One CSV cell per row: ``name <email> (role)`` of each contact to reach, ``; ``-joined."""
+    who = contacts["name"].fillna(contacts["title"]).fillna(contacts["person_id"])
+    email = (" <" + contacts["email"] + ">").fillna("")
+    line = who + email + " (" + contacts["role"].str.replace("_", " ") + ")"
+    cells = line.groupby(contacts["account_id"], sort=False).agg(CELL_SEPARATOR.join)
+    return rows["account_id"].map(cells).astype(object).fillna("")
+
+
+def csv_text(rows: pd.DataFrame, contacts: pd.DataFrame) -> str:
+    """The rows as CSV: the list's columns, roles ``; ``-joined, and the contacts to reach
+    (``contacts_to_reach`` of these rows)."""
+    table = rows[list(LIST_COLUMNS)].assign(
+        roles_engaged=rows["roles_engaged"].map(CELL_SEPARATOR.join),
+        roles_missing=rows["roles_missing"].map(CELL_SEPARATOR.join),
+        contacts_to_reach=_contact_cells(rows, contacts),
+    )
+    text: str = table[list(EXPORT_COLUMNS)].to_csv(index=False)
     return text
 
 
-def summary(ranked: pd.DataFrame) -> dict[str, Any]:
-    """Stage counts, the choices of each filter, and what the MQL rule would have missed: the
-    accounts worth working now (in-market or ready) in which nobody has reached the MQL
-    threshold of lead points."""
-    stages = ranked["stage"].value_counts()
-    statuses = (
-        ranked["status"].value_counts()
-        if "status" in ranked
-        else pd.Series({"prospect": len(ranked)})
+def _slug(text: str) -> str:
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", plain.lower()).strip("-")
+
+
+def export_name(query: ListQuery, as_of: str | None) -> str:
+    """The export's file name, saying what was filtered and the scoring's date, e.g.
+    ``in-market_stage-work-now_owner-jane-park_2026-12-03.csv``."""
+    stages = (
+        "work-now"
+        if sorted(query.stages) == sorted(WORKED_STAGES)
+        else "-or-".join(_slug(s) for s in query.stages)
     )
-    worked = ranked[ranked["stage"].isin(WORKED_STAGES)]
+    parts = {
+        "stage": stages,
+        "industry": _slug(query.industry or ""),
+        "region": _slug(query.region or ""),
+        "owner": _slug(query.owner or ""),
+        "min-score": str(query.min_score) if query.min_score else "",
+        "search": _slug(query.q or "")[:40],
+    }
+    named = [f"{key}-{value}" for key, value in parts.items() if value]
+    return "_".join(["in-market", *named, *([as_of[:10]] if as_of else [])]) + ".csv"
+
+
+def summary(ranked: pd.DataFrame, query: ListQuery = ListQuery()) -> dict[str, Any]:
+    """Stage counts of the accounts matching ``query``'s other filters (its stages aside), the
+    choices of each filter, and what the MQL rule would have missed among those accounts: the
+    ones worth working now (in-market or ready) in which nobody has reached the MQL threshold
+    of lead points."""
+    matching = select(ranked, replace(query, stages=(), sort="rank", descending=False))
+    stages = matching["stage"].value_counts()
+    statuses = (
+        matching["status"].value_counts()
+        if "status" in matching
+        else pd.Series({"prospect": len(matching)})
+    )
+    worked = matching[matching["stage"].isin(WORKED_STAGES)]
     no_mql = worked["mql_points_max_90d"].fillna(0) < MQL_THRESHOLD
     return {
         "as_of": str(ranked["as_of"].max()) if len(ranked) else None,
         "accounts": len(ranked),
+        "matching": len(matching),
         "stages": {name: int(stages.get(name, 0)) for name, _ in reversed(STAGES)},
         "statuses": {name: int(statuses.get(name, 0)) for name in STATUSES},
         "industries": sorted(ranked["industry"].dropna().astype("str").unique().tolist()),
         "regions": sorted(ranked["region"].dropna().astype("str").unique().tolist()),
+        "owners": sorted(ranked["owner"].dropna().astype("str").unique().tolist()),
         "worked_now": len(worked),
         "worked_now_without_mql": int(no_mql.sum()),
         "mql_threshold": MQL_THRESHOLD,
@@ -286,6 +376,18 @@ def account_view(scoring: Scoring, account_id: str) -> dict[str, Any] | None:
     )
     people["anonymous"] = people["person_id"] == ""
     people["person_id"] = people["person_id"].replace("", None)
+    crm = scoring.people if scoring.people is not None else pd.DataFrame(columns=PEOPLE_COLUMNS)
+    people = people.merge(
+        crm[["person_id", "name", "email"]], on="person_id", how="left", validate="many_to_one"
+    )
+    contacts = contacts_to_reach(row, scoring.people, activity).drop(columns=["account_id"])
+    reach = [
+        {
+            "role": role,
+            "people": _json_rows(contacts[contacts["role"] == role].drop(columns="role")),
+        }
+        for role in row["roles_missing"].iloc[0]
+    ]
     departments = (
         activity.assign(department=activity["department"].fillna("anonymous visitors"))
         .groupby("department")["events"]
@@ -298,6 +400,7 @@ def account_view(scoring: Scoring, account_id: str) -> dict[str, Any] | None:
         "history": _json_rows(history[["as_of", "score", "stage", "probability"]]),
         "weeks": _json_rows(weeks),
         "people": _json_rows(people),
+        "contacts_to_reach": reach,
         "departments": _json_rows(departments),
         "opportunities": _json_rows(opportunities.drop(columns=["account_id"])),
     }

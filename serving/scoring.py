@@ -17,12 +17,20 @@ with the model), so 90 means "more likely than 90% of accounts"; stages cut the 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import pandas as pd
 
-from features.catalogue import TRACKED_ROLES, catalogue
+from features.catalogue import (
+    COUNT,
+    FIT_FAMILIES,
+    SENIORITY_WORDS,
+    TRACKED_ROLES,
+    Feature,
+    Words,
+    catalogue,
+)
 from training.model import InMarketModel
 
 STAGES = (("cold", 0), ("aware", 40), ("engaged", 70), ("in-market", 90), ("ready", 97))
@@ -31,89 +39,6 @@ STAGES = (("cold", 0), ("aware", 40), ("engaged", 70), ("in-market", 90), ("read
 # "new": in the CRM since the newest snapshot, so without features yet (listed, not scored).
 STATUSES = ("prospect", "in-pipeline", "customer", "new")
 KEY_ROLES = ("decision_maker", "champion", "technical_evaluator", "finance")
-
-
-def _n(value: float) -> str:
-    return f"{value:,.0f}"
-
-
-# Feature -> sentence about its value. Features not listed fall back to their catalogue line.
-REASON_TEXT: dict[str, Callable[[float], str]] = {
-    "departments_engaged_30d": lambda v: (
-        f"people from {_n(v)} departments engaged in the last 30 days"
-    ),
-    "departments_engaged_90d": lambda v: (
-        f"people from {_n(v)} departments engaged in the last 90 days"
-    ),
-    "senior_people_engaged_90d": lambda v: (
-        f"{_n(v)} directors, VPs or C-level people engaged in the last 90 days"
-    ),
-    "buying_roles_engaged_90d": lambda v: (
-        f"{_n(v)} of {len(TRACKED_ROLES)} buying roles engaged in the last 90 days"
-    ),
-    "high_intent_people_30d": lambda v: (
-        f"{_n(v)} people visited pricing, demo, comparison or trial pages in the last 30 days"
-    ),
-    "high_intent_departments_30d": lambda v: (
-        f"high-intent visits from {_n(v)} departments in the last 30 days"
-    ),
-    "engagement_score_30d": lambda v: f"weighted engagement of {_n(v)} in the last 30 days",
-    "engagement_score_90d": lambda v: f"weighted engagement of {_n(v)} in the last 90 days",
-    "anonymous_events_30d": lambda v: (
-        f"{_n(v)} anonymous visits from the account in the last 30 days"
-    ),
-    "anonymous_events_90d": lambda v: (
-        f"{_n(v)} anonymous visits from the account in the last 90 days"
-    ),
-    "top_person_share_90d": lambda v: f"{v:.0%} of known engagement comes from one person",
-    "days_since_last_event": lambda v: f"last interaction {_n(v)} days ago",
-    "days_since_last_high_intent_event": lambda v: f"last high-intent visit {_n(v)} days ago",
-    "momentum_7d_vs_prior_28d": lambda v: (
-        f"last week's activity is {v:.1f}x the weekly rate of the 4 weeks before"
-    ),
-    "momentum_30d_vs_prior_60d": lambda v: (
-        f"last month's activity is {v:.1f}x the monthly rate of the 2 months before"
-    ),
-    "intent_max_score_28d": lambda v: (
-        f"third-party research intent peaked at {_n(v)} in the last 4 weeks"
-    ),
-    "intent_max_score_90d": lambda v: (
-        f"third-party research intent peaked at {_n(v)} in the last 90 days"
-    ),
-    "intent_topics_surging_28d": lambda v: (
-        f"{_n(v)} research topics surging off-site in the last 4 weeks"
-    ),
-    "intent_weeks_surging_90d": lambda v: (
-        f"off-site research surged in {_n(v)} of the last 13 weeks"
-    ),
-    "mql_points_max_90d": lambda v: f"the most active person has {_n(v)} lead points",
-    "mql_people_90d": lambda v: f"{_n(v)} marketing-qualified leads in the last 90 days",
-    "employee_count": lambda v: f"{_n(v)} employees",
-    "account_age_days": lambda v: (
-        f"in the CRM for {_n(v)} days" if v < 365 else "in the CRM for a year or more"
-    ),
-    "opportunities_lost_before": lambda v: f"{_n(v)} past opportunities lost",
-    "new_business_lost_before": lambda v: f"{_n(v)} past new-business deals lost",
-    "is_former_customer": lambda v: "a former customer" if v else "never a customer",
-}
-
-
-# Windowed counts (features.settings.FeatureSpec.windows): sentence templates by stem.
-WINDOWED_TEXT = {
-    "people_engaged": "{v} people engaged in the last {d} days",
-    "high_intent_events": "{v} pricing, demo, comparison or trial visits in the last {d} days",
-    "events": "{v} interactions in the last {d} days",
-}
-_WINDOWED = re.compile(rf"^({'|'.join(WINDOWED_TEXT)})_(\d+)d$")
-
-
-def _reason_text(feature: str) -> Callable[[float], str] | None:
-    """The sentence of a feature's value: from the table above, or its windowed template."""
-    windowed = _WINDOWED.match(feature)
-    if windowed:
-        stem, days = windowed.group(1), windowed.group(2)
-        return lambda v: WINDOWED_TEXT[stem].format(v=_n(v), d=days)
-    return REASON_TEXT.get(feature)
 
 
 def score_and_stage(model: InMarketModel, probability: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,35 +70,60 @@ def score_rows(model: InMarketModel, frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _sentence(feature: str, value: object, descriptions: dict[str, str]) -> str:
-    if isinstance(value, float) and np.isnan(value):
-        return f"no data yet: {descriptions.get(feature, feature)}"
-    if feature.startswith("role_") and feature.endswith("_engaged_90d"):
-        role = feature.removeprefix("role_").removesuffix("_engaged_90d").replace("_", " ")
-        engaged = bool(value) if isinstance(value, int | float | np.number) else False
-        article = ("an" if role[0] in "aeiou" else "a") if engaged else "no"
-        return f"{article} {role} engaged in the last 90 days"
-    text = _reason_text(feature)
-    if text is not None and isinstance(value, int | float | np.number):
-        return text(float(value))
-    if feature in ("industry", "region", "employee_band"):
-        return f"{feature.replace('_', ' ')}: {str(value).replace('_', ' ')}"
-    if isinstance(value, float | np.floating) and not float(value).is_integer():
-        value = f"{float(value):,.2f}"  # a share or a rate, in words a person reads
-    elif isinstance(value, int | float | np.number):
-        value = _n(float(value))
-    return f"{descriptions.get(feature, feature)}: {value}"
+# the two directions of a contribution, as the page and the export say them
+RAISING, HOLDING_BACK = "raising the score", "holding it back"
+# per row and direction: reasons of timing (why now), and of fit and history, kept apart
+TOP_NOW, TOP_FIT, TOP_UNUSUAL = 3, 2, 2
+# the noun after a 1, singular: "1 page view", "1 senior person", "1 deal lost"
+_ONE = re.compile(r"(?<![\d.,])(1 (?:[a-z-]+ ){0,2}?[a-z-]*?)(?<!ou)(?<!s)s\b")
+_ONE_PERSON = re.compile(r"(?<![\d.,])1 ((?:senior )?)people\b")
+
+
+def _sentence(feature: Feature, value: object, contribution: float) -> tuple[str, bool]:
+    """The reason's sentence in plain words (``Feature.words``), and whether it reads the right
+    way round: "no champion engaged" holding the score back does, "a champion engaged" holding
+    it back (or "no champion engaged" raising it) does not: the model weighs the flag with other
+    signals, and it is not told as a reason. A count holding the score back reads "only 5
+    people ..."; an absence raising it ("no content downloads") is said as it is.
+    """
+    words = feature.words or Words(f"{feature.description}: {{v:,.2f}}", buying=None)
+    raising = contribution > 0
+    missing = value is None or (isinstance(value, float | np.floating) and np.isnan(value))
+    if missing and not (words.missing_is_none and words.none):
+        return f"not known yet: {feature.description}", True
+    if not missing and not isinstance(value, int | float | np.number):  # a category
+        return words.some.format(text=str(value).replace("_", " ")), True
+    number = 0.0 if missing else float(cast(float, value))
+    none = missing if words.buying is False else number == 0 and bool(words.none)
+    if none:
+        return words.none, not (words.flag and raising)
+    template, usual = words.some, True
+    if words.buying and not raising:
+        usual = not words.flag
+        template = template.replace(COUNT, f"only {COUNT}", 1)  # a count: "only 5 people ..."
+    level = SENIORITY_WORDS[int(number)] if 0 <= number < len(SENIORITY_WORDS) else "unknown"
+    text = template.format(v=number, level=level)
+    if number == 1:  # "1 department", "1 person"
+        text = _ONE.sub(r"\1", _ONE_PERSON.sub(r"1 \1person", text))
+    return text, usual
 
 
 def explain_rows(
-    model: InMarketModel, frame: pd.DataFrame, top: int = 3
+    model: InMarketModel, frame: pd.DataFrame
 ) -> list[dict[str, list[dict[str, object]]]]:
-    """Top positive and negative contributions of each row, in words."""
+    """The reasons of each row, in words: ``positive`` (raising the score) and ``negative``
+    (holding it back), each with up to ``TOP_NOW`` reasons of timing (kind ``now``: why now)
+    then up to ``TOP_FIT`` of fit and history (kind ``fit``), largest first; and ``unusual``:
+    up to ``TOP_UNUSUAL`` contributions against the usual direction of their value that would
+    have been among those told (the words would read backwards: set aside, not hidden)."""
     contributions = model.contributions(frame)
     values = contributions.to_numpy()
-    order = np.argsort(-values, axis=1)
-    descriptions = {f.name: f.description for f in catalogue(model.spec)}
-    features = np.array(model.features, dtype=object)
+    order = np.argsort(-np.abs(values), axis=1)
+    features = {f.name: f for f in catalogue(model.spec)}
+    names = list(model.features)
+    kinds = np.array(
+        ["fit" if features[n].family in FIT_FAMILIES else "now" for n in names], dtype=object
+    )
     columns: dict[str, np.ndarray] = {}  # the columns some reason quotes, as arrays
 
     def cell(feature: str, row: int) -> object:
@@ -181,27 +131,53 @@ def explain_rows(
             columns[feature] = frame[feature].to_numpy()
         return columns[feature][row]
 
+    room = {
+        ("positive", "now"): TOP_NOW,
+        ("positive", "fit"): TOP_FIT,
+        ("negative", "now"): TOP_NOW,
+        ("negative", "fit"): TOP_FIT,
+        ("unusual", "now"): TOP_UNUSUAL,
+    }
+    sides = {key: n for key, n in room.items() if key[0] != "unusual"}
     explained = []
     for row, ranking in enumerate(order):  # formatting words, per requested row
-        positive = [i for i in ranking[:top] if values[row, i] > 0]
-        negative = [i for i in ranking[::-1][:top] if values[row, i] < 0]
-
-        def reason(i: int, row: int = row) -> dict[str, object]:
-            feature = str(features[i])
-            value = cell(feature, row)
-            return {
-                "feature": feature,
-                "value": None
-                if pd.isna(value)
-                else (value.item() if hasattr(value, "item") else value),
-                "contribution": float(values[row, i]),
-                "text": _sentence(feature, value, descriptions),
-            }
-
+        found: dict[tuple[str, str], list[dict[str, object]]] = {key: [] for key in room}
+        for i in ranking:  # largest first, until every side's lists are full
+            contribution = float(values[row, i])
+            if contribution == 0 or all(len(found[k]) == n for k, n in sides.items()):
+                break
+            side = "positive" if contribution > 0 else "negative"
+            if len(found[side, kinds[i]]) == room[side, kinds[i]]:
+                continue  # an unusual one is set aside only where it would have been told
+            value = cell(names[i], row)
+            text, usual = _sentence(features[names[i]], value, contribution)
+            key = (side, kinds[i]) if usual else ("unusual", "now")
+            if len(found[key]) < room[key]:
+                found[key].append(
+                    {
+                        "feature": names[i],
+                        "value": None
+                        if pd.isna(value)
+                        else (value.item() if hasattr(value, "item") else value),
+                        "contribution": contribution,
+                        "kind": str(kinds[i]),
+                        "direction": RAISING if contribution > 0 else HOLDING_BACK,
+                        "text": text,
+                    }
+                )
         explained.append(
-            {"positive": [reason(i) for i in positive], "negative": [reason(i) for i in negative]}
+            {
+                "positive": found["positive", "now"] + found["positive", "fit"],
+                "negative": found["negative", "now"] + found["negative", "fit"],
+                "unusual": found["unusual", "now"],
+            }
         )
     return explained
+
+
+def why_now(reasons: dict[str, list[dict[str, object]]]) -> str:
+    """The list's "why now": the reasons of timing raising the score, never fit or history."""
+    return "; ".join(str(r["text"]) for r in reasons["positive"] if r["kind"] == "now")
 
 
 def buying_group(frame: pd.DataFrame) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from fastapi import Path as Path_
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -38,13 +39,17 @@ from serving.champion import ChampionHolder, Served
 from serving.errors import ErrorShape, error_body, from_validation
 from serving.guards import BodyLimit, SecurityHeaders
 from serving.page import COOKIE, PAGE_HTML, STATIC, login_page
+from serving.report import card_in_words, won_deals_found
 from serving.review import (
     SORTABLE,
+    STAGE_CHOICES,
     ListQuery,
     Scoring,
     ScoringCache,
     account_view,
+    contacts_to_reach,
     csv_text,
+    export_name,
     records,
     select,
     summary,
@@ -77,14 +82,19 @@ from serving.scoring import (
 )
 from serving.settings import ServiceSettings
 from training.model import InMarketModel
+from training.registry import connect
 
 log = logging.getLogger("inmarket.service")
 
 
+_STAGES_HELP = f"any of {', '.join(STAGE_CHOICES)}; repeat it for several"
+
+
 def _list_query(
-    stage: str | None = Query(None, max_length=20, description="cold, aware, engaged, ..."),
+    stage: tuple[str, ...] | None = Query(None, description=_STAGES_HELP),
     industry: str | None = Query(None, max_length=100),
     region: str | None = Query(None, max_length=100),
+    owner: str | None = Query(None, max_length=200, description="the account's owner"),
     min_score: int = Query(0, ge=0, le=100),
     q: str | None = Query(None, max_length=200, description="part of a name or domain"),
     sort: str = Query("rank", max_length=40, description=f"one of {', '.join(SORTABLE)}"),
@@ -92,11 +102,21 @@ def _list_query(
     offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=1000),
 ) -> ListQuery:
-    if sort not in SORTABLE:
-        raise HTTPException(
-            422, f"sort: '{sort}' is not sortable; use one of {', '.join(SORTABLE)}"
+    try:
+        return ListQuery(
+            stage or (),
+            industry,
+            region,
+            owner,
+            min_score,
+            q,
+            sort,
+            order == "desc",
+            offset,
+            limit,
         )
-    return ListQuery(stage, industry, region, min_score, q, sort, order == "desc", offset, limit)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
 
 
 _LIST_QUERY = Depends(_list_query)
@@ -167,6 +187,7 @@ class InMarketService:
         self.holder = ChampionHolder(self.settings.tracking)
         self.holder.refresh()
         self.scoring = ScoringCache(self.settings.ranked)
+        self.won_deals: dict[str, dict[str, float] | None] = {}
         self.throttle = LoginThrottle(self.settings.login_attempts)
         token = self.settings.token
         self.sessions = Sessions(token, self.settings.session_hours) if token else None
@@ -327,7 +348,7 @@ class InMarketService:
             raise HTTPException(503, f"no model loaded: {self.holder.error or 'starting'}")
         model = served.model
         scoring = self.scoring.get()
-        return {
+        card = {
             "name": self.settings.tracking.model_name,
             "version": served.version,
             "alias": "champion",
@@ -351,7 +372,21 @@ class InMarketService:
                 if scoring and scoring.manifest
                 else None
             ),
+            "won_deals": self._won_deals(served.version),
         }
+        return {**card, "in_words": card_in_words(card)}
+
+    def _won_deals(self, version: str) -> dict[str, float] | None:
+        """The served version's later-won deals found (``serving.report``), read once."""
+        if version not in self.won_deals:
+            name = self.settings.tracking.model_name
+            try:
+                found = won_deals_found(connect(self.settings.tracking), name, version)
+            except MlflowException as exc:  # the card is still useful without them
+                log.warning("cannot read the training run of %s %s: %s", name, version, exc)
+                found = None
+            self.won_deals[version] = found
+        return self.won_deals[version]
 
     def _scoring(self) -> Scoring:
         scoring = self.scoring.get()
@@ -387,19 +422,24 @@ class InMarketService:
 
     @app.get(f"{api.V1}/accounts.csv")
     def ranked_accounts_csv(self, query: ListQuery = _LIST_QUERY) -> Response:
-        """Every account matching the filters (all pages), as CSV, in the list's order."""
-        rows = _select(self._scoring(), query)
+        """Every account matching the filters (all pages), as CSV, in the list's order, with
+        owner, status and the contacts to reach; the file is named after the filters."""
+        scoring = self._scoring()
+        rows = _select(scoring, query)
+        contacts = contacts_to_reach(rows, scoring.people, scoring.activity)
+        name = export_name(query, str(scoring.ranked["as_of"].max()))
         return Response(
-            csv_text(rows),
+            csv_text(rows, contacts),
             media_type="text/csv; charset=utf-8",
-            headers={"content-disposition": 'attachment; filename="in-market-accounts.csv"'},
+            headers={"content-disposition": f'attachment; filename="{name}"'},
         )
 
     @app.get(f"{api.V1}/summary")
-    def scoring_summary(self) -> dict[str, Any]:
-        """Stage counts, filter choices and how many accounts worth working now have nobody
-        at the MQL threshold (what the MQL rule would have missed)."""
-        return summary(self._scoring().ranked)
+    def scoring_summary(self, query: ListQuery = _LIST_QUERY) -> dict[str, Any]:
+        """Stage counts of the accounts matching the other filters, filter choices and how
+        many accounts worth working now have nobody at the MQL threshold (what the MQL rule
+        would have missed)."""
+        return summary(self._scoring().ranked, query)
 
     @app.get(api.V1 + "/accounts/{account_id}")
     def account(self, account_id: str = Path_(max_length=200)) -> dict[str, Any]:

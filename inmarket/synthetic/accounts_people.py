@@ -15,6 +15,7 @@ from inmarket.synthetic.vocabularies import (
     LAST_NAMES,
     NAME_FIRST,
     NAME_SECOND,
+    OWNERS,
     REGIONS,
     ROLE_PROFILES,
     SENIORITIES,
@@ -68,6 +69,8 @@ def add_accounts(chunk: Chunk) -> None:
             "employee_band": np.asarray(band.astype("str"), dtype=object),
             "region": np.array(reg_names, dtype=object)[region],
             "created_at": chunk.stamp(created),
+            # in turn, not drawn: the rest of the world is the same with or without owners
+            "owner": np.array(OWNERS, dtype=object)[number % len(OWNERS)],
         }
     )
     # customers at the start of history
@@ -143,7 +146,9 @@ def add_people(chunk: Chunk) -> None:
         {
             "person_id": chunk.person_id,
             "account_id": chunk.account_id[acct],
+            "name": pd.Series(first + " " + last).str.title().to_numpy(dtype=object),
             "email": email,
+            "owner": chunk.tables["accounts"]["owner"].to_numpy()[acct],
             "title": title,
             "department": department,
             "seniority": seniority,

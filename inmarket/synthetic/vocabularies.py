@@ -259,6 +259,9 @@ NAME_SECOND = (
     "Works",
 )
 
+# the sales team: each account (and its contacts) is owned by one of them, in turn
+OWNERS = ("Jane Park", "Omar Haddad", "Lucía Romero", "Tom Becker", "Priya Nair", "Sam Olsen")
+
 # the Parquet schema of every table written; ``truth_`` tables go to the hidden truth folder
 SCHEMAS = {
     "accounts": pa.schema(
@@ -271,13 +274,16 @@ SCHEMAS = {
             ("employee_band", pa.string()),
             ("region", pa.string()),
             ("created_at", pa.timestamp("us", "UTC")),
+            ("owner", pa.string()),
         ]
     ),
     "people": pa.schema(
         [
             ("person_id", pa.string()),
             ("account_id", pa.string()),
+            ("name", pa.string()),
             ("email", pa.string()),
+            ("owner", pa.string()),
             ("title", pa.string()),
             ("department", pa.string()),
             ("seniority", pa.string()),

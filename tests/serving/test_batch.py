@@ -77,7 +77,7 @@ def test_reasons_and_gaps_are_filled(ranked: tuple[Path, pd.DataFrame]) -> None:
     top = table.head(20)
     assert (top["top_reasons"].str.len() > 0).all()
     reasons = json.loads(top["reasons"].iloc[0])
-    assert set(reasons) == {"positive", "negative"}
+    assert set(reasons) == {"positive", "negative", "unusual"}
     assert top["buying_group_gap"].str.len().gt(0).all()
 
 
@@ -105,7 +105,7 @@ def test_a_manifest_written_last_names_the_model_version_of_every_row(
     assert (table["model_version"] == version).all()
     assert manifest["as_of"] == str(table["as_of"].iloc[0]) and manifest["accounts"] == len(table)
     files = [out.with_name(name) for name in manifest["files"]]
-    assert len(files) == 6 and all(f.exists() for f in files)
+    assert len(files) == 7 and all(f.exists() for f in files)
     assert all(f.stat().st_mtime_ns <= manifest_path.stat().st_mtime_ns for f in files)
 
 

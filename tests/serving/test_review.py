@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -10,12 +11,15 @@ import pytest
 
 from features.activity import ACTIVITY_COLUMNS
 from features.catalogue import MQL_THRESHOLD
+from serving.report import card_in_words
 from serving.review import (
     ListQuery,
     Scoring,
     ScoringCache,
     account_view,
+    contacts_to_reach,
     csv_text,
+    export_name,
     select,
     summary,
 )
@@ -61,6 +65,7 @@ def _ranked() -> pd.DataFrame:
         roles_engaged=[["champion"], [], [], []],
         roles_missing=[["finance"], ["champion", "finance"], [], []],
         buying_group_gap="g",
+        owner=["Jane Park", "Omar Haddad", "Jane Park", None],
         status="prospect",
         model_version="3",
         _name=lambda f: f["name"].str.lower(),
@@ -94,7 +99,10 @@ def _ids(rows: pd.DataFrame) -> list[str]:
     ("query", "expected"),
     [
         (ListQuery(), ["A1", "A2", "A3", "A4"]),
-        (ListQuery(stage="in-market"), ["A2", "A3"]),
+        (ListQuery(stages=("in-market",)), ["A2", "A3"]),
+        (ListQuery(stages=("in-market", "ready")), ["A1", "A2", "A3"]),
+        (ListQuery(owner="Jane Park"), ["A1", "A3"]),
+        (ListQuery(stages=("ready", "aware"), owner="Jane Park"), ["A1"]),
         (ListQuery(region="emea", min_score=95), ["A1"]),
         (ListQuery(q="ACME"), ["A1", "A3"]),
         (ListQuery(q="bluebank.com"), ["A2"]),
@@ -106,6 +114,9 @@ def _ids(rows: pd.DataFrame) -> list[str]:
     ids=[
         "everything-by-rank",
         "stage",
+        "several-stages",
+        "owner",
+        "stages-and-owner",
         "region-and-min-score",
         "search-name-any-case",
         "search-domain",
@@ -124,11 +135,118 @@ def test_an_unknown_sort_is_refused() -> None:
         select(_ranked(), ListQuery(sort="probability"))
 
 
-def test_csv_has_the_rows_and_roles_as_words() -> None:
-    text = csv_text(select(_ranked(), ListQuery(stage="in-market")))
-    lines = text.strip().splitlines()
-    assert lines[0].startswith("rank,account_id,name")
-    assert len(lines) == 3 and ",champion finance," in lines[1]
+def test_an_unknown_stage_is_refused_with_the_choices() -> None:
+    with pytest.raises(
+        ValueError, match="stage: 'hot' is not a stage; use any of ready, in-market, "
+    ):
+        ListQuery(stages=("ready", "hot"))
+
+
+def _crm_people() -> pd.DataFrame:
+    """People of A1 (missing finance) and A2 (missing champion and finance)."""
+    rows = [
+        # person, account, name, email, title, department, buying role
+        ("P1", "A1", "Zoe Finch", "zoe@acme.io", "CFO", "finance", "finance"),
+        ("P2", "A1", "Al Bent", None, "Controller", "finance", "finance"),
+        ("P3", "A1", "Cy Busy", "cy@acme.io", "Finance Manager", "finance", "finance"),
+        ("P4", "A1", "Di Champ", "di@acme.io", "IT Lead", "it", "champion"),
+        ("P5", "A2", None, "x@bluebank.com", "Head of Ops", "operations", "champion"),
+        ("P6", "A2", "Ed User", "ed@bluebank.com", "Analyst", "operations", "user"),
+    ]
+    columns = ["person_id", "account_id", "name", "email", "title", "department", "buying_role"]
+    return pd.DataFrame(rows, columns=columns).assign(owner="Jane Park")
+
+
+def _activity(engaged: dict[str, tuple[int, int]]) -> pd.DataFrame:
+    """Weekly activity of the given people: person -> (events, of which email opens)."""
+    return pd.DataFrame(
+        {
+            "account_id": "A1",
+            "week": pd.Timestamp("2026-06-15", tz="UTC"),
+            "person_id": list(engaged),
+            "events": [e for e, _ in engaged.values()],
+            "opens": [o for _, o in engaged.values()],
+            "high_intent": 0,
+            "topics": None,
+            "title": None,
+            "department": None,
+            "seniority": None,
+            "buying_role": None,
+        },
+        columns=list(ACTIVITY_COLUMNS),
+    )
+
+
+def test_contacts_to_reach_hold_a_missing_role_and_have_not_engaged() -> None:
+    # given A1 missing finance and A2 missing champion and finance; at A1, Cy (finance) has
+    # engaged, Al (finance) only opened emails, Di holds a role A1 has
+    rows = select(_ranked(), ListQuery(stages=("ready", "in-market")))
+    activity = _activity({"P3": (4, 1), "P2": (2, 2)})
+    # when the contacts to reach are listed
+    contacts = contacts_to_reach(rows, _crm_people(), activity)
+    # then: A1's finance people who have not engaged (opens are no engagement), by name, then
+    # A2's champion; nobody holds A2's missing finance role; A3 misses nothing
+    assert list(
+        zip(contacts["account_id"], contacts["person_id"], contacts["role"], strict=True)
+    ) == [
+        ("A1", "P2", "finance"),
+        ("A1", "P1", "finance"),
+        ("A2", "P5", "champion"),
+    ]
+    assert contacts["email"].fillna("").tolist() == ["", "zoe@acme.io", "x@bluebank.com"]
+
+
+def test_csv_has_owner_status_roles_in_one_cell_and_contacts_to_reach() -> None:
+    # given the accounts to work now, with the CRM's people
+    rows = select(_ranked(), ListQuery(stages=("ready", "in-market")))
+    contacts = contacts_to_reach(rows, _crm_people(), _activity({"P3": (4, 1)}))
+    # when they are exported
+    exported = pd.read_csv(io.StringIO(csv_text(rows, contacts)), keep_default_na=False)
+    # then one line per account with its owner and status, roles ;-joined in one column, and
+    # who to reach for the missing roles (name, email and role; a contact without a name by
+    # their title)
+    assert exported["account_id"].tolist() == ["A1", "A2", "A3"]
+    assert exported["owner"].tolist() == ["Jane Park", "Omar Haddad", "Jane Park"]
+    assert exported["status"].tolist() == ["prospect"] * 3
+    assert exported["roles_missing"].tolist() == ["finance", "champion; finance", ""]
+    assert exported["contacts_to_reach"].tolist() == [
+        "Al Bent (finance); Zoe Finch <zoe@acme.io> (finance)",
+        "Head of Ops <x@bluebank.com> (champion)",
+        "",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        (ListQuery(), "in-market_2026-07-01.csv"),
+        (
+            ListQuery(stages=("ready", "in-market"), owner="Jane Park"),
+            "in-market_stage-work-now_owner-jane-park_2026-07-01.csv",
+        ),
+        (
+            ListQuery(stages=("engaged",), region="emea", owner="Lucía Romero", min_score=80),
+            "in-market_stage-engaged_region-emea_owner-lucia-romero_min-score-80_2026-07-01.csv",
+        ),
+        (ListQuery(q='acme "robotics"'), "in-market_search-acme-robotics_2026-07-01.csv"),
+    ],
+    ids=["everything", "work-now-for-an-owner", "several-filters", "search"],
+)
+def test_the_export_is_named_after_its_filters(query: ListQuery, name: str) -> None:
+    assert export_name(query, str(AS_OF)) == name
+
+
+def test_stage_counts_follow_the_other_filters() -> None:
+    # given the list filtered to EMEA, Jane Park's accounts and the ready stage
+    query = ListQuery(stages=("ready",), region="emea", owner="Jane Park")
+    # when the summary is asked for the same filters
+    result = summary(_ranked(), query)
+    # then the stages count Jane's EMEA accounts (A1 ready, A3 in-market), whatever stage is
+    # picked, and so do the accounts to work now; the filters' choices are the whole list's
+    assert result["stages"] == {"ready": 1, "in-market": 1, "engaged": 0, "aware": 0, "cold": 0}
+    assert result["matching"] == 2 and result["worked_now"] == 2
+    assert result["owners"] == ["Jane Park", "Omar Haddad"]
+    assert result["regions"] == ["apac", "emea", "latam"]
 
 
 def test_summary_counts_what_the_mql_rule_misses() -> None:
@@ -148,9 +266,11 @@ def test_customers_and_pipeline_are_listed_but_never_counted_as_prospects() -> N
     assert result["stages"] == {"ready": 1, "in-market": 2, "engaged": 0, "aware": 1, "cold": 0}
     assert result["worked_now"] == 3
     assert _ids(select(ranked, ListQuery())) == ["A1", "A2", "A3", "A4", "C1", "P1"]
-    assert _ids(select(ranked, ListQuery(stage="customer"))) == ["C1"]
+    assert _ids(select(ranked, ListQuery(stages=("customer",)))) == ["C1"]
     assert _ids(select(ranked, ListQuery(min_score=1))) == ["A1", "A2", "A3", "A4"]
-    assert ",customer," in csv_text(select(ranked, ListQuery(stage="customer")))
+    customers = select(ranked, ListQuery(stages=("customer",)))
+    no_activity = pd.DataFrame(columns=ACTIVITY_COLUMNS)
+    assert ",customer," in csv_text(customers, contacts_to_reach(customers, None, no_activity))
     # and a customer's account view is valid JSON (no score: null, never NaN)
     empty = pd.DataFrame(columns=["account_id", "as_of", "score", "stage", "probability"])
     scoring = Scoring(ranked, empty, pd.DataFrame(columns=ACTIVITY_COLUMNS), empty, None)
@@ -194,6 +314,23 @@ def test_account_view_fills_empty_weeks_and_shows_anonymous_visits() -> None:
     assert account_view(Scoring(ranked, history, activity, opportunities, None), "nope") is None
 
 
+def test_account_view_names_who_engaged_and_who_to_reach_per_missing_role() -> None:
+    # given A2 (missing champion and finance) and the CRM's people, Ed (a user) engaged
+    activity = _activity({"P6": (3, 0)}).assign(account_id="A2")
+    empty = pd.DataFrame(columns=["account_id", "as_of", "score", "stage", "probability"])
+    scoring = Scoring(_ranked(), empty, activity, empty, None, None, _crm_people())
+    # when its view is read
+    view = account_view(scoring, "A2")
+    # then who engaged has a name and email, and each missing role lists its holders who have
+    # not engaged (none for finance: nobody at A2 holds it)
+    assert view is not None
+    assert [(p["name"], p["email"]) for p in view["people"]] == [("Ed User", "ed@bluebank.com")]
+    reach = {r["role"]: [p["person_id"] for p in r["people"]] for r in view["contacts_to_reach"]}
+    assert reach == {"champion": ["P5"], "finance": []}
+    assert view["contacts_to_reach"][0]["people"][0]["title"] == "Head of Ops"
+    json.dumps(view, allow_nan=False)
+
+
 def test_the_service_takes_a_batch_scoring_whole_once_its_manifest_lands(tmp_path: Path) -> None:
     # given a scoring by version 3, read by the cache
     out = tmp_path / "ranked.parquet"
@@ -230,3 +367,30 @@ def test_the_service_takes_a_batch_scoring_whole_once_its_manifest_lands(tmp_pat
     write("6", manifest=True)
     latest = cache.get()
     assert latest is not None and set(latest.ranked["model_version"]) == {"6"}
+
+
+def test_the_model_card_says_in_words_how_many_later_wins_were_flagged() -> None:
+    # given a model's test figures: the later-won deals each method had in its top 10%
+    card = {
+        "test_metrics": {"recall_at_10": 0.8, "lift_at_10": 4.26},
+        "mql_test_metrics": {"recall_at_10": 0.54, "lift_at_10": 2.1},
+        "won_deals": {
+            "deals": 120.0,
+            "model": 86.0,
+            "mql_rule": 51.0,
+            "model_days": 34.2,
+            "mql_rule_days": 12.0,
+        },
+    }
+    # when the card is put in words, then a marketer reads counts of deals, not metrics
+    assert card_in_words(card) == [
+        "Of the 120 deals won in the test window, 86 were at accounts in our top 10% "
+        "beforehand (a warning of 34 days a deal on average); the MQL rule had 51 of them "
+        "(12 days).",
+        "Accounts in our top 10% went on to win 4.3 times as often as the average account.",
+    ]
+    # and without the training run's deal counts, the shares of won accounts
+    assert card_in_words({**card, "won_deals": None})[0] == (
+        "Of the accounts that later won, 80% were in our top 10% beforehand; 54% were in the "
+        "MQL rule's."
+    )

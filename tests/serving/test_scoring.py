@@ -10,8 +10,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.scoring import STAGES, buying_group, explain_rows, score_and_stage, score_rows
+from features.catalogue import catalogue
+from features.settings import FeatureSpec
+from serving.scoring import (
+    STAGES,
+    _sentence,
+    buying_group,
+    explain_rows,
+    score_and_stage,
+    score_rows,
+    why_now,
+)
 from tests.stores import client_of
+from tests.worlds import WORLD_SPEC
 from training.job import TrainResult
 from training.registry import load_model
 
@@ -98,14 +109,160 @@ def test_buying_group_names_the_missing_roles() -> None:
 
 
 @pytest.mark.parametrize(
-    ("feature", "value", "sentence"),
+    ("feature", "value", "contribution", "sentence", "usual"),
     [
-        ("role_champion_engaged_90d", 0.0, "no champion engaged in the last 90 days"),
-        ("role_decision_maker_engaged_90d", 1.0, "a decision maker engaged in the last 90 days"),
+        ("role_champion_engaged_90d", 0.0, -0.2, "no champion engaged in the last 90 days", True),
+        (
+            "role_decision_maker_engaged_90d",
+            1.0,
+            0.3,
+            "a decision maker engaged in the last 90 days",
+            True,
+        ),
+        # a role engaged that holds the score back is no reason a marketer can read
+        ("role_champion_engaged_90d", 1.0, -0.1, "a champion engaged in the last 90 days", False),
+        ("role_champion_engaged_90d", 0.0, 0.1, "no champion engaged in the last 90 days", False),
+        ("people_engaged_90d", 5.0, 0.2, "5 people engaged in the last 90 days", True),
+        ("people_engaged_90d", 5.0, -0.2, "only 5 people engaged in the last 90 days", True),
+        ("people_engaged_90d", 0.0, -0.2, "nobody engaged in the last 90 days", True),
+        ("people_engaged_90d", 1.0, 0.2, "1 person engaged in the last 90 days", True),
+        (
+            "anonymous_events_30d",
+            1.0,
+            0.2,
+            "1 anonymous visit from the account in the last 30 days",
+            True,
+        ),
+        ("events_email_click_90d", 5.0, 0.1, "5 email clicks in the last 90 days", True),
+        # an absence raising the score is said as it is: the model learned it
+        ("events_content_download_90d", 0.0, 0.1, "no content downloads in the last 90 days", True),
+        (
+            "events_channel_web_90d",
+            12.0,
+            0.1,
+            "12 interactions on the website in the last 90 days",
+            True,
+        ),
+        ("days_since_last_event", float("nan"), -0.3, "no interaction in the last 90 days", True),
+        ("days_since_last_event", 3.0, 0.3, "last interaction 3 days ago", True),
+        (
+            "seniority_max_30d",
+            3.0,
+            0.1,
+            "the most senior person engaged in the last 30 days is a VP",
+            True,
+        ),
+        (
+            "top_person_share_90d",
+            0.8,
+            -0.1,
+            "80% of known people's activity in the last 90 days came from one person",
+            True,
+        ),
+        ("industry", "financial_services", 0.1, "industry: financial services", True),
+        ("employee_count", 197.0, -0.1, "197 employees", True),
+        (
+            "contacts_added_90d",
+            float("nan"),
+            0.1,
+            "not known yet: people who entered the CRM at the account in the last 90 days "
+            "(missing: people.created_at not given)",
+            True,
+        ),
     ],
-    ids=["role-not-engaged", "role-engaged"],
+    ids=[
+        "role-absent-holding-back",
+        "role-engaged-raising",
+        "role-engaged-holding-back",
+        "role-absent-raising",
+        "count-raising",
+        "count-holding-back",
+        "count-none",
+        "one-person",
+        "one-anonymous-visit",
+        "event-type",
+        "absence-raising",
+        "channel",
+        "recency-missing-is-none",
+        "recency",
+        "seniority-level",
+        "share",
+        "fit-category",
+        "fit-number",
+        "missing",
+    ],
 )
-def test_role_flags_read_as_sentences(feature: str, value: float, sentence: str) -> None:
-    from serving.scoring import _sentence
+def test_reasons_read_the_right_way_round(
+    feature: str, value: object, contribution: float, sentence: str, usual: bool
+) -> None:
+    # given a feature of the catalogue, its value and its contribution's sign
+    words = {f.name: f for f in catalogue()}
+    # when it is put in words, then the sentence reads right for that direction
+    assert _sentence(words[feature], value, contribution) == (sentence, usual)
 
-    assert _sentence(feature, value, {}) == sentence
+
+def test_every_feature_has_words_a_marketer_reads() -> None:
+    # no reason falls back to a feature's description ("email click events, last 90 days: 5")
+    assert [f.name for f in catalogue(WORLD_SPEC) if f.words is None] == []
+
+
+class _Contributions:
+    """A model of our own making for the reasons' assembly: given contributions, one row."""
+
+    def __init__(self, contributions: dict[str, float]) -> None:
+        self.features = list(contributions)
+        self.spec = FeatureSpec()
+        self._values = contributions
+
+    def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame([self._values], index=frame.index)
+
+
+def test_fit_is_kept_apart_from_why_now_and_unusual_directions_are_not_reasons() -> None:
+    # given an account whose largest contributions are fit (size, industry), an engaged
+    # champion holding the score back, then engagement raising it and thin breadth holding it back
+    model = _Contributions(
+        {
+            "role_champion_engaged_90d": -0.6,
+            "employee_count": 0.5,
+            "industry": 0.4,
+            "region": 0.35,
+            "opportunities_lost_before": -0.3,
+            "high_intent_events_30d": 0.2,
+            "people_engaged_90d": 0.1,
+            "departments_engaged_90d": -0.05,
+        }
+    )
+    frame = pd.DataFrame(
+        {
+            "role_champion_engaged_90d": [1.0],
+            "employee_count": [197.0],
+            "industry": pd.Categorical(["software"]),
+            "region": pd.Categorical(["emea"]),
+            "opportunities_lost_before": [1.0],
+            "high_intent_events_30d": [4.0],
+            "people_engaged_90d": [6.0],
+            "departments_engaged_90d": [1.0],
+        }
+    )
+    # when its reasons are assembled
+    reasons = explain_rows(model, frame)[0]  # type: ignore[arg-type]
+    # then why now holds the timing reasons only, fit and history are labelled as fit (two a
+    # side), the champion is not told as holding the score back, and each says its direction
+    assert why_now(reasons) == (
+        "4 pricing, demo, comparison or trial visits in the last 30 days; "
+        "6 people engaged in the last 90 days"
+    )
+    assert [(r["feature"], r["kind"]) for r in reasons["positive"]] == [
+        ("high_intent_events_30d", "now"),
+        ("people_engaged_90d", "now"),
+        ("employee_count", "fit"),
+        ("industry", "fit"),
+    ]
+    assert [r["text"] for r in reasons["negative"]] == [
+        "people from only 1 department engaged in the last 90 days",
+        "1 deal lost before",
+    ]
+    assert {r["direction"] for r in reasons["negative"]} == {"holding it back"}
+    assert {r["direction"] for r in reasons["positive"]} == {"raising the score"}
+    assert [r["feature"] for r in reasons["unusual"]] == ["role_champion_engaged_90d"]

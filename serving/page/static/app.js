@@ -1,13 +1,16 @@
 // The review page: ranked accounts, filters, paging, CSV export and one account's view.
 // Every piece of data is put on the page with textContent (never innerHTML), so names,
-// titles and topics are always shown as text.
+// titles and topics are always shown as text. Filters and sort live in the URL's query string
+// (a reload or a shared link shows the same list); "I am" is remembered in this browser.
 "use strict";
 
 const STAGES = ["ready", "in-market", "engaged", "aware", "cold"];
 // accounts outside the model's population: shown with their status, never scored or ranked
 const STATUS_STAGES = ["in-pipeline", "customer", "new"];
-const DEFAULTS = { stage: "", industry: "", region: "", min_score: 0, q: "", sort: "rank", order: "asc" };
+const WORK_NOW = ["in-market", "ready"];
+const DEFAULTS = { stage: [], industry: "", region: "", owner: "", min_score: 0, q: "", sort: "rank", order: "asc" };
 const state = { ...DEFAULTS, offset: 0, limit: 50 };
+const ME = "inmarket.me"; // the owner this browser's user picked as themself
 const SVG = "http://www.w3.org/2000/svg";
 
 function el(tag, attrs = {}, ...children) {
@@ -18,7 +21,7 @@ function el(tag, attrs = {}, ...children) {
     else if (key === "dataset") Object.assign(node.dataset, value);
     else node.setAttribute(key, value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -53,7 +56,7 @@ async function getJSON(url) {
     let detail = response.statusText;
     try {
       const body = await response.json();
-      detail = body.detail || body.error || detail;
+      detail = (body.error && body.error.message) || body.detail || detail;
     } catch (_) { /* not JSON */ }
     throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
   }
@@ -64,13 +67,46 @@ async function getJSON(url) {
 function query(withPage) {
   const params = new URLSearchParams();
   for (const [key, value] of Object.entries(DEFAULTS)) {
-    if (String(state[key]) !== String(value)) params.set(key, state[key]);
+    if (Array.isArray(value)) for (const item of state[key]) params.append(key, item);
+    else if (String(state[key]) !== String(value)) params.set(key, state[key]);
   }
   if (withPage) {
     params.set("offset", state.offset);
     params.set("limit", state.limit);
   }
   return params.toString();
+}
+
+// the filters and sort of the URL into the state; true when the URL had any
+function readURL() {
+  const params = new URLSearchParams(window.location.search);
+  for (const [key, value] of Object.entries(DEFAULTS)) {
+    if (Array.isArray(value)) state[key] = params.getAll(key);
+    else if (!params.has(key)) state[key] = value;
+    else state[key] = key === "min_score" ? Number(params.get(key)) || 0 : params.get(key);
+  }
+  return [...params.keys()].some((key) => key in DEFAULTS);
+}
+
+function writeURL() {
+  const params = new URLSearchParams(query(false));
+  // every owner, asked for: kept in the address, or a reload would go back to "my accounts"
+  if (!state.owner && localStorage.getItem(ME)) params.set("owner", "");
+  const search = params.toString();
+  const url = `${window.location.pathname}${search ? `?${search}` : ""}${window.location.hash}`;
+  window.history.replaceState(null, "", url);
+}
+
+// the form shows the state (after a reload, a shared link or a click on a stage count)
+function showState() {
+  for (const box of document.querySelectorAll("#f-stage input[type=checkbox]")) box.checked = state.stage.includes(box.value);
+  for (const name of ["industry", "region", "owner", "min_score", "q"]) {
+    const input = document.querySelector(`#filters [name="${name}"]`);
+    if (input) input.value = state[name];
+  }
+  for (const button of document.querySelectorAll(".stage-count")) {
+    button.setAttribute("aria-pressed", String(state.stage.includes(button.dataset.stage)));
+  }
 }
 
 function stageBadge(stage) {
@@ -112,12 +148,13 @@ function renderRows(accounts) {
         el("td", { class: "num" }, trendCell(a.trend)),
         el("td", { class: "num" }, number(a.people_engaged_90d)),
         el("td", { class: "num" }, number(a.departments_engaged_90d)),
+        el("td", { class: "owner" }, a.owner || "–"),
         el("td", { class: "reasons" }, a.top_reasons || "–"),
         el("td", {}, chips(a.roles_missing, "missing")),
       ),
     ),
   );
-  if (!accounts.length) body.append(el("tr", {}, el("td", { colspan: 9, class: "muted" }, "No account matches these filters.")));
+  if (!accounts.length) body.append(el("tr", {}, el("td", { colspan: 10, class: "muted" }, "No account matches these filters.")));
 }
 
 function renderHeaders() {
@@ -151,6 +188,44 @@ function fillSelect(id, values, label = words) {
   for (const value of values) select.append(el("option", { value }, label(value)));
 }
 
+function stageBoxes(stages) {
+  const fieldset = document.getElementById("f-stage");
+  for (const stage of stages) {
+    fieldset.append(el("label", {}, el("input", { type: "checkbox", name: "stage", value: stage }), words(stage)));
+  }
+}
+
+// stage counts of the accounts matching the other filters, and what the MQL rule misses there
+function renderSummary(summary) {
+  const statuses = { "in-pipeline": summary.statuses?.["in-pipeline"] ?? 0, customer: summary.statuses?.customer ?? 0 };
+  const count = (s, n) =>
+    el("button", { type: "button", class: "stage-count", dataset: { stage: s }, title: `show or hide ${s} accounts` }, stageBadge(s), ` ${number(n)}`);
+  const filtered = summary.matching < summary.accounts;
+  document.getElementById("summary").replaceChildren(
+    el("h2", {}, filtered ? `This period, ${number(summary.matching)} of ${number(summary.accounts)} accounts (filtered)` : "This period"),
+    el("p", { class: "stages" },
+      STAGES.map((s) => count(s, summary.stages[s] ?? 0)),
+      el("span", { class: "muted" }, " not scored: "),
+      STATUS_STAGES.filter((s) => s in statuses).map((s) => count(s, statuses[s])),
+    ),
+    el("p", {}, el("strong", {}, number(summary.worked_now)), " accounts to work now (in-market or ready); ",
+      el("strong", { id: "mql-missed" }, number(summary.worked_now_without_mql)),
+      ` of them have nobody at ${summary.mql_threshold} lead points — the MQL rule would not have flagged them.`),
+  );
+  for (const button of document.querySelectorAll(".stage-count")) {
+    button.addEventListener("click", () => toggleStage(button.dataset.stage));
+  }
+  showState();
+}
+
+async function loadSummary() {
+  try {
+    renderSummary(await getJSON(`/summary?${query(false)}`));
+  } catch (error) {
+    showError(error);
+  }
+}
+
 function metricsTable(model) {
   const rows = [
     ["ROC AUC", "roc_auc", 3],
@@ -178,35 +253,20 @@ function metricsTable(model) {
 
 async function loadOverview() {
   try {
-    const [summary, model] = await Promise.all([getJSON("/summary"), getJSON("/model")]);
+    const [summary, model] = await Promise.all([getJSON(`/summary?${query(false)}`), getJSON("/model")]);
     document.getElementById("as-of").textContent = `scored as of ${day(summary.as_of)}`;
-    fillSelect("f-stage", [...STAGES.filter((s) => s in summary.stages), ...STATUS_STAGES]);
+    stageBoxes([...STAGES.filter((s) => s in summary.stages), ...STATUS_STAGES]);
     fillSelect("f-industry", summary.industries);
     fillSelect("f-region", summary.regions);
-    const statuses = { "in-pipeline": summary.statuses?.["in-pipeline"] ?? 0, customer: summary.statuses?.customer ?? 0 };
-    const counts = el("p", { class: "stages" },
-      STAGES.map((s) =>
-        el("button", { type: "button", class: "stage-count", dataset: { stage: s } }, stageBadge(s), ` ${number(summary.stages[s] ?? 0)}`),
-      ),
-      el("span", { class: "muted" }, " not scored: "),
-      STATUS_STAGES.map((s) =>
-        el("button", { type: "button", class: "stage-count", dataset: { stage: s } }, stageBadge(s), ` ${number(statuses[s])}`),
-      ),
-    );
-    document.getElementById("summary").replaceChildren(
-      el("h2", {}, "This period"),
-      counts,
-      el("p", {}, el("strong", {}, number(summary.worked_now)), " accounts to work now (in-market or ready); ",
-        el("strong", { id: "mql-missed" }, number(summary.worked_now_without_mql)),
-        ` of them have nobody at ${summary.mql_threshold} lead points — the MQL rule would not have flagged them.`),
-    );
-    for (const button of document.querySelectorAll(".stage-count")) {
-      button.addEventListener("click", () => setFilter("stage", button.dataset.stage));
-    }
+    fillSelect("f-owner", summary.owners, String);
+    fillSelect("f-me", summary.owners, String);
+    document.getElementById("f-me").value = localStorage.getItem(ME) || "";
+    renderSummary(summary);
     document.getElementById("model-card").replaceChildren(
       el("h2", {}, "Model"),
       el("p", {}, `${model.name} version ${model.version} (${model.alias}), trained ${day(model.trained_at)}; `,
         `label: ${words(model.label)} within ${model.horizon_days} days.`),
+      ...(model.in_words || []).map((sentence) => el("p", { class: "in-words" }, sentence)),
       metricsTable(model),
     );
   } catch (error) {
@@ -214,12 +274,23 @@ async function loadOverview() {
   }
 }
 
+// any change of filter or sort: back to the first page, into the URL, list and counts reloaded
+function update() {
+  state.offset = 0;
+  writeURL();
+  showState();
+  loadList();
+  loadSummary();
+}
+
 function setFilter(name, value) {
   state[name] = value;
-  const input = document.querySelector(`#filters [name="${name}"]`);
-  if (input) input.value = value;
-  state.offset = 0;
-  loadList();
+  update();
+}
+
+function toggleStage(stage) {
+  state.stage = state.stage.includes(stage) ? state.stage.filter((s) => s !== stage) : [...state.stage, stage];
+  update();
 }
 
 // --- the account view -------------------------------------------------------------------
@@ -272,15 +343,36 @@ function table(headers, rows) {
   );
 }
 
-function reasonList(reasons, kind) {
+function reasonList(reasons, kind, withDirection = false) {
   if (!reasons.length) return el("p", { class: "muted" }, "none");
-  return el("ul", { class: `reasons ${kind}` }, reasons.map((r) => el("li", { title: `${r.feature}: ${r.contribution.toFixed(3)}` }, r.text)));
+  return el("ul", { class: `reasons ${kind}` }, reasons.map((r) =>
+    el("li", { title: `${r.feature}: ${r.contribution.toFixed(3)}`, class: r.contribution > 0 ? "raising" : "holding-back" },
+      r.text, withDirection ? el("span", { class: "direction" }, ` — ${r.direction}`) : null)));
 }
+
+// per missing buying role, the people in the CRM holding it who have not engaged yet
+function contactsToReach(reach) {
+  if (!reach.length) return el("p", { class: "muted" }, "Every buying role has engaged.");
+  return el("dl", { class: "contacts" }, reach.map((r) => [
+    el("dt", {}, words(r.role)),
+    r.people.length
+      ? r.people.map((p) => el("dd", { class: "contact" }, p.name || p.title || p.person_id,
+        p.title && p.name ? el("span", { class: "muted" }, ` · ${p.title}`) : null,
+        p.email ? [" · ", el("a", { href: `mailto:${p.email}` }, p.email)] : null,
+        p.owner ? el("span", { class: "muted" }, ` · owner ${p.owner}`) : null))
+      : el("dd", { class: "muted" }, "nobody in the CRM holds this role here: find one"),
+  ]));
+}
+
+const now = (reasons) => reasons.filter((r) => r.kind !== "fit");
+const fit = (reasons) => [...reasons.positive, ...reasons.negative].filter((r) => r.kind === "fit");
 
 function renderAccount(view) {
   const a = view.account;
   const people = view.people.map((p) => [
-    p.anonymous ? el("em", {}, "Anonymous visitors") : (p.title || p.person_id),
+    p.anonymous ? el("em", {}, "Anonymous visitors") : (p.name || p.person_id),
+    p.anonymous ? "–" : (p.title || "–"),
+    p.anonymous || !p.email ? "–" : el("a", { href: `mailto:${p.email}` }, p.email),
     p.anonymous ? "–" : words(p.department || "–"),
     p.anonymous ? "–" : words(p.buying_role || "–"),
     number(p.interactions),
@@ -294,7 +386,7 @@ function renderAccount(view) {
   ]);
   document.getElementById("account").replaceChildren(
     el("h2", { id: "account-name" }, a.name ?? a.account_id),
-    el("p", { class: "muted" }, [a.domain, words(a.industry), words(a.region), a.employee_band && `${a.employee_band} employees`].filter(Boolean).join(" · ")),
+    el("p", { class: "muted" }, [a.domain, words(a.industry), words(a.region), a.employee_band && `${a.employee_band} employees`, a.owner && `owner ${a.owner}`].filter(Boolean).join(" · ")),
     el("div", { class: "stats" },
       el("div", {}, el("span", { class: "big" }, a.score), el("span", {}, "score")),
       el("div", {}, stageBadge(a.stage), el("span", {}, "stage")),
@@ -308,16 +400,22 @@ function renderAccount(view) {
     ),
     el("div", { class: "columns" },
       el("section", { id: "why" }, el("h3", {}, "Why"),
-        el("h4", {}, "Pushing the score up"), reasonList(a.reasons.positive, "positive"),
-        el("h4", {}, "Holding it back"), reasonList(a.reasons.negative, "negative")),
+        el("h4", {}, "Why now: raising the score"), reasonList(now(a.reasons.positive), "positive"),
+        el("h4", {}, "Holding it back"), reasonList(now(a.reasons.negative), "negative"),
+        el("h4", {}, "Fit and history"), reasonList(fit(a.reasons), "fit", true),
+        (a.reasons.unusual || []).length
+          ? el("details", { class: "unusual" }, el("summary", {}, "Also weighed, against the usual direction"),
+            reasonList(a.reasons.unusual, "unusual", true))
+          : null),
       el("section", { id: "buying-group" }, el("h3", {}, "Buying group"),
         el("h4", {}, "Engaged (90 days)"), a.roles_engaged.length ? chips(a.roles_engaged, "engaged") : el("p", { class: "muted" }, "nobody yet"),
         el("h4", {}, "Not reached"), a.roles_missing.length ? chips(a.roles_missing, "missing") : el("p", { class: "muted" }, "every role engaged"),
-        el("p", { class: "gap" }, a.buying_group_gap)),
+        el("p", { class: "gap" }, a.buying_group_gap),
+        el("h4", {}, "Contacts to reach"), contactsToReach(view.contacts_to_reach || [])),
     ),
     el("section", { id: "people" }, el("h3", {}, "Who engaged (13 weeks)"),
       el("p", { class: "muted" }, "Email opens are mostly made by mail privacy proxies: someone with only opens does not count as engaged."),
-      people.length ? table(["Person", "Department", "Buying role", "Interactions", "Email opens", "High-intent", "Last active (week of)", "Topics"], people)
+      people.length ? table(["Person", "Title", "Email", "Department", "Buying role", "Interactions", "Email opens", "High-intent", "Last active (week of)", "Topics"], people)
         : el("p", { class: "muted" }, "No engagement in the last 13 weeks.")),
     el("section", { id: "departments" }, el("h3", {}, "By department"),
       table(["Department", "Interactions"], view.departments.map((d) => [words(d.department), number(d.events)]))),
@@ -342,6 +440,9 @@ async function route() {
 }
 
 function start() {
+  const fromURL = readURL();
+  const me = localStorage.getItem(ME);
+  if (!fromURL && me) state.owner = me; // "my accounts" unless a link says otherwise
   const filters = document.getElementById("filters");
   filters.addEventListener("submit", (event) => event.preventDefault());
   let typing = null;
@@ -349,7 +450,28 @@ function start() {
     const { name, value } = event.target;
     if (!(name in DEFAULTS)) return;
     clearTimeout(typing);
+    if (name === "stage") {
+      state.stage = [...document.querySelectorAll("#f-stage input:checked")].map((box) => box.value);
+      update();
+      return;
+    }
     typing = setTimeout(() => setFilter(name, name === "min_score" ? Number(value) || 0 : value), name === "q" ? 250 : 0);
+  });
+  document.getElementById("work-now").addEventListener("click", () => {
+    const on = state.stage.length === WORK_NOW.length && WORK_NOW.every((s) => state.stage.includes(s));
+    setFilter("stage", on ? [] : [...WORK_NOW]);
+  });
+  document.getElementById("f-me").addEventListener("change", (event) => {
+    if (event.target.value) localStorage.setItem(ME, event.target.value);
+    else localStorage.removeItem(ME);
+  });
+  document.getElementById("my-accounts").addEventListener("click", () => {
+    const mine = localStorage.getItem(ME);
+    if (!mine) {
+      showError(new Error("Pick who you are under “I am” first: the page remembers it in this browser."));
+      return;
+    }
+    setFilter("owner", mine);
   });
   for (const th of document.querySelectorAll("#accounts th[data-sort]")) {
     th.tabIndex = 0;
@@ -358,8 +480,7 @@ function start() {
       if (state.sort === key) state.order = state.order === "asc" ? "desc" : "asc";
       else state.order = key === "rank" || key === "name" ? "asc" : "desc";
       state.sort = key;
-      state.offset = 0;
-      loadList();
+      update();
     };
     th.addEventListener("click", sort);
     th.addEventListener("keydown", (event) => { if (event.key === "Enter") sort(); });
@@ -368,6 +489,7 @@ function start() {
   document.getElementById("next").addEventListener("click", () => { state.offset += state.limit; loadList(); });
   document.getElementById("back").addEventListener("click", (event) => { event.preventDefault(); window.location.hash = ""; });
   window.addEventListener("hashchange", route);
+  writeURL();
   loadOverview();
   loadList();
   route();
