@@ -245,8 +245,8 @@ class ValidationReport:
     def history(self) -> list[str]:
         """The export time and where it came from, and each table's span of dates."""
         return [
-            f"export time {self.extracted_at:%Y-%m-%d %H:%M} UTC, taken from "
-            f"{self.extracted_from} (rows dated after it count as late)",
+            f"export time taken from {self.extracted_from}: {self.extracted_at:%Y-%m-%d %H:%M} "
+            "UTC (rows dated after it count as late)",
             *(
                 f"  {name} from {first[:10]} to {last[:10]}"
                 for name, (first, last) in self.spans.items()
