@@ -13,6 +13,7 @@ import pytest
 from features.settings import DataSettings
 from features.validation import load_dataset
 from inmarket.synthetic import SENIORITIES, TRUTH_DIR, WorldSpec, generate_world
+from inmarket.synthetic.ceiling import researching
 from tests.worlds import WORLD_ACCOUNTS, WORLD_SEED
 
 TABLES = ("accounts", "people", "events", "intent", "opportunities")
@@ -251,3 +252,31 @@ def test_tiny_worlds_generate(tmp_path: Path, accounts: int) -> None:
     summary = generate_world(WorldSpec(accounts=accounts, seed=3, days=200), tmp_path)
     assert summary.rows["accounts"] == accounts
     assert load_dataset(tmp_path, DataSettings()).report.total_rejected == 0
+
+
+def test_the_ceiling_oracle_flags_only_accounts_researching_at_the_snapshot() -> None:
+    # given two cycles (one dark) and a quiet win, and snapshots before, during and after them
+    t = pd.Timestamp("2025-03-01", tz="UTC")
+    day = pd.Timedelta(days=1)
+    episodes = pd.DataFrame(
+        {
+            "account_id": ["A", "B", "C"],
+            "kind": ["episode", "episode", "quiet"],
+            "start": [t, t, t],
+            "opportunity_at": [t + 60 * day, t + 60 * day, t + 60 * day],
+            "dark": [False, True, False],
+        }
+    )
+    rows = pd.DataFrame(
+        {
+            "account_id": ["A", "A", "A", "A", "B", "C", "D"],
+            "as_of": [t, t + day, t + 60 * day, t + 61 * day, t + day, t + day, t + day],
+        }
+    )
+    # when the oracle reads them
+    visible = researching(rows, episodes, dark=False)
+    every = researching(rows, episodes, dark=True)
+    # then only snapshots after a cycle's start, up to its opportunity, are flagged; a dark
+    # cycle only when asked, a quiet win never
+    assert visible.tolist() == [False, True, True, False, False, False, False]
+    assert every.tolist() == [False, True, True, False, True, False, False]
