@@ -429,6 +429,17 @@ def cross_validate(
     return evaluate_methods(scores, probabilities, folds.rows, opportunities, settings)
 
 
+def _score_reference(
+    model: InMarketModel, split: Split | Folds, evaluation: Evaluation
+) -> np.ndarray:
+    """The probabilities the score 0-100 is a percentile of: this model's on rows it was not
+    fitted on, the test window's; in short-history mode its validation group's (the out-of-fold
+    probabilities come from other models, whose scale is not this one's)."""
+    if isinstance(split, Folds):
+        return model.predict(split.valid)
+    return evaluation.probabilities["model"]
+
+
 class TrainJob(_Job):
     """``inmarket train``: everything from tables (or a feature file) to a challenger."""
 
@@ -480,10 +491,9 @@ class TrainJob(_Job):
                 # the last snapshot it was fitted on (trained, stopped or calibrated): the gate
                 # compares it only on rows after this by more than the horizon
                 "fitted_until": split.valid["as_of"].max().isoformat(),
-                # the score 0-100 is the percentile among the test window's accounts
                 "reference": reference_bins(split.train, model.features),
                 "score_quantiles": np.quantile(
-                    evaluation.probabilities["model"], np.linspace(0, 1, 101)
+                    _score_reference(model, split, evaluation), np.linspace(0, 1, 101)
                 ).tolist(),
                 "label": tc.label,
                 "include_customers": tc.include_customers,

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from features.engine import build_feature_table
 from features.errors import ConfigError, ContractError
 from features.settings import DataSettings, FeatureSettings
+from serving.scoring import score_and_stage
 from tests.serving.server import Server
 from tests.stores import client_of, copy_store, train_job
 from tests.worlds import WORLD_SPEC
@@ -579,7 +580,13 @@ def test_a_nine_month_history_trains_in_short_history_mode(
     assert "test_recall_at_10_vs_mql_lo" in run.data.metrics
     lo, hi = result.evaluation.intervals["model"]["recall_at_10"]
     assert lo < result.evaluation.metrics["model"]["recall_at_10"] < hi
-    assert load_model(result.model_uri).info["evaluation"] == "grouped_cv"
+    served = load_model(result.model_uri)
+    assert served.info["evaluation"] == "grouped_cv"
+    # and its score is a percentile of its own probabilities on accounts it was not fitted
+    # on: half its validation group scores under 50, a tenth 90 or more
+    held_out = train_job(store).labelled(nine_months, None).split.valid
+    scores, _ = score_and_stage(served, served.predict(held_out))
+    assert 45 <= np.median(scores) <= 55 and 0.07 <= np.mean(scores >= 90) <= 0.13
     # and `validate` told the same before any event was counted
     from features.validation import load_dataset
 
