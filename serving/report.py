@@ -20,6 +20,72 @@ METRICS = (
     ("Recall in top 10%", "recall_at_10", 3),
     ("Lift in top 10%", "lift_at_10", 2),
 )
+# the training run's comparison (training.job.Evaluation.comparison), as the card names it
+METHODS = {
+    "model": "model",
+    "no_intent": "without intent",
+    "buying_group": "buying group only",
+    "mql_rule": "MQL rule",
+    "logistic": "logistic",
+    "engagement": "engagement",
+}
+
+
+def _with_interval(value: Any, interval: Any, digits: int, unit: str = "") -> str:
+    text = _number(value, digits) + unit
+    if interval and None not in interval:
+        text += f" [{_number(interval[0], digits)}–{_number(interval[1], digits)}]"
+    return text
+
+
+def comparison_table(info: dict[str, Any]) -> dict[str, Any]:
+    """The model card's table: a column per method of the training run's comparison, a row per
+    metric, each value with its interval, then the later wins found against the MQL rule's and
+    the lead days. Models trained before the comparison was kept show model and MQL rule."""
+    comparison = info.get("comparison") or {
+        name: {"metrics": info.get(metrics) or {}, "intervals": info.get(intervals) or {}}
+        for name, metrics, intervals in (
+            ("model", "test_metrics", "test_intervals"),
+            ("mql_rule", "mql_test_metrics", "mql_test_intervals"),
+        )
+    }
+    methods = [m for m in METHODS if m in comparison]
+    rows = [
+        {
+            "name": label,
+            "cells": [
+                _with_interval(
+                    comparison[m]["metrics"].get(key),
+                    comparison[m].get("intervals", {}).get(key),
+                    digits,
+                )
+                for m in methods
+            ],
+        }
+        for label, key, digits in METRICS
+    ]
+    if all("vs_mql" in comparison[m] for m in methods):
+        rows.append(
+            {
+                "name": "Later wins found, x the MQL rule's",
+                "cells": [
+                    _with_interval(comparison[m]["vs_mql"], comparison[m]["vs_mql_interval"], 2)
+                    for m in methods
+                ],
+            }
+        )
+        rows.append(
+            {
+                "name": f"Lead days (mean over {info.get('lead_time_deals', 0):,} later wins)",
+                "cells": [
+                    _with_interval(
+                        comparison[m]["lead_days"], comparison[m]["lead_days_interval"], 1
+                    )
+                    for m in methods
+                ],
+            }
+        )
+    return {"columns": [METHODS[m] for m in methods], "rows": rows}
 
 
 # the training run's lead-time figures (training.job): the test window's later-won deals, how
@@ -95,7 +161,7 @@ def render_report(ranked: Path, model: dict[str, Any] | None, limit: int | None 
         shown=len(rows),
         model=model,
         in_words=card_in_words(model) if model else [],
-        metrics=METRICS,
+        comparison=comparison_table(model) if model else None,
         css=(HERE / "static" / "style.css").read_text(encoding="utf-8"),
     )
 

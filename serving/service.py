@@ -39,7 +39,7 @@ from serving.champion import ChampionHolder, Served
 from serving.errors import ErrorShape, error_body, from_validation
 from serving.guards import BodyLimit, SecurityHeaders
 from serving.page import COOKIE, PAGE_HTML, STATIC, login_page
-from serving.report import card_in_words, won_deals_found
+from serving.report import card_in_words, comparison_table, won_deals_found
 from serving.review import (
     SORTABLE,
     STAGE_CHOICES,
@@ -374,7 +374,11 @@ class InMarketService:
             ),
             "won_deals": self._won_deals(served.version),
         }
-        return {**card, "in_words": card_in_words(card)}
+        return {
+            **card,
+            "in_words": card_in_words(card),
+            "comparison_table": comparison_table(model.info),
+        }
 
     def _won_deals(self, version: str) -> dict[str, float] | None:
         """The served version's later-won deals found (``serving.report``), read once."""

@@ -125,13 +125,53 @@ class Replicates:
         return self.values[better][metric] - self.values[than][metric]
 
 
-def account_weights(accounts: np.ndarray, rounds: int, seed: int) -> np.ndarray:
-    """``rounds`` x rows: how many times each row's account is drawn in each replicate."""
-    _, codes = np.unique(np.asarray(accounts, dtype=str), return_inverse=True)
-    n = int(codes.max()) + 1 if len(codes) else 0
+def _account_draws(accounts: np.ndarray, rounds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct accounts (sorted) and, ``rounds`` x accounts, how many times each is drawn
+    in each replicate."""
+    unique = np.unique(np.asarray(accounts, dtype=str))
+    n = len(unique)
     rng = np.random.default_rng(seed)
     drawn = rng.multinomial(n, np.full(n, 1.0 / n), size=rounds) if n else np.zeros((rounds, 0))
-    return drawn[:, codes].astype(float)
+    return unique, drawn.astype(float)
+
+
+def account_weights(accounts: np.ndarray, rounds: int, seed: int) -> np.ndarray:
+    """``rounds`` x rows: how many times each row's account is drawn in each replicate."""
+    unique, drawn = _account_draws(accounts, rounds, seed)
+    return drawn[:, np.searchsorted(unique, np.asarray(accounts, dtype=str))]
+
+
+def mean_intervals(
+    values: dict[str, np.ndarray],
+    of_accounts: np.ndarray,
+    accounts: np.ndarray,
+    *,
+    rounds: int,
+    seed: int,
+    confidence: float,
+) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of each method's mean of ``values`` (one per unit, e.g. a later-won
+    deal, of the account in ``of_accounts``), the units weighted by their account's draws in
+    the replicates ``bootstrap`` makes of the rows' ``accounts`` with the same seed: the same
+    replicates as the metrics beside them."""
+    unique, drawn = _account_draws(accounts, rounds, seed)
+    weights = drawn[:, np.searchsorted(unique, np.asarray(of_accounts, dtype=str))]
+    total = weights.sum(axis=1)
+    tail = (1 - confidence) / 2
+    out = {}
+    for name, v in values.items():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = (weights @ np.asarray(v, dtype=float)) / total  # no unit drawn: nan
+        lo, hi = (
+            np.nanquantile(means, [tail, 1 - tail])
+            if np.isfinite(means).any()
+            else (
+                np.nan,
+                np.nan,
+            )
+        )
+        out[name] = (float(lo), float(hi))
+    return out
 
 
 def bootstrap(

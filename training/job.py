@@ -36,10 +36,10 @@ from features.snapshots import snapshot_grid
 from features.validation import Dataset
 from training import plots
 from training.baselines import fit_baselines
-from training.bootstrap import bootstrap
+from training.bootstrap import bootstrap, mean_intervals
 from training.drift import reference_bins
 from training.labels import LabelCounts
-from training.metrics import evaluate_scores, lead_times
+from training.metrics import deal_warnings, evaluate_scores, lead_times
 from training.model import LABEL, InMarketModel, InMarketPyfunc, fit_model
 from training.registry import (
     CHALLENGER,
@@ -104,11 +104,16 @@ class Evaluation:
     deals: int = 0  # later-won deals the lead times are measured on, the same for every method
     # recall in the top 10% over the MQL rule's: the interval of the paired ratio, per method
     ratios: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # the mean lead days' interval, per method, over the same replicates
+    lead_intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def table(self) -> str:
         columns = ["roc_auc", "pr_auc", "brier", "lift_at_10", "recall_at_10"]
         width = 24 if self.intervals else 10
-        lines = [f"{'':<13}" + "".join(f"{c:>{width}}" for c in columns) + f"{'lead days':>14}"]
+        lead_width = 22 if self.lead_intervals else 14
+        lines = [
+            f"{'':<13}" + "".join(f"{c:>{width}}" for c in columns) + f"{'lead days':>{lead_width}}"
+        ]
         for name, m in self.metrics.items():
             lead, n = self.lead_times[name]
             cells = []
@@ -117,7 +122,9 @@ class Evaluation:
                 d = 4 if c == "brier" else 3  # Brier scores are small numbers
                 cell = f"{m[c]:.{d}f}" + (f" [{lo:.{d}f}-{hi:.{d}f}]" if self.intervals else "")
                 cells.append(f"{cell:>{width}}")
-            lines.append(f"{name:<13}" + "".join(cells) + f"{lead:>7.1f} ({n:>3})")
+            lead_lo, lead_hi = self.lead_intervals.get(name, (np.nan, np.nan))
+            interval = f" [{lead_lo:.1f}-{lead_hi:.1f}]" if self.lead_intervals else ""
+            lines.append(f"{name:<13}" + "".join(cells) + f"{lead:>7.1f}{interval} ({n:>3})")
         if self.intervals:
             lines.append(
                 f"[a-b]: {self.confidence:.0%} interval, accounts resampled "
@@ -129,6 +136,26 @@ class Evaluation:
             "method; (n): deals flagged"
         )
         return "\n".join(lines)
+
+    def comparison(self) -> dict[str, dict[str, Any]]:
+        """Every method's metrics, intervals, ratio to the MQL rule and lead days, as the model
+        card shows them (JSON-ready)."""
+        mql = self.metrics.get("mql_rule", {}).get("recall_at_10")
+        out: dict[str, dict[str, Any]] = {}
+        for name, values in self.metrics.items():
+            lead, flagged = self.lead_times[name]
+            out[name] = {
+                "metrics": values,
+                "intervals": {k: list(v) for k, v in self.intervals.get(name, {}).items()},
+                "vs_mql": values["recall_at_10"] / mql if mql else None,
+                "vs_mql_interval": list(self.ratios[name]) if name in self.ratios else None,
+                "lead_days": lead,
+                "lead_days_interval": (
+                    list(self.lead_intervals[name]) if name in self.lead_intervals else None
+                ),
+                "deals_flagged": flagged,
+            }
+        return out
 
     def versus_mql(self, method: str) -> str:
         """How many times the later wins the MQL rule finds ``method`` finds in its top 10%,
@@ -168,9 +195,11 @@ def evaluate_methods(
     labels, as_of = test[LABEL].to_numpy(), test["as_of"].to_numpy()
     names = [n for n in METHOD_ORDER if n in scores]
     metrics = {n: evaluate_scores(scores[n], probabilities[n], labels, as_of) for n in names}
-    leads, deals = lead_times(
+    deals, warnings = deal_warnings(
         test, {n: scores[n] for n in names}, opportunities, settings.horizon_days
     )
+    leads = lead_times(warnings)
+    lead_intervals: dict[str, tuple[float, float]] = {}
     intervals: dict[str, dict[str, tuple[float, float]]] = {}
     ratios: dict[str, tuple[float, ...]] = {}
     if settings.bootstrap_rounds and "mql_rule" in names:
@@ -184,6 +213,14 @@ def evaluate_methods(
             seed=settings.seed,
         )
         intervals = replicates.intervals(settings.confidence)
+        lead_intervals = mean_intervals(
+            warnings,
+            deals["account_id"].to_numpy(),
+            test["account_id"].to_numpy(),
+            rounds=settings.bootstrap_rounds,
+            seed=settings.seed,
+            confidence=settings.confidence,
+        )
         tail = (1 - settings.confidence) / 2
         mql = replicates.values["mql_rule"]["recall_at_10"]
         mql = np.where(mql > 0, mql, np.nan)  # a replicate where the rule finds none: no ratio
@@ -204,8 +241,9 @@ def evaluate_methods(
         {n: probabilities[n] for n in names},
         intervals,
         settings.confidence,
-        deals,
+        len(deals),
         ratios,  # type: ignore[arg-type]
+        lead_intervals,
     )
 
 
@@ -486,6 +524,9 @@ class TrainJob(_Job):
                 "mql_test_metrics": evaluation.metrics["mql_rule"],
                 "test_intervals": evaluation.intervals.get("model", {}),
                 "mql_test_intervals": evaluation.intervals.get("mql_rule", {}),
+                # every method of the comparison, for the model card
+                "comparison": evaluation.comparison(),
+                "lead_time_deals": evaluation.deals,
                 "confidence": evaluation.confidence,
                 "horizon_days": tc.horizon_days,
                 # the last snapshot it was fitted on (trained, stopped or calibrated): the gate
@@ -645,6 +686,11 @@ class TrainJob(_Job):
             lead, deals = evaluation.lead_times[name]
             if not np.isnan(lead):
                 mlflow.log_metric(f"{prefix}_lead_time_days", lead)
+            lead_lo, lead_hi = evaluation.lead_intervals.get(name, (np.nan, np.nan))
+            if np.isfinite(lead_lo) and np.isfinite(lead_hi):
+                mlflow.log_metrics(
+                    {f"{prefix}_lead_time_days_lo": lead_lo, f"{prefix}_lead_time_days_hi": lead_hi}
+                )
             mlflow.log_metric(f"{prefix}_lead_time_deals", deals)
         mlflow.log_metric("test_lead_time_deals_total", evaluation.deals)
         # the model on the rows it was fitted on and stopped on: beside test, the gap says
@@ -691,6 +737,7 @@ class TrainJob(_Job):
                 "confidence": evaluation.confidence,
                 "recall_at_10_vs_mql_intervals": evaluation.ratios,
                 "lead_times": evaluation.lead_times,
+                "lead_time_intervals": evaluation.lead_intervals,
                 "lead_time_deals": evaluation.deals,
                 "ablations": ABLATIONS,
                 "labels": counts.as_dict(),

@@ -59,24 +59,24 @@ def evaluate_scores(
     }
 
 
-def lead_times(
+def deal_warnings(
     frame: pd.DataFrame,
     scores: dict[str, np.ndarray],
     opportunities: pd.DataFrame,
     horizon_days: int,
     share: float = TOP_SHARE,
-) -> tuple[dict[str, tuple[float, int]], int]:
-    """How early each method saw the later wins, measured on the same deals for every method.
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """How early each method saw each later win, on the same deals for every method.
 
     The deals: won new-business opportunities created after the first scored snapshot and
     within ``horizon_days`` of the last, whose account has a scored snapshot in the
     ``horizon_days`` before the deal's creation. A method's warning on a deal is the days
     between the first such snapshot where the account was in the method's top ``share`` and
-    the deal's creation, 0 if it never was (the deal came as a surprise). Per method: the mean
-    warning over all those deals and how many it flagged; and the number of deals.
+    the deal's creation, 0 if it never was (the deal came as a surprise).
 
     ``frame`` holds the scored snapshots (account_id, as_of). An account tied at the cut counts
-    as flagged when it is more likely than not in the top under a random tie-break."""
+    as flagged when it is more likely than not in the top under a random tie-break. Returns the
+    deals (account_id, created_at) and, per method, the warning in days on each."""
     horizon = pd.Timedelta(days=horizon_days)
     wins = opportunities[
         (opportunities["type"] == "new_business") & (opportunities["status"] == "won")
@@ -89,13 +89,23 @@ def lead_times(
         (joined["as_of"] < joined["created_at"])
         & (joined["as_of"] >= joined["created_at"] - horizon)
     ]
-    deals = joined[["account_id", "created_at"]].drop_duplicates()
-    result: dict[str, tuple[float, int]] = {}
+    keys = ["account_id", "created_at"]
+    deals = joined[keys].drop_duplicates().reset_index(drop=True)
+    warnings: dict[str, np.ndarray] = {}
     for name, score in scores.items():
         weights = _top_weights(np.asarray(score, dtype=float), frame["as_of"].to_numpy(), share)
         flagged = joined[weights[joined["index"].to_numpy()] >= 0.5]
-        earliest = flagged.groupby(["account_id", "created_at"])["as_of"].min().reset_index()
-        days = (earliest["created_at"] - earliest["as_of"]).dt.total_seconds()
-        warning = float(days.sum() / 86_400 / len(deals)) if len(deals) else float("nan")
-        result[name] = (warning, len(earliest))
-    return result, len(deals)
+        earliest = flagged.groupby(keys)["as_of"].min().rename("first").reset_index()
+        seen = deals.merge(earliest, on=keys, how="left")
+        days = (seen["created_at"] - seen["first"]).dt.total_seconds() / 86_400
+        warnings[name] = days.fillna(0.0).to_numpy(dtype=float)
+    return deals, warnings
+
+
+def lead_times(warnings: dict[str, np.ndarray]) -> dict[str, tuple[float, int]]:
+    """Per method, the mean of its warnings from ``deal_warnings`` and how many deals it
+    flagged (warned of at least one snapshot before)."""
+    return {
+        name: (float(days.mean()) if len(days) else float("nan"), int((days > 0).sum()))
+        for name, days in warnings.items()
+    }

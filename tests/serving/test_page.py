@@ -191,6 +191,8 @@ def test_the_list_loads_sorted_by_score(
     expect(page.locator("#model-card .in-words").first).to_contain_text(
         "deals won in the test window"
     )
+    expect(page.locator("#model-card table")).to_contain_text("buying group only")
+    expect(page.locator("#model-card table")).to_contain_text("Later wins found, x the MQL")
     external = [u for u in watched.urls if not u.startswith((server.url, "data:"))]
     assert external == [], "the page fetched something from elsewhere"
 
@@ -547,6 +549,9 @@ def test_the_static_report_lists_the_accounts_as_text(
             "deals won in the test window"
         )
         expect(page.locator("#model-card")).to_contain_text("95% interval, test accounts")
+        # with every method of the training run's comparison, lead days with their interval
+        expect(page.locator("#model-card table")).to_contain_text("without intent")
+        expect(page.locator("#model-card table")).to_contain_text("Lead days (mean over")
         # the model card says what each feature reads (people known by then, for breadth)
         expect(page.locator("#feature-sources")).to_contain_text("people known by then")
     finally:

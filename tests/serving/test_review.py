@@ -11,7 +11,7 @@ import pytest
 
 from features.activity import ACTIVITY_COLUMNS
 from features.catalogue import MQL_THRESHOLD
-from serving.report import card_in_words
+from serving.report import card_in_words, comparison_table
 from serving.review import (
     ListQuery,
     Scoring,
@@ -394,3 +394,29 @@ def test_the_model_card_says_in_words_how_many_later_wins_were_flagged() -> None
         "Of the accounts that later won, 80% were in our top 10% beforehand; 54% were in the "
         "MQL rule's."
     )
+
+
+def test_the_model_card_table_has_a_column_per_method_and_reads_older_models() -> None:
+    # given a model with the whole comparison, and one trained before it was kept
+    method = {
+        "metrics": {"roc_auc": 0.8, "pr_auc": 0.2, "recall_at_10": 0.6, "lift_at_10": 6.0},
+        "intervals": {"recall_at_10": [0.5, 0.7]},
+        "vs_mql": 1.2,
+        "vs_mql_interval": [1.05, 1.4],
+        "lead_days": 37.4,
+        "lead_days_interval": [29.0, 46.1],
+        "deals_flagged": 30,
+    }
+    full = {"comparison": {"mql_rule": method, "model": method}, "lead_time_deals": 41}
+    older = {"test_metrics": method["metrics"], "mql_test_metrics": method["metrics"]}
+    # when the card's tables are made
+    table, old = comparison_table(full), comparison_table(older)
+    # then methods come in the comparison's order, each value with its interval, and the
+    # later wins and lead days follow; an older model shows model and MQL rule only
+    assert table["columns"] == ["model", "MQL rule"]
+    rows = {row["name"]: row["cells"] for row in table["rows"]}
+    assert rows["Recall in top 10%"] == ["0.600 [0.500–0.700]"] * 2
+    assert rows["ROC AUC"] == ["0.800"] * 2
+    assert rows["Lead days (mean over 41 later wins)"] == ["37.4 [29.0–46.1]"] * 2
+    assert rows["Later wins found, x the MQL rule's"] == ["1.20 [1.05–1.40]"] * 2
+    assert old["columns"] == ["model", "MQL rule"] and len(old["rows"]) == 4

@@ -252,6 +252,19 @@ def test_model_card_and_ranked_accounts(served: tuple[Server, Path]) -> None:
     lo, hi = card["test_intervals"]["recall_at_10"]
     assert lo <= card["test_metrics"]["recall_at_10"] <= hi and lo < hi
     assert card["mql_test_intervals"]["pr_auc"] and card["evaluation"] == "time_split"
+    # and the card's table has every method of the comparison, each value with its interval
+    table = card["comparison_table"]
+    assert table["columns"] == [
+        "model",
+        "without intent",
+        "buying group only",
+        "MQL rule",
+        "logistic",
+        "engagement",
+    ]
+    rows = {row["name"].split(" (")[0]: row["cells"] for row in table["rows"]}
+    assert rows["Later wins found, x the MQL rule's"][3] == "1.00 [1.00–1.00]"
+    assert all("[" in cell for cell in rows["Lead days"]), rows["Lead days"]
     assert card["drift"]["psi"]
     # the list was scored by the version that serves /score (a promotion since would differ)
     assert card["scored_list"]["model_version"] == card["version"]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.metrics import evaluate_scores, lead_times, top_share_weights
+from training.metrics import deal_warnings, evaluate_scores, lead_times, top_share_weights
 
 
 def test_ties_at_the_cut_share_the_places_left() -> None:
@@ -47,8 +47,9 @@ def test_lead_time_counts_from_the_first_flagged_snapshot() -> None:
             "created_at": pd.to_datetime(["2025-03-15"], utc=True),
         }
     )
-    leads, deals = lead_times(frame, {"m": scores}, opps, horizon_days=90)
-    assert deals == 1 and leads["m"][1] == 1
+    deals, warnings = deal_warnings(frame, {"m": scores}, opps, horizon_days=90)
+    leads = lead_times(warnings)
+    assert len(deals) == 1 and leads["m"][1] == 1
     assert leads["m"][0] == pytest.approx(
         (pd.Timestamp("2025-03-15") - pd.Timestamp("2025-02-01")).days
     )
@@ -73,8 +74,9 @@ def test_lead_time_is_measured_on_the_same_deals_for_every_method() -> None:
         }
     )
     # when lead times are measured
-    leads, deals = lead_times(frame, {"early": early, "one": one}, opps, horizon_days=90)
+    deals, warnings = deal_warnings(frame, {"early": early, "one": one}, opps, horizon_days=90)
+    leads = lead_times(warnings)
     # then both are averaged over the same two deals, the unflagged one counting 0 days
-    assert deals == 2
+    assert len(deals) == 2
     assert leads["early"] == (pytest.approx(30.0), 2)
     assert leads["one"] == (pytest.approx(58 / 2), 1)

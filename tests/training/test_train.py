@@ -85,6 +85,17 @@ def test_run_logs_everything_and_registers_a_challenger(
                 run.data.metrics[f"{prefix}_{metric}_hi"],
             )
             assert lo <= value <= hi and lo < hi, (name, metric)
+        # lead days too, over the same replicates
+        lead = run.data.metrics[f"{prefix}_lead_time_days"]
+        lo, hi = (
+            run.data.metrics[f"{prefix}_lead_time_days_lo"],
+            run.data.metrics[f"{prefix}_lead_time_days_hi"],
+        )
+        assert lo <= lead <= hi and lo < hi, (name, "lead days")
+    # and the model keeps every method's comparison for its card
+    kept = load_model(result.model_uri).info["comparison"]
+    assert set(kept) == {"model", "no_intent", "buying_group", "mql_rule", "logistic", "engagement"}
+    assert kept["no_intent"]["lead_days_interval"][0] <= kept["no_intent"]["lead_days"]
     comparison = client.download_artifacts(result.run_id, "evaluation/comparison.txt")
     assert (
         "no_intent" in Path(comparison).read_text()

@@ -227,26 +227,14 @@ async function loadSummary() {
 }
 
 function metricsTable(model) {
-  const rows = [
-    ["ROC AUC", "roc_auc", 3],
-    ["PR AUC", "pr_auc", 3],
-    ["Recall in top 10%", "recall_at_10", 3],
-    ["Lift in top 10%", "lift_at_10", 2],
-  ];
-  const ours = model.test_metrics || {};
-  const mql = model.mql_test_metrics || {};
-  // each value with its bootstrap interval, when the model recorded one
-  const cell = (values, intervals, key, digits) => {
-    const interval = (intervals || {})[key];
-    const text = number(values[key], digits) + (interval ? ` [${number(interval[0], digits)}–${number(interval[1], digits)}]` : "");
-    return el("td", { class: "num" }, text);
-  };
+  // the service formats the training run's comparison (serving/report.py comparison_table)
+  const table = model.comparison_table || { columns: [], rows: [] };
   return el(
     "table",
     { class: "metrics" },
-    el("thead", {}, el("tr", {}, el("th", {}, "test window"), el("th", { class: "num" }, "model"), el("th", { class: "num" }, "MQL rule"))),
-    el("tbody", {}, rows.map(([name, key, digits]) =>
-      el("tr", {}, el("td", {}, name), cell(ours, model.test_intervals, key, digits), cell(mql, model.mql_test_intervals, key, digits)),
+    el("thead", {}, el("tr", {}, el("th", {}, "test window"), table.columns.map((c) => el("th", { class: "num" }, c)))),
+    el("tbody", {}, table.rows.map((row) =>
+      el("tr", {}, el("td", {}, row.name), row.cells.map((c) => el("td", { class: "num" }, c))),
     )),
   );
 }
