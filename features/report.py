@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from features.errors import ContractError
 from features.vocabularies import vocabulary
 
 SHOWN_VALUES = 10  # unknown values of a column listed in the printed report (all in --json)
@@ -122,6 +123,15 @@ class ValidationReport:
             f"{self.extracted_at:%Y-%m-%d} taken from {self.extracted_from}: the newest "
             f"snapshots see no engagement and can have no labels; {fix}"
         )
+
+    def check_export_time(self) -> str | None:
+        """The ``stale()`` warning, or ContractError with it when the export time came from the
+        clock and every dated table ends long before it: the clock, not one stopped feed, is
+        then wrong, and the newest snapshots (scored, or the test window) would hold no data."""
+        stale = self.stale()
+        if stale and self.extracted_from == CLOCK and self.all_stale():
+            raise ContractError(stale)
+        return stale
 
     @property
     def reconciles(self) -> bool:

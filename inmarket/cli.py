@@ -440,7 +440,7 @@ def score(
         f"listed apart, not scored: {apart}"
     )
     for warning in result.warnings:
-        click.echo(f"warning: drift {warning}", err=True)
+        click.echo(f"warning: {warning}", err=True)
 
 
 @cli.command()

@@ -95,7 +95,8 @@ SIDE_FILES = (
 
 @dataclass
 class BatchResult:
-    """The ranked list written, and the drift found against the model's training data."""
+    """The ranked list written, the drift found against the model's training data, and what to
+    warn of, each worded to print: an export time long after the events end, drifted features."""
 
     ranked: pd.DataFrame
     drift: dict[str, float]
@@ -235,6 +236,10 @@ def score_batch(
 ) -> BatchResult:
     """Build features, rank every account and write the ranked list and its side files.
 
+    Refused, before any scoring and on either engine, when the export time came from the clock
+    and every dated table ends long before it (``ValidationReport.check_export_time``, as in
+    training); warned of when only the events do, or the export time was given.
+
     With the Spark engine the features are built on Spark and the probabilities computed by
     ``mlflow.pyfunc.spark_udf`` from ``model_uri`` (the model's reasons are still worked out
     here, for the newest snapshot only)."""
@@ -242,7 +247,10 @@ def score_batch(
     settings = settings.with_spec(model.spec).model_copy(update={"snapshots": max(2, history)})
     with scratch_dir("score") as tmp:
         table = tmp / "features.parquet"
-        build_feature_table(data, table, data_settings, settings, categories=model.category_levels)
+        build = build_feature_table(
+            data, table, data_settings, settings, categories=model.category_levels
+        )
+        stale = build.report.check_export_time()  # the newest snapshot would see no engagement
         features = pd.read_parquet(table)
         if settings.engine == "spark":
             if model_uri is None:
@@ -265,7 +273,7 @@ def score_batch(
     # like with like: the model's training rows were prospects, so are the rows compared
     prospects = latest[account_status(model, latest) == "prospect"]
     drift = drift_report(prospects, model.info.get("reference", {}))
-    warnings = [
+    drifted = [
         f"{name}: PSI {value:.2f} above {PSI_WARNING}"
         for name, value in drift.items()
         if value > PSI_WARNING
@@ -273,7 +281,7 @@ def score_batch(
     write_ranked(ranked, out)
     as_of = str(latest["as_of"].max())
     write_json_atomic(
-        {"as_of": as_of, "model": model_uri, "psi": drift, "warnings": warnings},
+        {"as_of": as_of, "model": model_uri, "psi": drift, "warnings": drifted},
         sidecar(out, "drift.json"),
     )
     # last: readers (the service, the page) take a scoring whole once its manifest says so
@@ -293,6 +301,7 @@ def score_batch(
         },
         sidecar(out, "manifest.json"),
     )
+    warnings = [*([stale] if stale else []), *(f"drift {warning}" for warning in drifted)]
     return BatchResult(ranked, drift, warnings)
 
 

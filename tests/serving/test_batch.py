@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +17,9 @@ import pytest
 
 from features.settings import DataSettings, FeatureSettings
 from features.validation import load_dataset
+from inmarket.synthetic import WorldSpec, generate_world
 from serving.batch import RANKED_COLUMNS, score_batch
-from tests.stores import client_of
+from tests.stores import client_of, copy_store
 from training.drift import drift_report, psi, reference_bins
 from training.job import TrainResult
 from training.registry import load_model
@@ -144,10 +147,10 @@ def test_a_real_shift_is_flagged_with_the_feature_named(
     client_of(store)
     out = tmp_path / "ranked.parquet"
     batch = score_batch(load_model(result.model_uri), world, out, DataSettings(), FeatureSettings())
-    # then the drift warnings name the feature that moved
-    assert any(w.startswith(f"{feature}: PSI") for w in batch.warnings), batch.warnings
+    # then the drift warnings name the feature that moved, and are worded as drift
+    assert any(w.startswith(f"drift {feature}: PSI") for w in batch.warnings), batch.warnings
     drift = json.loads(out.with_name("ranked.drift.json").read_text())
-    assert drift["warnings"] == batch.warnings
+    assert [f"drift {w}" for w in drift["warnings"]] == batch.warnings
 
 
 def test_psi_is_zero_for_the_same_population_and_large_for_a_shift() -> None:
@@ -235,3 +238,77 @@ def test_every_input_account_is_ranked_or_counted_with_its_reason(
     assert listed["account_id"].is_unique
     assert report.rejects, "the dirty world should have rejected account rows"
     assert len(listed) + sum(report.rejects.values()) == rows_in
+
+
+@pytest.fixture(scope="module")
+def old_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small world whose history ended on 2024-02-05, long before the clock of any test run."""
+    out = tmp_path_factory.mktemp("old")
+    generate_world(WorldSpec(accounts=60, seed=5, start=datetime(2023, 1, 1), days=400), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def score_cli(
+    trained: tuple[Path, TrainResult], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``inmarket score`` with the session model, on a copy of its store."""
+    store = copy_store(trained[0], tmp_path_factory.mktemp("score-store") / "mlruns")
+
+    def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        model = ("--store", store, "--model", trained[1].model_uri)
+        return subprocess.run(
+            [sys.executable, "-m", "inmarket.cli", "score", *map(str, (*args, *model))],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    return run
+
+
+def test_score_refuses_an_export_time_taken_from_the_clock_long_after_the_data(
+    old_world: Path, score_cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    """Issue 14: score took the clock for an old export and ranked every account 'cold'."""
+    # given the old world without its _extract.json
+    world = tmp_path / "world"
+    shutil.copytree(old_world, world)
+    (world / "_extract.json").unlink()
+    # when it is scored as is, and with the export time given
+    refused = score_cli(world, "--out", tmp_path / "clock.parquet")
+    given = score_cli(world, "--out", tmp_path / "given.parquet", "--extracted-at", "2024-02-05")
+    # then score refuses in one line naming the events' end, the export time's source and
+    # the fix, and writes nothing; given the time, it ranks every account, with no word of staleness
+    assert refused.returncode == 2, refused.stderr
+    error = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "Traceback" not in refused.stderr
+    assert re.search(r"events end 2024-02-04, \d+ days before the export time", error[0])
+    assert "taken from the clock" in error[0]
+    assert "--extracted-at" in error[0] and "_extract.json" in error[0]
+    assert not list(tmp_path.glob("clock*"))
+    assert given.returncode == 0, given.stderr
+    assert "events end" not in given.stderr
+    ranked = pd.read_parquet(tmp_path / "given.parquet")
+    assert len(ranked) == 60 and str(ranked["as_of"].iloc[0]).startswith("2024-02-05")
+
+
+def test_score_warns_once_when_the_events_end_long_before_a_given_export_time(
+    old_world: Path, score_cli: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    # given the old world whose event feed stopped two months before its export
+    world = tmp_path / "world"
+    shutil.copytree(old_world, world)
+    events = pd.read_parquet(world / "events.parquet")
+    events[events["timestamp"] < pd.Timestamp("2023-12-01", tz="UTC")].to_parquet(
+        world / "events.parquet", index=False
+    )
+    # when it is scored with the export time given
+    scored = score_cli(world, "--out", tmp_path / "ranked.parquet", "--extracted-at", "2024-02-05")
+    # then it is scored, and told once, as a warning of its own (not drift), what to check
+    assert scored.returncode == 0, scored.stderr
+    warned = [line for line in scored.stderr.splitlines() if "events end" in line]
+    assert len(warned) == 1, scored.stderr
+    assert re.match(r"warning: events end 2023-11-30, \d+ days before the export time", warned[0])
+    assert "whether the event feed stopped" in warned[0]
+    assert len(pd.read_parquet(tmp_path / "ranked.parquet")) == 60
