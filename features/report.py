@@ -112,11 +112,15 @@ class ValidationReport:
         days = (self.extracted_at - last).days
         if days <= STALE_DAYS:
             return None
-        fix = (
-            "pass --extracted-at with when the export was taken, or write "
-            '_extract.json beside the tables ({"extracted_at": "..."})'
-            if self.extracted_from != GIVEN
-            else "check --extracted-at, or whether the event feed stopped"
+        fixes = {
+            CLOCK: "pass --extracted-at with when the export was taken, or write "
+            '_extract.json beside the tables ({"extracted_at": "..."})',
+            GIVEN: "check --extracted-at, or whether the event feed stopped",
+        }
+        fix = fixes.get(
+            self.extracted_from,
+            f"check extracted_at in {self.extracted_from} (or override it with --extracted-at), "
+            "or whether the event feed stopped",
         )
         return (
             f"events end {last:%Y-%m-%d}, {days} days before the export time "
