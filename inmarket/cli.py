@@ -306,10 +306,7 @@ def train(
         ("buying_group", "on buying-group features alone, it"),
     ):
         if method in result.evaluation.metrics:
-            click.echo(
-                f"{words} finds {result.evaluation.versus_mql(method)} the later wins the MQL "
-                "rule finds in its top 10%"
-            )
+            click.echo(f"{words} has {result.evaluation.versus_mql(method)}")
     click.echo(
         f"MLflow run {result.run_id} in {cfg.tracking.store}; model {result.model_uri} "
         f"(alias challenger). Next: inmarket promote"

@@ -29,6 +29,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from training.model import LABEL, feature_columns, platt
 
+# baselines that are fixed functions of the features (no fitting but their calibration)
+RULES = ("mql_rule", "engagement")
+
 
 @dataclass
 class Baseline:

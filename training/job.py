@@ -35,10 +35,10 @@ from features.settings import DataSettings, FeatureSettings, FeatureSpec
 from features.snapshots import snapshot_grid
 from features.validation import Dataset
 from training import plots
-from training.baselines import fit_baselines
+from training.baselines import RULES, fit_baselines
 from training.bootstrap import bootstrap, mean_intervals
 from training.drift import reference_bins
-from training.labels import LabelCounts
+from training.labels import LabelCounts, ranked_population
 from training.metrics import deal_warnings, evaluate_scores, lead_times
 from training.model import LABEL, InMarketModel, InMarketPyfunc, fit_model
 from training.registry import (
@@ -106,13 +106,23 @@ class Evaluation:
     ratios: dict[str, tuple[float, float]] = field(default_factory=dict)
     # the mean lead days' interval, per method, over the same replicates
     lead_intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # the share of the later-won deals each method had in its top 10% beforehand, interval
+    found_intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def deals_found(self, method: str) -> float:
+        """The share of the later-won deals ``method`` had in its top 10% at least once in
+        the horizon before the deal (the unit is the deal, not the snapshot)."""
+        return self.lead_times[method][1] / self.deals if self.deals else float("nan")
 
     def table(self) -> str:
         columns = ["roc_auc", "pr_auc", "brier", "lift_at_10", "recall_at_10"]
         width = 24 if self.intervals else 10
         lead_width = 22 if self.lead_intervals else 14
         lines = [
-            f"{'':<13}" + "".join(f"{c:>{width}}" for c in columns) + f"{'lead days':>{lead_width}}"
+            f"{'':<13}"
+            + "".join(f"{c:>{width}}" for c in columns)
+            + f"{'deals_found':>{width}}"
+            + f"{'lead days':>{lead_width}}"
         ]
         for name, m in self.metrics.items():
             lead, n = self.lead_times[name]
@@ -122,6 +132,11 @@ class Evaluation:
                 d = 4 if c == "brier" else 3  # Brier scores are small numbers
                 cell = f"{m[c]:.{d}f}" + (f" [{lo:.{d}f}-{hi:.{d}f}]" if self.intervals else "")
                 cells.append(f"{cell:>{width}}")
+            lo, hi = self.found_intervals.get(name, (np.nan, np.nan))
+            found = f"{self.deals_found(name):.3f}" + (
+                f" [{lo:.3f}-{hi:.3f}]" if self.found_intervals else ""
+            )
+            cells.append(f"{found:>{width}}")
             lead_lo, lead_hi = self.lead_intervals.get(name, (np.nan, np.nan))
             interval = f" [{lead_lo:.1f}-{lead_hi:.1f}]" if self.lead_intervals else ""
             lines.append(f"{name:<13}" + "".join(cells) + f"{lead:>7.1f}{interval} ({n:>3})")
@@ -130,6 +145,14 @@ class Evaluation:
                 f"[a-b]: {self.confidence:.0%} interval, accounts resampled "
                 "(the same replicates for every row of the table)"
             )
+        lines.append(
+            "recall_at_10 counts snapshots: an account in the top 10% of a snapshot within the "
+            "horizon before its win; a deal with more snapshots before it weighs more"
+        )
+        lines.append(
+            f"deals_found: share of the {self.deals} later-won deals whose account was in the "
+            "top 10% at least once in the horizon before the deal was created"
+        )
         lines.append(
             f"lead days: mean days between a later-won deal's creation and its account's first "
             f"snapshot in the top 10% (0 if never), over the same {self.deals} deals for every "
@@ -154,16 +177,32 @@ class Evaluation:
                     list(self.lead_intervals[name]) if name in self.lead_intervals else None
                 ),
                 "deals_flagged": flagged,
+                "deals_found": self.deals_found(name),
+                "deals_found_interval": (
+                    list(self.found_intervals[name]) if name in self.found_intervals else None
+                ),
             }
         return out
 
     def versus_mql(self, method: str) -> str:
-        """How many times the later wins the MQL rule finds ``method`` finds in its top 10%,
-        with the interval of that ratio (paired: the same accounts drawn for both)."""
+        """``method``'s recall in the top 10% as a multiple of the MQL rule's, with the
+        interval of that ratio (paired: the same accounts drawn for both), whether it is
+        distinguishable from the rule, and the later-won deals each had on its list."""
         value = self.metrics[method]["recall_at_10"] / self.metrics["mql_rule"]["recall_at_10"]
         lo, hi = self.ratios.get(method, (np.nan, np.nan))
         interval = f" ({self.confidence:.0%} interval {lo:.2f}-{hi:.2f}x)" if self.ratios else ""
-        return f"{value:.2f}x{interval}"
+        said = (
+            f"{value:.2f}x{interval} the MQL rule's recall in the top 10% (per snapshot before a "
+            "later win)"
+        )
+        if self.ratios and lo <= 1:
+            said += f", not distinguishable from the rule at {self.confidence:.0%}"
+        if self.deals:
+            said += (
+                f"; {self.lead_times[method][1]} of the {self.deals} later-won deals on its list "
+                f"beforehand, the rule {self.lead_times['mql_rule'][1]}"
+            )
+        return said
 
 
 def score_methods(
@@ -200,6 +239,7 @@ def evaluate_methods(
     )
     leads = lead_times(warnings)
     lead_intervals: dict[str, tuple[float, float]] = {}
+    found_intervals: dict[str, tuple[float, float]] = {}
     intervals: dict[str, dict[str, tuple[float, float]]] = {}
     ratios: dict[str, tuple[float, ...]] = {}
     if settings.bootstrap_rounds and "mql_rule" in names:
@@ -213,13 +253,19 @@ def evaluate_methods(
             seed=settings.seed,
         )
         intervals = replicates.intervals(settings.confidence)
-        lead_intervals = mean_intervals(
-            warnings,
-            deals["account_id"].to_numpy(),
-            test["account_id"].to_numpy(),
-            rounds=settings.bootstrap_rounds,
-            seed=settings.seed,
-            confidence=settings.confidence,
+        lead_intervals, found_intervals = (
+            mean_intervals(
+                per_deal,
+                deals["account_id"].to_numpy(),
+                test["account_id"].to_numpy(),
+                rounds=settings.bootstrap_rounds,
+                seed=settings.seed,
+                confidence=settings.confidence,
+            )
+            for per_deal in (
+                warnings,
+                {n: (days > 0).astype(float) for n, days in warnings.items()},
+            )
         )
         tail = (1 - settings.confidence) / 2
         mql = replicates.values["mql_rule"]["recall_at_10"]
@@ -244,6 +290,7 @@ def evaluate_methods(
         len(deals),
         ratios,  # type: ignore[arg-type]
         lead_intervals,
+        found_intervals,
     )
 
 
@@ -337,6 +384,8 @@ class _Job:
         self.grid_warnings: list[str] = []  # of the feature table built here, if one was
         self.events_report: ValidationReport | None = None  # the events' validation, if known
         self.history: list[str] = []  # the export time and the tables' spans, once labelled
+        # the newest snapshot's accounts a model would rank (features, no label), once labelled
+        self.newest: pd.DataFrame | None = None
 
     def features(
         self, data: Path, features_path: Path | None, start: pd.Timestamp | None = None
@@ -396,6 +445,8 @@ class _Job:
         if isinstance(split, Folds):
             self.grid_warnings.append(f"short-history mode: {split.reason}")
         self.history = merged.history()
+        newest = table[table["as_of"] == table["as_of"].max()]
+        self.newest = newest[ranked_population(newest, self.train.include_customers)]
         return Labelled(labelled, counts, split, spec, dataset)
 
     def _short_start(self, features_path: Path | None, table: pd.DataFrame) -> pd.Timestamp | None:
@@ -447,7 +498,9 @@ def cross_validate(
     folds: Folds, spec: FeatureSpec, opportunities: pd.DataFrame, settings: TrainSettings
 ) -> Evaluation:
     """Short-history evaluation: every method fitted on the other groups of accounts and
-    scored on each group in turn, then measured on all rows at once (out of fold)."""
+    scored on each group in turn, then measured on all rows at once (out of fold). The five
+    fitted models' margins are on five scales, so a fitted method is ranked by its calibrated
+    probability; a rule (``RULES``) by its score, the same function in every group."""
     n = len(folds.rows)
     scores: dict[str, np.ndarray] = {}
     probabilities: dict[str, np.ndarray] = {}
@@ -460,19 +513,21 @@ def cross_validate(
         fold_scores, fold_probabilities = score_methods(model, ablations, baselines, test)
         rows = np.flatnonzero(folds.fold == k)
         for name, values in fold_scores.items():
-            scores.setdefault(name, np.full(n, np.nan))[rows] = values
+            ranking = values if name in RULES else fold_probabilities[name]
+            scores.setdefault(name, np.full(n, np.nan))[rows] = ranking
             probabilities.setdefault(name, np.full(n, np.nan))[rows] = fold_probabilities[name]
     return evaluate_methods(scores, probabilities, folds.rows, opportunities, settings)
 
 
 def _score_reference(
-    model: InMarketModel, split: Split | Folds, evaluation: Evaluation
+    model: InMarketModel, split: Split | Folds, evaluation: Evaluation, newest: pd.DataFrame | None
 ) -> np.ndarray:
-    """The probabilities the score 0-100 is a percentile of: this model's on rows it was not
-    fitted on, the test window's; in short-history mode its validation group's (the out-of-fold
-    probabilities come from other models, whose scale is not this one's)."""
+    """The probabilities the score 0-100 is a percentile of: this model's on the test window
+    it was measured on; in short-history mode, this model's on the newest snapshot's accounts
+    (the out-of-fold probabilities come from five other models, and the labelled snapshots of
+    a short history may have windows not yet full, unlike the ones it will score)."""
     if isinstance(split, Folds):
-        return model.predict(split.valid)
+        return model.predict(newest if newest is not None and len(newest) else split.valid)
     return evaluation.probabilities["model"]
 
 
@@ -532,7 +587,7 @@ class TrainJob(_Job):
                 "fitted_until": split.valid["as_of"].max().isoformat(),
                 "reference": reference_bins(split.train, model.features),
                 "score_quantiles": np.quantile(
-                    _score_reference(model, split, evaluation), np.linspace(0, 1, 101)
+                    _score_reference(model, split, evaluation, self.newest), np.linspace(0, 1, 101)
                 ).tolist(),
                 "label": tc.label,
                 "include_customers": tc.include_customers,
@@ -684,11 +739,14 @@ class TrainJob(_Job):
             lead, deals = evaluation.lead_times[name]
             if not np.isnan(lead):
                 mlflow.log_metric(f"{prefix}_lead_time_days", lead)
-            lead_lo, lead_hi = evaluation.lead_intervals.get(name, (np.nan, np.nan))
-            if np.isfinite(lead_lo) and np.isfinite(lead_hi):
-                mlflow.log_metrics(
-                    {f"{prefix}_lead_time_days_lo": lead_lo, f"{prefix}_lead_time_days_hi": lead_hi}
-                )
+            mlflow.log_metric(f"{prefix}_deals_found", evaluation.deals_found(name))
+            for key, bounds in (
+                ("deals_found", evaluation.found_intervals),
+                ("lead_time_days", evaluation.lead_intervals),
+            ):
+                lo, hi = bounds.get(name, (np.nan, np.nan))
+                if np.isfinite(lo) and np.isfinite(hi):
+                    mlflow.log_metrics({f"{prefix}_{key}_lo": lo, f"{prefix}_{key}_hi": hi})
             mlflow.log_metric(f"{prefix}_lead_time_deals", deals)
         mlflow.log_metric("test_lead_time_deals_total", evaluation.deals)
         # the model on the rows it was fitted on and stopped on: beside test, the gap says
@@ -736,6 +794,7 @@ class TrainJob(_Job):
                 "recall_at_10_vs_mql_intervals": evaluation.ratios,
                 "lead_times": evaluation.lead_times,
                 "lead_time_intervals": evaluation.lead_intervals,
+                "deals_found_intervals": evaluation.found_intervals,
                 "lead_time_deals": evaluation.deals,
                 "ablations": ABLATIONS,
                 "labels": counts.as_dict(),

@@ -141,3 +141,11 @@ def _window_flags(
         won_closed,
         last_closed,
     )
+
+
+def ranked_population(features: pd.DataFrame, include_customers: bool = False) -> np.ndarray:
+    """The snapshots a model learns and ranks: not in the pipeline, and not customers unless
+    ``include_customers``."""
+    in_pipeline = features["in_pipeline"].to_numpy() > 0
+    customer = (features["is_customer"].to_numpy() > 0) & (not include_customers)
+    return ~in_pipeline & ~customer
