@@ -67,13 +67,25 @@ def comparison_table(info: dict[str, Any]) -> dict[str, Any]:
     if all("vs_mql" in comparison[m] for m in methods):
         rows.append(
             {
-                "name": "Later wins found, x the MQL rule's",
+                "name": "Recall in top 10%, x the MQL rule's",
                 "cells": [
                     _with_interval(comparison[m]["vs_mql"], comparison[m]["vs_mql_interval"], 2)
                     for m in methods
                 ],
             }
         )
+        if all("deals_found" in comparison[m] for m in methods):
+            rows.append(
+                {
+                    "name": "Later-won deals on the list beforehand",
+                    "cells": [
+                        _with_interval(
+                            comparison[m]["deals_found"], comparison[m]["deals_found_interval"], 3
+                        )
+                        for m in methods
+                    ],
+                }
+            )
         rows.append(
             {
                 "name": f"Lead days (mean over {info.get('lead_time_deals', 0):,} later wins)",
@@ -125,8 +137,8 @@ def card_in_words(model: dict[str, Any]) -> list[str]:
         )
     elif ours.get("recall_at_10") is not None and mql.get("recall_at_10") is not None:
         said.append(
-            f"Of the accounts that later won, {ours['recall_at_10']:.0%} were in our top 10% "
-            f"beforehand; {mql['recall_at_10']:.0%} were in the MQL rule's."
+            f"Of the snapshots before a later win, {ours['recall_at_10']:.0%} had "
+            f"the account in our top 10%; {mql['recall_at_10']:.0%} in the MQL rule's."
         )
     if ours.get("lift_at_10") is not None:
         said.append(

@@ -192,7 +192,7 @@ def test_the_list_loads_sorted_by_score(
         "deals won in the test window"
     )
     expect(page.locator("#model-card table")).to_contain_text("buying group only")
-    expect(page.locator("#model-card table")).to_contain_text("Later wins found, x the MQL")
+    expect(page.locator("#model-card table")).to_contain_text("Recall in top 10%, x the MQL")
     external = [u for u in watched.urls if not u.startswith((server.url, "data:"))]
     assert external == [], "the page fetched something from elsewhere"
 

@@ -389,9 +389,9 @@ def test_the_model_card_says_in_words_how_many_later_wins_were_flagged() -> None
         "(12 days).",
         "Accounts in our top 10% went on to win 4.3 times as often as the average account.",
     ]
-    # and without the training run's deal counts, the shares of won accounts
+    # and without the training run's deal counts, the shares of snapshots before a win
     assert card_in_words({**card, "won_deals": None})[0] == (
-        "Of the accounts that later won, 80% were in our top 10% beforehand; 54% were in the "
+        "Of the snapshots before a later win, 80% had the account in our top 10%; 54% in the "
         "MQL rule's."
     )
 
@@ -406,6 +406,8 @@ def test_the_model_card_table_has_a_column_per_method_and_reads_older_models() -
         "lead_days": 37.4,
         "lead_days_interval": [29.0, 46.1],
         "deals_flagged": 30,
+        "deals_found": 0.732,
+        "deals_found_interval": [0.6, 0.85],
     }
     full = {"comparison": {"mql_rule": method, "model": method}, "lead_time_deals": 41}
     older = {"test_metrics": method["metrics"], "mql_test_metrics": method["metrics"]}
@@ -418,5 +420,6 @@ def test_the_model_card_table_has_a_column_per_method_and_reads_older_models() -
     assert rows["Recall in top 10%"] == ["0.600 [0.500–0.700]"] * 2
     assert rows["ROC AUC"] == ["0.800"] * 2
     assert rows["Lead days (mean over 41 later wins)"] == ["37.4 [29.0–46.1]"] * 2
-    assert rows["Later wins found, x the MQL rule's"] == ["1.20 [1.05–1.40]"] * 2
+    assert rows["Recall in top 10%, x the MQL rule's"] == ["1.20 [1.05–1.40]"] * 2
+    assert rows["Later-won deals on the list beforehand"] == ["0.732 [0.600–0.850]"] * 2
     assert old["columns"] == ["model", "MQL rule"] and len(old["rows"]) == 4

@@ -263,7 +263,7 @@ def test_model_card_and_ranked_accounts(served: tuple[Server, Path]) -> None:
         "engagement",
     ]
     rows = {row["name"].split(" (")[0]: row["cells"] for row in table["rows"]}
-    assert rows["Later wins found, x the MQL rule's"][3] == "1.00 [1.00–1.00]"
+    assert rows["Recall in top 10%, x the MQL rule's"][3] == "1.00 [1.00–1.00]"
     assert all("[" in cell for cell in rows["Lead days"]), rows["Lead days"]
     assert card["drift"]["psi"]
     # the list was scored by the version that serves /score (a promotion since would differ)
