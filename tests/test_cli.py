@@ -357,6 +357,9 @@ def test_an_export_time_taken_from_the_clock_far_after_the_data_is_named(tmp_pat
     # and validate forecasts the training: impossible from the clock; from the export time
     # given, the history itself decides (150 accounts hold too few later wins), in days and wins
     assert "training is not possible: events end 2024-02-04" in checked.stdout
-    assert "what `inmarket train` would get (label won within 90 days" in given.stdout
+    assert (
+        "what `inmarket train` would get (label: a new-business deal created within 90 days, won"
+        in given.stdout
+    )
     assert "training is not possible: the labelled snapshots span" in given.stdout
     assert "accounts with a positive labelled snapshot" in given.stdout

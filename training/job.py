@@ -38,7 +38,7 @@ from training import plots
 from training.baselines import RULES, fit_baselines
 from training.bootstrap import bootstrap, mean_intervals
 from training.drift import reference_bins
-from training.labels import LabelCounts, ranked_population
+from training.labels import LabelCounts, label_words, ranked_population
 from training.metrics import deal_warnings, evaluate_scores, lead_times
 from training.model import LABEL, InMarketModel, InMarketPyfunc, fit_model
 from training.registry import (
@@ -548,7 +548,7 @@ class TrainJob(_Job):
             announce(
                 [
                     *self.history,
-                    f"labels ({tc.label} within {tc.horizon_days} days, snapshots every "
+                    f"labels ({label_words(tc.label, tc.horizon_days)}; snapshots every "
                     f"{tc.every_days} days):",
                     *window_lines(counts, split),
                 ]
@@ -602,7 +602,7 @@ class TrainJob(_Job):
         source = Path(data).resolve()
         dataset_name = self.tracking.project or source.name
         with mlflow.start_run(
-            run_name=f"{dataset_name} · {tc.label} within {tc.horizon_days}d · "
+            run_name=f"{dataset_name} · {tc.label}, created within {tc.horizon_days}d · "
             f"{dataset.report.extracted_at:%Y-%m-%d}",
             description=self._description(source, split, evaluation, counts, dataset),
             tags={**owner_tags(), "dataset": dataset_name},
@@ -643,7 +643,8 @@ class TrainJob(_Job):
         lines = [
             f"Trained on `{source}` (export time {report.extracted_at:%Y-%m-%d}, taken from "
             f"{report.extracted_from}).",
-            f"Label: `{tc.label}` within {tc.horizon_days} days of a snapshot; {mode}; "
+            f"Label `{tc.label}`: {label_words(tc.label, tc.horizon_days)} after a snapshot; "
+            f"{mode}; "
             f"{counts.labelled:,} labelled snapshots, {counts.positives:,} positive.",
             f"Test: recall in the top 10% {m['model']['recall_at_10']:.3f} against the MQL "
             f"rule's {m['mql_rule']['recall_at_10']:.3f}: {evaluation.versus_mql('model')}; "
@@ -957,7 +958,7 @@ class ForecastJob(_Job):
         training is impossible and what to change."""
         tc = self.train
         head = (
-            f"what `inmarket train` would get (label {tc.label} within {tc.horizon_days} days, "
+            f"what `inmarket train` would get (label: {label_words(tc.label, tc.horizon_days)}; "
             f"snapshots every {tc.every_days} days):"
         )
         try:

@@ -149,3 +149,9 @@ def ranked_population(features: pd.DataFrame, include_customers: bool = False) -
     in_pipeline = features["in_pipeline"].to_numpy() > 0
     customer = (features["is_customer"].to_numpy() > 0) & (not include_customers)
     return ~in_pipeline & ~customer
+
+
+def label_words(kind: LabelKind, horizon_days: int) -> str:
+    """What a positive label means, in the words every report uses."""
+    created = f"a new-business deal created within {horizon_days} days"
+    return f"{created}, won (whenever it closed)" if kind == "won" else created

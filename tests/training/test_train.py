@@ -114,10 +114,13 @@ def test_run_logs_everything_and_registers_a_challenger(
     assert info.signature is not None and info.saved_input_example_info is not None
     # and the run is named and described, with the model's metrics on the rows it was fitted
     # and stopped on beside test
-    assert run.info.run_name.startswith(f"{world_dir.name} · won within 90d · 20")
+    assert run.info.run_name.startswith(f"{world_dir.name} · won, created within 90d · 20")
     assert run.data.tags["dataset"] == world_dir.name
     described = run.data.tags["mlflow.note.content"]
-    assert "Label: `won` within 90 days" in described and "the MQL rule's" in described
+    assert (
+        "Label `won`: a new-business deal created within 90 days, won" in described
+        and "the MQL rule's" in described
+    )
     for part in ("train", "valid"):
         assert 0.5 < run.data.metrics[f"{part}_roc_auc"] <= 1, part
         assert 0 < run.data.metrics[f"{part}_recall_at_10"] <= 1, part
