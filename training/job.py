@@ -17,6 +17,7 @@ import pandas as pd
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
 from mlflow.models import infer_signature
+from mlflow.types import ColSpec, DataType, Schema
 
 from features.catalogue import META_COLUMNS, catalogue
 from features.contract import empty_table
@@ -40,7 +41,7 @@ from training.bootstrap import bootstrap, mean_intervals
 from training.drift import reference_bins
 from training.labels import LabelCounts, label_words, ranked_population
 from training.metrics import deal_warnings, evaluate_scores, lead_times
-from training.model import LABEL, InMarketModel, InMarketPyfunc, fit_model
+from training.model import LABEL, PYFUNC_CODE, InMarketModel, fit_model
 from training.registry import (
     CHALLENGER,
     CHAMPION,
@@ -712,12 +713,16 @@ class TrainJob(_Job):
                 if isinstance(labelled[c].dtype, pd.CategoricalDtype)
             }
         )
+        # the label is declared, not inferred: an inferred integer column warns on every run
+        # that it cannot hold missing values, and a label is never missing
+        inferred = infer_signature(sample.drop(columns=LABEL)).inputs
+        schema = Schema([*inferred.inputs, ColSpec(DataType.long, LABEL)])
         mlflow.log_input(
             MetaDataset(  # type: ignore[abstract]
                 LocalArtifactDatasetSource(source),
                 name="labelled_snapshots",
                 digest=fingerprint,
-                schema=infer_signature(sample).inputs,
+                schema=schema,
             ),
             context="training",
             tags={"rows": str(len(labelled)), "positives": str(int(labelled[LABEL].sum()))},
@@ -822,7 +827,7 @@ class TrainJob(_Job):
             folder = model.save(tmp / "model")
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=InMarketPyfunc(),
+                python_model=PYFUNC_CODE,
                 artifacts={"model": str(folder)},
                 signature=infer_signature(example, model.predict(example)),
                 input_example=example,

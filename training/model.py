@@ -26,6 +26,9 @@ from training.settings import LightGBMParams
 
 LABEL = "label"
 BOOSTER_FILE, META_FILE = "booster.txt", "model.json"
+# logged as the pyfunc's code (MLflow's models from code): loading a model runs this file
+# instead of unpickling an object
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_code.py")
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
@@ -208,7 +211,8 @@ def platt(margin: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
 
 
 class InMarketPyfunc(PythonModel):  # type: ignore[misc]
-    """MLflow wrapper: feature records in, calibrated probabilities out."""
+    """MLflow wrapper: feature records in, calibrated probabilities out; ``PYFUNC_CODE``
+    makes one, and the model's files are its artifact ``model``."""
 
     def load_context(self, context: Any) -> None:
         self.model = InMarketModel.load(Path(context.artifacts["model"]))

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from mlflow.entities import RunStatus
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -60,7 +61,11 @@ def tracking_uri(store: Path) -> str:
 
 
 def connect(settings: TrackingSettings) -> MlflowClient:
-    """Point MLflow at the store (creating it) and make sure the experiment exists."""
+    """Point MLflow at the store (creating it) and make sure the experiment exists.
+
+    MLflow's artifact download bars are turned off unless the environment sets
+    ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``: they printed on every train, promote and score."""
+    os.environ.setdefault(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, "false")
     store = Path(settings.store)
     store.mkdir(parents=True, exist_ok=True)
     uri = settings.uri or tracking_uri(store)
