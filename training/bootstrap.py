@@ -153,9 +153,18 @@ def mean_intervals(
     """Percentile intervals of each method's mean of ``values`` (one per unit, e.g. a later-won
     deal, of the account in ``of_accounts``), the units weighted by their account's draws in
     the replicates ``bootstrap`` makes of the rows' ``accounts`` with the same seed: the same
-    replicates as the metrics beside them."""
+    replicates as the metrics beside them. A unit whose account has no row is an error: it
+    could never be drawn."""
     unique, drawn = _account_draws(accounts, rounds, seed)
-    weights = drawn[:, np.searchsorted(unique, np.asarray(of_accounts, dtype=str))]
+    of_accounts = np.asarray(of_accounts, dtype=str)
+    missing = ~np.isin(of_accounts, unique)
+    if missing.any():
+        raise ValueError(
+            f"mean_intervals: {int(missing.sum())} units belong to accounts without a row "
+            f"(e.g. account {of_accounts[missing][0]!r}); a unit is drawn with its account's "
+            "rows, so give only units of the rows' accounts"
+        )
+    weights = drawn[:, np.searchsorted(unique, of_accounts)]
     total = weights.sum(axis=1)
     tail = (1 - confidence) / 2
     out = {}

@@ -1,7 +1,8 @@
 """Labels from opportunities: did a new-business deal follow within the horizon?
 
 A snapshot (account_id, as_of) is labelled from the new-business opportunities created in
-(as_of, as_of + horizon]:
+[as_of, as_of + horizon] (one created exactly at as_of is not among the snapshot's features,
+which see ``created_at < as_of``):
 
 - ``won`` (default): 1 if one of them is won; 0 if none is won and none is still open;
   left out if the only ones there are still open (the outcome is not known yet);
@@ -12,9 +13,11 @@ after the extract), accounts already in pipeline at as_of (an open opportunity),
 customers (unless ``include_customers``), whose next deal is not new business.
 
 Each label has a time it was *decided* (``DECIDED``): a win when its deal closed won (the first
-one, if several), a 0 when its window ended and every deal created in it had closed lost; a
-deal without ``closed_at`` counts as closed at the window's end. The time split leaves out a
-training (validation) label decided after the validation (test) window begins.
+one, if several), a 0 when its window ended and every deal created in it had closed lost. A
+won or lost deal without ``closed_at`` closed at some time before the export: it counts as
+closed at the export time, the latest it can have been (the features, too, never see it
+closed). The time split leaves out a training (validation) label decided after the
+validation (test) window begins.
 """
 
 from __future__ import annotations
@@ -58,7 +61,9 @@ def label_snapshots(
     extracted_at = pd.Timestamp(extracted_at)
     horizon = pd.Timedelta(days=horizon_days)
     nb = opportunities[opportunities["type"] == "new_business"]
-    won_any, open_any, created_any, won_closed, last_closed = _window_flags(features, nb, horizon)
+    won_any, open_any, created_any, won_closed, last_closed = _window_flags(
+        features, nb, horizon, extracted_at
+    )
 
     observed = (features["as_of"] + horizon) <= extracted_at
     in_pipeline = features["in_pipeline"].to_numpy() > 0
@@ -93,11 +98,11 @@ def label_snapshots(
 
 
 def _window_flags(
-    features: pd.DataFrame, nb: pd.DataFrame, horizon: pd.Timedelta
+    features: pd.DataFrame, nb: pd.DataFrame, horizon: pd.Timedelta, extracted_at: pd.Timestamp
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per snapshot: is any new-business opportunity in [as_of, as_of + horizon] won / open /
     there at all; when the first won one closed, and when the last one closed (NaT if none;
-    one without ``closed_at`` counts as closed at the window's end)."""
+    one without ``closed_at`` counts as closed at the export time)."""
     accounts = pd.Index(features["account_id"].unique())
     opp_code = encode(nb["account_id"], accounts)
     opp_s = nb["created_at"].to_numpy(dtype="datetime64[us]").astype(np.int64) // 1_000_000
@@ -124,9 +129,9 @@ def _window_flags(
     opp_of_pair = np.repeat(lo, sizes) + (
         np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     )
-    window_end = (features["as_of"] + horizon).to_numpy(dtype="datetime64[us]")
     pair_closed = closed[opp_of_pair]
-    pair_closed = np.where(np.isnat(pair_closed), window_end[snap_of_pair], pair_closed)
+    exported = extracted_at.tz_convert(None).to_datetime64().astype("datetime64[us]")
+    pair_closed = np.where(np.isnat(pair_closed), exported, pair_closed)
     never, always = np.datetime64("NaT", "us"), np.datetime64("9999-12-31", "us")
     won_closed = np.full(len(lo), always)
     np.minimum.at(won_closed, snap_of_pair[won[opp_of_pair]], pair_closed[won[opp_of_pair]])

@@ -45,7 +45,8 @@ from training.settings import PromotionSettings, TrackingSettings, TrainSettings
 CHALLENGER, CHAMPION = "challenger", "champion"
 TEST_SET = "evaluation/test_set.parquet"
 # beside the test rows: the challenger's own margin on each, as its evaluation scored it (in
-# short-history mode an out-of-fold score: the final model trained on every row)
+# short-history mode an out-of-fold score: the registered model has seen every row, fitted on
+# groups 1-4 of the accounts and stopped early and calibrated on group 0)
 EVALUATED_SCORE = "score_as_evaluated"
 MQL_COLUMN = "mql_points_max_90d"
 PID_TAG, HOST_TAG = "pid", "hostname"  # of the process that runs a training run

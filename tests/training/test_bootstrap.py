@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.bootstrap import account_weights, bootstrap, point_metrics
+from training.bootstrap import account_weights, bootstrap, mean_intervals, point_metrics
 from training.metrics import evaluate_scores
 
 
@@ -65,3 +65,65 @@ def test_paired_differences_tell_a_real_gain_from_none() -> None:
     lo, hi = replicates.interval("a", "recall_at_10", 0.95)
     point = evaluate_scores(weak, probabilities["a"], labels, as_of)["recall_at_10"]
     assert lo < point < hi and hi - lo > 0.02
+
+
+def test_a_mean_over_units_is_the_percentile_bootstrap_of_their_accounts_draws() -> None:
+    # given rows of 300 accounts, several each and shuffled, and one unit (a later-won deal)
+    # per account, listed in another order than the rows
+    rng = np.random.default_rng(5)
+    rows = rng.permutation(np.repeat([f"a{i:03d}" for i in range(300)], rng.integers(1, 8, 300)))
+    units = np.unique(rows)[::-1]
+    values = rng.exponential(30.0, len(units))
+    # when the mean's interval is bootstrapped
+    got = mean_intervals({"m": values}, units, rows, rounds=400, seed=3, confidence=0.9)["m"]
+    # then it is the percentile interval of each replicate's mean, each unit counted as many
+    # times as account_weights draws its account
+    first_row = np.array([np.flatnonzero(rows == u)[0] for u in units])
+    drawn = account_weights(rows, rounds=400, seed=3)[:, first_row]
+    means = drawn @ values / drawn.sum(axis=1)
+    assert got == pytest.approx(tuple(np.quantile(means, [0.05, 0.95])), rel=1e-12)
+    assert got[0] < values.mean() < got[1]
+
+
+def test_a_mean_over_units_uses_the_replicates_of_bootstrap() -> None:
+    # given rows with no positive, so that each replicate's Brier score is the weighted mean
+    # of the squared probabilities: a mean over the rows in bootstrap's own replicates
+    accounts, as_of, _, noise = _rows(seed=4, n=1200)
+    replicates = bootstrap(
+        {"m": noise},
+        {"m": noise},
+        np.zeros(len(noise)),
+        as_of,
+        accounts,
+        rounds=300,
+        seed=9,
+        metrics=("brier",),
+    )
+    # when the same mean is bootstrapped with each row as a unit, with the same seed and another
+    same = mean_intervals({"m": noise**2}, accounts, accounts, rounds=300, seed=9, confidence=0.95)[
+        "m"
+    ]
+    other = mean_intervals(
+        {"m": noise**2}, accounts, accounts, rounds=300, seed=10, confidence=0.95
+    )["m"]
+    # then the same seed gives bootstrap's interval exactly, and another seed does not
+    assert same == pytest.approx(replicates.interval("m", "brier", 0.95), rel=1e-12)
+    assert other != pytest.approx(same, rel=1e-6)
+
+
+@pytest.mark.parametrize("account", ["b", "z"], ids=["between-two-accounts", "after-every-one"])
+def test_a_unit_whose_account_has_no_row_is_refused(account: str) -> None:
+    # given rows of accounts a and c, and a unit of an account with no row
+    rows = np.array(["a", "c", "a"])
+    # then its mean is refused, naming the account, rather than drawn with another's rows
+    with pytest.raises(
+        ValueError, match=rf"1 units belong to accounts without a row .*'{account}'"
+    ):
+        mean_intervals(
+            {"m": np.array([1.0, 2.0])},
+            np.array(["a", account]),
+            rows,
+            rounds=100,
+            seed=0,
+            confidence=0.95,
+        )

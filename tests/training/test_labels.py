@@ -124,10 +124,29 @@ def _closed(*rows: tuple[str, str, str, str | None]) -> pd.DataFrame:
         ((), "2025-04-01"),
         ((("2025-02-01", "lost", "new_business", "2025-02-20"),), "2025-04-01"),
         ((("2025-02-01", "lost", "new_business", "2025-07-01"),), "2025-07-01"),
-        # no close date: counted as closed at the window's end
-        ((("2025-02-01", "won", "new_business", None),), "2025-04-01"),
+        # no close date: it closed before the export, maybe long after its window, so it
+        # counts as closed at the export time (the features never see it closed either)
+        ((("2025-02-01", "won", "new_business", None),), "2025-12-31"),
+        ((("2025-02-01", "lost", "new_business", None),), "2025-12-31"),
+        # a dated win decides it by then, whenever the undated one closed
+        (
+            (
+                ("2025-02-01", "won", "new_business", None),
+                ("2025-03-01", "won", "new_business", "2025-05-01"),
+            ),
+            "2025-05-01",
+        ),
     ],
-    ids=["late-win", "first-win", "nothing", "lost-early", "lost-late", "no-close-date"],
+    ids=[
+        "late-win",
+        "first-win",
+        "nothing",
+        "lost-early",
+        "lost-late",
+        "won-no-close-date",
+        "lost-no-close-date",
+        "a-dated-win-beside-an-undated-one",
+    ],
 )
 def test_each_label_knows_when_it_was_decided(
     opps: tuple[tuple[str, str, str, str | None], ...], decided: str
