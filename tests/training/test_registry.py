@@ -23,6 +23,7 @@ from training.registry import (
     HOST_TAG,
     PID_TAG,
     RegistryError,
+    Verdict,
     attempt_level,
     fail_abandoned_runs,
     paired_gain,
@@ -195,3 +196,16 @@ def test_a_better_challenger_passes_the_gate_most_of_the_time() -> None:
     # when the gate compares them, then it passes most of them (35 of 50). At a true 70%,
     # fewer than 30 of 50 happens by chance 5% of the time; a gate at 99.5% passes 26 and fails
     assert _passes(50, 3.0, challenger_noise=0.5) >= 0.6
+
+
+@pytest.mark.parametrize(("positives", "noted"), [(47, True), (165, False)])
+def test_a_win_on_few_positives_says_the_gate_is_looser_there(positives: int, noted: bool) -> None:
+    # given a challenger that passes the gate on test rows with few or enough positives, and
+    # one that does not pass
+    passed = Verdict(0.20, 0.15, 0.01, 0.09, 5000, "pr_auc", 0.95, positives)
+    refused = Verdict(0.20, 0.19, -0.02, 0.04, 5000, "pr_auc", 0.95, positives)
+    # when the verdicts are put in words
+    said, not_passed = passed.words("champion v1"), refused.words("champion v1")
+    # then a narrow pass on few positives carries the measured caveat, and nothing else does
+    assert ("with only 47 positive test snapshots" in said) is noted
+    assert "positive test snapshots" not in not_passed
