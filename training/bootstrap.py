@@ -124,6 +124,18 @@ class Replicates:
         """``better`` minus ``than`` on each replicate: paired, the same accounts drawn."""
         return self.values[better][metric] - self.values[than][metric]
 
+    def ratio_interval(
+        self, method: str, than: str, metric: str, confidence: float
+    ) -> tuple[float, float]:
+        """The two-sided percentile interval of ``method``'s metric over ``than``'s, replicate
+        by replicate (paired); a replicate where ``than`` is 0 gives no ratio."""
+        base = self.values[than][metric]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = self.values[method][metric] / np.where(base > 0, base, np.nan)
+        tail = (1 - confidence) / 2
+        lo, hi = np.nanquantile(ratio, [tail, 1 - tail])
+        return float(lo), float(hi)
+
 
 def _account_draws(accounts: np.ndarray, rounds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The distinct accounts (sorted) and, ``rounds`` x accounts, how many times each is drawn

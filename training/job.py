@@ -242,7 +242,7 @@ def evaluate_methods(
     lead_intervals: dict[str, tuple[float, float]] = {}
     found_intervals: dict[str, tuple[float, float]] = {}
     intervals: dict[str, dict[str, tuple[float, float]]] = {}
-    ratios: dict[str, tuple[float, ...]] = {}
+    ratios: dict[str, tuple[float, float]] = {}
     if settings.bootstrap_rounds and "mql_rule" in names:
         replicates = bootstrap(
             {n: scores[n] for n in names},
@@ -268,19 +268,10 @@ def evaluate_methods(
                 {n: (days > 0).astype(float) for n, days in warnings.items()},
             )
         )
-        tail = (1 - settings.confidence) / 2
-        mql = replicates.values["mql_rule"]["recall_at_10"]
-        mql = np.where(mql > 0, mql, np.nan)  # a replicate where the rule finds none: no ratio
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = {
-                n: tuple(
-                    float(q)
-                    for q in np.nanquantile(
-                        replicates.values[n]["recall_at_10"] / mql, [tail, 1 - tail]
-                    )
-                )
-                for n in names
-            }
+        ratios = {
+            n: replicates.ratio_interval(n, "mql_rule", "recall_at_10", settings.confidence)
+            for n in names
+        }
     return Evaluation(
         metrics,
         leads,
@@ -289,7 +280,7 @@ def evaluate_methods(
         intervals,
         settings.confidence,
         len(deals),
-        ratios,  # type: ignore[arg-type]
+        ratios,
         lead_intervals,
         found_intervals,
     )
