@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from features.io import write_text_atomic
 from serving.page import HERE
 from serving.review import Scoring, records, summary
+from training.labels import label_words
 
 METRICS = (
     ("ROC AUC", "roc_auc", 3),
@@ -174,6 +175,9 @@ def render_report(ranked: Path, model: dict[str, Any] | None, limit: int | None 
         model=model,
         in_words=card_in_words(model) if model else [],
         comparison=comparison_table(model) if model else None,
+        label_text=(
+            label_words(model.get("label", "won"), model.get("horizon_days", 90)) if model else ""
+        ),
         css=(HERE / "static" / "style.css").read_text(encoding="utf-8"),
     )
 

@@ -81,6 +81,7 @@ from serving.scoring import (
     score_rows,
 )
 from serving.settings import ServiceSettings
+from training.labels import label_words
 from training.model import InMarketModel
 from training.registry import connect
 
@@ -355,6 +356,9 @@ class InMarketService:
             "loaded_at": served.loaded_at.isoformat(),
             "trained_at": model.info.get("trained_at"),
             "label": model.info.get("label"),
+            "label_text": label_words(
+                model.info.get("label", "won"), model.info.get("horizon_days", 90)
+            ),
             "horizon_days": model.info.get("horizon_days"),
             "test_metrics": model.info.get("test_metrics"),
             "mql_test_metrics": model.info.get("mql_test_metrics"),

@@ -122,7 +122,7 @@ class Evaluation:
         lines = [
             f"{'':<13}"
             + "".join(f"{c:>{width}}" for c in columns)
-            + f"{'deals_found':>{width}}"
+            + f"{'deals_found':>{max(width, 12)}}"
             + f"{'lead days':>{lead_width}}"
         ]
         for name, m in self.metrics.items():
@@ -137,7 +137,7 @@ class Evaluation:
             found = f"{self.deals_found(name):.3f}" + (
                 f" [{lo:.3f}-{hi:.3f}]" if self.found_intervals else ""
             )
-            cells.append(f"{found:>{width}}")
+            cells.append(f"{found:>{max(width, 12)}}")
             lead_lo, lead_hi = self.lead_intervals.get(name, (np.nan, np.nan))
             interval = f" [{lead_lo:.1f}-{lead_hi:.1f}]" if self.lead_intervals else ""
             lines.append(f"{name:<13}" + "".join(cells) + f"{lead:>7.1f}{interval} ({n:>3})")
@@ -189,7 +189,13 @@ class Evaluation:
         """``method``'s recall in the top 10% as a multiple of the MQL rule's, with the
         interval of that ratio (paired: the same accounts drawn for both), whether it is
         distinguishable from the rule, and the later-won deals each had on its list."""
-        value = self.metrics[method]["recall_at_10"] / self.metrics["mql_rule"]["recall_at_10"]
+        mql = self.metrics["mql_rule"]["recall_at_10"]
+        if not mql:  # the rule found no later win in its top 10%: no multiple to give
+            return (
+                f"recall in the top 10% {self.metrics[method]['recall_at_10']:.3f} where the "
+                "MQL rule's is 0 (per snapshot before a later win)"
+            )
+        value = self.metrics[method]["recall_at_10"] / mql
         lo, hi = self.ratios.get(method, (np.nan, np.nan))
         interval = f" ({self.confidence:.0%} interval {lo:.2f}-{hi:.2f}x)" if self.ratios else ""
         said = (
@@ -884,10 +890,12 @@ def _out_of_fold_baselines(
         train, valid, test = folds.part(k)
         rows = np.flatnonzero(folds.fold == k)
         for baseline in fit_baselines(train, valid, seed=settings.seed):
-            scores.setdefault(baseline.name, np.full(n, np.nan))[rows] = baseline.score(test)
-            probabilities.setdefault(baseline.name, np.full(n, np.nan))[rows] = (
-                baseline.predict_proba(test)
-            )
+            probability = baseline.predict_proba(test)
+            # a fitted baseline's scores are on five scales: pooled by probability, as in
+            # cross_validate
+            ranking = baseline.score(test) if baseline.name in RULES else probability
+            scores.setdefault(baseline.name, np.full(n, np.nan))[rows] = ranking
+            probabilities.setdefault(baseline.name, np.full(n, np.nan))[rows] = probability
     return scores, probabilities
 
 

@@ -44,9 +44,10 @@ from training.settings import PromotionSettings, TrackingSettings, TrainSettings
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 TEST_SET = "evaluation/test_set.parquet"
-# beside the test rows: the challenger's own margin on each, as its evaluation scored it (in
-# short-history mode an out-of-fold score: the registered model has seen every row, fitted on
-# groups 1-4 of the accounts and stopped early and calibrated on group 0)
+# beside the test rows: the challenger's own ranking score on each, as its evaluation scored
+# it: its margin, or in short-history mode an out-of-fold calibrated probability (the
+# registered model has seen every row, fitted on groups 1-4 of the accounts and stopped early
+# and calibrated on group 0)
 EVALUATED_SCORE = "score_as_evaluated"
 MQL_COLUMN = "mql_points_max_90d"
 PID_TAG, HOST_TAG = "pid", "hostname"  # of the process that runs a training run
@@ -227,8 +228,9 @@ class Verdict:
             f"so the challenger {outcome}"
             + (
                 f"; with only {self.positives} positive test snapshots the bootstrap lets noise "
-                "pass more often than its level says (measured 8-10% at 50-90 positives for a "
-                "95% gate), so read a narrow win with care"
+                "pass more often than its level says (measured for PR AUC: 8-10% at 50-90 "
+                "positives for a 95% gate; fewer positives or other metrics not measured), so "
+                "read a narrow win with care"
                 if self.positives < FEW_POSITIVES and self.wins
                 else ""
             )

@@ -192,6 +192,9 @@ def test_the_list_loads_sorted_by_score(
         "deals won in the test window"
     )
     expect(page.locator("#model-card table")).to_contain_text("buying group only")
+    expect(page.locator("#model-card")).to_contain_text(
+        "label: a new-business deal created within 90 days, won (whenever it closed)."
+    )
     expect(page.locator("#model-card table")).to_contain_text("Recall in top 10%, x the MQL")
     external = [u for u in watched.urls if not u.startswith((server.url, "data:"))]
     assert external == [], "the page fetched something from elsewhere"
@@ -552,6 +555,9 @@ def test_the_static_report_lists_the_accounts_as_text(
         # with every method of the training run's comparison, lead days with their interval
         expect(page.locator("#model-card table")).to_contain_text("without intent")
         expect(page.locator("#model-card table")).to_contain_text("Lead days (mean over")
+        expect(page.locator("#model-card")).to_contain_text(
+            "label: a new-business deal created within 90 days, won (whenever it closed)."
+        )
         # the model card says what each feature reads (people known by then, for breadth)
         expect(page.locator("#feature-sources")).to_contain_text("people known by then")
     finally:

@@ -253,7 +253,7 @@ async function loadOverview() {
     document.getElementById("model-card").replaceChildren(
       el("h2", {}, "Model"),
       el("p", {}, `${model.name} version ${model.version} (${model.alias}), trained ${day(model.trained_at)}; `,
-        `label: ${words(model.label)} within ${model.horizon_days} days.`),
+        `label: ${model.label_text || words(model.label)}.`),
       ...(model.in_words || []).map((sentence) => el("p", { class: "in-words" }, sentence)),
       metricsTable(model),
     );
