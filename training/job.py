@@ -39,7 +39,7 @@ from training import plots
 from training.baselines import RULES, fit_baselines
 from training.bootstrap import bootstrap, mean_intervals
 from training.drift import reference_bins
-from training.labels import LabelCounts, label_words, ranked_population
+from training.labels import LabelCounts, label_words, ranked_population, undated_outcomes
 from training.metrics import deal_warnings, evaluate_scores, lead_times
 from training.model import LABEL, PYFUNC_CODE, InMarketModel, fit_model
 from training.registry import (
@@ -417,6 +417,9 @@ class _Job:
         stale = merged.check_export_time()
         if stale:
             self.grid_warnings.append(stale)
+        undated = undated_outcomes(dataset.opportunities)
+        if undated:
+            self.grid_warnings.append(undated)
         try:
             try:
                 labelled, counts, split = label_and_split(
@@ -438,10 +441,13 @@ class _Job:
                     f"{spec.lookback_days}-day windows are not yet full; at scoring they are, "
                     "so counts run higher than those the model was trained on"
                 )
-        except SplitError as exc:  # an export time far after the data explains it first
-            raise SplitError(f"{stale}. {exc}" if stale else str(exc)) from exc
+        except SplitError as exc:  # an export time far after the data, or undated deals,
+            # explain it first
+            causes = [c for c in (stale, undated) if c]
+            raise SplitError(". ".join([*causes, str(exc)])) from exc
         if isinstance(split, Folds):
-            self.grid_warnings.append(f"short-history mode: {split.reason}")
+            because = " (here because deals have no close date: see above)" if undated else ""
+            self.grid_warnings.append(f"short-history mode: {split.reason}{because}")
         self.history = merged.history()
         newest = table[table["as_of"] == table["as_of"].max()]
         self.newest = newest[ranked_population(newest, self.train.include_customers)]

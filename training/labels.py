@@ -160,3 +160,19 @@ def label_words(kind: LabelKind, horizon_days: int) -> str:
     """What a positive label means, in the words every report uses."""
     created = f"a new-business deal created within {horizon_days} days"
     return f"{created}, won (whenever it closed)" if kind == "won" else created
+
+
+def undated_outcomes(opportunities: pd.DataFrame) -> str | None:
+    """What won or lost new-business deals without ``closed_at`` cost the labels, in words;
+    None when every closed deal is dated."""
+    nb = opportunities[opportunities["type"] == "new_business"]
+    closed = nb["status"].isin(["won", "lost"])
+    dates = nb["closed_at"] if "closed_at" in nb else pd.Series(pd.NaT, index=nb.index)
+    undated = int((closed & dates.isna()).sum())
+    if not undated:
+        return None
+    return (
+        f"{undated:,} of {int(closed.sum()):,} won or lost new-business deals have no "
+        "opportunities.closed_at: their labels count as decided at the export time, so a time "
+        "split cannot train or validate on them; export the close date"
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from training.labels import DECIDED, label_snapshots
+from training.labels import DECIDED, label_snapshots, undated_outcomes
 
 AS_OF = pd.Timestamp("2025-01-01", tz="UTC")
 EXTRACT = pd.Timestamp("2025-12-31", tz="UTC")
@@ -183,3 +183,24 @@ def test_a_training_label_decided_after_validation_begins_is_left_out() -> None:
     assert len(plain.train) - len(split.train) + len(plain.valid) - len(split.valid) == (
         split.decided_late
     )
+
+
+def test_undated_outcomes_are_named_with_their_cost() -> None:
+    # given new-business deals, two closed without a close date, an open one and a renewal
+    # without one (renewals never make a label)
+    t = pd.Timestamp("2025-03-01", tz="UTC")
+    opportunities = pd.DataFrame(
+        {
+            "type": ["new_business"] * 4 + ["renewal"],
+            "status": ["won", "lost", "won", "open", "won"],
+            "closed_at": [pd.NaT, pd.NaT, t, pd.NaT, pd.NaT],
+        }
+    )
+    # when they are checked, with the close dates and without the column
+    said = undated_outcomes(opportunities)
+    dated = undated_outcomes(opportunities.assign(closed_at=t).iloc[:3])
+    no_column = undated_outcomes(opportunities.drop(columns="closed_at"))
+    # then the two undated closed deals are counted among the three closed, with the fix
+    assert said is not None and said.startswith("2 of 3 won or lost new-business deals")
+    assert "export the close date" in said and dated is None
+    assert no_column is not None and no_column.startswith("3 of 3")
