@@ -721,14 +721,15 @@ def test_a_fixed_rate_minute_with_a_promotion_in_the_middle(
 
         # when requests come at a fixed rate for a minute while a new champion is trained and
         # promoted after 15 s (on a loaded machine the training may outlast the minute: the
-        # requests go on until 5 s after the promotion, 150 s at most)
+        # requests go on until 25 s after the promotion, 180 s at most, so that the last 20 s
+        # whose memory is compared all come after the new champion was loaded)
         retrained: Future[TrainResult] | None = None
         landed: float | None = None
 
         def going(elapsed: float) -> bool:
-            if elapsed < seconds:
-                return True
-            return elapsed < 150 and (landed is None or elapsed < landed + 5)
+            if elapsed >= 180:
+                return False
+            return elapsed < seconds or landed is None or elapsed < landed + 25
 
         with ThreadPoolExecutor(16) as pool, ThreadPoolExecutor(1) as trainer:
             began = time.monotonic()
