@@ -22,12 +22,12 @@ truth goes to ``_truth/``, which the loader never reads. Every assumption, its v
 source: docs/world.md.
 """
 
+from inmarket.synthetic.spec import WorldSpec
 from inmarket.synthetic.vocabularies import SENIORITIES
 from inmarket.synthetic.world import (
     CHUNK_ACCOUNTS,
     DIRT_FILE,
     TRUTH_DIR,
-    WorldSpec,
     WorldSummary,
     generate_world,
 )

@@ -1,16 +1,14 @@
-"""The world: the generator's settings, and the world generated chunk by chunk into Parquet."""
+"""The world generated chunk by chunk into Parquet, stage by stage from one random stream."""
 
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
 
 from features.io import EXTRACT_MANIFEST
@@ -21,6 +19,7 @@ from inmarket.synthetic.dirt import inject_dirt, table_schema
 from inmarket.synthetic.engagement import add_events, add_intent
 from inmarket.synthetic.episodes import add_episodes
 from inmarket.synthetic.opportunities import add_opportunities
+from inmarket.synthetic.spec import WorldSpec
 from inmarket.synthetic.vocabularies import SCHEMAS
 
 CHUNK_ACCOUNTS = 2000
@@ -37,37 +36,6 @@ _STAGES = (
     add_opportunities,
     date_people,
 )
-
-
-class WorldSpec(BaseModel):
-    """The generator's settings, validated: the one definition the CLI and config files share."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    accounts: int = Field(5000, ge=1, description="number of accounts")
-    seed: int = Field(7, description="random seed; same seed, same bytes")
-    start: datetime = Field(
-        datetime(2024, 7, 1, tzinfo=UTC), description="first moment of history; naive means UTC"
-    )
-    days: int = Field(730, ge=120, description="length of history")
-    dirty: bool = Field(
-        False,
-        description="inject realistic faults: duplicates, unknown accounts, bad or late timestamps",
-    )
-    in_market_quarterly: float = Field(
-        0.05, gt=0, lt=0.5, description="share of non-customers in-market in a given quarter"
-    )
-
-    @field_validator("start")
-    @classmethod
-    def _start_in_utc(cls, start: datetime) -> datetime:
-        """Read a naive start (a date from the command line) as UTC, and convert an aware one."""
-        return start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
-
-    @property
-    def end(self) -> datetime:
-        """The end of history, which is also when the tables are taken to be extracted."""
-        return self.start + timedelta(days=self.days)
 
 
 @dataclass
