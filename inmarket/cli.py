@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
+from features.engine import EVENTS_PER_BUCKET
 from features.errors import InMarketError
 from features.vocabularies import vocabulary_help
 from inmarket.config import Config, load_config
+from inmarket.options import given, option
 from serving.settings import DEFAULT_RANKED, ServiceSettings
 from training.settings import TrackingSettings
 
@@ -27,20 +28,22 @@ class _Failure(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
-def _config(ctx: click.Context, **sections: dict[str, Any]) -> Config:
+_FILE = click.Path(path_type=Path, dir_okay=False)
+_FOLDER = click.Path(path_type=Path, file_okay=False)
+_mapping = option("data", "mapping", type=_FILE)
+_extracted_at = option("data", "extracted_at")
+_spark_master = option("features", "spark_master", help="Spark master URL")
+_store = option("tracking", "store", type=_FOLDER)
+
+
+def _config(ctx: click.Context, **extra: dict[str, Any]) -> Config:
+    """Defaults, then the ``--config`` file, then the settings given as flags (and ``extra``)."""
+    flags = given(ctx)
+    sections = {s: {**flags.get(s, {}), **extra.get(s, {})} for s in {*flags, *extra}}
     try:
         return load_config(ctx.obj.get("config_path"), sections)
     except InMarketError as exc:
         raise _Failure(str(exc)) from exc
-
-
-def _extracted_at_option(f: Any) -> Any:
-    return click.option(
-        "--extracted-at",
-        type=click.DateTime(),
-        help="when the export was taken (UTC); later rows are late [the folder's "
-        "_extract.json, else the clock]",
-    )(f)
 
 
 def _run(job: Any) -> Any:
@@ -67,38 +70,18 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 
 
 @cli.command()
-@click.option("--accounts", type=int, help="number of accounts [5000]")
-@click.option("--seed", type=int, help="random seed; same seed, same bytes [7]")
-@click.option("--days", type=int, help="length of history in days [730]")
-@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="first day of history")
-@click.option(
-    "--dirty/--clean",
-    default=None,
-    help="inject realistic faults (duplicates, unknown accounts, bad and late timestamps)",
-)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("data/world"),
-    show_default=True,
-)
+@option("generate", "accounts")
+@option("generate", "seed")
+@option("generate", "days")
+@option("generate", "start", type=click.DateTime(["%Y-%m-%d"]))
+@option("generate", "dirty", "--dirty/--clean")
+@click.option("--out", type=_FOLDER, default=Path("data/world"), show_default=True)
 @click.pass_context
-def generate(
-    ctx: click.Context,
-    accounts: int | None,
-    seed: int | None,
-    days: int | None,
-    start: datetime | None,
-    dirty: bool | None,
-    out: Path,
-) -> None:
+def generate(ctx: click.Context, out: Path) -> None:
     """Generate the synthetic B2B world as Parquet tables in OUT."""
     from inmarket.synthetic import generate_world
 
-    spec = _config(
-        ctx,
-        generate={"accounts": accounts, "seed": seed, "days": days, "start": start, "dirty": dirty},
-    ).generate
+    spec = _config(ctx).generate
     began = time.perf_counter()
     summary = _run(lambda: generate_world(spec, out))
     rows = ", ".join(f"{n:,} {t}" for t, n in summary.rows.items() if not t.startswith("truth"))
@@ -109,33 +92,22 @@ def generate(
 
 
 @cli.command(epilog="\b\n" + vocabulary_help())
-@click.argument("data", type=click.Path(path_type=Path, file_okay=False))
-@click.option(
-    "--mapping",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="column-mapping file (TOML/YAML) for exports of another shape",
-)
-@_extracted_at_option
+@click.argument("data", type=_FOLDER)
+@_mapping
+@_extracted_at
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option(
     "--rejects-out",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=_FILE,
     help="write every rejected row's table, source file, row and reason (Parquet)",
 )
 @click.pass_context
-def validate(
-    ctx: click.Context,
-    data: Path,
-    mapping: Path | None,
-    extracted_at: datetime | None,
-    as_json: bool,
-    rejects_out: Path | None,
-) -> None:
+def validate(ctx: click.Context, data: Path, as_json: bool, rejects_out: Path | None) -> None:
     """Check the tables in DATA against the contract and report every rejected row."""
     from features.io import write_parquet_atomic
     from features.validation import load_dataset
 
-    config = _config(ctx, data={"path": data, "mapping": mapping, "extracted_at": extracted_at})
+    config = _config(ctx, data={"path": data})
     dataset = _run(lambda: load_dataset(data, config.data))
     if as_json:
         click.echo(json.dumps(dataset.report.to_dict(), indent=2))
@@ -160,51 +132,30 @@ def validate(
 
 
 @cli.command()
-@click.argument("data", type=click.Path(path_type=Path, file_okay=False), required=False)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("data/features.parquet"),
-    show_default=True,
-)
-@click.option("--mapping", type=click.Path(path_type=Path, dir_okay=False))
-@_extracted_at_option
-@click.option("--every-days", type=int, help="days between snapshots [30]")
-@click.option("--snapshots", type=int, help="number of snapshots back from the extract [12]")
+@click.argument("data", type=_FOLDER, required=False)
+@click.option("--out", type=_FILE, default=Path("data/features.parquet"), show_default=True)
+@_mapping
+@_extracted_at
+@option("features", "every_days")
+@option("features", "snapshots")
 @click.option("--all-history", is_flag=True, help="snapshots over all history instead")
-@click.option("--engine", type=click.Choice(["local", "spark"]), help="[local]")
-@click.option("--buckets", type=int, help="hash buckets of accounts [about 2M events each]")
-@click.option("--spark-master", help="Spark master URL [local[*]]")
+@option("features", "engine")
+@option(
+    "features",
+    "buckets",
+    help="hash buckets of accounts",
+    shown=f"about {EVENTS_PER_BUCKET:,} events each",
+)
+@_spark_master
 @click.option("--list", "list_only", is_flag=True, help="print the feature catalogue and exit")
 @click.pass_context
 def features(
-    ctx: click.Context,
-    data: Path | None,
-    out: Path,
-    mapping: Path | None,
-    extracted_at: datetime | None,
-    every_days: int | None,
-    snapshots: int | None,
-    all_history: bool,
-    engine: str | None,
-    buckets: int | None,
-    spark_master: str | None,
-    list_only: bool,
+    ctx: click.Context, data: Path | None, out: Path, all_history: bool, list_only: bool
 ) -> None:
     """Build point-in-time account features for the tables in DATA."""
     from features.catalogue import catalogue
 
-    cfg = _config(
-        ctx,
-        data={"mapping": mapping, "extracted_at": extracted_at},
-        features={
-            "every_days": every_days,
-            "snapshots": snapshots,
-            "engine": engine,
-            "buckets": buckets,
-            "spark_master": spark_master,
-        },
-    )
+    cfg = _config(ctx)
     fc = cfg.features.model_copy(update={"snapshots": None} if all_history else {})
     if list_only:
         for feature in catalogue(fc):
@@ -240,61 +191,27 @@ def _fail_abandoned_runs(tracking: TrackingSettings) -> None:
         )
 
 
-def _store_option(f: Any) -> Any:
-    return click.option(
-        "--store",
-        type=click.Path(path_type=Path, file_okay=False),
-        help="MLflow store folder [mlruns]",
-    )(f)
-
-
 @cli.command()
-@click.argument("data", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("data", type=_FOLDER)
 @click.option(
     "--features",
     "features_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=_FILE,
     help="a feature table built before (else built from DATA)",
 )
-@click.option("--mapping", type=click.Path(path_type=Path, dir_okay=False))
-@_extracted_at_option
-@click.option("--label", type=click.Choice(["won", "opportunity"]), help="[won]")
-@click.option("--horizon-days", type=int, help="label window [90]")
-@click.option("--seed", type=int, help="[7]")
-@click.option(
-    "--shuffle-labels",
-    is_flag=True,
-    default=None,
-    help="permutation check: train on shuffled labels (expect ROC AUC ~0.5)",
-)
-@_store_option
+@_mapping
+@_extracted_at
+@option("train", "label")
+@option("train", "horizon_days")
+@option("train", "seed")
+@option("train", "shuffle_labels")
+@_store
 @click.pass_context
-def train(
-    ctx: click.Context,
-    data: Path,
-    features_path: Path | None,
-    mapping: Path | None,
-    extracted_at: datetime | None,
-    label: str | None,
-    horizon_days: int | None,
-    seed: int | None,
-    shuffle_labels: bool | None,
-    store: Path | None,
-) -> None:
+def train(ctx: click.Context, data: Path, features_path: Path | None) -> None:
     """Train on DATA, compare with the baselines, register the model as challenger."""
     from training.job import TrainJob
 
-    cfg = _config(
-        ctx,
-        data={"mapping": mapping, "extracted_at": extracted_at},
-        tracking={"store": store},
-        train={
-            "label": label,
-            "horizon_days": horizon_days,
-            "seed": seed,
-            "shuffle_labels": shuffle_labels,
-        },
-    )
+    cfg = _config(ctx)
     _fail_abandoned_runs(cfg.tracking)
     job = TrainJob(cfg.data, cfg.features, cfg.train, cfg.tracking, cfg.promotion)
     result = _run(lambda: job.run(data, features_path, announce=_echo_lines))
@@ -334,15 +251,15 @@ def _echo_lines(lines: list[str]) -> None:
     help="roll back: make this earlier version the champion again (the replaced one is "
     "tagged rolled_back_at and not put back by a plain promote)",
 )
-@_store_option
+@_store
 @click.pass_context
-def promote(ctx: click.Context, force: bool, version: str | None, store: Path | None) -> None:
+def promote(ctx: click.Context, force: bool, version: str | None) -> None:
     """Make the challenger the champion if it beats the champion (the first model: the MQL
     rule) on the same test rows by more than a paired bootstrap says noise could."""
     from training.registry import connect, roll_back
     from training.registry import promote as promote_model
 
-    full = _config(ctx, tracking={"store": store})
+    full = _config(ctx)
     cfg = full.tracking
     _fail_abandoned_runs(cfg)
     if version is not None:
@@ -361,67 +278,40 @@ def promote(ctx: click.Context, force: bool, version: str | None, store: Path | 
 
 @cli.command()
 @click.option("--model", "model_uri", required=True, help="e.g. models:/inmarket@champion")
-@click.argument("data", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--features", "features_path", type=click.Path(path_type=Path, dir_okay=False))
-@_extracted_at_option
-@_store_option
+@click.argument("data", type=_FOLDER)
+@click.option("--features", "features_path", type=_FILE)
+@_extracted_at
+@_store
 @click.pass_context
-def evaluate(
-    ctx: click.Context,
-    model_uri: str,
-    data: Path,
-    features_path: Path | None,
-    extracted_at: datetime | None,
-    store: Path | None,
-) -> None:
+def evaluate(ctx: click.Context, model_uri: str, data: Path, features_path: Path | None) -> None:
     """Re-score a registered model on DATA's test window, next to the baselines."""
     from training.job import EvaluateJob
 
-    cfg = _config(ctx, data={"extracted_at": extracted_at}, tracking={"store": store})
+    cfg = _config(ctx)
     job = EvaluateJob(cfg.data, cfg.features, cfg.train, cfg.tracking)
     evaluation = _run(lambda: job.run(model_uri, data, features_path))
     click.echo(evaluation.table())
 
 
 @cli.command()
-@click.argument("data", type=click.Path(path_type=Path, file_okay=False))
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFAULT_RANKED,
-    show_default=True,
-)
+@click.argument("data", type=_FOLDER)
+@click.option("--out", type=_FILE, default=DEFAULT_RANKED, show_default=True)
 @click.option("--model", "model_uri", help="[models:/<model_name>@champion]")
-@click.option("--mapping", type=click.Path(path_type=Path, dir_okay=False))
-@_extracted_at_option
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "spark"]),
-    help="[local]; spark: features on Spark and probabilities by mlflow.pyfunc.spark_udf",
+@_mapping
+@_extracted_at
+@option(
+    "features",
+    "engine",
+    help="spark: features on Spark and probabilities by mlflow.pyfunc.spark_udf",
 )
-@click.option("--spark-master", help="Spark master URL [local[*]]")
-@_store_option
+@_spark_master
+@_store
 @click.pass_context
-def score(
-    ctx: click.Context,
-    data: Path,
-    out: Path,
-    model_uri: str | None,
-    mapping: Path | None,
-    extracted_at: datetime | None,
-    engine: str | None,
-    spark_master: str | None,
-    store: Path | None,
-) -> None:
+def score(ctx: click.Context, data: Path, out: Path, model_uri: str | None) -> None:
     """Rank every account of DATA by the champion's score, with trend, reasons and gaps."""
     from serving.batch import score_batch
 
-    cfg = _config(
-        ctx,
-        data={"mapping": mapping, "extracted_at": extracted_at},
-        tracking={"store": store},
-        features={"engine": engine, "spark_master": spark_master},
-    )
+    cfg = _config(ctx)
     uri = model_uri or f"models:/{cfg.tracking.model_name}@champion"
     try:
         uri, model = _load_model(cfg.tracking, uri)
@@ -445,7 +335,7 @@ def score(
 @click.option("--port", type=int, default=3000, show_default=True)
 @click.option(
     "--ranked",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=_FILE,
     default=DEFAULT_RANKED,
     show_default=True,
     help="ranked accounts from `inmarket score`, served at GET /accounts",
@@ -457,11 +347,9 @@ def score(
     show_default=True,
     help="worker processes (each loads the model)",
 )
-@_store_option
+@_store
 @click.pass_context
-def serve(
-    ctx: click.Context, host: str, port: int, ranked: Path, workers: int, store: Path | None
-) -> None:
+def serve(ctx: click.Context, host: str, port: int, ranked: Path, workers: int) -> None:
     """Serve the champion over HTTP (BentoML); set INMARKET_TOKEN to require a bearer token.
 
     Without a token it only listens on loopback (README: "Running it safely")."""
@@ -479,7 +367,7 @@ def serve(
             f"--host {host} without INMARKET_TOKEN would serve every account to the network: "
             "set INMARKET_TOKEN (16+ characters) or keep the default 127.0.0.1"
         )
-    cfg = _config(ctx, tracking={"store": store}).tracking
+    cfg = _config(ctx).tracking
     bentoml = shutil.which("bentoml") or str(Path(sys.executable).with_name("bentoml"))
     env = {**os.environ, **ServiceSettings(tracking=cfg, ranked=ranked).environment()}
     # BentoML reads per-service settings from this variable when the server starts
@@ -497,17 +385,12 @@ def serve(
 @cli.command()
 @click.option(
     "--ranked",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=_FILE,
     default=DEFAULT_RANKED,
     show_default=True,
     help="ranked accounts from `inmarket score`",
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("data/report.html"),
-    show_default=True,
-)
+@click.option("--out", type=_FILE, default=Path("data/report.html"), show_default=True)
 @click.option(
     "--limit",
     type=click.IntRange(0),
@@ -515,15 +398,15 @@ def serve(
     show_default=True,
     help="accounts listed, best first (0: all)",
 )
-@_store_option
+@_store
 @click.pass_context
-def report(ctx: click.Context, ranked: Path, out: Path, limit: int, store: Path | None) -> None:
+def report(ctx: click.Context, ranked: Path, out: Path, limit: int) -> None:
     """Write the ranked list, its summary and the model card as one static HTML file."""
     from serving.report import write_report
 
     if not ranked.exists():
         raise _Failure(f"{ranked} not found; run `inmarket score DATA --out {ranked}` first")
-    model = _model_card(ctx, ranked, store)
+    model = _model_card(ctx, ranked)
     listed = _run(lambda: write_report(ranked, out, model, limit or None))
     click.echo(f"wrote {out}: {listed:,} accounts" + ("" if model else " (no model card)"))
 
@@ -539,13 +422,13 @@ def _load_model(tracking: TrackingSettings, uri: str) -> tuple[str, Any]:
     return uri, load_model(uri)
 
 
-def _model_card(ctx: click.Context, ranked: Path, store: Path | None) -> dict[str, Any] | None:
+def _model_card(ctx: click.Context, ranked: Path) -> dict[str, Any] | None:
     """What the report says about the model that scored ``ranked`` (None if unreadable)."""
     from features.io import sidecar
     from serving.report import won_deals_found
     from training.registry import connect
 
-    cfg = _config(ctx, tracking={"store": store}).tracking
+    cfg = _config(ctx).tracking
     drift = sidecar(ranked, "drift.json")
     uri = json.loads(drift.read_text(encoding="utf-8")).get("model") if drift.exists() else None
     uri = uri or f"models:/{cfg.model_name}@champion"
@@ -562,12 +445,7 @@ def _model_card(ctx: click.Context, ranked: Path, store: Path | None) -> dict[st
 @cli.command("example-crm")
 @click.option("--accounts", type=int, default=300, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("data/crm_export"),
-    show_default=True,
-)
+@click.option("--out", type=_FOLDER, default=Path("data/crm_export"), show_default=True)
 def example_crm(accounts: int, seed: int, out: Path) -> None:
     """Write a CRM-shaped export of a synthetic world plus its mapping file, as a worked example."""
     from inmarket.crm_example import write_crm_example

@@ -18,7 +18,7 @@ class WorldSpec(BaseModel):
     start: datetime = Field(
         datetime(2024, 7, 1, tzinfo=UTC), description="first moment of history; naive means UTC"
     )
-    days: int = Field(730, ge=120, description="length of history")
+    days: int = Field(730, ge=120, description="length of history in days")
     dirty: bool = Field(
         False,
         description="inject realistic faults: duplicates, unknown accounts, bad or late timestamps",
