@@ -96,6 +96,22 @@ def crm_export(world: Path, out: Path, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     accounts = pd.read_parquet(world / "accounts.parquet")
+    _crm_companies_and_people(accounts, pd.read_parquet(world / "people.parquet"), out, rng)
+    domains = accounts.set_index("account_id")["domain"]
+    _crm_activity(
+        pd.read_parquet(world / "events.parquet"),
+        pd.read_parquet(world / "intent.parquet"),
+        domains,
+        out,
+    )
+    _crm_deals(pd.read_parquet(world / "opportunities.parquet"), out, rng)
+    shutil.copy(world / "_extract.json", out / "_extract.json")
+
+
+def _crm_companies_and_people(
+    accounts: pd.DataFrame, people: pd.DataFrame, out: Path, rng: np.random.Generator
+) -> None:
+    """Companies, and people split into contacts (with a company id) and leads (email only)."""
     pd.DataFrame(
         {
             "Company ID": accounts["account_id"],
@@ -107,8 +123,6 @@ def crm_export(world: Path, out: Path, seed: int = 0) -> None:
             "Created Date": accounts["created_at"].dt.strftime("%m/%d/%Y"),
         }
     ).to_csv(out / "companies.csv", index=False)
-
-    people = pd.read_parquet(world / "people.parquet")
     is_lead = rng.random(len(people)) < 0.4
     common = {
         "Job Title": people["title"],
@@ -126,7 +140,11 @@ def crm_export(world: Path, out: Path, seed: int = 0) -> None:
     contacts[~is_lead].to_csv(out / "contacts.csv", index=False)
     leads[is_lead].to_csv(out / "leads.csv", index=False)
 
-    events = pd.read_parquet(world / "events.parquet")
+
+def _crm_activity(
+    events: pd.DataFrame, intent: pd.DataFrame, domains: pd.Series, out: Path
+) -> None:
+    """Touches of known people, anonymous web sessions by company domain, weekly intent."""
     known = events["person_id"].notna()
     touches = events[known]
     pd.DataFrame(
@@ -140,7 +158,6 @@ def crm_export(world: Path, out: Path, seed: int = 0) -> None:
         }
     ).to_csv(out / "touches.csv", index=False)
     sessions = events[~known]
-    domains = accounts.set_index("account_id")["domain"]
     pd.DataFrame(
         {
             "Session ID": sessions["event_id"],
@@ -153,8 +170,6 @@ def crm_export(world: Path, out: Path, seed: int = 0) -> None:
             "Content Topic": _title(sessions["topic"]),
         }
     ).to_csv(out / "web_sessions.csv", index=False)
-
-    intent = pd.read_parquet(world / "intent.parquet")
     pd.DataFrame(
         {
             "Company Domain": intent["account_id"].map(domains),
@@ -164,7 +179,9 @@ def crm_export(world: Path, out: Path, seed: int = 0) -> None:
         }
     ).to_csv(out / "intent_weekly.csv", index=False)
 
-    deals = pd.read_parquet(world / "opportunities.parquet")
+
+def _crm_deals(deals: pd.DataFrame, out: Path, rng: np.random.Generator) -> None:
+    """Deals with CRM stage names (open ones in a random open stage) and day-first dates."""
     open_stages = np.array(["Discovery", "Proposal", "Negotiation"], dtype=object)
     stage = (
         deals["status"]
@@ -182,7 +199,6 @@ def crm_export(world: Path, out: Path, seed: int = 0) -> None:
             "Amount": deals["amount"],
         }
     ).to_csv(out / "deals.csv", index=False)
-    shutil.copy(world / "_extract.json", out / "_extract.json")
 
 
 def hubspot_export(world: Path, out: Path, seed: int = 0) -> None:
@@ -260,7 +276,7 @@ def mapping_file(name: str = MAPPING_NAME) -> Path:
     return Path(str(resources.files("inmarket") / "examples" / name))
 
 
-def write_crm_example(out: Path, *, accounts: int = 300, seed: int = 7) -> Path:
+def write_crm_example(out: Path, *, accounts: int, seed: int) -> Path:
     """Generate a world, write it as a CRM export in ``out`` with the mapping beside it."""
     with scratch_dir("example-crm") as tmp:
         generate_world(WorldSpec(accounts=accounts, seed=seed), tmp)

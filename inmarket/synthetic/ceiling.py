@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.settings import FeatureSpec
 from inmarket.synthetic import TRUTH_DIR
 from training.baselines import fit_baselines
 from training.bootstrap import bootstrap, mean_intervals
@@ -28,7 +29,7 @@ from training.job import TrainJob, ablation_columns
 from training.metrics import deal_warnings, evaluate_scores, lead_times
 from training.model import LABEL, META_COLUMNS, fit_model
 from training.settings import TrainSettings
-from training.split import Folds, SplitError
+from training.split import Folds, Split, SplitError
 
 MQL = "mql_rule"
 RANKINGS = {
@@ -76,14 +77,22 @@ def ceiling_table(
             "truth: give a folder written by inmarket generate"
         )
     job = job or TrainJob()
-    tc = job.train
     labelled = job.labelled(data, features_path)
-    split, spec = labelled.split, labelled.spec
+    split = labelled.split
     if isinstance(split, Folds):
         raise SplitError(
             f"{data}: short-history mode ({split.reason}); the ceiling is measured on a time "
             "split's test window: generate a longer history (inmarket generate --days)"
         )
+    scores, visible = _rankings(split, labelled.spec, job.train, truth)
+    return _measure(scores, visible, split.test, labelled.dataset.opportunities, job.train)
+
+
+def _rankings(
+    split: Split, spec: FeatureSpec, tc: TrainSettings, truth: Path
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every ranking's scores of the test rows (``RANKINGS``), and which rows are in a visible
+    buying cycle: the oracles read the hidden truth in ``truth``."""
     test = split.test
     features = [c for c in test.columns if c not in (*META_COLUMNS, LABEL)]
     keep = [*META_COLUMNS, *ablation_columns("no_intent", spec, features), LABEL]
@@ -107,6 +116,17 @@ def ceiling_table(
         "visible_then_fit_model": 10 * visible + fit_rank + model_rank,
         "every_then_fit_model": 10 * every + fit_rank + model_rank,
     }
+    return scores, visible
+
+
+def _measure(
+    scores: dict[str, np.ndarray],
+    visible: np.ndarray,
+    test: pd.DataFrame,
+    opportunities: pd.DataFrame,
+    tc: TrainSettings,
+) -> pd.DataFrame:
+    """The table ``ceiling_table`` returns, from the rankings' scores of the test rows."""
     labels, as_of = test[LABEL].to_numpy(), test["as_of"].to_numpy()
     accounts = test["account_id"].to_numpy()
     unused = {name: np.full(len(test), 0.5) for name in scores}  # no probabilities: no Brier
@@ -124,7 +144,7 @@ def ceiling_table(
         seed=tc.seed,
         metrics=("recall_at_10",),
     )
-    deals, warnings = deal_warnings(test, scores, labelled.dataset.opportunities, tc.horizon_days)
+    deals, warnings = deal_warnings(test, scores, opportunities, tc.horizon_days)
     flagged = {name: (days > 0).astype(float) for name, days in warnings.items()}
     deal_intervals = mean_intervals(
         flagged,

@@ -15,22 +15,7 @@ def add_opportunities(chunk: Chunk) -> None:
     deals = ep[ep["creates"]][["acct", "created", "closed", "won"]].assign(
         type="new_business", episode=ep.index[ep["creates"]]
     )
-    # quiet wins: partner- or outbound-sourced deals with no buying cycle seen
-    eligible = ~chunk.customer & ~chunk.tire_kicker
-    count = rng.poisson(chunk.episode_rate * 0.08 * chunk.fit / FIT_MEAN * chunk.horizon * eligible)
-    acct = np.repeat(np.arange(chunk.n), count)
-    created = rng.uniform(0, chunk.horizon, len(acct))
-    quiet = pd.DataFrame(
-        {
-            "acct": acct,
-            "created": created,
-            "closed": created + 20 + rng.gamma(2.0, 25.0, len(acct)),
-            "won": rng.random(len(acct)) < 0.4,
-            "type": "new_business",
-            "episode": -1,
-        }
-    )
-    new_business = pd.concat([deals, quiet], ignore_index=True)
+    new_business = pd.concat([deals, _quiet_wins(chunk)], ignore_index=True)
     # renewals (yearly) and expansions for customers, from the start or from a new win
     won_nb = new_business[new_business["won"] & (new_business["closed"] < chunk.horizon)]
     since = pd.concat(
@@ -39,42 +24,9 @@ def add_opportunities(chunk: Chunk) -> None:
             won_nb.groupby("acct")["closed"].min(),
         ]
     )
-    years = np.arange(1, 4)
-    anniversaries = (since.to_numpy()[:, None] + 365 * years[None, :]).ravel()
-    racct = np.repeat(since.index.to_numpy(), len(years))
-    inside = (anniversaries - 60 >= 0) & (anniversaries - 60 < chunk.horizon)
-    renewals = pd.DataFrame(
-        {
-            "acct": racct[inside],
-            "created": anniversaries[inside] - 60,
-            "closed": anniversaries[inside],
-            "won": rng.random(int(inside.sum())) < 0.88,
-            "type": "renewal",
-            "episode": -1,
-        }
+    opps = pd.concat(
+        [new_business, _renewals(chunk, since), _expansions(chunk, since)], ignore_index=True
     )
-    renewals = renewals.sort_values(["acct", "created"])
-    churned_before = renewals.groupby("acct")["won"].transform(
-        lambda w: (~w).cumsum().shift(fill_value=0) > 0
-    )
-    renewals = renewals[~churned_before]
-    tenure = np.clip(chunk.horizon - np.maximum(since.to_numpy(), 0), 0, None)
-    n_exp = rng.poisson(0.5 * tenure / 365)
-    eacct = np.repeat(since.index.to_numpy(), n_exp)
-    ecreated = np.maximum(np.repeat(since.to_numpy(), n_exp), 0) + rng.random(
-        len(eacct)
-    ) * np.repeat(tenure, n_exp)
-    expansions = pd.DataFrame(
-        {
-            "acct": eacct,
-            "created": ecreated,
-            "closed": ecreated + 15 + rng.gamma(2.0, 15.0, len(eacct)),
-            "won": rng.random(len(eacct)) < 0.55,
-            "type": "expansion",
-            "episode": -1,
-        }
-    )
-    opps = pd.concat([new_business, renewals, expansions], ignore_index=True)
     opps = opps[(opps["created"] >= 0) & (opps["created"] < chunk.horizon)]
     opps = opps.sort_values(["created", "acct"], kind="stable").reset_index(drop=True)
     is_open = opps["closed"] >= chunk.horizon
@@ -98,6 +50,70 @@ def add_opportunities(chunk: Chunk) -> None:
         }
     )
     _truth(chunk, opps.assign(opportunity_id=opp_id, won=(status == "won")))
+
+
+def _quiet_wins(chunk: Chunk) -> pd.DataFrame:
+    """Partner- or outbound-sourced deals with no buying cycle seen."""
+    rng = chunk.rng
+    eligible = ~chunk.customer & ~chunk.tire_kicker
+    count = rng.poisson(chunk.episode_rate * 0.08 * chunk.fit / FIT_MEAN * chunk.horizon * eligible)
+    acct = np.repeat(np.arange(chunk.n), count)
+    created = rng.uniform(0, chunk.horizon, len(acct))
+    return pd.DataFrame(
+        {
+            "acct": acct,
+            "created": created,
+            "closed": created + 20 + rng.gamma(2.0, 25.0, len(acct)),
+            "won": rng.random(len(acct)) < 0.4,
+            "type": "new_business",
+            "episode": -1,
+        }
+    )
+
+
+def _renewals(chunk: Chunk, since: pd.Series) -> pd.DataFrame:
+    """Yearly renewals of every customer (``since``: the day it became one, by account), up
+    to its first lost renewal."""
+    years = np.arange(1, 4)
+    anniversaries = (since.to_numpy()[:, None] + 365 * years[None, :]).ravel()
+    racct = np.repeat(since.index.to_numpy(), len(years))
+    inside = (anniversaries - 60 >= 0) & (anniversaries - 60 < chunk.horizon)
+    renewals = pd.DataFrame(
+        {
+            "acct": racct[inside],
+            "created": anniversaries[inside] - 60,
+            "closed": anniversaries[inside],
+            "won": chunk.rng.random(int(inside.sum())) < 0.88,
+            "type": "renewal",
+            "episode": -1,
+        }
+    )
+    renewals = renewals.sort_values(["acct", "created"])
+    churned_before = renewals.groupby("acct")["won"].transform(
+        lambda w: (~w).cumsum().shift(fill_value=0) > 0
+    )
+    return renewals[~churned_before]
+
+
+def _expansions(chunk: Chunk, since: pd.Series) -> pd.DataFrame:
+    """Expansion deals of every customer (``since`` as above), one per two years on average."""
+    rng = chunk.rng
+    tenure = np.clip(chunk.horizon - np.maximum(since.to_numpy(), 0), 0, None)
+    n_exp = rng.poisson(0.5 * tenure / 365)
+    eacct = np.repeat(since.index.to_numpy(), n_exp)
+    ecreated = np.maximum(np.repeat(since.to_numpy(), n_exp), 0) + rng.random(
+        len(eacct)
+    ) * np.repeat(tenure, n_exp)
+    return pd.DataFrame(
+        {
+            "acct": eacct,
+            "created": ecreated,
+            "closed": ecreated + 15 + rng.gamma(2.0, 15.0, len(eacct)),
+            "won": rng.random(len(eacct)) < 0.55,
+            "type": "expansion",
+            "episode": -1,
+        }
+    )
 
 
 def _truth(chunk: Chunk, opps: pd.DataFrame) -> None:
