@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.commands import run_cli
 from tests.processes import children, running
 from tests.stores import client_of, copy_store
-from tests.test_cli import _cli
 from training.job import TrainResult
 from training.registry import CHALLENGER, CHAMPION, version_by_alias
 
@@ -79,7 +79,7 @@ def test_the_next_features_run_removes_the_killed_runs_files(
     _, config, out = killed_features
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")]
     # when `inmarket features` runs again to the same output
-    again = _cli("--config", config, "features", world_dir, "--out", out, "--snapshots", "2")
+    again = run_cli("--config", config, "features", world_dir, "--out", out, "--snapshots", "2")
     # then it succeeds and nothing but its three files is left
     assert again.returncode == 0, again.stderr
     assert sorted(p.name for p in out.parent.iterdir()) == FEATURE_FILES
@@ -122,7 +122,7 @@ def test_a_killed_train_is_marked_failed_and_its_version_never_promoted(
     run_id = str(challenger.run_id)
     assert client.get_run(run_id).info.status == "RUNNING"
     # when `inmarket promote` runs
-    promoted = _cli("promote", "--store", store)
+    promoted = run_cli("promote", "--store", store)
     # then the run is marked FAILED, said in one line, and the version is refused in one line
     # naming it and its run's status, with exit 2
     assert promoted.returncode == 2, promoted.stdout + promoted.stderr
@@ -143,7 +143,7 @@ def test_promote_leaves_no_temporary_test_set(
     # given a champion and a challenger (the same model, registered again), so that promotion
     # compares them on the challenger's test set
     store = copy_store(trained[0], tmp_path / "mlruns")
-    assert _cli("promote", "--store", store).returncode == 0
+    assert run_cli("promote", "--store", store).returncode == 0
     client = client_of(store)
     first = client.get_model_version("inmarket", trained[1].version)
     second = client.create_model_version("inmarket", str(first.source), first.run_id)
@@ -152,7 +152,7 @@ def test_promote_leaves_no_temporary_test_set(
     temporary.mkdir()
     monkeypatch.setenv("TMPDIR", str(temporary))
     # when `inmarket promote` runs with its own temporary folder
-    promoted = _cli("promote", "--store", store)
+    promoted = run_cli("promote", "--store", store)
     # then it compared the models (the same model gains nothing: refused, exit 1) and left
     # nothing in the temporary folder
     assert promoted.returncode == 1, promoted.stderr
