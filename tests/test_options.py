@@ -14,31 +14,31 @@ from inmarket.cli import cli
 from inmarket.config import Config
 from inmarket.options import SettingOption
 
-# (command, flag) -> the setting it sets, (section, field)
+# an option that sets a setting, the setting ([section] field) and the commands that have it
+_SETTINGS = [
+    ("--accounts", "generate", "accounts", "generate"),
+    ("--seed", "generate", "seed", "generate"),
+    ("--days", "generate", "days", "generate"),
+    ("--start", "generate", "start", "generate"),
+    ("--dirty", "generate", "dirty", "generate"),
+    ("--mapping", "data", "mapping", "validate features train score"),
+    ("--extracted-at", "data", "extracted_at", "validate features train evaluate score"),
+    ("--every-days", "features", "every_days", "features"),
+    ("--snapshots", "features", "snapshots", "features"),
+    ("--buckets", "features", "buckets", "features"),
+    ("--engine", "features", "engine", "features score"),
+    ("--spark-master", "features", "spark_master", "features score"),
+    ("--label", "train", "label", "train"),
+    ("--horizon-days", "train", "horizon_days", "train"),
+    ("--seed", "train", "seed", "train"),
+    ("--shuffle-labels", "train", "shuffle_labels", "train"),
+    ("--store", "tracking", "store", "train promote evaluate score serve report"),
+]
+# (command, flag) -> (section, field)
 SETTING_FLAGS = {
-    ("generate", "--accounts"): ("generate", "accounts"),
-    ("generate", "--seed"): ("generate", "seed"),
-    ("generate", "--days"): ("generate", "days"),
-    ("generate", "--start"): ("generate", "start"),
-    ("generate", "--dirty"): ("generate", "dirty"),
-    **{(c, "--mapping"): ("data", "mapping") for c in ("validate", "features", "train", "score")},
-    **{
-        (c, "--extracted-at"): ("data", "extracted_at")
-        for c in ("validate", "features", "train", "evaluate", "score")
-    },
-    ("features", "--every-days"): ("features", "every_days"),
-    ("features", "--snapshots"): ("features", "snapshots"),
-    ("features", "--buckets"): ("features", "buckets"),
-    **{(c, "--engine"): ("features", "engine") for c in ("features", "score")},
-    **{(c, "--spark-master"): ("features", "spark_master") for c in ("features", "score")},
-    ("train", "--label"): ("train", "label"),
-    ("train", "--horizon-days"): ("train", "horizon_days"),
-    ("train", "--seed"): ("train", "seed"),
-    ("train", "--shuffle-labels"): ("train", "shuffle_labels"),
-    **{
-        (c, "--store"): ("tracking", "store")
-        for c in ("train", "promote", "evaluate", "score", "serve", "report")
-    },
+    (command, flag): (section, field)
+    for flag, section, field, commands in _SETTINGS
+    for command in commands.split()
 }
 
 
