@@ -58,7 +58,7 @@ def _run(job: Any) -> Any:
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=_FILE,
     help="TOML or YAML file with configuration sections (see README).",
 )
 @click.version_option(package_name="inmarket")

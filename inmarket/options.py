@@ -15,7 +15,7 @@ from pydantic.fields import FieldInfo
 
 from inmarket.config import Config
 
-F = TypeVar("F", bound=Callable[..., Any])
+_F = TypeVar("_F", bound=Callable[..., Any])
 _GIVEN = "inmarket.given"  # the ctx.meta key of the settings given as flags, by section
 
 
@@ -27,30 +27,14 @@ class SettingOption(click.Option):
         self.section, self.field = section, field
 
 
-def setting(section: str, field: str) -> FieldInfo:
-    """The field ``field`` of the configuration section ``[section]``."""
-    return type(Config.model_fields[section].default).model_fields[field]
-
-
-def shown_default(value: Any) -> str | None:
-    """A setting's default as the help shows it; None shows nothing."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, datetime) and value.time() == time(0):
-        return value.date().isoformat()
-    return str(value)
-
-
 def option(
     section: str, field: str, *decls: str, shown: str | None = None, **attrs: Any
-) -> Callable[[F], F]:
+) -> Callable[[_F], _F]:
     """A click option setting ``[section] field``: ``--field-name`` unless ``decls`` are given;
     help, shown default (``shown`` where the default is computed by code), choices and type from
     the field unless ``attrs`` say otherwise."""
-    info = setting(section, field)
-    shown = shown or shown_default(info.get_default(call_default_factory=True))
+    info = _setting(section, field)
+    shown = shown or _shown(info.get_default(call_default_factory=True))
     words = attrs.pop("help", None) or info.description or ""
     kind = _value_type(info.annotation)
     if kind is bool:  # a lone flag turns it on; "--on/--off" sets it either way
@@ -73,6 +57,22 @@ def option(
 def given(ctx: click.Context) -> dict[str, dict[str, Any]]:
     """The settings given as flags to this command, by section (flags not given are absent)."""
     return ctx.meta.get(_GIVEN, {})
+
+
+def _setting(section: str, field: str) -> FieldInfo:
+    """The field ``field`` of the configuration section ``[section]``."""
+    return type(Config.model_fields[section].default).model_fields[field]
+
+
+def _shown(value: Any) -> str | None:
+    """A setting's default as the help shows it; None shows nothing."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, datetime) and value.time() == time(0):
+        return value.date().isoformat()
+    return str(value)
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
