@@ -442,14 +442,11 @@ def _check_account_history(
 
 
 def check_table(
-    ctx: Context,
-    frame: pd.DataFrame,
-    rows: Verdicts,
-    checked: dict[str, pd.DataFrame],
-    extracted_at: pd.Timestamp,
+    ctx: Context, rows: Verdicts, checked: dict[str, pd.DataFrame], extracted_at: pd.Timestamp
 ) -> pd.DataFrame:
-    """Check one stacked table (``ctx.table``) against the used rows of the tables checked before
-    it (accounts first, then people: ``TABLE_ORDER``)."""
+    """Check one stacked table (``ctx.table``, ``rows.frame``) against the used rows of the
+    tables checked before it (accounts first, then people: ``TABLE_ORDER``)."""
+    frame = rows.frame
     if ctx.table == "accounts":
         return _check_accounts(ctx, frame, rows, extracted_at)
     accounts = checked["accounts"]

@@ -21,6 +21,7 @@ from features.report import CLOCK, GIVEN
 from features.settings import DataSettings, FeatureSettings
 from features.sources import FolderSource, TablePart, TableSource, open_source
 from features.validation import load_dataset
+from inmarket.crm_example import mapping_file
 from tests.features.test_validation import EXTRACT, _base, _write
 
 
@@ -142,82 +143,36 @@ def test_a_missing_required_table_names_what_was_found(tmp_path: Path) -> None:
         source.parts("events")
 
 
-_MAPPING = """
-[accounts]
-file = "companies.csv"
-columns = { account_id = "Company ID", name = "Company" }
-[people]
-file = "contacts.csv"
-columns = { person_id = "Contact ID", account_id = "Company ID" }
-[events]
-file = "activities.csv"
-columns = { person_id = "Contact ID", timestamp = "Activity Date", event_type = "Activity" }
-formats = { timestamp = "%m/%d/%Y" }
-values.event_type = { "Web Visit" = "page_view" }
-[opportunities]
-file = "deals.csv"
-[opportunities.columns]
-opportunity_id = "Deal ID"
-account_id = "Company ID"
-created_at = "Created"
-status = "Stage"
-"""
-
-
-def _mapped_export(folder: Path) -> Path:
-    """A CRM-shaped export of four files and the mapping that reads it."""
-    folder.mkdir()
-    pd.DataFrame({"Company ID": ["C1"], "Company": ["Acme"]}).to_csv(
-        folder / "companies.csv", index=False
-    )
-    pd.DataFrame({"Contact ID": ["K1"], "Company ID": ["C1"]}).to_csv(
-        folder / "contacts.csv", index=False
-    )
-    pd.DataFrame(
-        {
-            "Contact ID": ["K1", "K1"],
-            "Activity Date": ["05/02/2024", "05/03/2024"],
-            "Activity": ["Web Visit", "Web Visit"],
-        }
-    ).to_csv(folder / "activities.csv", index=False)
-    pd.DataFrame(
-        {"Deal ID": ["D1"], "Company ID": ["C1"], "Created": ["2024-06-01"], "Stage": ["open"]}
-    ).to_csv(folder / "deals.csv", index=False)
-    mapping = folder / "mapping.toml"
-    mapping.write_text(_MAPPING, encoding="utf-8")
-    return mapping
-
-
-def test_a_mapped_export_is_read_in_canonical_columns(tmp_path: Path) -> None:
-    # given a CRM-shaped export and its mapping file
-    mapping = _mapped_export(tmp_path / "crm")
-    source = open_source(tmp_path / "crm", DataSettings(mapping=mapping))
+def test_a_mapped_export_is_read_in_canonical_columns(crm_dir: Path) -> None:
+    # given a CRM-shaped export and its mapping file (the shipped example)
+    source = open_source(crm_dir, DataSettings(mapping=mapping_file()))
     # when its events are read, whole, in batches and by column
-    (part,) = source.parts("events")
-    whole = source.read(["events"])["events"][0].frame
-    (batch,) = source.batches(part, chunk_rows=10)
-    stamps = source.read_column(part, "timestamp")
-    # then the file's columns have their canonical names and values, and the part its formats
-    assert part.name == "activities.csv" and part.formats == {"timestamp": "%m/%d/%Y"}
-    assert whole["event_type"].tolist() == ["page_view", "page_view"]
-    assert {"person_id", "timestamp", "event_type", ROW_COLUMN} <= set(batch.column_names)
-    assert stamps is not None and stamps.tolist() == ["05/02/2024", "05/03/2024"]
-    assert source.parts("intent") == []
+    parts = source.parts("events")
+    whole = source.read(["events"])["events"]
+    batch = next(source.batches(parts[0], chunk_rows=100))
+    stamps = source.read_column(parts[0], "timestamp")
+    # then each mapped file is a part, in canonical columns and values, with its date formats
+    assert [p.name for p in parts] == ["touches.csv", "web_sessions.csv"]
+    assert [raw.file for raw in whole] == ["touches.csv", "web_sessions.csv"]
+    assert parts[0].formats == {"timestamp": "%m/%d/%Y %H:%M:%S"}
+    assert {"event_id", "timestamp", "event_type", ROW_COLUMN} <= set(batch.column_names)
+    assert batch.num_rows == 100 and batch.column(ROW_COLUMN).to_pylist() == list(range(100))
+    touches = pd.read_csv(crm_dir / "touches.csv", dtype=str)
+    assert stamps is not None and stamps.tolist() == touches["Touch Date"].tolist()
     assert source.lineage() == {
         "kind": "folder",
-        "uri": (tmp_path / "crm").resolve().as_uri(),
-        "parts": "companies.csv, contacts.csv, activities.csv, deals.csv",
-        "mapping": mapping.resolve().as_uri(),
+        "uri": crm_dir.resolve().as_uri(),
+        "parts": "companies.csv, contacts.csv, leads.csv, touches.csv, web_sessions.csv, "
+        "intent_weekly.csv, deals.csv",
+        "mapping": mapping_file().resolve().as_uri(),
     }
-    assert source.name == "crm"
+    assert source.name == crm_dir.name
 
 
 def test_a_mapped_file_that_is_not_there_is_named(tmp_path: Path) -> None:
-    mapping = _mapped_export(tmp_path / "crm")
-    (tmp_path / "crm" / "activities.csv").unlink()
-    source = FolderSource(tmp_path / "crm", mapping)
-    with pytest.raises(ContractError, match=r"events: mapped file activities.csv not found in"):
-        source.parts("events")
+    source = FolderSource(tmp_path, mapping_file())
+    with pytest.raises(ContractError, match=r"accounts: mapped file companies.csv not found in"):
+        source.read()
 
 
 def test_the_export_time_given_recorded_or_unknown(tmp_path: Path) -> None:
