@@ -1,5 +1,6 @@
 """Files in and out: reading tables (CSV/Parquet, whole or in chunks), finding them in a folder,
-the export time written beside them, configuration files, and atomic writes.
+the export time written beside them (what ``features.sources.FolderSource`` reads through),
+configuration files, and atomic writes.
 
 Every file this project writes goes through ``write_atomic``: a temporary file beside the
 target (named by its owner, ``features.leftovers``), renamed into place, so a reader never sees

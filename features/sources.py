@@ -39,6 +39,8 @@ from features.mapping import Mapping, SourceMapping, map_frame
 from features.report import CLOCK, GIVEN
 from features.settings import DataSettings
 
+_WHOLE_ROWS = 1_000_000  # batch size of the whole-part reads the base class builds on batches
+
 
 @dataclass(frozen=True)
 class TablePart:
@@ -95,17 +97,17 @@ class TableSource(ABC):
 
     def read_part(self, part: TablePart) -> pd.DataFrame:
         """``part`` whole, in canonical columns."""
-        tables = list(self.batches(part, 1_000_000))
+        tables = list(self.batches(part, _WHOLE_ROWS))
         return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
 
     def count_rows(self, part: TablePart) -> int:
         """Rows in ``part`` (an estimate will do: it sizes the hash buckets)."""
-        return sum(batch.num_rows for batch in self.batches(part, 1_000_000))
+        return sum(batch.num_rows for batch in self.batches(part, _WHOLE_ROWS))
 
     def read_column(self, part: TablePart, column: str) -> pd.Series | None:
         """One canonical column of ``part``, or None when the part has no such column."""
         values = [
-            b.column(column) for b in self.batches(part, 1_000_000) if column in b.schema.names
+            b.column(column) for b in self.batches(part, _WHOLE_ROWS) if column in b.schema.names
         ]
         return pa.chunked_array(values).to_pandas() if values else None
 
