@@ -24,10 +24,10 @@ import pandas as pd
 
 from features.catalogue import HIGH_INTENT_TYPES, LOW_SIGNAL_TYPES
 from features.contract import empty_table
-from features.engine import SMALL_TABLES, event_sources, load_small_tables
-from features.io import RawSource, iter_table_batches
-from features.mapping import Mapping, map_frame
+from features.io import RawSource
+from features.plan import SMALL_TABLES, load_small_tables
 from features.settings import DataSettings
+from features.sources import TableSource, open_source
 from features.validation import validate
 
 ACTIVITY_WEEKS = 13
@@ -96,7 +96,7 @@ def _top_topics(rows: pd.DataFrame, keys: list[str], top: int = 3) -> pd.Series:
 
 
 def weekly_activity(
-    data: Path,
+    data: TableSource | Path,
     *,
     until: pd.Timestamp,
     settings: DataSettings,
@@ -107,22 +107,16 @@ def weekly_activity(
 
     Rows are checked as the features check them, except that no column stops the run here:
     the features already did, or let it pass."""
-    folder = Path(data)
     settings = settings.model_copy(update={"max_bad_share": 1.0})
-    loaded = Mapping.load(settings.mapping) if settings.mapping else None
-    base = load_small_tables(folder, settings)
+    source = open_source(data, settings)
+    base = load_small_tables(source, settings)
     known = {t: base.table(t) for t in SMALL_TABLES}
     start = until - pd.Timedelta(weeks=weeks)
     parts: list[tuple[pd.DataFrame, pd.DataFrame]] = []
-    for source in event_sources(folder, loaded):
-        for table in iter_table_batches(source.path, chunk_rows):
-            frame = (
-                map_frame("events", source.mapping, table.to_pandas())
-                if source.mapping
-                else table.to_pandas()
-            )
+    for part in source.parts("events"):
+        for table in source.batches(part, chunk_rows):
             checked = validate(
-                {"events": [RawSource("events", source.name, frame, source.formats)]},
+                {"events": [RawSource("events", part.name, table.to_pandas(), dict(part.formats))]},
                 extracted_at=base.report.extracted_at,
                 max_bad_share=1.0,
                 known=known,

@@ -1,5 +1,6 @@
 """Files in and out: reading tables (CSV/Parquet, whole or in chunks), finding them in a folder,
-the export time written beside them, configuration files, and atomic writes.
+the export time written beside them (what ``features.sources.FolderSource`` reads through),
+configuration files, and atomic writes.
 
 Every file this project writes goes through ``write_atomic``: a temporary file beside the
 target (named by its owner, ``features.leftovers``), renamed into place, so a reader never sees
@@ -27,7 +28,6 @@ import yaml
 from features.contract import OPTIONAL_TABLES, TABLE_ORDER
 from features.errors import ConfigError, ContractError
 from features.leftovers import owned_name, remove_dead_owners
-from features.report import CLOCK, GIVEN
 
 EXTRACT_MANIFEST = "_extract.json"
 SOURCE_COLUMN, ROW_COLUMN = "_source", "_row"  # where each raw row came from: file, row number
@@ -35,7 +35,7 @@ SOURCE_COLUMN, ROW_COLUMN = "_source", "_row"  # where each raw row came from: f
 
 @dataclass
 class RawSource:
-    """One file feeding one canonical table, already renamed to canonical columns."""
+    """One part of one canonical table read whole, in canonical columns, as validation takes it."""
 
     table: str
     file: str
@@ -163,6 +163,18 @@ def count_rows(path: Path) -> int:
     return path.stat().st_size // 80
 
 
+def read_file_column(path: Path, column: str) -> pd.Series | None:
+    """One column of a table file, or None when it has no such column."""
+    try:
+        if path.is_dir():
+            return pads.dataset(path).to_table(columns=[column]).column(0).to_pandas()
+        if path.name.lower().endswith(".parquet"):
+            return pq.read_table(path, columns=[column]).column(0).to_pandas()
+        return pd.read_csv(path, usecols=[column], dtype=str)[column]
+    except (KeyError, ValueError, pa.ArrowInvalid):
+        return None
+
+
 def find_table_file(folder: Path, table: str) -> Path | None:
     """The one file (or folder of Parquet parts) holding ``table``; two would leave one unread."""
     names = (f"{table}.parquet", f"{table}.csv", f"{table}.csv.gz", table)
@@ -196,16 +208,6 @@ def locate_tables(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def read_folder(folder: Path, tables: Iterable[str] = TABLE_ORDER) -> dict[str, list[RawSource]]:
-    """Read ``<table>.parquet`` or ``<table>.csv`` for each canonical table in ``folder``."""
-    wanted = set(tables)
-    return {
-        table: [RawSource(table, path.name, read_table_file(path))]
-        for table, path in locate_tables(folder).items()
-        if table in wanted
-    }
-
-
 def read_extracted_at(folder: Path) -> datetime | None:
     """The export time recorded beside the tables, if the exporter wrote one."""
     manifest = folder / EXTRACT_MANIFEST
@@ -219,15 +221,6 @@ def read_extracted_at(folder: Path) -> datetime | None:
             f"{manifest}: cannot read the export time ({type(exc).__name__}: {exc}); write "
             '{"extracted_at": "2026-07-01T00:00:00+00:00"} or pass --extracted-at'
         ) from exc
-
-
-def export_time(folder: Path, given: datetime | None) -> tuple[datetime | None, str]:
-    """When the export was taken and where that came from: given, the folder's _extract.json,
-    else unknown (None: validation takes the clock, and says so)."""
-    if given is not None:
-        return as_utc(given), GIVEN
-    stamp = read_extracted_at(folder)
-    return (stamp, EXTRACT_MANIFEST) if stamp is not None else (None, CLOCK)
 
 
 def as_utc(stamp: datetime) -> datetime:

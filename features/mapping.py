@@ -20,7 +20,6 @@ where the account is only known through an email or web domain, which column hol
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from features.contract import DOMAIN_COLUMN, TABLE_ORDER, TABLES
 from features.encode import normalise_label
 from features.errors import ConfigError, ContractError
-from features.io import ROW_COLUMN, RawSource, read_structured_file, read_table_file
+from features.io import ROW_COLUMN, read_structured_file
 from features.rules import DERIVED_PREFIX, Rule, rules_with
 from features.settings import describe_errors
 
@@ -116,24 +115,6 @@ class Mapping(BaseModel):
     def sources(self, table: str) -> list[SourceMapping]:
         sources: list[SourceMapping] = getattr(self, table)
         return sources
-
-    def read(self, folder: Path, tables: Iterable[str] = TABLE_ORDER) -> dict[str, list[RawSource]]:
-        """Read every mapped file in ``folder`` and rename it to canonical columns."""
-        raw: dict[str, list[RawSource]] = {}
-        for table in (t for t in TABLE_ORDER if t in set(tables)):
-            sources = [_apply(table, s, folder) for s in self.sources(table)]
-            if sources:
-                raw[table] = sources
-        return raw
-
-
-def _apply(table: str, source: SourceMapping, folder: Path) -> RawSource:
-    path = folder / source.file
-    if not path.exists():
-        raise ContractError(f"{table}: mapped file {source.file} not found in {folder}")
-    return RawSource(
-        table, source.file, map_frame(table, source, read_table_file(path)), dict(source.formats)
-    )
 
 
 def map_frame(table: str, source: SourceMapping, frame: pd.DataFrame) -> pd.DataFrame:

@@ -31,6 +31,9 @@ def describe_errors(exc: ValidationError) -> str:
 class DataSettings(Section):
     """Where the tables are and how strictly they are read."""
 
+    kind: Literal["folder"] = Field(
+        "folder", description="what holds the tables: a folder of Parquet or CSV files"
+    )
     path: Path | None = None
     mapping: Path | None = Field(None, description="column-mapping file (TOML/YAML) for exports")
     extracted_at: datetime | None = Field(

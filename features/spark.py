@@ -1,13 +1,14 @@
 """The Spark engine: the same ``build_bucket`` pandas function, run per bucket by Spark.
 
-Spark reads each events source, a pandas step maps it to canonical columns and tags each row
-with its account's hash bucket, and ``cogroup(...).applyInPandas`` hands every bucket's events
-and accounts to ``features.engine.build_bucket``. Each bucket returns its feature rows plus one
+Spark reads each events part itself (``TableSource.spark_input``), a pandas step maps it to
+canonical columns (``TableSource.to_canonical``) and tags each row with its account's hash
+bucket, and ``cogroup(...).applyInPandas`` hands every bucket's events and accounts to
+``features.plan.build_bucket``. Each bucket returns its feature rows plus one
 row carrying its validation report, so the rejects are counted on Spark exactly as locally.
 
 Point it at a cluster with ``--spark-master spark://host:7077`` (or ``yarn``, ``k8s://...``);
 executors need Python 3.11 with this package and its dependencies installed (``pip install
-inmarket[spark]``), and the data folder on storage they can read.
+inmarket[spark]``), and the data on storage they can read (a folder at the same path).
 """
 
 from __future__ import annotations
@@ -25,19 +26,27 @@ import pandas as pd
 
 from features.catalogue import catalogue
 from features.contract import DOMAIN_COLUMN
-from features.engine import (
-    BuildPlan,
-    EventSource,
-    bucket_of,
-    build_bucket,
-    event_buckets,
-)
 from features.io import ROW_COLUMN, SOURCE_COLUMN, RawSource, text_table
-from features.mapping import map_frame
+from features.plan import BuildPlan, bucket_of, build_bucket, event_buckets
 from features.report import ValidationReport
 from features.rules import DERIVED_PREFIX
+from features.sources import SparkInput, TablePart, TableSource
 
 _BUCKET, _REPORT = "_bucket", "_report"
+# the events' columns as Spark carries them: text, bar the row number and the bucket
+_TEXT_COLUMNS = (
+    "event_id",
+    "timestamp",
+    "account_id",
+    "person_id",
+    "event_type",
+    "channel",
+    "topic",
+    "weight",
+    DOMAIN_COLUMN,
+    DERIVED_PREFIX + "event_type",  # what a derivation rule did, for the report
+)
+_EVENT_COLUMNS = [*_TEXT_COLUMNS, ROW_COLUMN, SOURCE_COLUMN, _BUCKET]
 _PANDAS3_WARNING = "ignore:PySpark does not yet fully support pandas:FutureWarning"
 
 
@@ -97,19 +106,13 @@ def _for_arrow(frame: pd.DataFrame, text: list[str] | tuple[str, ...] = ()) -> p
 
 
 def _prepare(
-    chunks: Iterator[pd.DataFrame],
-    *,
-    plan: BuildPlan,
-    source: EventSource,
-    columns: list[str],
-    text: list[str],
+    chunks: Iterator[pd.DataFrame], *, plan: BuildPlan, source: TableSource, part: TablePart
 ) -> Iterator[pd.DataFrame]:
     for chunk in chunks:
-        frame = map_frame("events", source.mapping, chunk) if source.mapping else chunk
-        frame = _as_text(frame)
+        frame = _as_text(source.to_canonical(part, chunk))
         frame[_BUCKET] = event_buckets(text_table(frame), plan)
-        frame[SOURCE_COLUMN] = source.name
-        yield _for_arrow(frame.reindex(columns=columns), text)
+        frame[SOURCE_COLUMN] = part.name
+        yield _for_arrow(frame.reindex(columns=_EVENT_COLUMNS), _TEXT_COLUMNS)
 
 
 def _bucket(
@@ -141,76 +144,50 @@ def _report_from(data: dict[str, Any], plan: BuildPlan) -> ValidationReport:
     return replace(ValidationReport.from_dict(data), extracted_at=plan.extracted_at)
 
 
-def run_spark(
-    plan: BuildPlan, sources: list[EventSource], master: str
-) -> Iterator[tuple[pd.DataFrame, ValidationReport, pd.DataFrame]]:
-    """Build the features on Spark; yields one (features, report, rejects) for the whole run."""
-    from pyspark.sql import functions as sf
+def _events(spark: Any, plan: BuildPlan, source: TableSource, inputs: list[SparkInput]) -> Any:
+    """Every events part read by Spark, numbered, in canonical text columns and bucketed."""
     from pyspark.sql import types as st
 
-    spark = spark_session(master)
-    prepared = None
-    text_columns = [
-        "event_id",
-        "timestamp",
-        "account_id",
-        "person_id",
-        "event_type",
-        "channel",
-        "topic",
-        "weight",
-        DOMAIN_COLUMN,
-        DERIVED_PREFIX + "event_type",  # what a derivation rule did, for the report
-    ]
-    columns = [*text_columns, ROW_COLUMN, SOURCE_COLUMN, _BUCKET]
     schema = st.StructType(
         [
-            *(st.StructField(c, st.StringType()) for c in text_columns),
+            *(st.StructField(c, st.StringType()) for c in _TEXT_COLUMNS),
             st.StructField(ROW_COLUMN, st.LongType()),
             st.StructField(SOURCE_COLUMN, st.StringType()),
             st.StructField(_BUCKET, st.LongType()),
         ]
     )
-    for source in sources:
-        path = str(source.path)
-        reader = spark.read
-        frame = (
-            reader.parquet(path)
-            if path.endswith(".parquet") or source.path.is_dir()
-            else reader.option("header", True).csv(path)
-        )
+    prepared = None
+    for part, given in zip(plan.events, inputs, strict=True):
+        frame = spark.read.format(given.format).options(**given.options).load(given.path)
         numbered = frame.rdd.zipWithIndex().map(lambda pair: (*pair[0], pair[1]))
         frame = spark.createDataFrame(numbered, frame.schema.add(ROW_COLUMN, st.LongType()))
-        frame = frame.mapInPandas(
-            partial(_prepare, plan=plan, source=source, columns=columns, text=text_columns), schema
-        )
+        frame = frame.mapInPandas(partial(_prepare, plan=plan, source=source, part=part), schema)
         prepared = frame if prepared is None else prepared.unionByName(frame)
-    assert prepared is not None
-    accounts = plan.base.accounts[["account_id"]].assign(
-        **{_BUCKET: bucket_of(plan.base.accounts["account_id"], plan.n_buckets)}
-    )
-    accounts_sdf = spark.createDataFrame(accounts)
+    return prepared
+
+
+def _output_schema(plan: BuildPlan) -> Any:
+    """The schema of a bucket's rows: the features (as an empty bucket has them) and the report."""
+    from pyspark.sql import types as st
 
     sample = build_bucket(plan, [], np.array([], dtype=object))[0]
-    out_fields = []
+    fields = []
     for name in sample.columns:
         dtype = sample[name].dtype
         if name == "as_of":
-            out_fields.append(st.StructField(name, st.TimestampType()))
+            fields.append(st.StructField(name, st.TimestampType()))
         elif pd.api.types.is_float_dtype(dtype) or pd.api.types.is_integer_dtype(dtype):
-            out_fields.append(st.StructField(name, st.DoubleType()))
+            fields.append(st.StructField(name, st.DoubleType()))
         else:
-            out_fields.append(st.StructField(name, st.StringType()))
-    out_fields.append(st.StructField(_REPORT, st.StringType()))
-    out_schema = st.StructType(out_fields)
-    out_columns = [f.name for f in out_fields]
-    result = (
-        prepared.groupBy(_BUCKET)
-        .cogroup(accounts_sdf.groupBy(_BUCKET))
-        .applyInPandas(partial(_bucket, plan=plan, columns=out_columns), out_schema)
-    )
-    collected = result.orderBy(sf.col("account_id"), sf.col("as_of")).toPandas()
+            fields.append(st.StructField(name, st.StringType()))
+    fields.append(st.StructField(_REPORT, st.StringType()))
+    return st.StructType(fields)
 
+
+def _collected(
+    collected: pd.DataFrame, plan: BuildPlan
+) -> tuple[pd.DataFrame, ValidationReport, pd.DataFrame]:
+    """The features, the merged report and the rejects of the rows the buckets returned."""
     markers = collected[collected[_REPORT].notna()]
     features = collected[collected[_REPORT].isna()].drop(columns=[_REPORT])
     features = features.reset_index(drop=True)
@@ -224,10 +201,28 @@ def run_spark(
         data = json.loads(text)
         report = report.merge(_report_from(data["report"], plan))
         rejects.append(pd.DataFrame(data["rejects"]))
-    names = [
-        "account_id",
-        "as_of",
-        "in_pipeline",
-        *[f.name for f in catalogue(plan.settings)],
-    ]
-    yield features[names], report, pd.concat(rejects, ignore_index=True)
+    names = ["account_id", "as_of", "in_pipeline", *[f.name for f in catalogue(plan.settings)]]
+    return features[names], report, pd.concat(rejects, ignore_index=True)
+
+
+def run_spark(
+    plan: BuildPlan, source: TableSource, master: str
+) -> Iterator[tuple[pd.DataFrame, ValidationReport, pd.DataFrame]]:
+    """Build the features on Spark; yields one (features, report, rejects) for the whole run.
+
+    A source Spark cannot read itself is refused before Spark starts."""
+    inputs = [source.spark_input(part) for part in plan.events]
+    from pyspark.sql import functions as sf
+
+    spark = spark_session(master)
+    accounts = plan.base.accounts[["account_id"]].assign(
+        **{_BUCKET: bucket_of(plan.base.accounts["account_id"], plan.n_buckets)}
+    )
+    out_schema = _output_schema(plan)
+    result = (
+        _events(spark, plan, source, inputs)
+        .groupBy(_BUCKET)
+        .cogroup(spark.createDataFrame(accounts).groupBy(_BUCKET))
+        .applyInPandas(partial(_bucket, plan=plan, columns=out_schema.fieldNames()), out_schema)
+    )
+    yield _collected(result.orderBy(sf.col("account_id"), sf.col("as_of")).toPandas(), plan)

@@ -26,10 +26,12 @@ import numpy as np
 import pandas as pd
 
 from features.activity import weekly_activity
-from features.engine import build_feature_table, load_small_tables
+from features.engine import build_feature_table
 from features.io import sidecar, write_atomic, write_json_atomic, write_parquet_atomic
 from features.leftovers import scratch_dir
+from features.plan import load_small_tables
 from features.settings import DataSettings, FeatureSettings
+from features.sources import TableSource, open_source
 from serving.scoring import (
     account_status,
     buying_group,
@@ -226,7 +228,7 @@ def score_history(
 
 def score_batch(
     model: InMarketModel,
-    data: Path,
+    data: TableSource | Path,
     out: Path,
     data_settings: DataSettings,
     settings: FeatureSettings,
@@ -245,10 +247,11 @@ def score_batch(
     here, for the newest snapshot only)."""
     # the grid and engine are the caller's; what the features are is the model's
     settings = settings.with_spec(model.spec).model_copy(update={"snapshots": max(2, history)})
+    source = open_source(data, data_settings)
     with scratch_dir("score") as tmp:
         table = tmp / "features.parquet"
         build = build_feature_table(
-            data, table, data_settings, settings, categories=model.category_levels
+            source, table, data_settings, settings, categories=model.category_levels
         )
         stale = build.report.check_export_time()  # the newest snapshot would see no engagement
         features = pd.read_parquet(table)
@@ -260,13 +263,13 @@ def score_batch(
             )
         else:
             probability = model.predict(features)
-    tables = load_small_tables(Path(data), data_settings)
+    tables = load_small_tables(source, data_settings)
     history = score_history(model, features, probability)
     version = model_version_of(model_uri)
     ranked = rank_accounts(model, features, tables.accounts, history, version)
     latest = features[features["as_of"] == features["as_of"].max()]
     write_parquet_atomic(history, sidecar(out, "history.parquet"))
-    activity = weekly_activity(data, until=latest["as_of"].max(), settings=data_settings)
+    activity = weekly_activity(source, until=latest["as_of"].max(), settings=data_settings)
     write_parquet_atomic(activity, sidecar(out, "activity.parquet"))
     write_parquet_atomic(tables.opportunities, sidecar(out, "opportunities.parquet"))
     write_parquet_atomic(tables.people[list(PEOPLE_COLUMNS)], sidecar(out, "people.parquet"))

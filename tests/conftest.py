@@ -10,6 +10,7 @@ from hypothesis import settings
 
 from features.engine import build_feature_table
 from features.settings import DataSettings, FeatureSettings
+from inmarket.crm_example import crm_export
 from inmarket.synthetic import WorldSpec, generate_world
 from tests.stores import train_job
 from tests.worlds import WORLD_ACCOUNTS, WORLD_SEED, WORLD_SPEC
@@ -33,6 +34,14 @@ def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def dirty_world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dirty")
     generate_world(WorldSpec(accounts=WORLD_ACCOUNTS, seed=WORLD_SEED, dirty=True), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def crm_dir(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The clean world as a CRM-shaped export, read through the shipped mapping file."""
+    out = tmp_path_factory.mktemp("crm")
+    crm_export(world_dir, out, seed=1)
     return out
 
 

@@ -14,14 +14,7 @@ from features.mapping import Mapping
 from features.settings import DataSettings
 from features.validation import load_dataset
 from inmarket.config import ConfigError
-from inmarket.crm_example import crm_export, mapping_file
-
-
-@pytest.fixture(scope="module")
-def crm_dir(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("crm")
-    crm_export(world_dir, out, seed=1)
-    return out
+from inmarket.crm_example import mapping_file
 
 
 def test_the_export_has_a_crm_shape(crm_dir: Path) -> None:

@@ -13,7 +13,7 @@ from features.families import build_features
 from features.io import RawSource
 from features.settings import DataSettings
 from features.validation import Dataset, load_dataset, validate
-from tests.features.test_tables import EXTRACT, _base
+from tests.features.test_validation import EXTRACT, _base
 
 
 def _validate(tables: dict[str, pd.DataFrame]) -> Dataset:

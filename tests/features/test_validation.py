@@ -1,4 +1,5 @@
-"""Every rule of the data contract: what is rejected, why, and that totals reconcile."""
+"""Every rule of the data contract (``features.validation``, ``features.checks``): what is rejected,
+why, and that totals reconcile."""
 
 from __future__ import annotations
 
@@ -9,12 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.encode import domain_of, normalise_label
-from features.engine import plan_build
+from features.encode import normalise_label
 from features.errors import ContractError
-from features.io import EXTRACT_MANIFEST, RawSource, read_folder
-from features.report import CLOCK, GIVEN, ValidationReport
-from features.settings import DataSettings, FeatureSettings
+from features.io import RawSource
+from features.settings import DataSettings
 from features.validation import Dataset, load_dataset, validate
 
 EXTRACT = datetime(2025, 1, 1, tzinfo=UTC)
@@ -367,16 +366,6 @@ def test_parquet_typed_columns_are_accepted() -> None:
     assert ds.events["timestamp"].dt.tz is not None
 
 
-def test_label_and_domain_normalisation() -> None:
-    assert normalise_label(pd.Series(["Closed Won ", "C-Level", "", None])).tolist()[:2] == [
-        "closed_won",
-        "c_level",
-    ]
-    assert domain_of(
-        pd.Series(["Ana@Sub.Acme.com", "https://www.acme.com/pricing?x=1", "acme.com:443"])
-    ).tolist() == ["sub.acme.com", "acme.com", "acme.com"]
-
-
 def test_an_optional_column_left_empty_is_missing_not_an_error() -> None:
     """Found by fuzzing the service: an all-empty domain or label column."""
     tables = _base()
@@ -443,59 +432,6 @@ def test_placeholder_dates_are_counted_from_csv_and_parquet(kind: str, tmp_path:
     assert ds.report.reconciles
 
 
-def test_a_placeholder_date_does_not_start_the_snapshot_grid(tmp_path: Path) -> None:
-    # given events of May 2024 and one dated 0001-01-01
-    tables = _base()
-    tables["events"].loc[0, "timestamp"] = "0001-01-01T00:00:00Z"
-    folder = _write(tmp_path / "data", tables)
-    # when the snapshots of all history are planned
-    plan, _ = plan_build(
-        folder, DataSettings(extracted_at=EXTRACT), FeatureSettings(snapshots=None)
-    )
-    # then they begin where the plausible events do, not two thousand years before
-    assert plan.as_ofs.min() > pd.Timestamp("2024-05-01", tz="UTC")
-
-
-@pytest.mark.parametrize(
-    ("other", "listed"),
-    [
-        ("accounts.parquet", "accounts.parquet, accounts.csv"),
-        ("accounts.csv.gz", "accounts.csv, accounts.csv.gz"),
-        ("accounts/part-0.parquet", "accounts.csv, accounts/"),
-    ],
-    ids=["parquet-beside-csv", "gzip-beside-csv", "folder-beside-csv"],
-)
-def test_two_files_for_one_table_are_refused_naming_both(
-    other: str, listed: str, tmp_path: Path
-) -> None:
-    # given an export with accounts.csv and a second file of the same table beside it
-    folder = _write(tmp_path / "data", _base())
-    (folder / other).parent.mkdir(exist_ok=True)
-    accounts = _base()["accounts"]
-    if other.endswith(".parquet"):
-        accounts.to_parquet(folder / other, index=False)
-    else:
-        accounts.to_csv(folder / other, index=False)
-    # when it is read, then both are named and the user is told to keep one
-    with pytest.raises(
-        ContractError, match=rf"2 files hold table 'accounts' \({listed}\); keep one and move"
-    ):
-        read_folder(folder)
-
-
-def test_a_folder_of_parquet_parts_is_one_table(tmp_path: Path) -> None:
-    # given events split into two Parquet parts in events/, and no other events file
-    tables = _base()
-    events = tables.pop("events")
-    folder = _write(tmp_path / "data", tables)
-    (folder / "events").mkdir()
-    events.iloc[:2].to_parquet(folder / "events" / "part-0.parquet", index=False)
-    events.iloc[2:].to_parquet(folder / "events" / "part-1.parquet", index=False)
-    # when it is validated, then the parts are one table
-    ds = load_dataset(folder, DataSettings(extracted_at=EXTRACT))
-    assert ds.report.tables["events"].rows_used == 4
-
-
 def test_a_world_without_usable_events_is_said() -> None:
     # given an export whose every event names an account not in it
     tables = _base()
@@ -509,27 +445,3 @@ def test_a_world_without_usable_events_is_said() -> None:
         "validate DATA --rejects-out R.parquet lists them) or export the events again"
     )
     assert _validate(_base()).report.without_events() is None
-
-
-@pytest.mark.parametrize(
-    ("source", "fix"),
-    [
-        (CLOCK, "pass --extracted-at with when the export was taken, or write _extract.json"),
-        (GIVEN, "check --extracted-at, or whether the event feed stopped"),
-        (EXTRACT_MANIFEST, "check extracted_at in _extract.json (or override it with"),
-    ],
-)
-def test_a_stale_export_time_says_what_to_check_where_it_came_from(source: str, fix: str) -> None:
-    # given events that end a year before the export time, taken from each source
-    report = ValidationReport(
-        {},
-        datetime(2026, 7, 1, tzinfo=UTC),
-        source,
-        {"events": ["2024-07-01T00:00:00+00:00", "2025-06-28T00:00:00+00:00"]},
-    )
-    # when the export time is checked
-    said = report.stale()
-    # then the message names the events' end, the export time and its source, and the fix
-    # for that source (a file already there is not asked for again)
-    assert said is not None and said.startswith("events end 2025-06-28, 368 days before")
-    assert f"taken from {source}" in said and fix in said

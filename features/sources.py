@@ -1,0 +1,240 @@
+"""Where the tables come from: one interface (``TableSource``) between the data and everything
+that reads it (validation, both engines, the activity table, batch scoring), and its first kind,
+a folder of files (``FolderSource``).
+
+A source hands out each canonical table as parts (a file; for a database, a query), already in
+canonical columns: the mapping file, when there is one, is applied here and nowhere else. A new
+kind of source is one subclass here plus one ``[data] kind``, opened by ``open_source``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+from typing import ClassVar
+from urllib.parse import urlparse
+
+import pandas as pd
+import pyarrow as pa
+
+from features.contract import OPTIONAL_TABLES, TABLE_ORDER
+from features.errors import ConfigError, ContractError
+from features.io import (
+    EXTRACT_MANIFEST,
+    RawSource,
+    as_utc,
+    count_rows,
+    iter_table_batches,
+    locate_tables,
+    read_extracted_at,
+    read_file_column,
+    read_table_file,
+    text_table,
+)
+from features.mapping import Mapping, SourceMapping, map_frame
+from features.report import CLOCK, GIVEN
+from features.settings import DataSettings
+
+_WHOLE_ROWS = 1_000_000  # batch size of the whole-part reads the base class builds on batches
+
+
+@dataclass(frozen=True)
+class TablePart:
+    """One piece of a canonical table (a file; for a database, a query), named as the report and
+    the rejects name its rows; ``formats`` holds the strftime of its date columns, if given."""
+
+    table: str
+    name: str
+    formats: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SparkInput:
+    """How Spark's generic reader loads a part:
+    ``spark.read.format(format).options(**options).load(path)``."""
+
+    format: str
+    path: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+
+class TableSource(ABC):
+    """The canonical tables of one export, part by part, in canonical columns.
+
+    A subclass says where parts are (``parts``), reads one in Arrow batches (``batches``) and
+    tells the export time it records (``extracted_at``); whole reads, row counts and single
+    columns default to the batches, and a subclass overrides them where it has a quicker way."""
+
+    KIND: ClassVar[str]
+
+    @property
+    @abstractmethod
+    def uri(self) -> str:
+        """Where the tables are, as a URI (what a training run logs as its data source)."""
+
+    @abstractmethod
+    def parts(self, table: str) -> list[TablePart]:
+        """The parts of ``table``; none for an absent optional table, a ``ContractError`` naming
+        the table and what was found for an absent required one."""
+
+    @abstractmethod
+    def batches(self, part: TablePart, chunk_rows: int) -> Iterator[pa.Table]:
+        """``part`` in Arrow batches of about ``chunk_rows`` rows, in canonical columns, each
+        row with its number in the part (``_row``)."""
+
+    @abstractmethod
+    def extracted_at(self) -> tuple[datetime, str] | None:
+        """The export time the source records and where it records it, if it does."""
+
+    @property
+    def name(self) -> str:
+        """A short name for the data (a folder's name), for run names."""
+        return PurePosixPath(urlparse(self.uri).path).name or self.uri
+
+    def read_part(self, part: TablePart) -> pd.DataFrame:
+        """``part`` whole, in canonical columns."""
+        tables = list(self.batches(part, _WHOLE_ROWS))
+        return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
+
+    def count_rows(self, part: TablePart) -> int:
+        """Rows in ``part`` (an estimate will do: it sizes the hash buckets)."""
+        return sum(batch.num_rows for batch in self.batches(part, _WHOLE_ROWS))
+
+    def read_column(self, part: TablePart, column: str) -> pd.Series | None:
+        """One canonical column of ``part``, or None when the part has no such column."""
+        values = [
+            b.column(column) for b in self.batches(part, _WHOLE_ROWS) if column in b.schema.names
+        ]
+        return pa.chunked_array(values).to_pandas() if values else None
+
+    def to_canonical(self, part: TablePart, frame: pd.DataFrame) -> pd.DataFrame:
+        """A raw chunk of ``part`` as read by Spark (``spark_input``), in canonical columns."""
+        return frame
+
+    def spark_input(self, part: TablePart) -> SparkInput:
+        """How Spark reads ``part`` itself, so that executors read it, not the driver."""
+        raise ConfigError(
+            f"[data] kind {self.KIND!r}: the Spark engine cannot read {part.table} from "
+            f"{self.uri}; set features.engine = 'local'"
+        )
+
+    def read(self, tables: Iterable[str] = TABLE_ORDER) -> dict[str, list[RawSource]]:
+        """Each of ``tables`` whole, part by part, for validation (absent optional ones omitted)."""
+        wanted = set(tables)
+        return {
+            table: [RawSource(table, p.name, self.read_part(p), dict(p.formats)) for p in parts]
+            for table in TABLE_ORDER
+            if table in wanted and (parts := self.parts(table))
+        }
+
+    def export_time(self, given: datetime | None) -> tuple[datetime | None, str]:
+        """When the export was taken and where that came from: given, recorded by the source,
+        else unknown (None: validation takes the clock, and says so)."""
+        if given is not None:
+            return as_utc(given), GIVEN
+        recorded = self.extracted_at()
+        return recorded if recorded is not None else (None, CLOCK)
+
+    def lineage(self) -> dict[str, str]:
+        """What a run trained on: the kind, the URI and every part, as tags for MLflow."""
+        parts = [p.name for table in TABLE_ORDER for p in self.parts(table)]
+        return {"kind": self.KIND, "uri": self.uri, "parts": ", ".join(parts)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FilePart(TablePart):
+    """A file (or a folder of Parquet parts) of a folder source, with its mapping if any."""
+
+    path: Path
+    mapping: SourceMapping | None = None
+
+
+class FolderSource(TableSource):
+    """A folder of Parquet or CSV files, one per table (``<table>.parquet``, ``<table>.csv``,
+    a ``<table>/`` folder of Parquet parts), or the files a mapping file names."""
+
+    KIND = "folder"
+
+    def __init__(self, folder: Path, mapping: Path | None = None) -> None:
+        self.folder, self.mapping = Path(folder), mapping
+
+    @cached_property
+    def _mapping(self) -> Mapping | None:
+        return Mapping.load(self.mapping) if self.mapping else None
+
+    @property
+    def uri(self) -> str:
+        return self.folder.resolve().as_uri()
+
+    def parts(self, table: str) -> list[TablePart]:
+        if self._mapping is None:
+            path = locate_tables(self.folder).get(table)
+            return [] if path is None else [FilePart(table, path.name, path=path)]
+        parts: list[TablePart] = []
+        for source in self._mapping.sources(table):
+            path = self.folder / source.file
+            if not path.exists():
+                raise ContractError(
+                    f"{table}: mapped file {source.file} not found in {self.folder}"
+                )
+            parts.append(
+                FilePart(table, source.file, dict(source.formats), path=path, mapping=source)
+            )
+        if not parts and table not in OPTIONAL_TABLES:
+            raise ContractError(f"table '{table}' is missing from the mapping file")
+        return parts
+
+    def batches(self, part: TablePart, chunk_rows: int) -> Iterator[pa.Table]:
+        file = _file(part)
+        for table in iter_table_batches(file.path, chunk_rows):
+            yield text_table(self.to_canonical(part, table.to_pandas())) if file.mapping else table
+
+    def extracted_at(self) -> tuple[datetime, str] | None:
+        stamp = read_extracted_at(self.folder)
+        return None if stamp is None else (stamp, EXTRACT_MANIFEST)
+
+    def read_part(self, part: TablePart) -> pd.DataFrame:
+        return self.to_canonical(part, read_table_file(_file(part).path))
+
+    def count_rows(self, part: TablePart) -> int:
+        return count_rows(_file(part).path)
+
+    def read_column(self, part: TablePart, column: str) -> pd.Series | None:
+        file = _file(part)
+        return read_file_column(
+            file.path, file.mapping.columns.get(column, column) if file.mapping else column
+        )
+
+    def to_canonical(self, part: TablePart, frame: pd.DataFrame) -> pd.DataFrame:
+        mapping = _file(part).mapping
+        return map_frame(part.table, mapping, frame) if mapping else frame
+
+    def spark_input(self, part: TablePart) -> SparkInput:
+        path = _file(part).path
+        if path.name.endswith(".parquet") or path.is_dir():
+            return SparkInput("parquet", str(path))
+        return SparkInput("csv", str(path), {"header": "true"})
+
+    def lineage(self) -> dict[str, str]:
+        mapped = {"mapping": Path(self.mapping).resolve().as_uri()} if self.mapping else {}
+        return {**super().lineage(), **mapped}
+
+
+def _file(part: TablePart) -> FilePart:
+    if not isinstance(part, FilePart):
+        raise TypeError(f"{part.table} ({part.name}): not a part of a folder source")
+    return part
+
+
+def open_source(data: TableSource | str | Path, settings: DataSettings) -> TableSource:
+    """The tables to read: ``data`` itself when it is a source, else the source ``[data] kind``
+    names at ``data`` (a folder, read through ``[data] mapping`` if given)."""
+    if isinstance(data, TableSource):
+        return data
+    match settings.kind:
+        case "folder":
+            return FolderSource(Path(data), settings.mapping)
