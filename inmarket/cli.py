@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from features.engine import EVENTS_PER_BUCKET
 from features.errors import InMarketError
+from features.plan import EVENTS_PER_BUCKET
 from features.vocabularies import vocabulary_help
 from inmarket.config import Config, load_config
 from inmarket.options import given, option

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.commands import run_cli, write_csvs
-from tests.features.test_tables import _base
+from tests.features.test_validation import _base
 
 
 @pytest.mark.parametrize(

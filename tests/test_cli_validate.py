@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from tests.commands import run_cli, write_csvs
-from tests.features.test_tables import _base
+from tests.features.test_validation import _base
 
 
 def test_dirty_world_report_lists_faults(tmp_path: Path) -> None:

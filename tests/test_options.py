@@ -9,7 +9,7 @@ from typing import Any, Literal, get_args, get_origin
 import click
 import pytest
 
-from features.engine import EVENTS_PER_BUCKET
+from features.plan import EVENTS_PER_BUCKET
 from inmarket.cli import cli
 from inmarket.config import Config
 from inmarket.options import SettingOption

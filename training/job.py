@@ -21,16 +21,12 @@ from mlflow.types import ColSpec, DataType, Schema
 
 from features.catalogue import META_COLUMNS, catalogue
 from features.contract import empty_table
-from features.engine import (
-    build_feature_table,
-    load_small_tables,
-    plan_build,
-    read_feature_table,
-)
+from features.engine import build_feature_table, read_feature_table
 from features.errors import ConfigError, ContractError
 from features.families import build_features
 from features.io import sidecar
 from features.leftovers import scratch_dir
+from features.plan import load_small_tables, plan_build
 from features.report import ValidationReport
 from features.settings import DataSettings, FeatureSettings, FeatureSpec
 from features.snapshots import snapshot_grid
@@ -948,7 +944,7 @@ class ForecastJob(_Job):
     ) -> tuple[pd.DataFrame, FeatureSpec, Dataset]:
         grid = {"every_days": self.train.every_days, "snapshots": None, "start": start}
         settings = self.feature_settings.model_copy(update=grid)
-        plan, _ = plan_build(data, self.data, settings)
+        plan = plan_build(data, self.data, settings)
         base = plan.base
         table = build_features(
             snapshot_grid(base.accounts, plan.as_ofs),

@@ -21,7 +21,7 @@ from inmarket.crm_example import (
     hubspot_export,
     mapping_file,
 )
-from tests.features.test_tables import EXTRACT
+from tests.features.test_validation import EXTRACT
 
 ROOT = Path(__file__).resolve().parents[2]
 

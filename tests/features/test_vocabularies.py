@@ -11,7 +11,7 @@ import pytest
 from features.io import RawSource
 from features.validation import Dataset, validate
 from features.vocabularies import VOCABULARIES, Vocabulary, vocabulary_markdown
-from tests.features.test_tables import EXTRACT, _base
+from tests.features.test_validation import EXTRACT, _base
 
 ROOT = Path(__file__).resolve().parents[2]
 
