@@ -68,7 +68,7 @@ def test_the_document_is_valid_openapi_without_a_server() -> None:
 
     from serving.service import InMarketService, app
 
-    document = api.openapi_document(InMarketService, app)
+    document = api.openapi_document(InMarketService, app, None)
     validate(document)  # type: ignore[arg-type]
     assert document["openapi"] == "3.0.3"
     assert all(
