@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from features import families
+from features.catalogue import BUYING_GROUP_FAMILIES, FAMILIES, catalogue
+from features.contract import empty_table
 from features.families import build_features
-from features.validation import Dataset
+from features.settings import DataSettings, FeatureSpec
+from features.snapshots import as_of_grid, snapshot_grid
+from features.validation import load_dataset
+from inmarket.synthetic import WorldSpec, generate_world
 
 AS_OF = pd.Timestamp("2025-03-01", tz="UTC")
+SPEC = FeatureSpec(windows=(7, 30, 120), new_people_days=21, columns={"lifecycle_stage": "dated"})
 
 
 def _one_account() -> dict[str, pd.DataFrame]:
     """The tables of one account with one person and one page view."""
-    from features.contract import empty_table
-
     accounts = empty_table("accounts")
     accounts.loc[0, ["account_id", "name"]] = ["A", "A Inc"]
     people = empty_table("people")
@@ -48,3 +54,50 @@ def test_a_computed_column_missing_from_the_catalogue_is_an_error(
     # when the features are built, then the column is named, with what to do
     with pytest.raises(ValueError, match=r"weeks_of_rain_56d.*catalogue"):
         build_features(snapshots, **_one_account())
+
+
+def test_a_row_takes_its_kind_and_source_from_its_family() -> None:
+    rows = catalogue(SPEC)
+    assert {row.family for row in rows} == set(FAMILIES)
+    for row in rows:
+        assert row.kind == FAMILIES[row.family].kind and row.source, row.name
+        assert row.description and row.words.some, row.name
+    assert {row.name for row in rows if row.kind == "fit"} >= {"industry", "is_customer"}
+    assert BUYING_GROUP_FAMILIES == ("breadth", "concentration", "momentum")
+
+
+def test_every_value_build_features_computes_is_within_its_rows_bounds(tmp_path: Path) -> None:
+    # given a small world, with a dated account column declared
+    generate_world(WorldSpec(accounts=80, seed=5), tmp_path)
+    ds = load_dataset(tmp_path, DataSettings())
+    history = pd.DataFrame(
+        {
+            "account_id": ds.accounts["account_id"],
+            "field": "lifecycle_stage",
+            "value": "prospect",
+            "valid_from": pd.Timestamp("2024-01-01", tz="UTC"),
+        }
+    ).astype({"valid_from": "datetime64[us, UTC]"})
+    grid = as_of_grid(ds.report.extracted_at, every_days=30, count=6)
+    # when its features are built under a spec with other windows
+    frame = build_features(
+        snapshot_grid(ds.accounts, grid),
+        ds.accounts,
+        ds.people,
+        ds.events,
+        ds.intent,
+        ds.opportunities,
+        SPEC,
+        account_history=history,
+    )
+    # then every value is one its row allows (what the HTTP schema enforces): a category, or a
+    # number within the bounds, whole where the row says so
+    for row in catalogue(SPEC):
+        values = frame[row.name]
+        if row.bounds.categorical or row.name in SPEC.columns:
+            assert isinstance(values.dtype, pd.CategoricalDtype), row.name
+            continue
+        given = values.dropna().to_numpy(dtype=float)
+        assert ((given >= row.bounds.low) & (given <= row.bounds.high)).all(), row.name
+        if row.bounds.integer:
+            assert (given == np.round(given)).all(), row.name
