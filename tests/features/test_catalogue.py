@@ -79,17 +79,11 @@ def test_every_value_build_features_computes_is_within_its_rows_bounds(tmp_path:
         }
     ).astype({"valid_from": "datetime64[us, UTC]"})
     grid = as_of_grid(ds.report.extracted_at, every_days=30, count=6)
+    snapshots = snapshot_grid(ds.accounts, grid)
+    names = ("accounts", "people", "events", "intent", "opportunities")
+    tables = {name: getattr(ds, name) for name in names}
     # when its features are built under a spec with other windows
-    frame = build_features(
-        snapshot_grid(ds.accounts, grid),
-        ds.accounts,
-        ds.people,
-        ds.events,
-        ds.intent,
-        ds.opportunities,
-        SPEC,
-        account_history=history,
-    )
+    frame = build_features(snapshots, **tables, spec=SPEC, account_history=history)
     # then every value is one its row allows (what the HTTP schema enforces): a category, or a
     # number within the bounds, whole where the row says so
     for row in catalogue(SPEC):
