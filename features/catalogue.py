@@ -131,20 +131,23 @@ FAMILIES = {
 BUYING_GROUP_FAMILIES = tuple(name for name, family in FAMILIES.items() if family.buying_group)
 
 
+# A computed feature is a count, a share, a flag, a score or a number of days: never negative
+# (but a change between two windows), and a value past a billion is an input error, not an
+# account on fire (a probe's `events_30d: 1e308` scored 91). Generous on purpose: batch has no
+# such bound, and a row it built must never be refused over HTTP.
+MAX_FEATURE_VALUE = 1e9
+
+
 class Bounds(NamedTuple):
     """The values a feature takes, as the HTTP schema enforces them: text when ``categorical``,
     else a number from ``low`` to ``high`` (infinite: no bound), a whole one when ``integer``."""
 
     low: float = 0.0
-    high: float = 1e9
+    high: float = MAX_FEATURE_VALUE
     integer: bool = False
     categorical: bool = False
 
 
-# A computed feature is a count, a share, a flag, a score or a number of days: never negative
-# (but a change between two windows), and a value past a billion is an input error, not an
-# account on fire (a probe's `events_30d: 1e308` scored 91). Generous on purpose: batch has no
-# such bound, and a row it built must never be refused over HTTP.
 WHOLE = Bounds(integer=True)  # a count or a level
 NUMBER = Bounds()  # days, a weighted sum, a ratio
 SHARE = Bounds(high=1.0)

@@ -7,8 +7,9 @@ with ``timestamp < as_of``, intent records published before ``as_of`` (a weekly 
 ``d`` is published at ``d + intent_delay_days``), and opportunities created before ``as_of``
 whose outcome counts only once ``closed_at < as_of``. ``as_of`` is taken to whole seconds.
 
-Each family is a small function returning its columns; the pairs of (snapshot, row) they
-aggregate come from ``features.windows``.
+Each family is a small function returning its columns (the fit family's are in
+``features.fit``); the pairs of (snapshot, row) they aggregate come from ``features.windows``.
+Every column is one the catalogue (``features.catalogue``) defines, in its order.
 """
 
 from __future__ import annotations
