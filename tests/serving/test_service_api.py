@@ -244,7 +244,7 @@ def test_the_document_and_the_records_follow_the_champion(
     assert champion.spec.windows == (7, 30, 90, 120)
     spec = FeatureSpec(windows=(7, 30), new_people_days=21)
     features = tmp_path / "features.parquet"
-    settings = FeatureSettings(every_days=14, snapshots=None).with_spec(spec)
+    settings = FeatureSettings(every_days=28, snapshots=None).with_spec(spec)
     build_feature_table(world_dir, features, DataSettings(), settings)
     challenger = load_model(train_job(store).run(world_dir, features).model_uri)
     env = {"INMARKET_STORE": str(store), "INMARKET_RELOAD_SECONDS": "0"}
