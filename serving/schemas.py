@@ -127,7 +127,7 @@ class ServedFeatures:
         record = self.record
         if record is None or not isinstance(data, dict):  # no model yet: the route answers 503
             return data
-        unknown = sorted(set(data) - set(record.model_fields))
+        unknown = sorted(data.keys() - record.model_fields.keys())
         if unknown:
             raise ValueError(
                 f"{', '.join(unknown[:5])}: not a feature of the served model; "
