@@ -32,6 +32,8 @@ BUYING_ROLES = (
     "user",
     "other",
 )
+# the roles without which a buying group has a gap: the deal needs them all
+KEY_ROLES = ("decision_maker", "champion", "technical_evaluator", "finance")
 OPPORTUNITY_STATUSES = ("open", "won", "lost")
 OPPORTUNITY_TYPES = ("new_business", "renewal", "expansion")
 

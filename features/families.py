@@ -7,8 +7,9 @@ with ``timestamp < as_of``, intent records published before ``as_of`` (a weekly 
 ``d`` is published at ``d + intent_delay_days``), and opportunities created before ``as_of``
 whose outcome counts only once ``closed_at < as_of``. ``as_of`` is taken to whole seconds.
 
-Each family is a small function returning its columns; the pairs of (snapshot, row) they
-aggregate come from ``features.windows``.
+Each family is a small function returning its columns (the fit family's are in
+``features.fit``); the pairs of (snapshot, row) they aggregate come from ``features.windows``.
+Every column is one the catalogue (``features.catalogue``) defines, in its order.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import pandas as pd
 
 from features.catalogue import (
     ENGAGEMENT_WEIGHTS,
-    FIT_CATEGORIES,
     HIGH_INTENT_TYPES,
     INTENT_SURGE_SCORE,
     LOW_SIGNAL_TYPES,
+    META_COLUMNS,
     MQL_POINTS,
     MQL_THRESHOLD,
     MQL_WINDOW_DAYS,
@@ -33,7 +34,7 @@ from features.catalogue import (
 )
 from features.contract import ACCOUNT_FROM_PERSON, empty_table
 from features.encode import encode
-from features.errors import ContractError
+from features.fit import HISTORY_CAP_DAYS, add_fit_columns, fit_categories
 from features.settings import FeatureSpec
 from features.vocabularies import CHANNELS, EVENT_TYPES, SENIORITY_LEVELS
 from features.windows import (
@@ -50,7 +51,6 @@ from features.windows import (
 
 Columns = dict[str, np.ndarray]
 WEEK_SECONDS = 7 * DAY_SECONDS
-HISTORY_CAP_DAYS = 365
 
 
 def _vocabulary_codes(values: pd.Series, vocabulary: tuple[str, ...]) -> np.ndarray:
@@ -419,108 +419,6 @@ def _history(
     return out
 
 
-def _declared_values(
-    spec: FeatureSpec,
-    accounts: pd.DataFrame,
-    history: pd.DataFrame,
-    snap_code: np.ndarray,
-    snap_s: np.ndarray,
-) -> dict[str, pd.Series]:
-    """Each declared account column's raw value at every snapshot: a static column's export
-    value, a dated one's value valid at as_of (the latest account_history row before it)."""
-    values: dict[str, pd.Series] = {}
-    dated = [c for c, kind in spec.columns.items() if kind == "dated"]
-    for column, kind in spec.columns.items():
-        if kind == "static":
-            if column not in accounts:
-                found = [c for c in accounts.columns if not c.startswith("_")]
-                raise ContractError(
-                    f"features.columns declares accounts.{column} as static, but the accounts "
-                    f"table has no column {column}; found {found}"
-                )
-            values[column] = accounts[column].reset_index(drop=True).take(snap_code)
-    if dated:
-        account_index = pd.Index(accounts["account_id"])
-        for column in dated:
-            rows = history[history["field"] == column]
-            code = encode(rows["account_id"], account_index)
-            latest = TimeIndex(code, seconds(rows["valid_from"])).latest(snap_code, snap_s)
-            value = np.r_[rows["value"].to_numpy(dtype=object), None]  # the last: none yet
-            values[column] = pd.Series(value[np.where(latest >= 0, latest, -1)], dtype="str")
-    return values
-
-
-def _is_numeric(values: pd.Series) -> bool:
-    if pd.api.types.is_numeric_dtype(values):
-        return True
-    present = values.dropna()
-    return bool(len(present)) and pd.to_numeric(present, errors="coerce").notna().all()
-
-
-def fit_categories(
-    accounts: pd.DataFrame,
-    spec: FeatureSpec = FeatureSpec(),
-    history: pd.DataFrame | None = None,
-) -> dict[str, tuple[str, ...]]:
-    """The sorted levels of every categorical fit column (the contract's and the declared
-    ones), so that every part of a table, and every scoring, codes them alike."""
-    columns = {c: accounts[c] for c in FIT_CATEGORIES if c in accounts}
-    for column, kind in spec.columns.items():
-        if kind == "static" and column in accounts:
-            columns[column] = accounts[column]
-        elif kind == "dated" and history is not None:
-            columns[column] = history.loc[history["field"] == column, "value"]
-    return {
-        name: tuple(sorted(values.dropna().astype("str").unique()))
-        for name, values in columns.items()
-        if name in FIT_CATEGORIES or not _is_numeric(values)
-    }
-
-
-def _fit(
-    frame: pd.DataFrame,
-    accounts: pd.DataFrame,
-    snap_code: np.ndarray,
-    snap_s: np.ndarray,
-    categories: dict[str, tuple[str, ...]],
-) -> None:
-    """The contract's firmographics into ``frame``: categories with stable levels."""
-    for column in FIT_CATEGORIES:
-        values = (
-            accounts[column]
-            if column in accounts
-            else pd.Series(pd.NA, index=accounts.index, dtype="str")
-        )
-        taken = values.astype("str").to_numpy()[snap_code]
-        frame[column] = pd.Categorical(taken, categories=list(categories.get(column, ())))
-    employees = (
-        accounts["employee_count"]
-        if "employee_count" in accounts
-        else pd.Series(np.nan, index=accounts.index)
-    )
-    frame["employee_count"] = employees.to_numpy(dtype=float)[snap_code]
-    if "created_at" in accounts:
-        created = seconds(accounts["created_at"]).astype(float)
-        created[accounts["created_at"].isna().to_numpy()] = np.nan
-        # capped: beyond a year, age grows with the calendar, not with anything the account does
-        age = (snap_s - created[snap_code]) / DAY_SECONDS
-        frame["account_age_days"] = np.minimum(age, HISTORY_CAP_DAYS)
-    else:
-        frame["account_age_days"] = np.nan
-
-
-def _declared(
-    frame: pd.DataFrame, values: dict[str, pd.Series], categories: dict[str, tuple[str, ...]]
-) -> None:
-    """Declared account columns into ``frame``: categories with stable levels, else numbers."""
-    for column, raw in values.items():
-        if column in categories:
-            text = raw.astype("str").to_numpy()
-            frame[column] = pd.Categorical(text, categories=list(categories[column]))
-        else:
-            frame[column] = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
-
-
 def build_features(
     snapshots: pd.DataFrame,
     accounts: pd.DataFrame,
@@ -565,9 +463,24 @@ def build_features(
     )
     history = account_history if account_history is not None else empty_table("account_history")
     categories = categories or fit_categories(accounts, spec, history)
-    _fit(frame, accounts, snap_code, snap_s, categories)
-    _declared(frame, _declared_values(spec, accounts, history, snap_code, snap_s), categories)
-    names = [f.name for f in catalogue(spec)]
+    add_fit_columns(frame, accounts, history, snap_code, snap_s, spec, categories)
     numeric = pd.DataFrame({k: np.asarray(v, dtype=float) for k, v in out.items()})
-    frame = pd.concat([frame, numeric], axis=1)
-    return frame[["account_id", "as_of", "in_pipeline", *[c for c in names if c in frame.columns]]]
+    return _in_catalogue_order(pd.concat([frame, numeric], axis=1), spec)
+
+
+def _in_catalogue_order(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """The meta columns, then the features in the catalogue's order. A column computed without
+    a catalogue row (or a row without its column) is an error: the row is its definition."""
+    names = [f.name for f in catalogue(spec)]
+    computed = [c for c in frame.columns if c not in META_COLUMNS]
+    unlisted = [c for c in computed if c not in set(names)]
+    if unlisted:
+        raise ValueError(
+            f"build_features computed {unlisted} but the feature catalogue has no row for "
+            "them: add each to catalogue() in features/catalogue.py (its family, bounds and "
+            "reason words)"
+        )
+    absent = [n for n in names if n not in set(computed)]
+    if absent:
+        raise ValueError(f"the feature catalogue lists {absent} but build_features computes none")
+    return frame[[*META_COLUMNS, *names]]

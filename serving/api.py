@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 from serving.errors import ErrorResponse
 from serving.page import COOKIE
@@ -344,47 +345,36 @@ def _operations(paths: dict[str, Any]) -> list[dict[str, Any]]:
     return [op for item in paths.values() for op in item.values() if isinstance(op, dict)]
 
 
-def openapi_document(service: Any, app: FastAPI) -> dict[str, Any]:
-    """The one OpenAPI document of every public route: the BentoML APIs, the FastAPI routes
-    under /v1, the admin reload and health."""
-    base = get_openapi(
-        title="In-market API",
-        version=version("inmarket"),
-        openapi_version="3.0.3",
-        description=DESCRIPTION,
-        routes=app.routes,
-    )
-    schemas: dict[str, Any] = {
-        k: v
-        for k, v in base.get("components", {}).get("schemas", {}).items()
-        if k not in ("HTTPValidationError", "ValidationError")
-    }
-    schemas.update(_components(ErrorResponse, "ErrorResponse", "serialization"))
-    paths: dict[str, Any] = {}
-    for name in ("score", "explain", "score_events"):
-        paths[service.apis[name].route] = _api_operation(service, name, schemas)
-    for path, item in base["paths"].items():
+def _route_paths(paths: dict[str, Any]) -> dict[str, Any]:
+    """The FastAPI routes under /v1, tagged, with the refusals they make."""
+    for item in paths.values():
         for op in item.values():
             op["tags"] = ["accounts and model"]
             ok = op["responses"].get("200", {"description": "OK"})
             op["responses"] = {"200": ok, **_errors(401, 404, 422, 503)}
-        paths[path] = item
     csv = paths[f"{V1}/accounts.csv"]["get"]["responses"]["200"]
     csv["content"] = {"text/csv": {"schema": {"type": "string"}}}
-    paths["/admin/reload"] = {
-        "post": {
-            "operationId": "reload",
-            "summary": "Check the champion alias now",
-            "tags": ["operations"],
-            "security": [{"admin": []}],
-            "responses": {
-                "200": {
-                    "description": "whether the model changed, the version now served",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
+    return paths
+
+
+def _operations_paths() -> dict[str, Any]:
+    """The operations' routes: the admin reload, health and metrics."""
+    paths: dict[str, Any] = {
+        "/admin/reload": {
+            "post": {
+                "operationId": "reload",
+                "summary": "Check the champion alias now",
+                "tags": ["operations"],
+                "security": [{"admin": []}],
+                "responses": {
+                    "200": {
+                        "description": "whether the model changed, the version now served",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "403": _error("admin routes are off: no INMARKET_ADMIN_TOKEN"),
+                    **_errors(401),
                 },
-                "403": _error("admin routes are off: no INMARKET_ADMIN_TOKEN"),
-                **_errors(401),
-            },
+            }
         }
     }
     for path, summary in (
@@ -411,6 +401,60 @@ def openapi_document(service: Any, app: FastAPI) -> dict[str, Any]:
             "responses": {"200": {"description": "metrics", "content": _TEXT}, **_errors(401)},
         }
     }
+    return paths
+
+
+_TAGS = (
+    {"name": "scoring", "description": "scores, reasons and buying groups"},
+    {"name": "accounts and model", "description": "the batch scoring and the model"},
+    {"name": "operations", "description": "health, metrics, reloading the model"},
+)
+_SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "INMARKET_TOKEN (when the service was started with one)",
+    },
+    "session": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": COOKIE,
+        "description": "the review page's sign-in, from POST /login",
+    },
+    "admin": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "INMARKET_ADMIN_TOKEN, for /admin/* only",
+    },
+}
+
+
+def openapi_document(service: Any, app: FastAPI, record: type[BaseModel] | None) -> dict[str, Any]:
+    """The one OpenAPI document of every public route: the BentoML APIs, the FastAPI routes
+    under /v1, the admin reload and health. ``record`` is the served model's feature record
+    (``serving.schemas.record_model``): its features and their bounds; none before a model is
+    loaded."""
+    base = get_openapi(
+        title="In-market API",
+        version=version("inmarket"),
+        openapi_version="3.0.3",
+        description=DESCRIPTION,
+        routes=app.routes,
+    )
+    schemas: dict[str, Any] = {
+        k: v
+        for k, v in base.get("components", {}).get("schemas", {}).items()
+        if k not in ("HTTPValidationError", "ValidationError")
+    }
+    schemas.update(_components(ErrorResponse, "ErrorResponse", "serialization"))
+    paths: dict[str, Any] = {
+        service.apis[name].route: _api_operation(service, name, schemas)
+        for name in ("score", "explain", "score_events")
+    }
+    if record is not None:
+        schemas.update(_components(record, "FeatureRecord", "validation"))
+    paths.update(_route_paths(base["paths"]))
+    paths.update(_operations_paths())
     for op in _operations(paths):
         for parameter in op.get("parameters", []):
             parameter["schema"] = _schema30(parameter["schema"])
@@ -418,36 +462,14 @@ def openapi_document(service: Any, app: FastAPI) -> dict[str, Any]:
             for media in part.get("content", {}).values():
                 if "schema" in media:
                     media["schema"] = _schema30(media["schema"])
-    document = {
+    return {
         **base,
         "servers": [{"url": "/"}],
         "paths": paths,
         "security": [{"bearer": []}, {"session": []}],
-        "tags": [
-            {"name": "scoring", "description": "scores, reasons and buying groups"},
-            {"name": "accounts and model", "description": "the batch scoring and the model"},
-            {"name": "operations", "description": "health, metrics, reloading the model"},
-        ],
+        "tags": list(_TAGS),
         "components": {
             "schemas": {k: _schema30(v) for k, v in schemas.items()},
-            "securitySchemes": {
-                "bearer": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "INMARKET_TOKEN (when the service was started with one)",
-                },
-                "session": {
-                    "type": "apiKey",
-                    "in": "cookie",
-                    "name": COOKIE,
-                    "description": "the review page's sign-in, from POST /login",
-                },
-                "admin": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "INMARKET_ADMIN_TOKEN, for /admin/* only",
-                },
-            },
+            "securitySchemes": _SECURITY_SCHEMES,
         },
     }
-    return document

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from features.catalogue import FIT_CATEGORIES, catalogue
+from features.catalogue import Feature, catalogue
 from features.contract import NORMALISED_ACCOUNT_COLUMNS
 from features.encode import normalise_label
 from training.model import InMarketModel
@@ -73,107 +73,84 @@ class _Strict(BaseModel):
 When = Annotated[datetime, Field(strict=False)]
 
 
+def _feature_field(feature: Feature, categorical: bool) -> tuple[Any, Any]:
+    """A feature's field, from its catalogue row: strict (no "5" or true taken as a number),
+    text for a category, else a number within the row's bounds (a whole one if it says so)."""
+    if categorical:
+        return str | None, Field(None, strict=True, max_length=200, description=feature.description)
+    low, high, integer, _ = feature.bounds
+    return float | None, Field(
+        None,
+        strict=True,
+        ge=low if math.isfinite(low) else None,
+        le=high if math.isfinite(high) else None,
+        multiple_of=1 if integer else None,
+        description=feature.description,
+    )
+
+
+def record_model(model: InMarketModel) -> type[BaseModel]:
+    """The feature record ``model`` takes: the account id and the model's own features, each
+    as its catalogue row bounds it (a model trained with other windows or declared columns
+    has other features). A declared column is text when the model learned it as a category."""
+    rows = {f.name: f for f in catalogue(model.spec)}
+    fields = {
+        name: _feature_field(rows[name], rows[name].bounds.categorical or name in model.categories)
+        for name in model.features
+    }
+    record: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        "FeatureRecord",
+        __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
+        __doc__="Feature values of one account: the served model's features, each in its "
+        "bounds; a feature not given is missing",
+        account_id=(Id, Field(description="the account's id")),
+        **fields,
+    )
+    return record
+
+
 class ServedFeatures:
-    """The served model's features: ``/score`` and ``/explain`` records are checked against the
-    model that scores them, not the default catalogue (a model trained with other windows or
-    declared columns has other features)."""
+    """The served model's feature record (``record_model``): ``/score`` and ``/explain``
+    records are checked against the model that scores them, and the OpenAPI document lists
+    its features."""
 
     def __init__(self) -> None:
-        # (names, categorical, declared), swapped in one assignment: requests are validated
-        # while a reload may be swapping the model
-        self._served: tuple[frozenset[str], frozenset[str], frozenset[str]] | None = None
+        # swapped in one assignment: requests are validated while a reload may be swapping it
+        self.record: type[BaseModel] | None = None
 
     def use(self, model: InMarketModel) -> None:
-        self._served = (
-            frozenset(model.features),
-            frozenset(model.categories),
-            frozenset(model.spec.columns),
-        )
+        self.record = record_model(model)
 
-    def check(self, given: set[str], extra: dict[str, Any]) -> None:
-        """Raise naming each field the served model does not take, or of the wrong type."""
-        served = self._served
-        if served is None:  # no model yet: the route answers 503
-            return
-        names, categorical, declared = served
-        unknown = sorted(given - names)
+    def validate(self, data: Any) -> Any:
+        """``data`` checked against the served record: each field the served model does not
+        take is named, each value checked against its row's bounds."""
+        record = self.record
+        if record is None or not isinstance(data, dict):  # no model yet: the route answers 503
+            return data
+        unknown = sorted(data.keys() - record.model_fields.keys())
         if unknown:
             raise ValueError(
                 f"{', '.join(unknown[:5])}: not a feature of the served model; "
                 "GET /model lists its features"
             )
-        for name, value in extra.items():
-            if value is None:
-                continue
-            if name in categorical and not isinstance(value, str):
-                raise ValueError(f"{name}: a category is text, got {value!r}")
-            if name in categorical:
-                continue
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if not (number and math.isfinite(value)):
-                raise ValueError(f"{name}: a finite number is expected, got {value!r}")
-            # a declared account column may be any number; a computed feature has a range
-            low, bound = feature_lower_bound(name), feature_upper_bound(name)
-            if name not in declared and not low <= value <= bound:
-                raise ValueError(
-                    f"{name}: expected a number from {low:g} to {bound:g}, got {value!r}"
-                )
+        return record.model_validate(data).model_dump(exclude_unset=True)
 
 
 SERVED_FEATURES = ServedFeatures()
 
 
-class _FeatureRecordBase(BaseModel):
-    """Feature values of one account; the served model's features beyond the default catalogue
-    (other windows, declared account columns) are accepted by name and checked."""
+class FeatureRecord(BaseModel):
+    """Feature values of one account, validated as the served model's record (its features and
+    their bounds); the OpenAPI document shows that record."""
 
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
-    @model_validator(mode="after")
-    def _features_of_the_served_model(self) -> _FeatureRecordBase:
-        extra = self.model_extra or {}
-        SERVED_FEATURES.check({*self.model_fields_set, *extra} - {"account_id"}, extra)
-        return self
+    account_id: Id = Field(description="the account's id")
 
-
-# Every catalogue feature is a count, a share, a flag, a score or a number of days: never
-# negative (but a climb between two windows), and a value past a billion is an input error,
-# not an account on fire (a probe's `events_30d: 1e308` scored 91). Generous on purpose: batch
-# has no such bound, and a row it built must never be refused here.
-MAX_FEATURE_VALUE = 1e9
-
-
-def feature_upper_bound(name: str) -> float:
-    """The largest value a catalogue feature can take."""
-    if "share" in name or name.startswith(("role_", "is_")):
-        return 1.0
-    if name.startswith("intent_") and "score" in name:
-        return 100.0
-    return MAX_FEATURE_VALUE
-
-
-def feature_lower_bound(name: str) -> float:
-    """The smallest value a catalogue feature can take: 0, but a change between two windows
-    (``seniority_climb_30d``: a seniority level then minus now) can fall."""
-    return -100.0 if "_climb_" in name else 0.0
-
-
-def _catalogue_field(name: str, description: str) -> tuple[Any, Any]:
-    """A feature's field: strict (no "5" or true taken as a number) and within its range."""
-    if name in FIT_CATEGORIES:
-        return str | None, Field(None, strict=True, max_length=200, description=description)
-    bound = feature_upper_bound(name)
-    return float | None, Field(
-        None, strict=True, ge=feature_lower_bound(name), le=bound, description=description
-    )
-
-
-FeatureRecord = create_model(  # type: ignore[call-overload]
-    "FeatureRecord",
-    __base__=_FeatureRecordBase,
-    account_id=(Id, Field(description="the account's id")),
-    **{f.name: _catalogue_field(f.name, f.description) for f in catalogue()},
-)
+    @model_validator(mode="before")
+    @classmethod
+    def _of_the_served_model(cls, data: Any) -> Any:
+        return SERVED_FEATURES.validate(data)
 
 
 class ModelInfo(BaseModel):

@@ -22,15 +22,8 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
-from features.catalogue import (
-    COUNT,
-    FIT_FAMILIES,
-    SENIORITY_WORDS,
-    TRACKED_ROLES,
-    Feature,
-    Words,
-    catalogue,
-)
+from features.catalogue import COUNT, SENIORITY_WORDS, TRACKED_ROLES, Feature, catalogue
+from features.contract import KEY_ROLES
 from training.model import InMarketModel
 
 STAGES = (("cold", 0), ("aware", 40), ("engaged", 70), ("in-market", 90), ("ready", 97))
@@ -38,7 +31,6 @@ STAGES = (("cold", 0), ("aware", 40), ("engaged", 70), ("in-market", 90), ("read
 # their status instead of a score: they are not ranked, staged or counted among prospects.
 # "new": in the CRM since the newest snapshot, so without features yet (listed, not scored).
 STATUSES = ("prospect", "in-pipeline", "customer", "new")
-KEY_ROLES = ("decision_maker", "champion", "technical_evaluator", "finance")
 
 
 def score_and_stage(model: InMarketModel, probability: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,13 +72,13 @@ _ONE_PERSON = re.compile(r"(?<![\d.,])1 ((?:senior )?)people\b")
 
 
 def _sentence(feature: Feature, value: object, contribution: float) -> tuple[str, bool]:
-    """The reason's sentence in plain words (``Feature.words``), and whether it reads the right
+    """The reason's sentence in plain words (the row's ``words``), and whether it reads the right
     way round: "no champion engaged" holding the score back does, "a champion engaged" holding
     it back (or "no champion engaged" raising it) does not: the model weighs the flag with other
     signals, and it is not told as a reason. A count holding the score back reads "only 5
     people ..."; an absence raising it ("no content downloads") is said as it is.
     """
-    words = feature.words or Words(f"{feature.description}: {{v:,.2f}}", buying=None)
+    words = feature.words
     raising = contribution > 0
     missing = value is None or (isinstance(value, float | np.floating) and np.isnan(value))
     if missing and not (words.missing_is_none and words.none):
@@ -102,7 +94,8 @@ def _sentence(feature: Feature, value: object, contribution: float) -> tuple[str
         usual = not words.flag
         template = template.replace(COUNT, f"only {COUNT}", 1)  # a count: "only 5 people ..."
     level = SENIORITY_WORDS[int(number)] if 0 <= number < len(SENIORITY_WORDS) else "unknown"
-    text = template.format(v=number, level=level)
+    # a declared account column's words ("seats: {text}") say a number as it is
+    text = template.format(v=number, level=level, text=f"{number:,g}")
     if number == 1:  # "1 department", "1 person"
         text = _ONE.sub(r"\1", _ONE_PERSON.sub(r"1 \1person", text))
     return text, usual
@@ -121,8 +114,9 @@ def explain_rows(
     order = np.argsort(-np.abs(values), axis=1)
     features = {f.name: f for f in catalogue(model.spec)}
     names = list(model.features)
+    # a reason's kind as the page and the files say it: "now" (timing) or "fit"
     kinds = np.array(
-        ["fit" if features[n].family in FIT_FAMILIES else "now" for n in names], dtype=object
+        ["now" if features[n].kind == "timing" else "fit" for n in names], dtype=object
     )
     columns: dict[str, np.ndarray] = {}  # the columns some reason quotes, as arrays
 

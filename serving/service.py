@@ -2,8 +2,9 @@
 
 Start it with ``inmarket serve`` or ``bentoml serve serving.service:InMarketService``; its
 settings come from the environment when it starts (``serving.settings``). Requests and
-responses are defined in ``serving.schemas``, authentication in ``serving.auth``, the served
-model in ``serving.champion``.
+responses are defined in ``serving.schemas``, the scoring routes' answers in
+``serving.answers``, authentication in ``serving.auth``, the served model in
+``serving.champion``.
 """
 
 from __future__ import annotations
@@ -28,12 +29,8 @@ from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from features.contract import empty_table
-from features.errors import ContractError
-from features.families import build_features
-from features.io import RawSource
-from features.validation import Dataset, validate
 from serving import api, bentoml_fixes
+from serving.answers import events_answer, explanations, scored_items
 from serving.auth import BearerAuth, LoginThrottle, Sessions
 from serving.champion import ChampionHolder, Served
 from serving.errors import ErrorShape, error_body, from_validation
@@ -57,32 +54,19 @@ from serving.review import (
 from serving.schemas import (
     BATCH,
     MAX_RECORDS,
+    SERVED_FEATURES,
     EventsRequest,
     EventsResponse,
-    EventsResult,
     ExplainResponse,
-    Explanation,
     FeatureRecord,
     ModelInfo,
-    Notice,
-    ScoredAccount,
     ScoredItem,
     feature_rows,
-    record_notices,
     records_frame,
     score_envelope,
-    unknown_levels,
-)
-from serving.scoring import (
-    account_status,
-    buying_group,
-    explain_rows,
-    score_and_stage,
-    score_rows,
 )
 from serving.settings import ServiceSettings
 from training.labels import label_words
-from training.model import InMarketModel
 from training.registry import connect
 
 log = logging.getLogger("inmarket.service")
@@ -146,13 +130,14 @@ def _docs_script() -> Response:
 
 @app.get(api.OPENAPI_PATH, include_in_schema=False)
 def _openapi() -> JSONResponse:
-    """The one OpenAPI document of the service, made once."""
-    return JSONResponse(_document())
+    """The one OpenAPI document of the service, its feature record the served model's."""
+    return JSONResponse(_document(SERVED_FEATURES.record))
 
 
-@functools.cache
-def _document() -> dict[str, Any]:
-    return api.openapi_document(InMarketService, app)
+@functools.lru_cache(maxsize=1)
+def _document(record: type[BaseModel] | None) -> dict[str, Any]:
+    """The document of one served record, made again when a reload brings another model."""
+    return api.openapi_document(InMarketService, app, record)
 
 
 @app.get("/docs.json", include_in_schema=False)
@@ -240,30 +225,7 @@ class InMarketService:
         Adaptive batching: concurrent requests are scored together and answered apart, each in
         its own envelope (``score_envelope``)."""
         served = self._served()
-        model = served.model
-        rows, missing, unknown = feature_rows(records, model)
-        probability = model.predict(model.matrix_from_records(rows))
-        score, stage = score_and_stage(model, probability)
-        info = self._model_info(served)
-        items = []
-        for row, p, s, g, gaps, strange in zip(
-            rows, probability, score, stage, missing, unknown, strict=True
-        ):
-            known, low, notices = record_notices(
-                row["account_id"], gaps, strange, len(model.features)
-            )
-            result = ScoredAccount(
-                account_id=row["account_id"],
-                probability=float(p),
-                score=int(s),
-                stage=str(g),
-                missing_features=gaps,
-                unknown_categories=strange,
-                known_features=known,
-                low_information=low,
-            )
-            items.append(ScoredItem(result=result, model=info, warnings=notices))
-        return items
+        return scored_items(served.model, self._model_info(served), records)
 
     @bentoml.api(route=f"{api.V1}/explain")
     def explain(
@@ -273,7 +235,7 @@ class InMarketService:
         """Scores plus the top positive and negative reasons in words and the buying group."""
         served = self._served()
         rows, missing, unknown = feature_rows(records, served.model)
-        results, notices = _explanations(
+        results, notices = explanations(
             served.model, records_frame(rows, served.model), missing, unknown
         )
         return ExplainResponse(model=self._model_info(served), results=results, warnings=notices)
@@ -283,52 +245,7 @@ class InMarketService:
         """Scores and reasons computed from raw people and events, at ``as_of`` (the body is
         the request itself, not wrapped)."""
         served = self._served()
-        model = served.model
-        as_of = pd.Timestamp(request.as_of)
-        as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
-        dataset = _validate_request(request, as_of)
-        snapshots = pd.DataFrame(
-            {"account_id": dataset.accounts["account_id"], "as_of": as_of.floor("s")}
-        )
-        frame = build_features(
-            snapshots,
-            dataset.accounts,
-            dataset.people,
-            dataset.events,
-            dataset.intent,
-            dataset.opportunities,
-            model.spec,
-            model.category_levels,
-            dataset.account_history,
-        )
-        nothing: list[list[str]] = [[] for _ in range(len(frame))]
-        explained, notices = _explanations(
-            model, frame, nothing, unknown_levels(model, dataset.accounts)
-        )
-        # as in the batch list: customers and accounts in pipeline are outside the population
-        results = [
-            EventsResult(
-                **account.model_dump(exclude={"stage"}),
-                stage=account.stage if status == "prospect" else str(status),
-                status=str(status),
-                as_of=str(as_of),
-            )
-            for account, status in zip(explained, account_status(model, frame), strict=True)
-        ]
-        rejected = [
-            Notice(
-                code="rows_rejected",
-                field=table,
-                reason=reason,
-                count=count,
-                message=f"{table}: {count:,} row(s) left out ({reason})",
-            )
-            for table, report in dataset.report.tables.items()
-            for reason, count in report.rejects.items()
-        ]
-        return EventsResponse(
-            model=self._model_info(served), results=results, warnings=[*notices, *rejected]
-        )
+        return events_answer(served.model, self._model_info(served), request)
 
     @bentoml.api(route="/admin/reload")
     def reload(self) -> dict[str, Any]:
@@ -505,28 +422,6 @@ class InMarketService:
         return response
 
 
-def _validate_request(request: EventsRequest, as_of: pd.Timestamp) -> Dataset:
-    """The request's tables through the data contract, like files would go."""
-
-    def table(name: str, rows: list[dict[str, Any]]) -> list[RawSource]:
-        frame = pd.DataFrame(rows)
-        return [RawSource(name, f"request.{name}", frame)] if len(frame) else []
-
-    accounts = [{**a.model_dump(exclude={"columns"}), **a.columns} for a in request.accounts]
-    raw = {"accounts": table("accounts", accounts)}
-    for name in ("people", "events", "intent", "opportunities", "account_history"):
-        rows: list[BaseModel] = getattr(request, name)
-        raw[name] = table(name, [r.model_dump() for r in rows])
-    known = {name: empty_table(name) for name, sources in raw.items() if not sources}
-    raw = {name: sources for name, sources in raw.items() if sources}
-    # rows after as_of are not late here, they are just not seen: the extract is "now"
-    stamp = max(as_of, pd.Timestamp.now("UTC")).to_pydatetime()
-    try:
-        return validate(raw, extracted_at=stamp, max_bad_share=1.0, known=known)
-    except ContractError as exc:
-        raise bentoml.exceptions.InvalidArgument(str(exc)) from exc
-
-
 # the first added is the outermost: the headers go on every refusal too, and a body too large
 # is refused before anyone reads it, token or not; every refusal inside has the error shape;
 # old paths become /v1 paths after the token check has seen them as sent
@@ -537,38 +432,3 @@ InMarketService.add_asgi_middleware(BearerAuth)  # type: ignore[attr-defined]
 InMarketService.add_asgi_middleware(api.Aliases)  # type: ignore[attr-defined]
 bentoml_fixes.apply(InMarketService)
 bentoml_fixes.answer_batches_as(InMarketService, "score", score_envelope)
-
-
-def _explanations(
-    model: InMarketModel,
-    frame: pd.DataFrame,
-    missing: list[list[str]],
-    unknown: list[dict[str, str]],
-) -> tuple[list[Explanation], list[Notice]]:
-    """Each row's score, reasons and buying group, and the notices about the rows."""
-    scored = score_rows(model, frame)
-    reasons = explain_rows(model, frame)
-    group = buying_group(frame)
-    results, notices = [], []
-    for i in range(len(frame)):
-        account_id = str(frame["account_id"].iloc[i])
-        known, low, said = record_notices(account_id, missing[i], unknown[i], len(model.features))
-        notices.extend(said)
-        results.append(
-            Explanation(
-                account_id=account_id,
-                probability=float(scored["probability"].iloc[i]),
-                score=int(scored["score"].iloc[i]),
-                stage=str(scored["stage"].iloc[i]),
-                missing_features=missing[i],
-                unknown_categories=unknown[i],
-                known_features=known,
-                low_information=low,
-                positive=reasons[i]["positive"],
-                negative=reasons[i]["negative"],
-                roles_engaged=group["roles_engaged"].iloc[i],
-                roles_missing=group["roles_missing"].iloc[i],
-                buying_group_gap=group["buying_group_gap"].iloc[i],
-            )
-        )
-    return results, notices

@@ -1,7 +1,9 @@
-"""A real server process on 127.0.0.1 for the integration tests."""
+"""A real server process on 127.0.0.1 for the integration tests, and what a client sends it:
+feature records, raw bytes; and the memory of its processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -12,6 +14,10 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+import pandas as pd
+import psutil
+
+CATEGORIES = ("industry", "region", "employee_band")
 
 
 def _free_port() -> int:
@@ -101,3 +107,47 @@ class Server:
             self.process.kill()
             self.process.wait()
         self._output.close()
+
+
+def feature_records(world_features: Path | pd.DataFrame, n: int) -> list[dict[str, object]]:
+    """The latest snapshot's features of ``n`` accounts, as a client would send them."""
+    features = (
+        world_features
+        if isinstance(world_features, pd.DataFrame)
+        else pd.read_parquet(world_features)
+    )
+    latest = features[features["as_of"] == features["as_of"].max()].head(n)
+    latest = latest.drop(columns=["as_of", "in_pipeline"]).astype({c: "str" for c in CATEGORIES})
+    records: list[dict[str, object]] = json.loads(
+        latest.to_json(orient="records", double_precision=15)
+    )
+    return records
+
+
+def send_raw(server: Server, data: bytes, wait: float) -> bytes:
+    """What the server sends back within ``wait`` seconds to ``data`` on a fresh connection
+    (b"" if it closed without a word)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=wait) as sock:
+        got = b""
+        try:
+            sock.sendall(data)
+        except ConnectionResetError:
+            return b"reset"
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            except ConnectionResetError:
+                return got or b"reset"
+            if not chunk:
+                return got or b"closed"
+            got += chunk
+        return got
+
+
+def tree_rss_mb(process: subprocess.Popen[bytes]) -> float:
+    """The resident memory of a process and all its children, in MB."""
+    root = psutil.Process(process.pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 1e6

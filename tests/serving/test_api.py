@@ -1,6 +1,6 @@
 """The API's contract on its own: the OpenAPI document, OpenAPI 3.0's dialect, old paths,
 ids, the low-information rule and the error shape (the same on a real server:
-tests/serving/test_service.py)."""
+tests/serving/test_service_api.py and test_service_scoring.py)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_the_document_is_valid_openapi_without_a_server() -> None:
 
     from serving.service import InMarketService, app
 
-    document = api.openapi_document(InMarketService, app)
+    document = api.openapi_document(InMarketService, app, None)
     validate(document)  # type: ignore[arg-type]
     assert document["openapi"] == "3.0.3"
     assert all(

@@ -1,5 +1,5 @@
 """Sign-ins, the login brake, the service's settings and the body limit, on their own (the
-same guards on a real server: tests/serving/test_service.py)."""
+same guards on a real server: tests/serving/test_service_auth.py and test_service_limits.py)."""
 
 from __future__ import annotations
 

@@ -201,6 +201,13 @@ def test_reasons_read_the_right_way_round(
     assert _sentence(words[feature], value, contribution) == (sentence, usual)
 
 
+def test_a_declared_column_holding_numbers_is_said_as_it_is() -> None:
+    # given a declared account column whose values are numbers (its words name no number)
+    words = {f.name: f for f in catalogue(FeatureSpec(columns={"seats": "static"}))}
+    # when a value of it is a reason, then it is said, not a KeyError
+    assert _sentence(words["seats"], 1200.0, 0.3) == ("seats: 1,200", True)
+
+
 def test_every_feature_has_words_a_marketer_reads() -> None:
     # no reason falls back to a feature's description ("email click events, last 90 days: 5")
     assert [f.name for f in catalogue(WORLD_SPEC) if f.words is None] == []

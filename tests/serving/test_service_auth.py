@@ -1,0 +1,149 @@
+"""The token check of a real server: API and admin tokens, the browser's signed sign-in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from serving.page import COOKIE
+from tests.serving.server import Server
+
+pytestmark = pytest.mark.slow
+
+
+TOKEN = "api-token-0123456789abcdef"
+
+
+ADMIN_TOKEN = "admin-token-0123456789abcdef"
+
+
+# the routes behind the token; one server answers them all, so they are looped over rather
+# than parametrised (a server per route would cost a start-up each)
+GUARDED_ROUTES = (
+    ("POST", "/v1/score"),
+    ("POST", "/score"),
+    ("POST", "/v1/explain"),
+    ("GET", "/v1/model"),
+    ("GET", "/accounts"),
+    ("GET", "/metrics"),
+    ("GET", "/v1/openapi.json"),
+)
+
+
+# Authorization header (none, a wrong token, the admin's, the right one) -> the status
+AUTHORIZATIONS = {"": 401, "Bearer nope": 401, f"Bearer {ADMIN_TOKEN}": 401, f"Bearer {TOKEN}": 200}
+
+
+# /admin/* takes the admin token only
+ADMIN_AUTHORIZATIONS = {"": 401, f"Bearer {TOKEN}": 401, f"Bearer {ADMIN_TOKEN}": 200}
+
+
+def test_the_token_guards_every_route_but_health(
+    served: tuple[Server, Path], tmp_path: Path
+) -> None:
+    # given a server on the served store and ranking, with an API token and an admin token
+    _, ranked = served
+    store = ranked.parent / "mlruns"
+    with Server(
+        {
+            "INMARKET_STORE": str(store),
+            "INMARKET_RANKED": str(ranked),
+            "INMARKET_RELOAD_SECONDS": "0",
+            "INMARKET_TOKEN": TOKEN,
+            "INMARKET_ADMIN_TOKEN": ADMIN_TOKEN,
+        },
+        tmp_path,
+    ) as server:
+        # when health is called without a token, and every other route without one, with a
+        # wrong one, with the other one and with the right one
+        health = [httpx.get(server.url + path, timeout=30) for path in ("/readyz", "/livez")]
+        body = {"records": [{"account_id": "A1"}]}
+
+        def call(method: str, path: str, authorization: str) -> httpx.Response:
+            headers = {"Authorization": authorization} if authorization else {}
+            payload = None if path.startswith("/admin") else body
+            return httpx.request(
+                method, server.url + path, json=payload, timeout=30, headers=headers
+            )
+
+        answers = {
+            (path, authorization): (call(method, path, authorization), status)
+            for method, path in GUARDED_ROUTES
+            for authorization, status in AUTHORIZATIONS.items()
+        } | {
+            ("/admin/reload", authorization): (call("POST", "/admin/reload", authorization), status)
+            for authorization, status in ADMIN_AUTHORIZATIONS.items()
+        }
+        page = httpx.get(server.url + "/", timeout=30, headers={"Authorization": f"Bearer {TOKEN}"})
+        # (the admin route spelled otherwise, with the API token, opens nothing)
+        variants = [
+            httpx.post(server.url + v, timeout=30, headers={"Authorization": f"Bearer {TOKEN}"})
+            for v in ("/admin/reload/", "//admin/reload", "/%61dmin/reload", "/ADMIN/reload")
+        ]
+        # then health answers; metrics and the other routes only to the right token, /admin
+        # only to the admin's
+        assert [response.status_code for response in health] == [200, 200]
+        for (path, authorization), (response, status) in answers.items():
+            assert response.status_code == status, (path, authorization, response.text)
+            if status == 401:  # the one error shape, from the token check too
+                assert response.json()["error"]["code"] == "unauthorized", response.text
+        assert all(v.status_code in (401, 404, 405) for v in variants), [
+            (v.url, v.status_code) for v in variants
+        ]
+        # and every answer, refused or not, forbids sniffing, framing and caching; the page
+        # allows only this server's scripts
+        for response in [*health, *(r for r, _ in answers.values()), page]:
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert response.headers["x-frame-options"] == "DENY"
+            assert response.headers["cache-control"] == "no-store"
+        policy = page.headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+
+
+def test_a_browser_signs_in_with_a_signed_expiring_cookie_and_guessing_is_throttled(
+    served: tuple[Server, Path], tmp_path: Path
+) -> None:
+    # given a server with an API token and an admin token
+    _, ranked = served
+    with Server(
+        {
+            "INMARKET_STORE": str(ranked.parent / "mlruns"),
+            "INMARKET_RANKED": str(ranked),
+            "INMARKET_RELOAD_SECONDS": "0",
+            "INMARKET_TOKEN": TOKEN,
+            "INMARKET_ADMIN_TOKEN": ADMIN_TOKEN,
+            "INMARKET_SESSION_HOURS": "2",
+        },
+        tmp_path,
+    ) as server:
+        # when a browser signs in with the right token
+        signed = httpx.post(server.url + "/login", data={"token": TOKEN}, timeout=30)
+        cookie = signed.cookies[COOKIE]
+        jar = {COOKIE: cookie}
+        listed = httpx.get(server.url + "/accounts", cookies=jar, timeout=30)
+        admin = httpx.post(server.url + "/admin/reload", cookies=jar, timeout=30)
+        expires, nonce, signature = cookie.split(".")
+        forged = {COOKIE: f"{int(expires) + 86_400}.{nonce}.{signature}"}
+        forged_answer = httpx.get(server.url + "/accounts", cookies=forged, timeout=30)
+        old_style = httpx.get(server.url + "/accounts", cookies={COOKIE: TOKEN}, timeout=30)
+        # then the cookie is not the token, lasts the session hours, opens the list but not
+        # /admin; a cookie with its expiry moved, or the raw token as a cookie, opens nothing
+        assert signed.status_code == 303 and TOKEN not in cookie
+        assert "Max-Age=7200" in signed.headers["set-cookie"]
+        assert "HttpOnly" in signed.headers["set-cookie"]
+        assert listed.status_code == 200
+        assert admin.status_code == 401
+        assert forged_answer.status_code == 401 and old_style.status_code == 401
+        # when one client guesses wrong tokens six times in a row
+        guesses = [
+            httpx.post(server.url + "/login", data={"token": f"guess-{i}"}, timeout=30)
+            for i in range(6)
+        ]
+        late_right = httpx.post(server.url + "/login", data={"token": TOKEN}, timeout=30)
+        # then the first five are refused as wrong, then the form answers 429 with how long
+        # to wait, even to the right token, until a minute has passed
+        assert [g.status_code for g in guesses] == [401] * 5 + [429]
+        assert int(guesses[-1].headers["retry-after"]) > 0
+        assert late_right.status_code == 429
