@@ -19,7 +19,8 @@ import pyarrow as pa
 
 from features.contract import DOMAIN_COLUMN, EARLIEST_DATE, empty_table
 from features.encode import domain_of, encode, take_codes
-from features.families import build_features, fit_categories
+from features.families import build_features
+from features.fit import fit_categories
 from features.io import RawSource
 from features.report import ValidationReport
 from features.settings import DataSettings, FeatureSettings

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.contract import KEY_ROLES
 from features.windows import segment_positions
 from inmarket.synthetic.chunk import Chunk, sigmoid
 from inmarket.synthetic.vocabularies import (
     FIT_MEAN,
     INTENT_LEAD_DAYS,
     INTENT_SURGE_SHOWS,
-    KEY_ROLES,
     TOPICS,
 )
 

@@ -32,7 +32,6 @@ TOPICS = (
     "lead_scoring",
 )
 SENIORITIES = ("individual_contributor", "manager", "director", "vp", "c_level")
-KEY_ROLES = ("decision_maker", "champion", "technical_evaluator", "finance")
 # role -> (seniority probabilities in SENIORITIES order, departments and their probabilities)
 ROLE_PROFILES: dict[str, tuple[tuple[float, ...], dict[str, float]]] = {
     "decision_maker": (

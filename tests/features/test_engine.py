@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from features.engine import build_feature_table
-from features.families import build_features, fit_categories
+from features.families import build_features
+from features.fit import fit_categories
 from features.settings import DataSettings, FeatureSettings
 from features.snapshots import as_of_grid, snapshot_grid
 from features.validation import load_dataset

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from features.catalogue import META_COLUMNS, MQL_POINTS, catalogue
 from features.contract import ACCOUNT_FROM_PERSON
-from features.families import build_features, fit_categories
+from features.families import build_features
+from features.fit import fit_categories
 from features.settings import DataSettings, FeatureSettings
 from features.snapshots import as_of_grid, snapshot_grid
 from features.validation import Dataset, load_dataset
