@@ -21,11 +21,7 @@ from tests.stores import client_of, train_job
 from tests.worlds import WORLD_SPEC
 from training.forecast import ForecastJob
 from training.job import EvaluateJob, TrainResult
-from training.registry import (
-    CHAMPION,
-    load_model,
-    tracking_uri,
-)
+from training.registry import CHAMPION, load_model, tracking_uri
 from training.settings import TrackingSettings
 from training.split import SplitError
 

@@ -12,9 +12,7 @@ import pytest
 
 from tests.stores import client_of
 from training.job import TrainResult
-from training.registry import (
-    load_model,
-)
+from training.registry import load_model
 
 pytestmark = pytest.mark.slow
 

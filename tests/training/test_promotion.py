@@ -19,21 +19,8 @@ from features.errors import ConfigError
 from features.settings import DataSettings, FeatureSettings
 from tests.stores import client_of, copy_store, experiment_id, train_job
 from training.job import EvaluateJob, TrainResult
-from training.promotion import (
-    ROLLED_BACK,
-    Verdict,
-    attempt_level,
-    paired_gain,
-    promote,
-    roll_back,
-)
-from training.registry import (
-    CHALLENGER,
-    CHAMPION,
-    RegistryError,
-    load_model,
-    version_by_alias,
-)
+from training.promotion import ROLLED_BACK, Verdict, attempt_level, paired_gain, promote, roll_back
+from training.registry import CHALLENGER, CHAMPION, RegistryError, load_model, version_by_alias
 from training.settings import PromotionSettings, TrackingSettings
 
 

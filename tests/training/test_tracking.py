@@ -10,11 +10,7 @@ import pytest
 
 from tests.stores import client_of
 from training.job import TrainResult
-from training.registry import (
-    CHALLENGER,
-    load_model,
-    tracking_uri,
-)
+from training.registry import CHALLENGER, load_model, tracking_uri
 
 pytestmark = pytest.mark.slow
 
