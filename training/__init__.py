@@ -21,6 +21,7 @@ _PUBLIC = {
         "parse_model_uri",
         "champion_uri",
         "version_uri",
+        "ModelRef",
         "fail_abandoned_runs",
         "CHALLENGER",
         "CHAMPION",

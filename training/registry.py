@@ -32,6 +32,7 @@ PID_TAG, HOST_TAG = "pid", "hostname"  # of the process that runs a training run
 MODELS = "models:/"
 # models:/<name>/<version> or models:/<name>@<alias>
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/@]+))$")
+_URI_FORMS = "give a registered model as models:/<name>/<version|@alias>"
 
 
 class RegistryError(InMarketError, LookupError):
@@ -113,7 +114,7 @@ def parse_model_uri(uri: str) -> ModelRef | None:
         return None
     found = _MODEL_URI.match(uri)
     if found is None:
-        raise RegistryError(f"{uri}: give a registered model as models:/<name>/<version|@alias>")
+        raise RegistryError(f"{uri}: {_URI_FORMS}")
     return ModelRef(found["name"], found["version"], found["alias"])
 
 
@@ -122,7 +123,7 @@ def resolve_version(client: MlflowClient, uri: str) -> tuple[str, str]:
     record the version that made them, never an alias that may move."""
     ref = parse_model_uri(uri)
     if ref is None:
-        raise RegistryError(f"{uri}: give a registered model as models:/<name>/<version|@alias>")
+        raise RegistryError(f"{uri}: {_URI_FORMS}")
     if ref.version is not None:
         return ref.name, ref.version
     found = version_by_alias(client, ref.name, str(ref.alias))
