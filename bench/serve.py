@@ -44,7 +44,8 @@ def _port() -> int:
 
 def _repromote(store: Path) -> None:
     """Promote another registered version (the one before the champion) mid-run."""
-    from training.registry import CHALLENGER, CHAMPION, connect, promote
+    from training.promotion import promote
+    from training.registry import CHALLENGER, CHAMPION, connect
     from training.settings import TrackingSettings
 
     client = connect(TrackingSettings(store=store))

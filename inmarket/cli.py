@@ -118,7 +118,7 @@ def validate(ctx: click.Context, data: Path, as_json: bool, rejects_out: Path | 
     if stale := dataset.report.stale():
         click.echo(f"warning: {stale}", err=True)
     if not as_json and not no_events:
-        from training.job import ForecastJob
+        from training.forecast import ForecastJob
 
         forecast = ForecastJob(
             dataset.report, data=config.data, features=config.features, train=config.train
@@ -256,8 +256,9 @@ def _echo_lines(lines: list[str]) -> None:
 def promote(ctx: click.Context, force: bool, version: str | None) -> None:
     """Make the challenger the champion if it beats the champion (the first model: the MQL
     rule) on the same test rows by more than a paired bootstrap says noise could."""
-    from training.registry import connect, roll_back
-    from training.registry import promote as promote_model
+    from training.promotion import promote as promote_model
+    from training.promotion import roll_back
+    from training.registry import connect
 
     full = _config(ctx)
     cfg = full.tracking
@@ -310,9 +311,10 @@ def evaluate(ctx: click.Context, model_uri: str, data: Path, features_path: Path
 def score(ctx: click.Context, data: Path, out: Path, model_uri: str | None) -> None:
     """Rank every account of DATA by the champion's score, with trend, reasons and gaps."""
     from serving.batch import score_batch
+    from training.registry import champion_uri
 
     cfg = _config(ctx)
-    uri = model_uri or f"models:/{cfg.tracking.model_name}@champion"
+    uri = model_uri or champion_uri(cfg.tracking.model_name)
     try:
         uri, model = _load_model(cfg.tracking, uri)
     except Exception as exc:  # MLflow raises several types for a missing model or alias
@@ -413,12 +415,10 @@ def report(ctx: click.Context, ranked: Path, out: Path, limit: int) -> None:
 
 def _load_model(tracking: TrackingSettings, uri: str) -> tuple[str, Any]:
     """The model at ``uri``, and the URI pinned to its version (an alias may move later)."""
-    from training.registry import connect, load_model, resolve_version
+    from training.registry import connect, load_model, parse_model_uri, resolve_version, version_uri
 
-    client = connect(tracking)
-    if uri.startswith("models:/"):
-        name, version = resolve_version(client, uri)
-        uri = f"models:/{name}/{version}"
+    if parse_model_uri(uri) is not None:
+        uri = version_uri(*resolve_version(connect(tracking), uri))
     return uri, load_model(uri)
 
 
@@ -426,16 +426,17 @@ def _model_card(ctx: click.Context, ranked: Path) -> dict[str, Any] | None:
     """What the report says about the model that scored ``ranked`` (None if unreadable)."""
     from features.io import sidecar
     from serving.report import won_deals_found
-    from training.registry import connect
+    from training.registry import champion_uri, connect, parse_model_uri
 
     cfg = _config(ctx).tracking
     drift = sidecar(ranked, "drift.json")
     uri = json.loads(drift.read_text(encoding="utf-8")).get("model") if drift.exists() else None
-    uri = uri or f"models:/{cfg.model_name}@champion"
+    uri = uri or champion_uri(cfg.model_name)
     try:
         uri, model = _load_model(cfg, uri)
-        name, _, version = uri.removeprefix("models:/").partition("/")
-        won = won_deals_found(connect(cfg), name, version) if version.isdigit() else None
+        ref = parse_model_uri(uri)
+        name, version = (ref.name, ref.version) if ref else (uri, None)
+        won = won_deals_found(connect(cfg), name, version) if version else None
     except Exception as exc:  # the report is still useful without the card
         click.echo(f"warning: no model card: cannot read {uri}: {exc}", err=True)
         return None

@@ -41,6 +41,7 @@ from serving.scoring import (
 )
 from training.drift import PSI_WARNING, drift_report
 from training.model import InMarketModel
+from training.registry import parse_model_uri
 
 RANKED_COLUMNS = (
     "rank",
@@ -310,10 +311,8 @@ def score_batch(
 
 def model_version_of(model_uri: str | None) -> str | None:
     """The version in ``models:/<name>/<version>`` (None for another kind of URI)."""
-    if not model_uri or not model_uri.startswith("models:/"):
-        return None
-    _, _, version = model_uri.removeprefix("models:/").partition("/")
-    return version if version.isdigit() else None
+    ref = parse_model_uri(model_uri) if model_uri else None
+    return ref.version if ref else None
 
 
 def write_ranked(ranked: pd.DataFrame, out: Path) -> None:

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from serving.schemas import SERVED_FEATURES
 from training.model import InMarketModel
-from training.registry import CHAMPION, connect, load_model, resolve_version
+from training.registry import champion_uri, connect, load_model, resolve_version, version_uri
 from training.settings import TrackingSettings
 
 log = logging.getLogger("inmarket.service")
@@ -44,10 +44,10 @@ class ChampionHolder:
         name = self.settings.model_name
         with self._lock:
             try:
-                _, version = resolve_version(connect(self.settings), f"models:/{name}@{CHAMPION}")
+                _, version = resolve_version(connect(self.settings), champion_uri(name))
                 if version == self.version:
                     return False
-                model = load_model(f"models:/{name}/{version}")
+                model = load_model(version_uri(name, version))
             except Exception as exc:  # keep serving the old model; readiness tells the rest
                 self.error = str(exc)
                 log.error("inmarket: cannot load the champion model: %s", exc)

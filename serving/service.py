@@ -67,7 +67,7 @@ from serving.schemas import (
 )
 from serving.settings import ServiceSettings
 from training.labels import label_words
-from training.registry import connect
+from training.registry import CHAMPION, connect
 
 log = logging.getLogger("inmarket.service")
 
@@ -209,7 +209,7 @@ class InMarketService:
             trained_at=info.get("trained_at"),
             fitted_until=info.get("fitted_until"),
             label=info.get("label"),
-            horizon_days=info.get("horizon_days"),
+            horizon_days=info["horizon_days"],
         )
 
     # max_latency_ms is where BentoML starts shedding load (503); batches form well below it
@@ -269,14 +269,14 @@ class InMarketService:
         card = {
             "name": self.settings.tracking.model_name,
             "version": served.version,
-            "alias": "champion",
+            "alias": CHAMPION,
             "loaded_at": served.loaded_at.isoformat(),
             "trained_at": model.info.get("trained_at"),
             "label": model.info.get("label"),
             "label_text": label_words(
-                model.info.get("label", "won"), model.info.get("horizon_days", 90)
+                model.info["label"], model.info["horizon_days"]
             ),
-            "horizon_days": model.info.get("horizon_days"),
+            "horizon_days": model.info["horizon_days"],
             "test_metrics": model.info.get("test_metrics"),
             "mql_test_metrics": model.info.get("mql_test_metrics"),
             "test_intervals": model.info.get("test_intervals"),

@@ -46,3 +46,10 @@ def copy_store(source: Path, target: Path) -> Path:
         ):
             con.execute(f"UPDATE {table} SET {column} = REPLACE({column}, ?, ?)", (old, new))
     return target
+
+
+def experiment_id(client: MlflowClient) -> str:
+    """The id of the store's experiment ``inmarket``."""
+    found = client.get_experiment_by_name("inmarket")
+    assert found is not None
+    return str(found.experiment_id)

@@ -53,7 +53,7 @@ def label_snapshots(
     opportunities: pd.DataFrame,
     *,
     extracted_at: pd.Timestamp,
-    horizon_days: int = 90,
+    horizon_days: int,
     kind: LabelKind = "won",
     include_customers: bool = False,
 ) -> tuple[pd.DataFrame, LabelCounts]:

@@ -21,6 +21,7 @@ from mlflow.pyfunc import PythonModel
 from sklearn.linear_model import LogisticRegression
 
 from features.catalogue import META_COLUMNS
+from features.encode import take_codes
 from features.settings import FeatureSpec
 from training.settings import LightGBMParams
 
@@ -56,19 +57,14 @@ def prepare(
     return pd.DataFrame(columns, index=frame.index)[features]
 
 
-def _category_codes(values: Any, categories: list[str]) -> np.ndarray:
+def _category_codes(values: pd.Series | np.ndarray, categories: list[str]) -> np.ndarray:
     """Category values -> LightGBM's codes (position in ``categories``); unknown or missing
-    values -> NaN, exactly what LightGBM does with a pandas categorical column."""
-    index = {c: float(i) for i, c in enumerate(categories)}
-
-    def code(value: Any) -> float:
-        if isinstance(value, str):
-            return index.get(value, np.nan)
-        if value is None or pd.isna(value):
-            return np.nan
-        return index.get(str(value), np.nan)
-
-    return np.array([code(v) for v in values], dtype="float64")
+    values -> NaN, exactly what LightGBM does with a pandas categorical column. Looked up once
+    per distinct value, as text."""
+    codes, uniques = pd.factorize(values)
+    position = {c: float(i) for i, c in enumerate(categories)}
+    found = np.array([position.get(str(u), np.nan) for u in uniques], dtype="float64")
+    return take_codes(found, codes, np.nan)
 
 
 @dataclass
@@ -104,7 +100,7 @@ class InMarketModel:
         positions = {name: i for i, name in enumerate(self.features)}
         x[:, [positions[c] for c in numeric]] = as_float.to_numpy(dtype="float64", na_value=np.nan)
         for name, categories in self.categories.items():
-            x[:, positions[name]] = _category_codes(frame[name].tolist(), categories)
+            x[:, positions[name]] = _category_codes(frame[name], categories)
         return x
 
     def matrix_from_records(self, records: list[dict[str, Any]]) -> np.ndarray:
@@ -117,9 +113,8 @@ class InMarketModel:
             dtype="float64",
         ).reshape(len(records), len(self.features))
         for name, categories in self.categories.items():
-            x[:, self.features.index(name)] = _category_codes(
-                [row.get(name) for row in records], categories
-            )
+            values = np.array([row.get(name) for row in records], dtype=object)
+            x[:, self.features.index(name)] = _category_codes(values, categories)
         return x
 
     def predict(self, data: pd.DataFrame | np.ndarray, *, raw_score: bool = False) -> np.ndarray:

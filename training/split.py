@@ -242,3 +242,31 @@ def _why_short(labelled: pd.DataFrame, settings: TrainSettings, exc: SplitError)
         f"{need} (test {settings.test_days}, validation {settings.validation_days}, two "
         f"embargoes of {settings.horizon_days})"
     )
+
+
+def window_lines(counts: LabelCounts, split: Split | Folds) -> list[str]:
+    """Each evaluation window's labelled snapshots and positives, in words: what validate
+    forecasts and what train says before it fits anything."""
+    s = split.describe()
+    lines = [
+        f"  {counts.labelled:,} snapshots labelled, {counts.positives:,} positive; left out "
+        f"{counts.window_not_observed:,} not fully observed, {counts.in_pipeline:,} in "
+        f"pipeline, {counts.customers:,} customers, {counts.outcome_open:,} still open",
+    ]
+    if isinstance(split, Folds):
+        lines.append(
+            f"  short-history mode, {split.folds} groups of accounts (no account in two): "
+            f"{s['test_rows']:,} snapshots {s['test_as_of']} of {s['test_accounts']:,} "
+            f"accounts, {s['test_positives']:,} positive, each scored by a model that never "
+            "saw its account"
+        )
+        return lines
+    for name, part in (("train", "train"), ("validation", "valid"), ("test", "test")):
+        lines.append(
+            f"  {name:<10} {s[f'{part}_as_of']}: {s[f'{part}_rows']:,} labelled, "
+            f"{s[f'{part}_positives']:,} positive"
+        )
+    lines.append(
+        f"  left out {s['decided_late']:,} labels decided only after the next window began"
+    )
+    return lines

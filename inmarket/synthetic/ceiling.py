@@ -25,7 +25,8 @@ from features.settings import FeatureSpec
 from inmarket.synthetic import TRUTH_DIR
 from training.baselines import fit_baselines
 from training.bootstrap import bootstrap, mean_intervals
-from training.job import TrainJob, ablation_columns
+from training.evaluation import ablation_columns
+from training.job import TrainJob
 from training.metrics import deal_warnings, evaluate_scores, lead_times
 from training.model import LABEL, META_COLUMNS, fit_model
 from training.settings import TrainSettings

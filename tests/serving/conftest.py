@@ -12,7 +12,8 @@ from serving.batch import score_batch
 from tests.serving.server import Server
 from tests.stores import client_of, copy_store
 from training.job import TrainResult
-from training.registry import load_model, promote
+from training.promotion import promote
+from training.registry import load_model
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,8 @@ from serving.errors import CODES, ErrorResponse
 from tests.serving.server import Server, send_raw
 from tests.stores import client_of, copy_store, train_job
 from training.job import TrainResult
-from training.registry import load_model, promote
+from training.promotion import promote
+from training.registry import load_model
 
 pytestmark = pytest.mark.slow
 

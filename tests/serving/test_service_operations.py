@@ -14,7 +14,7 @@ import pytest
 from tests.serving.server import Server, feature_records, send_raw, tree_rss_mb
 from tests.stores import client_of, copy_store, train_job
 from training.job import TrainResult
-from training.registry import promote
+from training.promotion import promote
 
 pytestmark = pytest.mark.slow
 

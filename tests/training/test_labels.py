@@ -9,6 +9,7 @@ from training.labels import DECIDED, label_snapshots, undated_outcomes
 
 AS_OF = pd.Timestamp("2025-01-01", tz="UTC")
 EXTRACT = pd.Timestamp("2025-12-31", tz="UTC")
+HORIZON = 90  # the label window the dates below are laid out for
 
 
 def _snaps(**overrides: list[object]) -> pd.DataFrame:
@@ -65,16 +66,20 @@ def _opps(*rows: tuple[str, str, str]) -> pd.DataFrame:
     ],
 )
 def test_won_label(opps: tuple[tuple[str, str, str], ...], label: int) -> None:
-    labelled, counts = label_snapshots(_snaps(), _opps(*opps), extracted_at=EXTRACT)
+    labelled, counts = label_snapshots(
+        _snaps(), _opps(*opps), extracted_at=EXTRACT, horizon_days=HORIZON
+    )
     assert labelled["label"].tolist() == [label]
     assert counts.positives == label
 
 
 def test_only_open_opportunities_leave_the_snapshot_out() -> None:
     opps = _opps(("2025-02-01", "open", "new_business"))
-    labelled, counts = label_snapshots(_snaps(), opps, extracted_at=EXTRACT)
+    labelled, counts = label_snapshots(_snaps(), opps, extracted_at=EXTRACT, horizon_days=HORIZON)
     assert labelled.empty and counts.outcome_open == 1
-    labelled, _ = label_snapshots(_snaps(), opps, extracted_at=EXTRACT, kind="opportunity")
+    labelled, _ = label_snapshots(
+        _snaps(), opps, extracted_at=EXTRACT, horizon_days=HORIZON, kind="opportunity"
+    )
     assert labelled["label"].tolist() == [1]
 
 
@@ -88,7 +93,7 @@ def test_only_open_opportunities_leave_the_snapshot_out() -> None:
     ids=["window-not-observed", "in-pipeline", "customer"],
 )
 def test_left_out_and_counted(snaps: pd.DataFrame, extract: pd.Timestamp, counter: str) -> None:
-    labelled, counts = label_snapshots(snaps, _opps(), extracted_at=extract)
+    labelled, counts = label_snapshots(snaps, _opps(), extracted_at=extract, horizon_days=HORIZON)
     assert labelled.empty
     assert getattr(counts, counter) == 1
     assert counts.labelled == 0
@@ -96,7 +101,11 @@ def test_left_out_and_counted(snaps: pd.DataFrame, extract: pd.Timestamp, counte
 
 def test_customers_can_be_included() -> None:
     labelled, counts = label_snapshots(
-        _snaps(is_customer=[1]), _opps(), extracted_at=EXTRACT, include_customers=True
+        _snaps(is_customer=[1]),
+        _opps(),
+        extracted_at=EXTRACT,
+        horizon_days=HORIZON,
+        include_customers=True,
     )
     assert len(labelled) == 1 and counts.customers == 0
 
@@ -152,7 +161,7 @@ def test_each_label_knows_when_it_was_decided(
     opps: tuple[tuple[str, str, str, str | None], ...], decided: str
 ) -> None:
     frame = _closed(*opps) if opps else _closed(("2026-06-01", "lost", "renewal", None))
-    labelled, _ = label_snapshots(_snaps(), frame, extracted_at=EXTRACT)
+    labelled, _ = label_snapshots(_snaps(), frame, extracted_at=EXTRACT, horizon_days=HORIZON)
     assert labelled[DECIDED].iloc[0] == pd.Timestamp(decided, tz="UTC")
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.split import SHORT_MIN_POSITIVES, SplitError, grouped_folds
+from training.split import SHORT_MIN_POSITIVES, SplitError, grouped_folds, time_split
 
 
 def _snapshots(accounts: int, positives: int) -> pd.DataFrame:
@@ -44,3 +44,11 @@ def test_positive_snapshots_of_few_accounts_are_not_enough() -> None:
     # when they are grouped, then the refusal counts accounts, not snapshots
     with pytest.raises(SplitError, match="has 2 "):
         grouped_folds(rows, folds=5, seed=7, reason="short")
+
+
+def test_too_little_history_is_a_clear_error() -> None:
+    frame = pd.DataFrame(
+        {"as_of": pd.to_datetime(["2025-01-01"] * 4, utc=True), "label": [0, 1, 0, 1]}
+    )
+    with pytest.raises(SplitError, match="the train window has 0 labelled rows"):
+        time_split(frame, test_days=120, validation_days=90, embargo_days=90)
