@@ -74,7 +74,8 @@ class TableSource(ABC):
     @property
     @abstractmethod
     def uri(self) -> str:
-        """Where the tables are, as a URI (what a training run logs as its data source)."""
+        """Where the tables are, as a URI (what a training run logs as its data source); never
+        holds a credential."""
 
     @abstractmethod
     def parts(self, table: str) -> list[TablePart]:

@@ -12,6 +12,7 @@ import click
 
 from features.errors import InMarketError
 from features.plan import EVENTS_PER_BUCKET
+from features.sources import open_source
 from features.vocabularies import vocabulary_help
 from inmarket.config import Config, load_config
 from inmarket.options import given, option
@@ -108,7 +109,8 @@ def validate(ctx: click.Context, data: Path, as_json: bool, rejects_out: Path | 
     from features.validation import load_dataset
 
     config = _config(ctx, data={"path": data})
-    dataset = _run(lambda: load_dataset(data, config.data))
+    source = open_source(data, config.data)
+    dataset = _run(lambda: load_dataset(source, config.data))
     if as_json:
         click.echo(json.dumps(dataset.report.to_dict(), indent=2))
     else:
@@ -123,7 +125,7 @@ def validate(ctx: click.Context, data: Path, as_json: bool, rejects_out: Path | 
         forecast = ForecastJob(
             dataset.report, data=config.data, features=config.features, train=config.train
         )
-        _echo_lines(_run(lambda: forecast.lines(data)))
+        _echo_lines(_run(lambda: forecast.lines(source)))
     if rejects_out:
         write_parquet_atomic(dataset.rejects, rejects_out)
         click.echo(f"wrote {len(dataset.rejects):,} rejected rows to {rejects_out}", err=as_json)
@@ -165,7 +167,7 @@ def features(
         raise _Failure("give the DATA folder (or --list for the feature catalogue)")
     from features.engine import build_feature_table
 
-    build = _run(lambda: build_feature_table(data, out, cfg.data, fc))
+    build = _run(lambda: build_feature_table(open_source(data, cfg.data), out, cfg.data, fc))
     click.echo(build.report.render(fc.columns))
     for warning in build.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -214,7 +216,8 @@ def train(ctx: click.Context, data: Path, features_path: Path | None) -> None:
     cfg = _config(ctx)
     _fail_abandoned_runs(cfg.tracking)
     job = TrainJob(cfg.data, cfg.features, cfg.train, cfg.tracking, cfg.promotion)
-    result = _run(lambda: job.run(data, features_path, announce=_echo_lines))
+    source = open_source(data, cfg.data)
+    result = _run(lambda: job.run(source, features_path, announce=_echo_lines))
     click.echo("\ntest metrics, same rows for all:")
     click.echo(result.evaluation.table())
     for method, words in (
@@ -290,7 +293,7 @@ def evaluate(ctx: click.Context, model_uri: str, data: Path, features_path: Path
 
     cfg = _config(ctx)
     job = EvaluateJob(cfg.data, cfg.features, cfg.train, cfg.tracking)
-    evaluation = _run(lambda: job.run(model_uri, data, features_path))
+    evaluation = _run(lambda: job.run(model_uri, open_source(data, cfg.data), features_path))
     click.echo(evaluation.table())
 
 
@@ -319,7 +322,8 @@ def score(ctx: click.Context, data: Path, out: Path, model_uri: str | None) -> N
         uri, model = _load_model(cfg.tracking, uri)
     except Exception as exc:  # MLflow raises several types for a missing model or alias
         raise _Failure(f"cannot load {uri}: {exc}; train and promote a model first") from exc
-    result = _run(lambda: score_batch(model, data, out, cfg.data, cfg.features, model_uri=uri))
+    source = open_source(data, cfg.data)
+    result = _run(lambda: score_batch(model, source, out, cfg.data, cfg.features, model_uri=uri))
     ranked = result.ranked
     prospects = ranked[ranked["status"] == "prospect"]
     stages = prospects["stage"].value_counts().to_dict()

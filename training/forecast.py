@@ -15,6 +15,7 @@ from features.plan import plan_build
 from features.report import ValidationReport
 from features.settings import FeatureSpec
 from features.snapshots import snapshot_grid
+from features.sources import TableSource, open_source
 from features.validation import Dataset
 from training.job import Job
 from training.labels import label_words
@@ -32,7 +33,7 @@ class ForecastJob(Job):
         self.events_report = events_report
 
     def features(
-        self, data: Path, features_path: Path | None, start: pd.Timestamp | None = None
+        self, data: TableSource, features_path: Path | None, start: pd.Timestamp | None = None
     ) -> tuple[pd.DataFrame, FeatureSpec, Dataset]:
         grid = {"every_days": self.train.every_days, "snapshots": None, "start": start}
         settings = self.feature_settings.model_copy(update=grid)
@@ -51,7 +52,7 @@ class ForecastJob(Job):
         )
         return table, settings.spec(), base
 
-    def lines(self, data: Path) -> list[str]:
+    def lines(self, data: TableSource | Path) -> list[str]:
         """The forecast in words: each window's labelled snapshots and positives, or why
         training is impossible and what to change."""
         tc = self.train
@@ -60,7 +61,7 @@ class ForecastJob(Job):
             f"snapshots every {tc.every_days} days):"
         )
         try:
-            _, counts, split, _, _ = self.labelled(data, None)
+            _, counts, split, _, _ = self.labelled(open_source(data, self.data), None)
         except (SplitError, ContractError) as exc:
             return [head, f"  training is not possible: {exc}"]
         lines = [head, *window_lines(counts, split)]

@@ -22,6 +22,7 @@ from features.leftovers import scratch_dir
 from features.plan import load_small_tables
 from features.report import ValidationReport
 from features.settings import DataSettings, FeatureSettings, FeatureSpec
+from features.sources import TableSource, open_source
 from features.validation import Dataset
 from training.baselines import fit_baselines
 from training.drift import reference_bins
@@ -138,7 +139,7 @@ class Job:
         self.newest: pd.DataFrame | None = None
 
     def features(
-        self, data: Path, features_path: Path | None, start: pd.Timestamp | None = None
+        self, data: TableSource, features_path: Path | None, start: pd.Timestamp | None = None
     ) -> tuple[pd.DataFrame, FeatureSpec, Dataset]:
         """The feature table (read, or built from ``data``, its snapshots from ``start`` if
         given), the specification it was built with, and the validated small tables. Refused
@@ -158,7 +159,7 @@ class Job:
             self.grid_warnings, self.events_report = build.warnings, build.report
             return *read_feature_table(out), tables
 
-    def labelled(self, data: Path, features_path: Path | None) -> Labelled:
+    def labelled(self, data: TableSource, features_path: Path | None) -> Labelled:
         """The labelled snapshots, their counts and time split, and the validated tables."""
         table, spec, dataset = self.features(data, features_path)
         # the events' dates against this run's export time (the events are validated apart)
@@ -234,14 +235,15 @@ class TrainJob(Job):
 
     def run(
         self,
-        data: Path,
+        data: TableSource | Path,
         features_path: Path | None = None,
         announce: Callable[[list[str]], None] | None = None,
     ) -> TrainResult:
         """Train, evaluate and register; ``announce`` hears the history and each window's
         counts as soon as they are known, before any model is fitted."""
         tc = self.train
-        labelled, counts, split, spec, dataset = self.labelled(data, features_path)
+        source = open_source(data, self.data)
+        labelled, counts, split, spec, dataset = self.labelled(source, features_path)
         if announce is not None:
             announce(
                 [
@@ -256,7 +258,6 @@ class TrainJob(Job):
         fingerprint = data_fingerprint(labelled)
         warnings = [*self.grid_warnings, *static_column_warnings(spec)]
         client = connect(self.tracking)
-        source = Path(data).resolve()
         dataset_name = self.tracking.project or source.name
         report = dataset.report
         with mlflow.start_run(
@@ -355,12 +356,15 @@ class TrainJob(Job):
 class EvaluateJob(Job):
     """``inmarket evaluate``: re-score any registered version on any data."""
 
-    def run(self, model_uri: str, data: Path, features_path: Path | None = None) -> Evaluation:
+    def run(
+        self, model_uri: str, data: TableSource | Path, features_path: Path | None = None
+    ) -> Evaluation:
         connect(self.tracking)
         model = load_model(model_uri)
         # the model's features, never the current config's
         self.feature_settings = self.feature_settings.with_spec(model.spec)
-        labelled = self.labelled(data, features_path)
+        source = open_source(data, self.data)
+        labelled = self.labelled(source, features_path)
         if labelled.spec != model.spec:
             raise ConfigError(
                 f"{features_path}: built with {labelled.spec.model_dump()}, but {model_uri} "
@@ -381,7 +385,7 @@ class EvaluateJob(Job):
         if keep.sum() == 0 or rows.loc[keep, LABEL].nunique() < 2:
             raise SplitError(
                 f"{model_uri} was fitted on snapshots up to {model.info.get('fitted_until')}: "
-                f"of {len(rows):,} labelled test snapshots of {data}, too few come later by "
+                f"of {len(rows):,} labelled test snapshots of {source.uri}, too few come later by "
                 "more than its label horizon to measure it; evaluate it on a later export"
             )
         return evaluate_methods(

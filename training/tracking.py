@@ -21,6 +21,7 @@ from mlflow.types import ColSpec, DataType, Schema
 
 from features.leftovers import scratch_dir
 from features.report import ValidationReport
+from features.sources import TableSource
 from training import plots
 from training.evaluation import ABLATIONS, Evaluation
 from training.labels import LabelCounts, label_words
@@ -59,7 +60,7 @@ def run_name(dataset: str, settings: TrainSettings, extracted_at: datetime) -> s
 
 
 def run_description(
-    source: Path,
+    source: TableSource,
     split: Split | Folds,
     evaluation: Evaluation,
     counts: LabelCounts,
@@ -74,7 +75,7 @@ def run_description(
         else "time split: train, validation and test windows with embargoes"
     )
     lines = [
-        f"Trained on `{source}` (export time {report.extracted_at:%Y-%m-%d}, taken from "
+        f"Trained on `{source.uri}` (export time {report.extracted_at:%Y-%m-%d}, taken from "
         f"{report.extracted_from}).",
         f"Label `{settings.label}`: {label_words(settings.label, settings.horizon_days)} after "
         f"a snapshot; {mode}; "
@@ -92,7 +93,7 @@ def log_run(
     *,
     config: dict[str, Any],
     settings: TrainSettings,
-    source: Path,
+    source: TableSource,
     model: InMarketModel,
     split: Split | Folds,
     evaluation: Evaluation,
@@ -159,9 +160,9 @@ def _log_config(
     )
 
 
-def _log_dataset(source: Path, labelled: pd.DataFrame, fingerprint: str) -> None:
-    """The data's identity without re-reading a million rows: our own fingerprint, the source
-    folder and the schema of a sample."""
+def _log_dataset(source: TableSource, labelled: pd.DataFrame, fingerprint: str) -> None:
+    """The data's identity without re-reading a million rows: our own fingerprint, where the
+    tables came from (the source's URI and parts) and the schema of a sample."""
     sample = _categories_as_text(labelled.head(1000))
     # the label is declared, not inferred: an inferred integer column warns on every run
     # that it cannot hold missing values, and a label is never missing
@@ -169,13 +170,17 @@ def _log_dataset(source: Path, labelled: pd.DataFrame, fingerprint: str) -> None
     schema = Schema([*inferred.inputs, ColSpec(DataType.long, LABEL)])
     mlflow.log_input(
         MetaDataset(  # type: ignore[abstract]
-            LocalArtifactDatasetSource(str(source)),
+            LocalArtifactDatasetSource(source.uri),
             name="labelled_snapshots",
             digest=fingerprint,
             schema=schema,
         ),
         context="training",
-        tags={"rows": str(len(labelled)), "positives": str(int(labelled[LABEL].sum()))},
+        tags={
+            **source.lineage(),
+            "rows": str(len(labelled)),
+            "positives": str(int(labelled[LABEL].sum())),
+        },
     )
 
 

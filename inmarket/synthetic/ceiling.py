@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from features.settings import FeatureSpec
+from features.sources import open_source
 from inmarket.synthetic import TRUTH_DIR
 from training.baselines import fit_baselines
 from training.bootstrap import bootstrap, mean_intervals
@@ -78,7 +79,7 @@ def ceiling_table(
             "truth: give a folder written by inmarket generate"
         )
     job = job or TrainJob()
-    labelled = job.labelled(data, features_path)
+    labelled = job.labelled(open_source(data, job.data), features_path)
     split = labelled.split
     if isinstance(split, Folds):
         raise SplitError(
