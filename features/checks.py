@@ -37,9 +37,22 @@ def _examples(values: pd.Series, k: int = 3) -> str:
 
 @dataclass
 class Context:
+    """What checking one table needs besides its rows: its name, how strict to be, the date
+    formats of its parts, the export time, and the used rows of the tables checked before it."""
+
     table: str
     max_bad_share: float
     formats: dict[str, dict[str, str]]  # source file -> column -> format
+    extracted_at: pd.Timestamp
+    checked: dict[str, pd.DataFrame]  # accounts first, then people (``TABLE_ORDER``)
+
+    @property
+    def accounts(self) -> pd.DataFrame:
+        return self.checked["accounts"]
+
+    @property
+    def people(self) -> pd.DataFrame:
+        return self.checked["people"]
 
 
 def _guard_share(
@@ -220,9 +233,7 @@ def _resolve_account(f: pd.DataFrame, rows: Verdicts, accounts: pd.DataFrame) ->
     _reject_unknown_accounts(f, rows, accounts)
 
 
-def _check_accounts(
-    ctx: Context, f: pd.DataFrame, rows: Verdicts, extracted_at: pd.Timestamp
-) -> pd.DataFrame:
+def _check_accounts(ctx: Context, f: pd.DataFrame, rows: Verdicts) -> pd.DataFrame:
     f["account_id"] = as_id(f["account_id"])
     rows.reject(f["account_id"].isna(), "missing_account_id")
     _dedupe(rows, ["account_id"], "duplicate_account_id")
@@ -243,9 +254,9 @@ def _check_accounts(
         rows.warn(bad, "created_at_unparsable_set_to_null")
         _null_placeholder_dates(f, rows, "created_at")
         # a clock ahead of the export: the account is kept, as created at the export
-        late = f["created_at"] > extracted_at
+        late = f["created_at"] > ctx.extracted_at
         rows.warn(late, "created_at_after_extract_set_to_extract")
-        f.loc[late, "created_at"] = extracted_at
+        f.loc[late, "created_at"] = ctx.extracted_at
     return f
 
 
@@ -301,15 +312,13 @@ def _account_through_person(
     _reject_unknown_accounts(f, rows, accounts)
 
 
-def _check_people(
-    ctx: Context, f: pd.DataFrame, rows: Verdicts, accounts: pd.DataFrame
-) -> pd.DataFrame:
+def _check_people(ctx: Context, f: pd.DataFrame, rows: Verdicts) -> pd.DataFrame:
     f["person_id"] = as_id(f["person_id"])
     f["account_id"] = as_id(f["account_id"])
     rows.reject(f["person_id"].isna(), "missing_person_id")
-    _resolve_domain(f, rows, accounts)
+    _resolve_domain(f, rows, ctx.accounts)
     rows.reject(f["account_id"].isna(), "missing_account_id")
-    _reject_unknown_accounts(f, rows, accounts)
+    _reject_unknown_accounts(f, rows, ctx.accounts)
     _dedupe(rows, ["person_id"], "duplicate_person_id")
     for column in ("department", "seniority", "buying_role"):
         if column in f:
@@ -323,24 +332,17 @@ def _check_people(
     return f
 
 
-def _check_events(
-    ctx: Context,
-    f: pd.DataFrame,
-    rows: Verdicts,
-    accounts: pd.DataFrame,
-    people: pd.DataFrame,
-    extracted_at: pd.Timestamp,
-) -> pd.DataFrame:
+def _check_events(ctx: Context, f: pd.DataFrame, rows: Verdicts) -> pd.DataFrame:
     f["event_id"] = (
         as_id(f["event_id"]) if "event_id" in f else pd.Series(pd.NA, index=f.index, dtype="str")
     )
     if f["event_id"].isna().all():
         f["event_id"] = f[SOURCE_COLUMN].astype("str") + ":" + f[ROW_COLUMN].astype("str")
-    _require_time(ctx, f, rows, "timestamp", extracted_at, "timestamp_after_extract")
+    _require_time(ctx, f, rows, "timestamp", ctx.extracted_at, "timestamp_after_extract")
     event_type = normalise_label(f["event_type"])
     rows.reject(event_type.isna(), "missing_event_type")
 
-    _account_through_person(f, rows, accounts, people, "event")
+    _account_through_person(f, rows, ctx.accounts, ctx.people, "event")
     _dedupe(rows, ["event_id"], "duplicate_event_id")
     if "weight" in f:
         f["weight"], bad = _parse_numbers(ctx, f, "weight")
@@ -361,15 +363,9 @@ def _check_events(
     return f
 
 
-def _check_intent(
-    ctx: Context,
-    f: pd.DataFrame,
-    rows: Verdicts,
-    accounts: pd.DataFrame,
-    extracted_at: pd.Timestamp,
-) -> pd.DataFrame:
-    _resolve_account(f, rows, accounts)
-    _require_time(ctx, f, rows, "date", extracted_at, "date_after_extract", dates=True)
+def _check_intent(ctx: Context, f: pd.DataFrame, rows: Verdicts) -> pd.DataFrame:
+    _resolve_account(f, rows, ctx.accounts)
+    _require_time(ctx, f, rows, "date", ctx.extracted_at, "date_after_extract", dates=True)
     f["topic"] = normalise_label(f["topic"])
     rows.reject(f["topic"].isna(), "missing_topic")
     f["score"], bad = _parse_numbers(ctx, f, "score")
@@ -379,21 +375,16 @@ def _check_intent(
     return f
 
 
-def _check_opportunities(
-    ctx: Context,
-    f: pd.DataFrame,
-    rows: Verdicts,
-    accounts: pd.DataFrame,
-    people: pd.DataFrame,
-    extracted_at: pd.Timestamp,
-) -> pd.DataFrame:
+def _check_opportunities(ctx: Context, f: pd.DataFrame, rows: Verdicts) -> pd.DataFrame:
     f["opportunity_id"] = as_id(f["opportunity_id"])
     rows.reject(f["opportunity_id"].isna(), "missing_opportunity_id")
     if "person_id" in f:
-        _account_through_person(f, rows, accounts, people, "opportunity")
+        _account_through_person(f, rows, ctx.accounts, ctx.people, "opportunity")
     else:
-        _resolve_account(f, rows, accounts)
-    _require_time(ctx, f, rows, "created_at", extracted_at, "created_after_extract", long_ago=True)
+        _resolve_account(f, rows, ctx.accounts)
+    _require_time(
+        ctx, f, rows, "created_at", ctx.extracted_at, "created_after_extract", long_ago=True
+    )
     rows.reject(~_present(f["status"]), "missing_status")
     _check_vocabulary(f, rows, "opportunities", "status")
     if "type" in f:
@@ -407,8 +398,8 @@ def _check_opportunities(
         rows.reject(bad, "unparsable_closed_at")
         _null_placeholder_dates(f, rows, "closed_at")
         rows.reject(f["closed_at"] < f["created_at"], "closed_before_created")
-        rows.warn(f["closed_at"] > extracted_at, "closed_after_extract_taken_as_open")
-        late = f["closed_at"] > extracted_at
+        rows.warn(f["closed_at"] > ctx.extracted_at, "closed_after_extract_taken_as_open")
+        late = f["closed_at"] > ctx.extracted_at
         f["status"] = f["status"].mask(late, "open")
         f["closed_at"] = f["closed_at"].mask(late)
     else:
@@ -422,18 +413,12 @@ def _check_opportunities(
     return f
 
 
-def _check_account_history(
-    ctx: Context,
-    f: pd.DataFrame,
-    rows: Verdicts,
-    accounts: pd.DataFrame,
-    extracted_at: pd.Timestamp,
-) -> pd.DataFrame:
-    _resolve_account(f, rows, accounts)
+def _check_account_history(ctx: Context, f: pd.DataFrame, rows: Verdicts) -> pd.DataFrame:
+    _resolve_account(f, rows, ctx.accounts)
     f["field"] = normalise_label(f["field"])
     rows.reject(f["field"].isna(), "missing_field")
     _require_time(
-        ctx, f, rows, "valid_from", extracted_at, "valid_from_after_extract", long_ago=True
+        ctx, f, rows, "valid_from", ctx.extracted_at, "valid_from_after_extract", long_ago=True
     )
     if "value" in f:
         f["value"] = f["value"].astype("str").str.strip()
@@ -441,22 +426,17 @@ def _check_account_history(
     return f
 
 
-def check_table(
-    ctx: Context, rows: Verdicts, checked: dict[str, pd.DataFrame], extracted_at: pd.Timestamp
-) -> pd.DataFrame:
+def check_table(ctx: Context, rows: Verdicts) -> pd.DataFrame:
     """Check one stacked table (``ctx.table``, ``rows.frame``) against the used rows of the
-    tables checked before it (accounts first, then people: ``TABLE_ORDER``)."""
-    frame = rows.frame
-    if ctx.table == "accounts":
-        return _check_accounts(ctx, frame, rows, extracted_at)
-    accounts = checked["accounts"]
-    if ctx.table == "people":
-        return _check_people(ctx, frame, rows, accounts)
-    people = checked["people"]
-    if ctx.table == "events":
-        return _check_events(ctx, frame, rows, accounts, people, extracted_at)
-    if ctx.table == "intent":
-        return _check_intent(ctx, frame, rows, accounts, extracted_at)
-    if ctx.table == "opportunities":
-        return _check_opportunities(ctx, frame, rows, accounts, people, extracted_at)
-    return _check_account_history(ctx, frame, rows, accounts, extracted_at)
+    tables checked before it."""
+    return _CHECKS[ctx.table](ctx, rows.frame, rows)
+
+
+_CHECKS = {
+    "accounts": _check_accounts,
+    "people": _check_people,
+    "events": _check_events,
+    "intent": _check_intent,
+    "opportunities": _check_opportunities,
+    "account_history": _check_account_history,
+}

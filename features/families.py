@@ -473,14 +473,14 @@ def _in_catalogue_order(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     a catalogue row (or a row without its column) is an error: the row is its definition."""
     names = [f.name for f in catalogue(spec)]
     computed = [c for c in frame.columns if c not in META_COLUMNS]
-    unlisted = [c for c in computed if c not in set(names)]
+    unlisted = sorted(set(computed) - set(names))
     if unlisted:
         raise ValueError(
             f"build_features computed {unlisted} but the feature catalogue has no row for "
             "them: add each to catalogue() in features/catalogue.py (its family, bounds and "
             "reason words)"
         )
-    absent = [n for n in names if n not in set(computed)]
+    absent = sorted(set(names) - set(computed))
     if absent:
         raise ValueError(f"the feature catalogue lists {absent} but build_features computes none")
     return frame[[*META_COLUMNS, *names]]

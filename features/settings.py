@@ -34,12 +34,13 @@ class DataSettings(Section):
     kind: Literal["folder"] = Field(
         "folder", description="what holds the tables: a folder of Parquet or CSV files"
     )
-    path: Path | None = None
-    mapping: Path | None = Field(None, description="column-mapping file (TOML/YAML) for exports")
+    mapping: Path | None = Field(
+        None, description="column-mapping file (TOML/YAML) for exports of another shape"
+    )
     extracted_at: datetime | None = Field(
         None,
-        description="when the export was taken; rows dated later are rejected as late/clock-skewed."
-        " Default: the folder's _extract.json, else now.",
+        description="when the export was taken (UTC); rows dated later are rejected as late. "
+        "Default: the time the source records (a folder's _extract.json), else now",
     )
     max_bad_share: float = Field(
         0.2,
@@ -99,19 +100,23 @@ class FeatureSettings(FeatureSpec):
 
     every_days: int = Field(30, ge=1, description="days between snapshots")
     snapshots: int | None = Field(
-        12, ge=1, description="how many snapshots back from the extract; none = all history"
+        12, ge=1, description="how many snapshots back from the extract (--all-history: all)"
     )
     start: datetime | None = Field(
         None,
         description="the first snapshot of all history (snapshots = none); default: the first "
         "day the events fill the longest window",
     )
-    engine: Literal["local", "spark"] = "local"
-    buckets: int | None = Field(None, ge=1, description="hash buckets; default ~1M events each")
+    engine: Literal["local", "spark"] = Field(
+        "local", description="where the features are built: local processes, or Spark"
+    )
+    buckets: int | None = Field(None, ge=1, description="hash buckets of accounts")
     workers: int | None = Field(
         None, ge=1, description="worker processes of the local engine; default 2 (1 on one CPU)"
     )
-    spark_master: str = "local[*]"
+    spark_master: str = Field(
+        "local[*]", description="Spark master URL (local[*], spark://host:7077, yarn, k8s://...)"
+    )
 
     def with_spec(self, spec: FeatureSpec) -> FeatureSettings:
         """This grid and engine, building the features ``spec`` defines (a model's)."""

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import ClassVar
-from urllib.parse import urlparse
+from typing import Any, ClassVar
+from urllib.parse import unquote, urlparse
 
 import pandas as pd
 import pyarrow as pa
@@ -66,8 +66,11 @@ class TableSource(ABC):
     """The canonical tables of one export, part by part, in canonical columns.
 
     A subclass says where parts are (``parts``), reads one in Arrow batches (``batches``) and
-    tells the export time it records (``extracted_at``); whole reads, row counts and single
-    columns default to the batches, and a subclass overrides them where it has a quicker way."""
+    tells the export time it records (``extracted_at``). Whole reads, row counts and single
+    columns default to the batches: each default reads the whole part, so a subclass overrides
+    ``count_rows`` and ``read_column`` where it has a cheaper way (a file's footer, ``SELECT
+    count(*)``). A source is pickled to Spark's executors with the plan: it holds settings,
+    never an open connection or a credential."""
 
     KIND: ClassVar[str]
 
@@ -94,7 +97,7 @@ class TableSource(ABC):
     @property
     def name(self) -> str:
         """A short name for the data (a folder's name), for run names."""
-        return PurePosixPath(urlparse(self.uri).path).name or self.uri
+        return unquote(PurePosixPath(urlparse(self.uri).path).name) or self.uri
 
     def read_part(self, part: TablePart) -> pd.DataFrame:
         """``part`` whole, in canonical columns."""
@@ -140,10 +143,11 @@ class TableSource(ABC):
         recorded = self.extracted_at()
         return recorded if recorded is not None else (None, CLOCK)
 
-    def lineage(self) -> dict[str, str]:
-        """What a run trained on: the kind, the URI and every part, as tags for MLflow."""
-        parts = [p.name for table in TABLE_ORDER for p in self.parts(table)]
-        return {"kind": self.KIND, "uri": self.uri, "parts": ", ".join(parts)}
+    def lineage(self) -> dict[str, Any]:
+        """What a run trained on: the kind, the URI and the parts of every table present (what
+        a training run records as its dataset's source)."""
+        parts = {table: [p.name for p in self.parts(table)] for table in TABLE_ORDER}
+        return {"kind": self.KIND, "uri": self.uri, "parts": {t: p for t, p in parts.items() if p}}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -220,7 +224,7 @@ class FolderSource(TableSource):
             return SparkInput("parquet", str(path))
         return SparkInput("csv", str(path), {"header": "true"})
 
-    def lineage(self) -> dict[str, str]:
+    def lineage(self) -> dict[str, Any]:
         mapped = {"mapping": Path(self.mapping).resolve().as_uri()} if self.mapping else {}
         return {**super().lineage(), **mapped}
 

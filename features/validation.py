@@ -160,7 +160,7 @@ def validate(
             continue
         frame, formats = _stack(table, sources)
         rows = Verdicts(frame)
-        checked = check_table(Context(table, max_bad_share, formats), rows, results, stamp)
+        checked = check_table(Context(table, max_bad_share, formats, stamp, results), rows)
         # later tables are checked against the used rows only: a rejected account resolves nothing
         results[table], reports[table], rejected = _finish(table, checked, rows)
         if table == "accounts" and results[table].empty:

@@ -31,9 +31,12 @@ class _Failure(click.ClickException):
 
 _FILE = click.Path(path_type=Path, dir_okay=False)
 _FOLDER = click.Path(path_type=Path, file_okay=False)
+# DATA is where the tables are, as the [data] kind reads it (a folder for "folder"): text, opened
+# by features.sources.open_source, never taken for a local path here
+_DATA = click.STRING
 _mapping = option("data", "mapping", type=_FILE)
 _extracted_at = option("data", "extracted_at")
-_spark_master = option("features", "spark_master", help="Spark master URL")
+_spark_master = option("features", "spark_master")
 _store = option("tracking", "store", type=_FOLDER)
 
 
@@ -93,7 +96,7 @@ def generate(ctx: click.Context, out: Path) -> None:
 
 
 @cli.command(epilog="\b\n" + vocabulary_help())
-@click.argument("data", type=_FOLDER)
+@click.argument("data", type=_DATA)
 @_mapping
 @_extracted_at
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
@@ -103,12 +106,12 @@ def generate(ctx: click.Context, out: Path) -> None:
     help="write every rejected row's table, source file, row and reason (Parquet)",
 )
 @click.pass_context
-def validate(ctx: click.Context, data: Path, as_json: bool, rejects_out: Path | None) -> None:
+def validate(ctx: click.Context, data: str, as_json: bool, rejects_out: Path | None) -> None:
     """Check the tables in DATA against the contract and report every rejected row."""
     from features.io import write_parquet_atomic
     from features.validation import load_dataset
 
-    config = _config(ctx, data={"path": data})
+    config = _config(ctx)
     source = open_source(data, config.data)
     dataset = _run(lambda: load_dataset(source, config.data))
     if as_json:
@@ -134,7 +137,7 @@ def validate(ctx: click.Context, data: Path, as_json: bool, rejects_out: Path | 
 
 
 @cli.command()
-@click.argument("data", type=_FOLDER, required=False)
+@click.argument("data", type=_DATA, required=False)
 @click.option("--out", type=_FILE, default=Path("data/features.parquet"), show_default=True)
 @_mapping
 @_extracted_at
@@ -152,7 +155,7 @@ def validate(ctx: click.Context, data: Path, as_json: bool, rejects_out: Path | 
 @click.option("--list", "list_only", is_flag=True, help="print the feature catalogue and exit")
 @click.pass_context
 def features(
-    ctx: click.Context, data: Path | None, out: Path, all_history: bool, list_only: bool
+    ctx: click.Context, data: str | None, out: Path, all_history: bool, list_only: bool
 ) -> None:
     """Build point-in-time account features for the tables in DATA."""
     from features.catalogue import catalogue
@@ -194,7 +197,7 @@ def _fail_abandoned_runs(tracking: TrackingSettings) -> None:
 
 
 @cli.command()
-@click.argument("data", type=_FOLDER)
+@click.argument("data", type=_DATA)
 @click.option(
     "--features",
     "features_path",
@@ -209,7 +212,7 @@ def _fail_abandoned_runs(tracking: TrackingSettings) -> None:
 @option("train", "shuffle_labels")
 @_store
 @click.pass_context
-def train(ctx: click.Context, data: Path, features_path: Path | None) -> None:
+def train(ctx: click.Context, data: str, features_path: Path | None) -> None:
     """Train on DATA, compare with the baselines, register the model as challenger."""
     from training.job import TrainJob
 
@@ -282,12 +285,12 @@ def promote(ctx: click.Context, force: bool, version: str | None) -> None:
 
 @cli.command()
 @click.option("--model", "model_uri", required=True, help="e.g. models:/inmarket@champion")
-@click.argument("data", type=_FOLDER)
+@click.argument("data", type=_DATA)
 @click.option("--features", "features_path", type=_FILE)
 @_extracted_at
 @_store
 @click.pass_context
-def evaluate(ctx: click.Context, model_uri: str, data: Path, features_path: Path | None) -> None:
+def evaluate(ctx: click.Context, model_uri: str, data: str, features_path: Path | None) -> None:
     """Re-score a registered model on DATA's test window, next to the baselines."""
     from training.job import EvaluateJob
 
@@ -298,7 +301,7 @@ def evaluate(ctx: click.Context, model_uri: str, data: Path, features_path: Path
 
 
 @cli.command()
-@click.argument("data", type=_FOLDER)
+@click.argument("data", type=_DATA)
 @click.option("--out", type=_FILE, default=DEFAULT_RANKED, show_default=True)
 @click.option("--model", "model_uri", help="[models:/<model_name>@champion]")
 @_mapping
@@ -311,7 +314,7 @@ def evaluate(ctx: click.Context, model_uri: str, data: Path, features_path: Path
 @_spark_master
 @_store
 @click.pass_context
-def score(ctx: click.Context, data: Path, out: Path, model_uri: str | None) -> None:
+def score(ctx: click.Context, data: str, out: Path, model_uri: str | None) -> None:
     """Rank every account of DATA by the champion's score, with trend, reasons and gaps."""
     from serving.batch import score_batch
     from training.registry import champion_uri

@@ -312,7 +312,7 @@ def score_batch(
 def model_version_of(model_uri: str | None) -> str | None:
     """The version in ``models:/<name>/<version>`` (None for another kind of URI)."""
     ref = parse_model_uri(model_uri) if model_uri else None
-    return ref.version if ref else None
+    return ref.version if ref and ref.version and ref.version.isdigit() else None
 
 
 def write_ranked(ranked: pd.DataFrame, out: Path) -> None:

@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-from serving.schemas import SERVED_FEATURES
+from serving.schemas import SERVED_FEATURES, record_model
 from training.model import InMarketModel
 from training.registry import champion_uri, connect, load_model, resolve_version, version_uri
 from training.settings import TrackingSettings
@@ -48,11 +48,12 @@ class ChampionHolder:
                 if version == self.version:
                     return False
                 model = load_model(version_uri(name, version))
+                record = record_model(model)  # a model the catalogue cannot describe is not served
             except Exception as exc:  # keep serving the old model; readiness tells the rest
                 self.error = str(exc)
                 log.error("inmarket: cannot load the champion model: %s", exc)
                 return False
-            SERVED_FEATURES.use(model)
+            SERVED_FEATURES.use(record)
             self.served, self.error = Served(model, version, datetime.now().astimezone()), None
             log.info("inmarket: serving %s version %s", name, version)
             return True

@@ -94,6 +94,12 @@ def record_model(model: InMarketModel) -> type[BaseModel]:
     as its catalogue row bounds it (a model trained with other windows or declared columns
     has other features). A declared column is text when the model learned it as a category."""
     rows = {f.name: f for f in catalogue(model.spec)}
+    strange = [name for name in model.features if name not in rows]
+    if strange:
+        raise ValueError(
+            f"the model's feature(s) {strange[:5]} have no row in this version's feature "
+            "catalogue: serve it with the version that trained it, or retrain"
+        )
     fields = {
         name: _feature_field(rows[name], rows[name].bounds.categorical or name in model.categories)
         for name in model.features
@@ -118,8 +124,9 @@ class ServedFeatures:
         # swapped in one assignment: requests are validated while a reload may be swapping it
         self.record: type[BaseModel] | None = None
 
-    def use(self, model: InMarketModel) -> None:
-        self.record = record_model(model)
+    def use(self, record: type[BaseModel]) -> None:
+        """Validate against ``record`` (``record_model`` of the model about to be served)."""
+        self.record = record
 
     def validate(self, data: Any) -> Any:
         """``data`` checked against the served record: each field the served model does not

@@ -95,7 +95,8 @@ def _sentence(feature: Feature, value: object, contribution: float) -> tuple[str
         template = template.replace(COUNT, f"only {COUNT}", 1)  # a count: "only 5 people ..."
     level = SENIORITY_WORDS[int(number)] if 0 <= number < len(SENIORITY_WORDS) else "unknown"
     # a declared account column's words ("seats: {text}") say a number as it is
-    text = template.format(v=number, level=level, text=f"{number:,g}")
+    said = f"{number:,.0f}" if number.is_integer() else f"{number:,.4g}"
+    text = template.format(v=number, level=level, text=said)
     if number == 1:  # "1 department", "1 person"
         text = _ONE.sub(r"\1", _ONE_PERSON.sub(r"1 \1person", text))
     return text, usual

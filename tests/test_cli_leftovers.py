@@ -90,15 +90,15 @@ def test_the_next_features_run_removes_the_killed_runs_files(
 _KILLED_TRAIN = """
 import os, signal, sys
 from inmarket.cli import main
-from training.job import TrainJob
+from training import job
 
-register = TrainJob._register
+register = job.register_model
 
-def register_then_die(self, *args):
-    register(self, *args)
+def register_then_die(*args, **kwargs):
+    register(*args, **kwargs)
     os.kill(os.getpid(), signal.SIGKILL)
 
-TrainJob._register = register_then_die
+job.register_model = register_then_die
 sys.argv = ["inmarket", *sys.argv[1:]]
 main()
 """

@@ -35,8 +35,7 @@ class ForecastJob(Job):
     def features(
         self, data: TableSource, features_path: Path | None, start: pd.Timestamp | None = None
     ) -> tuple[pd.DataFrame, FeatureSpec, Dataset]:
-        grid = {"every_days": self.train.every_days, "snapshots": None, "start": start}
-        settings = self.feature_settings.model_copy(update=grid)
+        settings = self.training_grid(start)
         plan = plan_build(data, self.data, settings)
         base = plan.base
         table = build_features(

@@ -138,6 +138,12 @@ class Job:
         # the newest snapshot's accounts a model would rank (features, no label), once labelled
         self.newest: pd.DataFrame | None = None
 
+    def training_grid(self, start: pd.Timestamp | None) -> FeatureSettings:
+        """The feature settings of training: every ``train.every_days`` over all history (from
+        ``start`` if given), the features and engine as configured."""
+        grid = {"every_days": self.train.every_days, "snapshots": None, "start": start}
+        return self.feature_settings.model_copy(update=grid)
+
     def features(
         self, data: TableSource, features_path: Path | None, start: pd.Timestamp | None = None
     ) -> tuple[pd.DataFrame, FeatureSpec, Dataset]:
@@ -149,11 +155,10 @@ class Job:
             self.events_report = _report_beside(features_path)
             _require_events(self.events_report)
             return *read_feature_table(features_path), tables
-        grid = {"every_days": self.train.every_days, "snapshots": None, "start": start}
         with scratch_dir("train") as tmp:
             out = tmp / "features.parquet"
             build = build_feature_table(
-                data, out, self.data, self.feature_settings.model_copy(update=grid)
+                data, out, self.data, self.training_grid(start)
             )
             _require_events(build.report)
             self.grid_warnings, self.events_report = build.warnings, build.report

@@ -30,9 +30,15 @@ from training.settings import TrackingSettings
 CHALLENGER, CHAMPION = "challenger", "champion"
 PID_TAG, HOST_TAG = "pid", "hostname"  # of the process that runs a training run
 MODELS = "models:/"
-# models:/<name>/<version> or models:/<name>@<alias>
-_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/@]+))$")
-_URI_FORMS = "give a registered model as models:/<name>/<version|@alias>"
+LATEST = "latest"  # models:/<name>/latest: the newest version, pinned when resolved
+# models:/<name>/<version>, models:/<name>/latest or models:/<name>@<alias>
+_MODEL_URI = re.compile(
+    rf"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+|{LATEST})|@(?P<alias>[^/@]+))/?$"
+)
+_URI_FORMS = (
+    "give a registered model as models:/<name>/<version>, models:/<name>/latest or "
+    "models:/<name>@<alias> (registry stages are deprecated: use aliases)"
+)
 
 
 class RegistryError(InMarketError, LookupError):
@@ -124,6 +130,11 @@ def resolve_version(client: MlflowClient, uri: str) -> tuple[str, str]:
     ref = parse_model_uri(uri)
     if ref is None:
         raise RegistryError(f"{uri}: {_URI_FORMS}")
+    if ref.version == LATEST:
+        versions = client.search_model_versions(f"name='{ref.name}'")
+        if not versions:
+            raise RegistryError(f"model '{ref.name}' has no version; run `inmarket train`")
+        return ref.name, str(max(int(v.version) for v in versions))
     if ref.version is not None:
         return ref.name, ref.version
     found = version_by_alias(client, ref.name, str(ref.alias))

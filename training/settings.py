@@ -47,13 +47,15 @@ class LightGBMParams(Section):
 class TrainSettings(Section):
     """Labels, the time split and the model."""
 
-    label: Literal["won", "opportunity"] = "won"
+    label: Literal["won", "opportunity"] = Field(
+        "won", description="what a positive is: a new-business deal won, or only created"
+    )
     horizon_days: int = Field(90, ge=7, description="label window after as_of")
     include_customers: bool = False
     every_days: int = Field(14, ge=1, description="days between training snapshots")
     test_days: int = Field(120, ge=1, description="the last days of labelled snapshots: test")
     validation_days: int = Field(90, ge=1, description="validation window before the test")
-    seed: int = 7
+    seed: int = Field(7, description="random seed of the model and the baselines")
     lightgbm: LightGBMParams = LightGBMParams()
     shuffle_labels: bool = Field(
         False, description="permutation check: train on shuffled labels, test ROC AUC ~0.5"

@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.data.dataset_source import DatasetSource
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, DataType, Schema
@@ -160,6 +160,38 @@ def _log_config(
     )
 
 
+class TablesDatasetSource(DatasetSource):
+    """A run's dataset source as MLflow records it: the input source's lineage (kind, URI, the
+    parts of each table, a mapping file), whatever the kind, and of any length a run may hold
+    (MLflow caps an input tag at 500 characters, a dataset source at 64 KB)."""
+
+    def __init__(self, lineage: dict[str, Any]) -> None:
+        self.lineage = lineage
+
+    @staticmethod
+    def _get_source_type() -> str:
+        return "inmarket_tables"
+
+    def load(self) -> str:
+        """The URI of the tables (read them with ``features.sources.open_source``)."""
+        return str(self.lineage["uri"])
+
+    @staticmethod
+    def _can_resolve(raw_source: Any) -> bool:
+        return False  # made from a TableSource only, never guessed from a raw URI
+
+    @classmethod
+    def _resolve(cls, raw_source: Any) -> TablesDatasetSource:
+        raise NotImplementedError("made from a TableSource's lineage, not from a raw source")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.lineage)
+
+    @classmethod
+    def from_dict(cls, source_dict: dict[Any, Any]) -> TablesDatasetSource:
+        return cls(dict(source_dict))
+
+
 def _log_dataset(source: TableSource, labelled: pd.DataFrame, fingerprint: str) -> None:
     """The data's identity without re-reading a million rows: our own fingerprint, where the
     tables came from (the source's URI and parts) and the schema of a sample."""
@@ -170,17 +202,13 @@ def _log_dataset(source: TableSource, labelled: pd.DataFrame, fingerprint: str) 
     schema = Schema([*inferred.inputs, ColSpec(DataType.long, LABEL)])
     mlflow.log_input(
         MetaDataset(  # type: ignore[abstract]
-            LocalArtifactDatasetSource(source.uri),
+            TablesDatasetSource(source.lineage()),
             name="labelled_snapshots",
             digest=fingerprint,
             schema=schema,
         ),
         context="training",
-        tags={
-            **source.lineage(),
-            "rows": str(len(labelled)),
-            "positives": str(int(labelled[LABEL].sum())),
-        },
+        tags={"rows": str(len(labelled)), "positives": str(int(labelled[LABEL].sum()))},
     )
 
 

@@ -9,6 +9,7 @@ from features.windows import segment_positions
 from inmarket.synthetic.chunk import Chunk, ids, sigmoid
 from inmarket.synthetic.vocabularies import (
     C_LEVEL_TITLES,
+    DECIDING_ROLES,
     FIRST_NAMES,
     INDUSTRIES,
     INTENT_COVERAGE_BY_BAND,
@@ -96,7 +97,7 @@ def add_people(chunk: Chunk) -> None:
     extra = rng.choice(["influencer", "user", "other"], m, p=[0.35, 0.45, 0.2])
     role = np.select(
         [pos == 0, pos == 1, pos == 2, (pos == 3) & (size[acct] >= 6)],
-        ["decision_maker", "champion", "technical_evaluator", "finance"],
+        list(DECIDING_ROLES),
         extra,
     ).astype(object)
     seniority = np.empty(m, dtype=object)

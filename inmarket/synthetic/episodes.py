@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.contract import KEY_ROLES
 from features.windows import segment_positions
 from inmarket.synthetic.chunk import Chunk, sigmoid
 from inmarket.synthetic.vocabularies import (
+    DECIDING_ROLES,
     FIT_MEAN,
     INTENT_LEAD_DAYS,
     INTENT_SURGE_SHOWS,
@@ -88,11 +88,11 @@ def _role_coverage(chunk: Chunk, acct: np.ndarray, engaged: np.ndarray) -> np.nd
     person = chunk.order_person[chunk.order_offset[acct][ep] + pos]
     is_engaged = pos < engaged[ep]
     covered = np.zeros(len(acct))
-    for role in KEY_ROLES:
+    for role in DECIDING_ROLES:
         hit = (
             np.bincount(ep, weights=is_engaged & (chunk.role[person] == role), minlength=len(acct))
             > 0
         )
         covered += hit
-    result: np.ndarray = covered / len(KEY_ROLES)
+    result: np.ndarray = covered / len(DECIDING_ROLES)
     return result

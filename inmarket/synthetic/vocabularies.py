@@ -32,6 +32,11 @@ TOPICS = (
     "lead_scoring",
 )
 SENIORITIES = ("individual_contributor", "manager", "director", "vp", "c_level")
+# The world's assumption: the roles whose engagement makes a buying cycle likely to win, held by
+# the first four people of a buying group. Deliberately not the product's KEY_ROLES
+# (features.contract): what the page calls a missing role must not change the world it is
+# measured on.
+DECIDING_ROLES = ("decision_maker", "champion", "technical_evaluator", "finance")
 # role -> (seniority probabilities in SENIORITIES order, departments and their probabilities)
 ROLE_PROFILES: dict[str, tuple[tuple[float, ...], dict[str, float]]] = {
     "decision_maker": (

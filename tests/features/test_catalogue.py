@@ -56,6 +56,16 @@ def test_a_computed_column_missing_from_the_catalogue_is_an_error(
         build_features(snapshots, **_one_account())
 
 
+def test_a_catalogue_row_no_family_computes_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a catalogue with one row more than the families compute
+    extra = catalogue(SPEC)[0]._replace(name="weeks_of_rain_56d")
+    monkeypatch.setattr(families, "catalogue", lambda spec: [*catalogue(spec), extra])
+    snapshots = pd.DataFrame({"account_id": ["A"], "as_of": [AS_OF]})
+    # when the features are built, then the row without a column is named
+    with pytest.raises(ValueError, match=r"lists \['weeks_of_rain_56d'\] but build_features"):
+        build_features(snapshots, **_one_account())
+
+
 def test_a_row_takes_its_kind_and_source_from_its_family() -> None:
     rows = catalogue(SPEC)
     assert {row.family for row in rows} == set(FAMILIES)

@@ -162,8 +162,13 @@ def test_a_mapped_export_is_read_in_canonical_columns(crm_dir: Path) -> None:
     assert source.lineage() == {
         "kind": "folder",
         "uri": crm_dir.resolve().as_uri(),
-        "parts": "companies.csv, contacts.csv, leads.csv, touches.csv, web_sessions.csv, "
-        "intent_weekly.csv, deals.csv",
+        "parts": {
+            "accounts": ["companies.csv"],
+            "people": ["contacts.csv", "leads.csv"],
+            "events": ["touches.csv", "web_sessions.csv"],
+            "intent": ["intent_weekly.csv"],
+            "opportunities": ["deals.csv"],
+        },
         "mapping": mapping_file().resolve().as_uri(),
     }
     assert source.name == crm_dir.name
@@ -184,3 +189,11 @@ def test_the_export_time_given_recorded_or_unknown(tmp_path: Path) -> None:
     # then a given time wins, else the recorded one, each with where it came from
     assert source.export_time(given) == (as_utc(given), GIVEN)
     assert source.export_time(None) == (EXTRACT, EXTRACT_MANIFEST)
+
+
+def test_a_folder_source_is_named_as_the_folder_is_spelled(tmp_path: Path) -> None:
+    """Found in review: the name came from the URI, so runs of 'wörld export' were named
+    'w%C3%B6rld%20export'."""
+    folder = tmp_path / "wörld export"
+    assert FolderSource(folder, None).name == "wörld export"
+    assert FolderSource(folder, None).uri == folder.resolve().as_uri()

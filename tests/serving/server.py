@@ -99,6 +99,13 @@ class Server:
                 raise RuntimeError(f"server did not come up: {self.log.read_text()[-3000:]}")
             time.sleep(0.5)
 
+    def log_after(self, offset: int) -> str:
+        """What the server logged after its log held ``offset`` bytes (``log.stat().st_size``
+        taken before a request): the server is shared, its earlier lines are other tests'."""
+        with self.log.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode("utf-8", errors="replace")
+
     def stop(self) -> None:
         self.process.terminate()
         try:

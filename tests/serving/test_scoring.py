@@ -206,6 +206,9 @@ def test_a_declared_column_holding_numbers_is_said_as_it_is() -> None:
     words = {f.name: f for f in catalogue(FeatureSpec(columns={"seats": "static"}))}
     # when a value of it is a reason, then it is said, not a KeyError
     assert _sentence(words["seats"], 1200.0, 0.3) == ("seats: 1,200", True)
+    # in full, not in exponent notation (found in review: 1,234,567 read "1.23457e+06")
+    assert _sentence(words["seats"], 1234567.0, 0.3) == ("seats: 1,234,567", True)
+    assert _sentence(words["seats"], 0.125, 0.3) == ("seats: 0.125", True)
 
 
 def test_every_feature_has_words_a_marketer_reads() -> None:

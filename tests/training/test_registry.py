@@ -47,14 +47,28 @@ def test_a_model_uri_names_a_version_or_an_alias(uri: str, named: ModelRef | Non
 
 
 @pytest.mark.parametrize(
-    "uri", ["models:/inmarket", "models:/inmarket/latest", "models:/inmarket/3@champion"]
+    "uri", ["models:/inmarket", "models:/inmarket/Production", "models:/inmarket/3@champion"]
 )
 def test_a_models_uri_without_one_version_or_alias_is_refused(
     client: MlflowClient, uri: str
 ) -> None:
-    """Found in review: ``models:/inmarket/latest`` was recorded as version "latest"."""
-    with pytest.raises(RegistryError, match=re.escape("models:/<name>/<version|@alias>")):
+    with pytest.raises(RegistryError, match=re.escape("models:/<name>/<version>, models:/")):
         resolve_version(client, uri)
+
+
+def test_latest_is_pinned_to_the_newest_version(client: MlflowClient) -> None:
+    """Found in review: ``models:/inmarket/latest`` was recorded as version "latest", which
+    names no version a later reader can load again."""
+    # given a registered model with three versions
+    run = client.create_run(experiment_id(client)).info
+    client.create_registered_model("inmarket")
+    for _ in range(3):
+        client.create_model_version("inmarket", "file:///nowhere", run.run_id)
+    # when its latest URI is resolved, then it names version 3, with or without a final slash
+    assert resolve_version(client, "models:/inmarket/latest") == ("inmarket", "3")
+    assert resolve_version(client, "models:/inmarket/latest/") == ("inmarket", "3")
+    with pytest.raises(RegistryError, match="model 'other' has no version"):
+        resolve_version(client, "models:/other/latest")
 
 
 def test_the_champion_uri_resolves_to_the_version_behind_the_alias(client: MlflowClient) -> None:

@@ -3,6 +3,7 @@ the run's name and description, and the registered challenger."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -76,6 +77,17 @@ def test_run_logs_everything_and_registers_a_challenger(
     assert run.data.params["data_fingerprint"] == result.fingerprint
     assert run.inputs is not None
     assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.digest
+    # and where the tables came from: the input source's kind, URI and every table's parts
+    dataset = run.inputs.dataset_inputs[0].dataset
+    assert dataset.source_type == "inmarket_tables"
+    assert json.loads(dataset.source) == {
+        "kind": "folder",
+        "uri": world_dir.resolve().as_uri(),
+        "parts": {
+            table: [f"{table}.parquet"]
+            for table in ("accounts", "people", "events", "intent", "opportunities")
+        },
+    }
     assert artifacts == {
         "plots/gains_and_lift.png",
         "plots/calibration.png",
