@@ -90,6 +90,7 @@ def build_feature_table(
     write_parquet_atomic(
         all_rejects.astype({"source_row": "int64"}), sidecar(out, "rejects.parquet")
     )
+    report = report.counted("events", plan.events_in)  # the buckets counted what they got
     write_json_atomic(report.to_dict(), sidecar(out, "report.json"))
     return FeatureBuild(
         out,

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import yaml
@@ -41,6 +42,13 @@ class RawSource:
     file: str
     frame: pd.DataFrame
     formats: dict[str, str] = field(default_factory=dict)
+    rows: int | None = None  # the part's rows as its source counted them, apart from the read
+
+    @property
+    def rows_in(self) -> int:
+        """The part's rows as its source counted them (so a row lost reading it shows), else
+        the frame's (data that is only a frame: a request's rows, a bucket of a part)."""
+        return len(self.frame) if self.rows is None else self.rows
 
 
 def unreadable(path: Path, exc: Exception) -> ContractError:
@@ -155,24 +163,53 @@ def text_table(frame: pd.DataFrame) -> pa.Table:
 
 
 def count_rows(path: Path) -> int:
-    """Rows in a Parquet file (from its footer) or an estimate for CSV (from its size)."""
-    if path.is_file() and path.name.lower().endswith(".parquet"):
-        return int(pq.ParquetFile(path).metadata.num_rows)
-    if path.is_dir():
-        return int(pads.dataset(path).count_rows())
-    return path.stat().st_size // 80
+    """Rows in a table file, counted apart from reading it: from a Parquet file's footer (or
+    its parts' footers), or a CSV's records as ``read_table_file`` takes them."""
+    name = path.name.lower()
+    try:
+        if path.is_dir():
+            return int(pads.dataset(path).count_rows())
+        if name.endswith(".parquet"):
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        if name.endswith((".csv", ".csv.gz")):
+            return _count_csv_records(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise unreadable(path, exc) from exc
+    raise ContractError(f"{path}: unsupported file type; use Parquet or CSV")
+
+
+def _count_csv_records(path: Path) -> int:
+    """A CSV's records, no column converted: a line break inside quotes is part of a value,
+    blank and whitespace-only lines are no record (as pandas reads them), a short row is one."""
+    short = 0
+
+    def irregular(row: pacsv.InvalidRow) -> str:
+        nonlocal short
+        short += bool(row.text.strip())
+        return "skip"
+
+    reader = pacsv.open_csv(
+        path,
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=irregular),
+        convert_options=pacsv.ConvertOptions(include_columns=[]),
+    )
+    return sum(batch.num_rows for batch in reader) + short
 
 
 def read_file_column(path: Path, column: str) -> pd.Series | None:
     """One column of a table file, or None when it has no such column."""
+    name = path.name.lower()
     try:
-        if path.is_dir():
-            return pads.dataset(path).to_table(columns=[column]).column(0).to_pandas()
-        if path.name.lower().endswith(".parquet"):
+        if path.is_dir() or name.endswith(".parquet"):
+            schema = pads.dataset(path).schema if path.is_dir() else pq.read_schema(path)
+            if column not in schema.names:
+                return None
             return pq.read_table(path, columns=[column]).column(0).to_pandas()
+        if column not in pd.read_csv(path, nrows=0).columns:
+            return None
         return pd.read_csv(path, usecols=[column], dtype=str)[column]
-    except (KeyError, ValueError, pa.ArrowInvalid):
-        return None
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise unreadable(path, exc) from exc
 
 
 def find_table_file(folder: Path, table: str) -> Path | None:

@@ -2,8 +2,9 @@
 
 The small tables (accounts, people, intent, opportunities, account history) are validated once;
 the snapshot grid and the number of account hash buckets follow from them and from the size of
-the events. ``build_bucket`` then validates one bucket's events and builds the features of its
-accounts: the local engine (``features.local``) and Spark (``features.spark``) both run it.
+the events, whose rows the source counts here, once per part, for the report's rows in.
+``build_bucket`` then validates one bucket's events and builds the features of its accounts:
+the local engine (``features.local``) and Spark (``features.spark``) both run it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class BuildPlan:
     extracted_at: datetime
     max_bad_share: float
     events: list[TablePart] = field(default_factory=list)
+    events_in: int = 0  # rows of the events parts as the source counted them, once per part
     warnings: list[str] = field(default_factory=list)
 
     @cached_property
@@ -136,7 +138,7 @@ def plan_build(
         grid = as_of_grid(end, every_days=settings.every_days, start=start)
     else:
         grid = as_of_grid(end, every_days=settings.every_days, count=settings.snapshots)
-    total = sum(source.count_rows(part) for part in events)
+    total = sum(source.count_rows(part) for part in events)  # the report's rows in, too
     n_buckets = settings.buckets or max(1, -(-total // EVENTS_PER_BUCKET))
     return BuildPlan(
         base,
@@ -147,6 +149,7 @@ def plan_build(
         end,
         data_settings.max_bad_share,
         events,
+        total,
         warnings,
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -140,6 +140,30 @@ class ValidationReport:
     @property
     def reconciles(self) -> bool:
         return all(t.reconciles for t in self.tables.values())
+
+    def unreconciled(self) -> str | None:
+        """What does not add up, naming each table whose rows used and rejected are not the
+        rows its source holds (rows lost, or made, between reading and validation); None when
+        every table reconciles."""
+        wrong = [
+            f"{t.table}: {t.rows_in:,} rows in the source, {t.rows_used:,} used + "
+            f"{t.rows_rejected:,} rejected"
+            for t in self.tables.values()
+            if not t.reconciles
+        ]
+        if not wrong:
+            return None
+        return (
+            f"row totals do not reconcile ({'; '.join(wrong)}); rows were lost or made between "
+            "reading and validation. This is a bug, please report it"
+        )
+
+    def counted(self, table: str, rows_in: int) -> ValidationReport:
+        """The report with ``table``'s rows in as its source counted them, once per part: a
+        build validates a table bucket by bucket, and a bucket counts only the rows it was
+        handed."""
+        mine = self.tables.get(table) or TableReport(table, 0, 0)
+        return replace(self, tables={**self.tables, table: replace(mine, rows_in=rows_in)})
 
     def merge(self, other: ValidationReport) -> ValidationReport:
         """Add up the reports of parts of the same input (e.g. buckets of events)."""

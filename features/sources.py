@@ -69,8 +69,9 @@ class TableSource(ABC):
     tells the export time it records (``extracted_at``). Whole reads, row counts and single
     columns default to the batches: each default reads the whole part, so a subclass overrides
     ``count_rows`` and ``read_column`` where it has a cheaper way (a file's footer, ``SELECT
-    count(*)``). A source is pickled to Spark's executors with the plan: it holds settings,
-    never an open connection or a credential."""
+    count(*)``), and ``count_rows`` where it can count apart from the read. A source is pickled
+    to Spark's executors with the plan: it holds settings, never an open connection or a
+    credential."""
 
     KIND: ClassVar[str]
 
@@ -105,7 +106,9 @@ class TableSource(ABC):
         return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
 
     def count_rows(self, part: TablePart) -> int:
-        """Rows in ``part`` (an estimate will do: it sizes the hash buckets)."""
+        """Rows in ``part``, exactly: the validation report's rows in, which the rows used and
+        rejected must add up to. Counted from the batches unless a subclass counts apart from
+        the read, so that a row lost reading it shows (a file's footer, ``SELECT count(*)``)."""
         return sum(batch.num_rows for batch in self.batches(part, _WHOLE_ROWS))
 
     def read_column(self, part: TablePart, column: str) -> pd.Series | None:
@@ -127,10 +130,14 @@ class TableSource(ABC):
         )
 
     def read(self, tables: Iterable[str] = TABLE_ORDER) -> dict[str, list[RawSource]]:
-        """Each of ``tables`` whole, part by part, for validation (absent optional ones omitted)."""
+        """Each of ``tables`` whole, part by part, with each part's rows as counted here, for
+        validation (absent optional ones omitted)."""
         wanted = set(tables)
         return {
-            table: [RawSource(table, p.name, self.read_part(p), dict(p.formats)) for p in parts]
+            table: [
+                RawSource(table, p.name, self.read_part(p), dict(p.formats), self.count_rows(p))
+                for p in parts
+            ]
             for table in TABLE_ORDER
             if table in wanted and (parts := self.parts(table))
         }
@@ -222,7 +229,8 @@ class FolderSource(TableSource):
         path = _file(part).path
         if path.name.endswith(".parquet") or path.is_dir():
             return SparkInput("parquet", str(path))
-        return SparkInput("csv", str(path), {"header": "true"})
+        # a record may span lines (a line break in quotes), and a quote in quotes is doubled
+        return SparkInput("csv", str(path), {"header": "true", "multiLine": "true", "escape": '"'})
 
     def lineage(self) -> dict[str, Any]:
         mapped = {"mapping": Path(self.mapping).resolve().as_uri()} if self.mapping else {}

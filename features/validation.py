@@ -2,9 +2,10 @@
 ``load_dataset`` (read a source and validate it) and the ``Dataset`` they return.
 
 Every input row is either used or counted in the rejects report with its reason, so that
-rows in = rows used + rows rejected for each table. A file that is wrong as a whole (a
-missing table or column, a column whose values mostly do not parse) stops the run with a
-``ContractError`` naming the table, the column and what was found.
+rows in = rows used + rows rejected for each table, rows in being the rows the source counted
+(``TableSource.count_rows``), not those that reached validation. A file that is wrong as a
+whole (a missing table or column, a column whose values mostly do not parse) stops the run
+with a ``ContractError`` naming the table, the column and what was found.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def _stack(table: str, sources: list[RawSource]) -> tuple[pd.DataFrame, dict[str
 
 
 def _finish(
-    table: str, f: pd.DataFrame, rows: Verdicts
+    table: str, f: pd.DataFrame, rows: Verdicts, rows_in: int
 ) -> tuple[pd.DataFrame, TableReport, pd.DataFrame]:
     kept = rows.kept
     rejected = f.loc[~kept, [SOURCE_COLUMN, ROW_COLUMN]].assign(
@@ -99,7 +100,7 @@ def _finish(
     extra = [c for c in f.columns if c not in canonical and not c.startswith("_")]
     report = TableReport(
         table=table,
-        rows_in=len(f),
+        rows_in=rows_in,
         rows_used=int(kept.sum()),
         rejects={str(k): int(v) for k, v in counts.items()},
         warnings=rows.warnings,
@@ -162,7 +163,8 @@ def validate(
         rows = Verdicts(frame)
         checked = check_table(Context(table, max_bad_share, formats, stamp, results), rows)
         # later tables are checked against the used rows only: a rejected account resolves nothing
-        results[table], reports[table], rejected = _finish(table, checked, rows)
+        rows_in = sum(source.rows_in for source in sources)
+        results[table], reports[table], rejected = _finish(table, checked, rows, rows_in)
         if table == "accounts" and results[table].empty:
             files = ", ".join(source.file for source in sources)
             why = (

@@ -132,8 +132,8 @@ def validate(ctx: click.Context, data: str, as_json: bool, rejects_out: Path | N
     if rejects_out:
         write_parquet_atomic(dataset.rejects, rejects_out)
         click.echo(f"wrote {len(dataset.rejects):,} rejected rows to {rejects_out}", err=as_json)
-    if not dataset.report.reconciles:
-        raise _Failure("row totals do not reconcile; this is a bug, please report it")
+    if unreconciled := dataset.report.unreconciled():
+        raise _Failure(unreconciled)
 
 
 @cli.command()
@@ -181,6 +181,8 @@ def features(
         f"{fc.engine} engine) in {build.seconds:.1f}s; {build.rejects:,} rejected rows "
         f"listed beside it"
     )
+    if unreconciled := build.report.unreconciled():
+        raise _Failure(unreconciled)
 
 
 def _fail_abandoned_runs(tracking: TrackingSettings) -> None:

@@ -12,6 +12,8 @@ import pytest
 
 from tests.commands import run_cli, write_csvs
 from tests.features.test_validation import _base
+from tests.stores import copy_store
+from training.job import TrainResult
 
 
 @pytest.mark.parametrize(
@@ -53,12 +55,15 @@ def _replace(name: str, content: bytes) -> Callable[[Path], None]:
     return write
 
 
-def _truncated_parquet(folder: Path) -> None:
-    frame = pd.read_csv(folder / "accounts.csv", dtype=str)
-    frame.to_parquet(folder / "accounts.parquet")
-    data = (folder / "accounts.parquet").read_bytes()
-    (folder / "accounts.parquet").write_bytes(data[: len(data) // 2])
-    (folder / "accounts.csv").unlink()
+def _truncated_parquet(name: str) -> Callable[[Path], None]:
+    def write(folder: Path) -> None:
+        frame = pd.read_csv(folder / f"{name}.csv", dtype=str)
+        frame.to_parquet(folder / f"{name}.parquet")
+        data = (folder / f"{name}.parquet").read_bytes()
+        (folder / f"{name}.parquet").write_bytes(data[: len(data) // 2])
+        (folder / f"{name}.csv").unlink()
+
+    return write
 
 
 def _duplicate_parquet_columns(folder: Path) -> None:
@@ -88,7 +93,11 @@ def _header_only(name: str) -> Callable[[Path], None]:
 @pytest.mark.parametrize(
     ("command", "breakage", "message"),
     [
-        ("validate", _truncated_parquet, r"error: .*accounts.parquet: cannot be read as Parquet"),
+        (
+            "validate",
+            _truncated_parquet("accounts"),
+            r"error: .*accounts.parquet: cannot be read as Parquet",
+        ),
         (
             "validate",
             _replace("accounts.parquet", b"account_id,name\nA1,x\n"),
@@ -161,6 +170,48 @@ def test_a_broken_file_gives_one_line_and_exit_2(
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert re.match(message, result.stderr), result.stderr
+
+
+@pytest.fixture(scope="module")
+def champion(
+    trained: tuple[Path, TrainResult], tmp_path_factory: pytest.TempPathFactory
+) -> list[str]:
+    """``score``'s arguments naming the session model, on a copy of its store."""
+    store = copy_store(trained[0], tmp_path_factory.mktemp("score") / "mlruns")
+    return ["--store", str(store), "--model", trained[1].model_uri]
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [_truncated_parquet("events"), _replace("events.parquet", b"event_id,timestamp\nE1,x\n")],
+    ids=["truncated", "not-parquet"],
+)
+@pytest.mark.parametrize("command", ["validate", "features", "train", "score"])
+def test_a_broken_events_parquet_ends_every_command_in_one_line(
+    tmp_path: Path, command: str, breakage: Callable[[Path], None], request: pytest.FixtureRequest
+) -> None:
+    """Issue 31: features, train and score ended in pyarrow's traceback (from counting the
+    events' rows) where validate said it in one line."""
+    # given a small export whose events.parquet is cut in half, or is CSV text
+    folder = write_csvs(tmp_path / "data", _base())
+    breakage(folder)
+    # when each command reads it (score with a model, which it loads before the data)
+    extra: dict[str, list[str]] = {
+        "validate": [],
+        "features": ["--out", str(tmp_path / "f.parquet")],
+        "train": ["--store", str(tmp_path / "mlruns")],
+        "score": ["--out", str(tmp_path / "ranked.parquet")],
+    }
+    model = request.getfixturevalue("champion") if command == "score" else []
+    result = run_cli(command, folder, *extra[command], *model)
+    # then one line names the file and says what to do, with exit code 2 and no traceback
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert re.match(
+        r"error: .*events.parquet: cannot be read as Parquet \(.+\); export it again", errors[0]
+    )
 
 
 def _file(path: Path, text: str) -> Path:

@@ -8,8 +8,12 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pytest
+from click.testing import CliRunner
 
+from inmarket.cli import cli
 from tests.commands import run_cli, write_csvs
+from tests.features.test_sources import lose_first_event
 from tests.features.test_validation import _base
 
 
@@ -113,3 +117,25 @@ def test_an_export_time_taken_from_the_clock_far_after_the_data_is_named(tmp_pat
     )
     assert "training is not possible: the labelled snapshots span" in given.stdout
     assert "accounts with a positive labelled snapshot" in given.stdout
+
+
+@pytest.mark.parametrize("command", ["validate", "features"])
+def test_a_row_lost_reading_ends_the_command_naming_the_table(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a small export whose events lose a row between reading and validation
+    folder = write_csvs(tmp_path / "data", _base())
+    lose_first_event(monkeypatch, "events.csv")
+    # when it is validated, or its features built (in this process, which loses the row)
+    extra = (
+        ["--out", str(tmp_path / "f.parquet"), "--snapshots", "1"] if command == "features" else []
+    )
+    result = CliRunner().invoke(
+        cli, [command, str(folder), "--extracted-at", "2025-01-01", *extra], obj={}
+    )
+    # then the report says NO for the events, and the command ends with exit code 2 naming them
+    assert re.search(r"^events\s+4\s+3\s+0\s+NO$", result.stdout, re.MULTILINE), result.stdout
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-1].startswith(
+        "error: row totals do not reconcile (events: 4 rows in the source, 3 used + 0 rejected)"
+    )

@@ -13,11 +13,14 @@ import pytest
 from features.engine import build_feature_table
 from features.families import build_features
 from features.fit import fit_categories
+from features.io import ROW_COLUMN
 from features.settings import DataSettings, FeatureSettings
 from features.snapshots import as_of_grid, snapshot_grid
 from features.validation import load_dataset
 from inmarket.crm_example import HUBSPOT_MAPPING_NAME, crm_export, hubspot_export, mapping_file
 from inmarket.synthetic import TRUTH_DIR
+from tests.commands import write_csvs
+from tests.features.test_validation import EXTRACT, _base
 
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
@@ -112,3 +115,34 @@ def test_spark_engine_equals_local_engine(
         )
         assert spark.report.to_dict() == local.report.to_dict()
         assert spark.rejects == local.rejects
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_spark_takes_rows_in_from_the_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pyspark")
+    from pyspark.sql import functions as sf
+
+    from features import spark
+
+    # given a small CSV export whose events hold a line break and quotes inside quoted values
+    tables = _base()
+    tables["events"]["topic"] = ["two\nlines", 'said "hi"', "plain", "a, b"]
+    folder = write_csvs(tmp_path / "data", tables)
+    grid = FeatureSettings(buckets=3, snapshots=1, workers=1)
+    spark_grid = grid.model_copy(update={"engine": "spark", "spark_master": "local[2]"})
+    settings = DataSettings(extracted_at=EXTRACT)
+    # when its features are built locally and on Spark
+    local = build_feature_table(folder, tmp_path / "local.parquet", settings, grid)
+    on_spark = build_feature_table(folder, tmp_path / "spark.parquet", settings, spark_grid)
+    # then both read the 4 records the file holds, and reconcile
+    assert local.report.tables["events"].rows_in == 4 and local.report.reconciles
+    assert on_spark.report.to_dict() == local.report.to_dict()
+    # and when Spark loses the first event between reading and validation, the events do not
+    events = spark._events
+    monkeypatch.setattr(spark, "_events", lambda *a: events(*a).where(sf.col(ROW_COLUMN) != 0))
+    lossy = build_feature_table(folder, tmp_path / "lossy.parquet", settings, spark_grid).report
+    assert (lossy.tables["events"].rows_in, lossy.tables["events"].rows_used) == (4, 3)
+    assert [t for t, r in lossy.tables.items() if not r.reconciles] == ["events"]

@@ -15,7 +15,7 @@ from features.catalogue import META_COLUMNS, MQL_POINTS, catalogue
 from features.contract import ACCOUNT_FROM_PERSON
 from features.families import build_features
 from features.fit import fit_categories
-from features.settings import DataSettings, FeatureSettings
+from features.settings import DataSettings, FeatureSettings, FeatureSpec
 from features.snapshots import as_of_grid, snapshot_grid
 from features.validation import Dataset, load_dataset
 from inmarket.synthetic import WorldSpec, generate_world
@@ -403,6 +403,68 @@ def test_the_leakage_check_can_fail(small_world: Dataset) -> None:
         snaps, **_mutate_after(ds, as_of - pd.Timedelta(days=20), np.random.default_rng(0))
     )
     assert not base.equals(changed)
+
+
+def _mutate_unpublished_intent(
+    ds: Dataset, as_of: pd.Timestamp, days: int, rng: np.random.Generator
+) -> pd.DataFrame:
+    """Change, delete and add intent rows dated in the ``days`` before as_of (published, with a
+    delay of ``days``, at or after as_of): other scores, some dropped, a surge for every account."""
+    intent = ds.intent.copy()
+    inside = (intent["date"] >= as_of - pd.Timedelta(days=days)) & (intent["date"] < as_of)
+    intent.loc[inside, "score"] = rng.uniform(0, 100, int(inside.sum()))
+    intent = intent[~(inside & (rng.random(len(intent)) < 0.3))]
+    added = pd.DataFrame(
+        {
+            "account_id": ds.accounts["account_id"].to_numpy(),
+            "date": as_of - pd.to_timedelta(rng.integers(1, days + 1, len(ds.accounts)), unit="D"),
+            "topic": rng.choice(ds.intent["topic"].unique(), len(ds.accounts)),
+            "score": 100.0,
+        }
+    )
+    return pd.concat([intent, added.astype(intent.dtypes.to_dict())], ignore_index=True)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(snapshot=st.integers(0, 11), seed=st.integers(0, 2**32 - 1), delay=st.integers(1, 21))
+def test_intent_not_yet_published_never_changes_the_snapshot(
+    small_world: Dataset, snapshot: int, seed: int, delay: int
+) -> None:
+    # given a snapshot, and intent published `delay` days after the week it is dated
+    ds, spec = small_world, FeatureSpec(intent_delay_days=delay)
+    as_of = as_of_grid(ds.report.extracted_at, every_days=30, count=12)[snapshot]
+    snaps = snapshot_grid(ds.accounts, pd.DatetimeIndex([as_of]))
+    tables = {"accounts": ds.accounts, "people": ds.people, "events": ds.events}
+    base = build_features(
+        snaps, **tables, intent=ds.intent, opportunities=ds.opportunities, spec=spec
+    )
+    # when the intent dated in the `delay` days before as_of (not yet published) is changed
+    intent = _mutate_unpublished_intent(ds, as_of, delay, np.random.default_rng(seed))
+    changed = build_features(
+        snaps, **tables, intent=intent, opportunities=ds.opportunities, spec=spec
+    )
+    # then the snapshot is the same
+    pd.testing.assert_frame_equal(base, changed, check_exact=True)
+
+
+@pytest.mark.parametrize("snapshot", [3, 6, 11])
+def test_the_publication_delay_check_can_fail(small_world: Dataset, snapshot: int) -> None:
+    """Without the delay, the same change of a week's intent does change the snapshot: the test
+    above has teeth."""
+    ds, spec = small_world, FeatureSpec(intent_delay_days=0)
+    as_of = as_of_grid(ds.report.extracted_at, every_days=30, count=12)[snapshot]
+    snaps = snapshot_grid(ds.accounts, pd.DatetimeIndex([as_of]))
+    tables = {"accounts": ds.accounts, "people": ds.people, "events": ds.events}
+    base = build_features(
+        snaps, **tables, intent=ds.intent, opportunities=ds.opportunities, spec=spec
+    )
+    intent = _mutate_unpublished_intent(ds, as_of, 7, np.random.default_rng(snapshot))
+    changed = build_features(
+        snaps, **tables, intent=intent, opportunities=ds.opportunities, spec=spec
+    )
+    assert not base["intent_max_score_28d"].equals(changed["intent_max_score_28d"])
 
 
 def _deals_through_people(ds: Dataset) -> pd.DataFrame:

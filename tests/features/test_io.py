@@ -1,13 +1,14 @@
-"""Finding and reading table files (``features.io``)."""
+"""Finding, counting and reading table files (``features.io``)."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
 
 from features.errors import ContractError
-from features.io import locate_tables
+from features.io import count_rows, locate_tables, read_file_column, read_table_file
 from tests.features.test_validation import _base, _write
 
 
@@ -36,3 +37,56 @@ def test_two_files_for_one_table_are_refused_naming_both(
         ContractError, match=rf"2 files hold table 'accounts' \({listed}\); keep one and move"
     ):
         locate_tables(folder)
+
+
+@pytest.mark.parametrize(
+    ("text", "records"),
+    [
+        ("a,b\n1,2\n3,4\n", 2),
+        ("a,b\r\n1,2\r\n3,4", 2),
+        ('a,b\n1,"two\nlines"\n3,"blank\n\nline"\n', 2),
+        ('a,b\n1,"said ""hi"""\n', 1),
+        ("a,b\n1,2\n\n   \n3,4\n\n", 2),
+        ("a,b,c\n1,2\n3,4,5\n", 2),
+        ('a,b\n1,2\n" ",\n', 2),
+        ("a,b\n", 0),
+    ],
+    ids=[
+        "plain",
+        "crlf",
+        "quoted-newlines",
+        "doubled-quotes",
+        "blank-lines",
+        "short-row",
+        "quoted-blank",
+        "header-only",
+    ],
+)
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_a_csv_is_counted_record_by_record_as_it_is_read(
+    text: str, records: int, suffix: str, tmp_path: Path
+) -> None:
+    # given a CSV export with line breaks in values, blank lines or a short row
+    path = tmp_path / f"events{suffix}"
+    opener = gzip.open if suffix.endswith(".gz") else open
+    with opener(path, "wt", encoding="utf-8", newline="") as out:
+        out.write(text)
+    # when its rows are counted, then each record is one row, as reading it takes them
+    assert count_rows(path) == records == len(read_table_file(path))
+
+
+@pytest.mark.parametrize(
+    "content", [b"PAR1 cut short", b"event_id,timestamp\nE1,2024-05-01\n"], ids=["cut", "csv"]
+)
+def test_a_broken_parquet_file_is_named_when_counted_or_read_by_column(
+    content: bytes, tmp_path: Path
+) -> None:
+    # given an events.parquet that is cut short, or CSV text
+    path = tmp_path / "events.parquet"
+    path.write_bytes(content)
+    # when its rows are counted, or a column read, then one error names the file and the fix
+    message = r"events.parquet: cannot be read as Parquet \(.+\); export it again"
+    with pytest.raises(ContractError, match=message):
+        count_rows(path)
+    with pytest.raises(ContractError, match=message):
+        read_file_column(path, "timestamp")
