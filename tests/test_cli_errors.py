@@ -173,12 +173,16 @@ def test_a_broken_file_gives_one_line_and_exit_2(
 
 
 @pytest.fixture(scope="module")
-def champion(
+def session_store(
     trained: tuple[Path, TrainResult], tmp_path_factory: pytest.TempPathFactory
-) -> list[str]:
-    """``score``'s arguments naming the session model, on a copy of its store."""
-    store = copy_store(trained[0], tmp_path_factory.mktemp("score") / "mlruns")
-    return ["--store", str(store), "--model", trained[1].model_uri]
+) -> dict[str, list[str]]:
+    """``train``'s and ``score``'s arguments: a copy of the session model's store (an existing
+    store: no migrations to wait for) and, to score with, the session model."""
+    store = str(copy_store(trained[0], tmp_path_factory.mktemp("store") / "mlruns"))
+    return {
+        "train": ["--store", store],
+        "score": ["--store", store, "--model", trained[1].model_uri],
+    }
 
 
 @pytest.mark.parametrize(
@@ -196,14 +200,12 @@ def test_a_broken_events_parquet_ends_every_command_in_one_line(
     folder = write_csvs(tmp_path / "data", _base())
     breakage(folder)
     # when each command reads it (score with a model, which it loads before the data)
-    extra: dict[str, list[str]] = {
-        "validate": [],
+    extra = {
         "features": ["--out", str(tmp_path / "f.parquet")],
-        "train": ["--store", str(tmp_path / "mlruns")],
-        "score": ["--out", str(tmp_path / "ranked.parquet")],
+        "score": ["--out", str(tmp_path / "r.parquet")],
     }
-    model = request.getfixturevalue("champion") if command == "score" else []
-    result = run_cli(command, folder, *extra[command], *model)
+    stored = request.getfixturevalue("session_store") if command in ("train", "score") else {}
+    result = run_cli(command, folder, *extra.get(command, []), *stored.get(command, []))
     # then one line names the file and says what to do, with exit code 2 and no traceback
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
