@@ -17,15 +17,15 @@ pytestmark = pytest.mark.slow
 # MLflow's temporary folder holding the saved model is still there
 _KILLED_WHILE_REGISTERING = """
 import os, signal, sys
-import mlflow.tracking._model_registry.fluent as registry
+from unittest import mock
 from inmarket.cli import main
 
-def die(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGKILL)
-
-registry._register_model = die
 sys.argv = ["inmarket", *sys.argv[1:]]
-main()
+with mock.patch(
+    "mlflow.tracking._model_registry.fluent._register_model",
+    side_effect=lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL),
+):
+    main()
 """
 
 
