@@ -52,6 +52,7 @@ from training.split import (
 from training.tracking import (
     data_fingerprint,
     log_run,
+    owned_temporary_files,
     register_model,
     run_description,
     run_name,
@@ -265,11 +266,14 @@ class TrainJob(Job):
         client = connect(self.tracking)
         dataset_name = self.tracking.project or source.name
         report = dataset.report
-        with mlflow.start_run(
-            run_name=run_name(dataset_name, tc, report.extracted_at),
-            description=run_description(source, split, evaluation, counts, report, tc),
-            tags={**owner_tags(), "dataset": dataset_name},
-        ) as run:
+        with (
+            owned_temporary_files("train"),
+            mlflow.start_run(
+                run_name=run_name(dataset_name, tc, report.extracted_at),
+                description=run_description(source, split, evaluation, counts, report, tc),
+                tags={**owner_tags(), "dataset": dataset_name},
+            ) as run,
+        ):
             log_run(
                 config=self._config(),
                 settings=tc,

@@ -5,6 +5,9 @@ plots, the test rows it was measured on, and the registered model (alias ``chall
 from __future__ import annotations
 
 import hashlib
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -287,6 +290,22 @@ def _log_test_set(test: pd.DataFrame, scores: np.ndarray) -> None:
         test_file = tmp / Path(TEST_SET).name
         test.assign(**{EVALUATED_SCORE: scores}).to_parquet(test_file, index=False)
         mlflow.log_artifact(str(test_file), str(Path(TEST_SET).parent))
+
+
+@contextmanager
+def owned_temporary_files(label: str) -> Iterator[Path]:
+    """A scratch folder (``scratch_dir``) that is, while open, the process's temporary folder
+    (``tempfile.tempdir``), so MLflow makes its own temporary files inside it: the model it saves
+    before logging it, each figure and dict. Named ``tmpXXXX``, no owner in the name, a killed
+    run's would stay in the system's temporary folder forever; in a folder named by its owner,
+    the next run removes them. The setting is the process's: for a run's main thread."""
+    with scratch_dir(label) as folder:
+        saved = tempfile.tempdir
+        tempfile.tempdir = str(folder)
+        try:
+            yield folder
+        finally:
+            tempfile.tempdir = saved
 
 
 def read_test_set(run_id: str, columns: list[str] | None = None) -> pd.DataFrame:

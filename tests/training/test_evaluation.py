@@ -1,5 +1,6 @@
-"""The evaluation of a trained model: every method on the same rows, a bar on the reference
-world, and shuffled labels give a coin flip."""
+"""The evaluation of a trained model: every method on the same rows, paired with the MQL rule;
+the generated world's signal found beyond noise; and shuffled labels give a coin flip. (The
+product claim, the model against the rule over several worlds, is ``bench/quality.py``.)"""
 
 from __future__ import annotations
 
@@ -8,17 +9,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.stores import train_job
+from tests.stores import client_of, train_job
 from training.job import TrainResult
+from training.promotion import paired_gain
+from training.settings import PromotionSettings
+from training.tracking import read_test_set
 
 pytestmark = pytest.mark.slow
 
+PAIRED = PromotionSettings(rounds=500, confidence=0.95)  # 500 replicates, as training draws
 
-def test_model_beats_the_mql_rule_on_the_same_rows(trained: tuple[Path, TrainResult]) -> None:
-    metrics = trained[1].evaluation.metrics
-    assert metrics["model"]["roc_auc"] > metrics["mql_rule"]["roc_auc"]
-    assert metrics["model"]["recall_at_10"] > metrics["mql_rule"]["recall_at_10"]
-    assert set(metrics) == {
+
+def test_every_method_is_measured_on_the_same_rows_and_paired_with_the_rule(
+    trained: tuple[Path, TrainResult],
+) -> None:
+    # given the session model's evaluation
+    result = trained[1]
+    evaluation = result.evaluation
+    # then every method is scored on every test row
+    assert set(evaluation.metrics) == {
         "model",
         "no_intent",
         "buying_group",
@@ -26,6 +35,28 @@ def test_model_beats_the_mql_rule_on_the_same_rows(trained: tuple[Path, TrainRes
         "logistic",
         "engagement",
     }
+    assert {len(s) for s in evaluation.scores.values()} == {result.split["test_rows"]}
+    # and each one's ratio to the rule is taken replicate by replicate, the same accounts drawn
+    # for both (paired): the rule's ratio to itself is exactly 1 in every replicate
+    assert evaluation.ratios["mql_rule"] == (1.0, 1.0)
+
+
+def test_the_generated_world_holds_a_signal_the_model_finds_and_the_rule_misses(
+    trained: tuple[Path, TrainResult],
+) -> None:
+    """A check of the generator's world (the session's: 2,500 accounts, seed 11, one draw), not
+    of the product: the world plants a signal in engagement that the features and the model
+    find and the MQL rule's points miss, beyond what the choice of accounts explains. Whether
+    the model beats the rule is a claim about many worlds: ``python -m bench.quality``."""
+    # given the session model's test rows and every method's scores on them
+    store, result = trained
+    client_of(store)
+    test = read_test_set(result.run_id)
+    scores = result.evaluation.scores
+    # when the model's ROC AUC is compared with the rule's, paired (the same accounts drawn)
+    verdict = paired_gain(test, scores["model"], scores["mql_rule"], PAIRED, "roc_auc")
+    # then the lower end of the gain's one-sided 95% interval is above 0
+    assert verdict.wins, verdict.words("the MQL rule")
 
 
 def test_shuffled_labels_give_a_coin_flip(
@@ -53,25 +84,3 @@ def test_shuffled_labels_give_a_coin_flip(
     # then on average their test ROC AUC is a coin flip, and none comes near the real model's
     assert abs(np.mean(aucs) - 0.5) < 0.08, aucs
     assert max(aucs) < 0.8, aucs
-
-
-def test_reference_world_meets_the_quality_bar(tmp_path: Path) -> None:
-    """The bar on the synthetic world of 5,000 accounts, seed 7: test ROC AUC at least 0.85,
-    and more of the later wins than the MQL rule in its top 10% by more than noise (the lower
-    end of the paired 95% interval of the ratio above 1), with and without third-party intent.
-    (The bar was 1.5x while the world's intent was nearly a label; with intent as noisy as a
-    provider's, docs/world.md, the model measures about 1.5x and 1.2x without intent.)"""
-    from inmarket.synthetic import WorldSpec, generate_world
-
-    # given the reference world
-    world = tmp_path / "world"
-    generate_world(WorldSpec(accounts=5000, seed=7), world)
-    # when a model is trained on it
-    result = train_job(tmp_path / "mlruns", ablations=True, bootstrap_rounds=500).run(world)
-    # then it meets the bar against the MQL rule and flags later wins ahead of time
-    evaluation = result.evaluation
-    model, mql = evaluation.metrics["model"], evaluation.metrics["mql_rule"]
-    assert model["roc_auc"] >= 0.85
-    assert model["recall_at_10"] > mql["recall_at_10"] and evaluation.ratios["model"][0] > 1
-    assert evaluation.ratios["no_intent"][0] > 1
-    assert result.evaluation.lead_times["model"][1] > 0

@@ -1,5 +1,6 @@
-"""Short-history mode's groups of accounts: no account in two, positives in every group, and a
-refusal below the minimum that says what is missing."""
+"""The time split's embargo: no label window of one part reaches into the next. Short-history
+mode's groups of accounts: no account in two, positives in every group, and a refusal below the
+minimum that says what is missing."""
 
 from __future__ import annotations
 
@@ -7,7 +8,42 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.split import SHORT_MIN_POSITIVES, SplitError, grouped_folds, time_split
+from training.settings import TrainSettings
+from training.split import (
+    SHORT_MIN_POSITIVES,
+    Split,
+    SplitError,
+    grouped_folds,
+    label_and_split,
+    time_split,
+)
+
+
+def _daily_history(horizon_days: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
+    """Daily snapshots of 40 accounts over two years, their won deals, the export time: the
+    even accounts win a deal every 30 days, each closed the day it is created (so a positive
+    label is decided early, and only the embargo keeps it out of the next part), the odd
+    accounts never do."""
+    days = pd.date_range("2024-01-01", "2025-12-31", freq="D", tz="UTC")
+    accounts = [f"A{i}" for i in range(40)]
+    snapshots = pd.DataFrame(
+        {
+            "account_id": np.repeat(accounts, len(days)),
+            "as_of": np.tile(days, len(accounts)),
+            "in_pipeline": 0,
+            "is_customer": 0,
+        }
+    )
+    created = [
+        (account, day)
+        for k, account in enumerate(accounts[::2])
+        for day in pd.date_range(days[0] + pd.Timedelta(days=k), days[-1], freq="30D")
+    ]
+    deals = pd.DataFrame(created, columns=["account_id", "created_at"]).assign(
+        type="new_business", status="won"
+    )
+    deals["closed_at"] = deals["created_at"]
+    return snapshots, deals, days[-1] + pd.Timedelta(days=horizon_days)
 
 
 def _snapshots(accounts: int, positives: int) -> pd.DataFrame:
@@ -16,6 +52,25 @@ def _snapshots(accounts: int, positives: int) -> pd.DataFrame:
     label = np.zeros(len(ids), dtype=np.int64)
     label[: positives * 3 : 3] = 1  # one positive snapshot for each of the first accounts
     return pd.DataFrame({"account_id": ids, "as_of": as_of, "label": label})
+
+
+@pytest.mark.parametrize("horizon_days", [60, 90])
+def test_no_label_window_reaches_into_the_next_window(horizon_days: int) -> None:
+    # given daily snapshots over two years, positives among them decided the day they are won
+    snapshots, deals, exported = _daily_history(horizon_days)
+    settings = TrainSettings(horizon_days=horizon_days, test_days=120, validation_days=90)
+    # when they are labelled and split in time
+    _, _, split = label_and_split(snapshots, deals, exported.to_pydatetime(), settings)
+    # then every training snapshot's label window, as_of + horizon, ends before the first
+    # validation snapshot, and every validation one's before the first test snapshot: the
+    # embargo between them is one whole horizon
+    assert isinstance(split, Split)
+    horizon = pd.Timedelta(days=horizon_days)
+    assert split.train["as_of"].max() + horizon < split.valid["as_of"].min()
+    assert split.valid["as_of"].max() + horizon < split.test["as_of"].min()
+    # and no longer than that: the last training snapshot is the one a horizon before
+    day = pd.Timedelta(days=1)
+    assert split.valid["as_of"].min() - split.train["as_of"].max() == horizon + day
 
 
 def test_no_account_is_in_two_groups_and_each_group_has_positives() -> None:
