@@ -88,10 +88,11 @@ def static_column_warnings(spec: FeatureSpec) -> list[str]:
     ]
 
 
-def _require_events(report: ValidationReport | None) -> None:
+def _require_usable(report: ValidationReport | None) -> None:
     """A model of a world without events would rank by fit and deals alone, under the name of
-    buying-group engagement: refused before any run is made."""
-    why = report.without_events() if report is not None else None
+    buying-group engagement, and one of a build that lost rows on the way on part of the data:
+    both refused before any run is made."""
+    why = report and (report.without_events() or report.unreconciled())
     if why:
         raise ContractError(why)
 
@@ -154,14 +155,12 @@ class Job:
         tables = load_small_tables(data, self.data)
         if features_path is not None:
             self.events_report = _report_beside(features_path)
-            _require_events(self.events_report)
+            _require_usable(self.events_report)
             return *read_feature_table(features_path), tables
         with scratch_dir("train") as tmp:
             out = tmp / "features.parquet"
-            build = build_feature_table(
-                data, out, self.data, self.training_grid(start)
-            )
-            _require_events(build.report)
+            build = build_feature_table(data, out, self.data, self.training_grid(start))
+            _require_usable(build.report)
             self.grid_warnings, self.events_report = build.warnings, build.report
             return *read_feature_table(out), tables
 
