@@ -1,29 +1,21 @@
-"""What the review page and the static report show, as plain functions over the files batch
-scoring writes (``serving.batch``): the ranked list filtered, sorted and paged, its summary,
-and one account's view. The service caches the files and reloads them when they change.
+"""What the review page and the static report show of the ranked list, as plain functions over
+a scoring run's tables (``serving.published``): the list filtered, sorted and paged, its
+summary, the contacts to reach and the CSV export. The account view is ``serving.account``.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import re
-import threading
 import unicodedata
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.activity import ACTIVITY_COLUMNS, ACTIVITY_WEEKS
 from features.catalogue import MQL_THRESHOLD
-from features.io import sidecar
 from serving.batch import CELL_SEPARATOR, PEOPLE_COLUMNS, RANKED_COLUMNS
 from serving.scoring import STAGES, STATUSES
-
-log = logging.getLogger("inmarket.review")
 
 # Columns a list can be sorted by; ties keep the rank order.
 SORTABLE = (
@@ -76,92 +68,6 @@ class ListQuery:
             raise ValueError(
                 f"stage: '{unknown[0]}' is not a stage; use any of {', '.join(STAGE_CHOICES)}"
             )
-
-
-@dataclass
-class Scoring:
-    """One batch scoring's files, read once."""
-
-    ranked: pd.DataFrame
-    history: pd.DataFrame
-    activity: pd.DataFrame
-    opportunities: pd.DataFrame
-    drift: dict[str, Any] | None
-    manifest: dict[str, Any] | None = None  # model version, as_of, files (None: older files)
-    people: pd.DataFrame | None = None  # the CRM's people (None: a scoring from before them)
-
-    @classmethod
-    def read(cls, ranked: Path) -> Scoring:
-        def optional(kind: str, columns: tuple[str, ...]) -> pd.DataFrame:
-            path = sidecar(ranked, kind)
-            return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=columns)
-
-        frame = pd.read_parquet(ranked)
-        if "owner" not in frame:  # written before owners were carried
-            frame.insert(frame.columns.get_loc("domain") + 1, "owner", None)
-        frame = frame.assign(
-            _name=frame["name"].fillna("").str.lower(),
-            _domain=frame["domain"].fillna("").str.lower(),
-        )
-        drift_path = sidecar(ranked, "drift.json")
-        manifest_path = sidecar(ranked, "manifest.json")
-        return cls(
-            frame,
-            optional("history.parquet", ("account_id", "as_of", "score")),
-            optional("activity.parquet", ACTIVITY_COLUMNS),
-            optional("opportunities.parquet", ("account_id", "opportunity_id")),
-            json.loads(drift_path.read_text(encoding="utf-8")) if drift_path.exists() else None,
-            json.loads(manifest_path.read_text(encoding="utf-8"))
-            if manifest_path.exists()
-            else None,
-            optional("people.parquet", PEOPLE_COLUMNS),
-        )
-
-    @property
-    def whole(self) -> bool:
-        """False while a new scoring is being written: its ranked file is not the manifest's."""
-        if self.manifest is None or "model_version" not in self.ranked:
-            return True
-        versions = set(self.ranked["model_version"].dropna().unique())
-        as_of = {str(a) for a in self.ranked["as_of"].unique()}
-        return versions <= {self.manifest["model_version"]} and as_of <= {self.manifest["as_of"]}
-
-
-class ScoringCache:
-    """The newest batch scoring at ``path``, re-read when its manifest (written last) changes;
-    a scoring caught half-written is not taken, the one before is kept. An unreadable file
-    (not Parquet, columns missing) is not served either: the one before is kept, and ``error``
-    says why for the routes to answer 503 when there is none."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._stamp: object = None
-        self._scoring: Scoring | None = None
-        self._lock = threading.Lock()
-        self.error: str | None = None
-
-    def get(self) -> Scoring | None:
-        manifest = sidecar(self.path, "manifest.json")
-        try:
-            if manifest.exists():  # its text names when it was written: a rewrite always differs
-                stamp: object = manifest.read_text(encoding="utf-8")
-            else:
-                stat = self.path.stat()
-                stamp = (stat.st_mtime_ns, stat.st_size)
-            with self._lock:
-                if stamp != self._stamp or self._scoring is None:
-                    scoring = Scoring.read(self.path)
-                    if scoring.whole or self._scoring is None:
-                        self._scoring, self._stamp = scoring, stamp
-                    self.error = None
-                return self._scoring
-        except FileNotFoundError:
-            return self._scoring
-        except (OSError, ValueError, KeyError, TypeError) as exc:  # pyarrow's are among these
-            if self.error is None:
-                log.warning("cannot read the batch scoring %s: %s", self.path.name, exc)
-            self.error = f"{self.path.name} cannot be read ({type(exc).__name__})"
-            return self._scoring
 
 
 def select(ranked: pd.DataFrame, query: ListQuery) -> pd.DataFrame:
@@ -306,101 +212,4 @@ def summary(ranked: pd.DataFrame, query: ListQuery = ListQuery()) -> dict[str, A
         "worked_now": len(worked),
         "worked_now_without_mql": int(no_mql.sum()),
         "mql_threshold": MQL_THRESHOLD,
-    }
-
-
-def _json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    text = frame.astype(object).where(frame.notna(), None)
-    for column in text.columns:
-        if pd.api.types.is_datetime64_any_dtype(frame[column]):
-            text[column] = [
-                None if pd.isna(v) else pd.Timestamp(v).isoformat() for v in frame[column]
-            ]
-    rows: list[dict[str, Any]] = text.to_dict(orient="records")
-    return rows
-
-
-def _first_topics(weekly: pd.Series, k: int = 3) -> str:
-    """Up to ``k`` distinct topics from a person's weekly top topics, newest weeks last."""
-    seen = dict.fromkeys(t for value in weekly.dropna() for t in str(value).split("; "))
-    return "; ".join(list(seen)[:k])
-
-
-def account_view(scoring: Scoring, account_id: str) -> dict[str, Any] | None:
-    """Everything the account view shows; None for an account not in the ranked list."""
-    ranked = scoring.ranked
-    row = ranked[ranked["account_id"] == account_id]
-    if row.empty:
-        return None
-    account = records(row)[0]
-    account["as_of"] = str(row["as_of"].iloc[0])
-    probability = row["probability"].iloc[0]  # none for customers and accounts in pipeline
-    account["probability"] = None if pd.isna(probability) else float(probability)
-    account["reasons"] = json.loads(row["reasons"].iloc[0])
-    history = scoring.history[scoring.history["account_id"] == account_id]
-    activity = scoring.activity[scoring.activity["account_id"] == account_id]
-    opportunities = scoring.opportunities[scoring.opportunities["account_id"] == account_id]
-    known = activity["person_id"].notna()
-    as_of = pd.Timestamp(row["as_of"].iloc[0])
-    monday = (as_of - pd.Timedelta(weeks=ACTIVITY_WEEKS)).floor("D")
-    monday += pd.Timedelta(days=(7 - monday.day_of_week) % 7)
-    weeks = (
-        activity.assign(
-            known=np.where(known, activity["events"], 0),
-            anonymous=np.where(known, 0, activity["events"]),
-        )
-        .groupby("week", sort=True)[["known", "anonymous", "high_intent"]]
-        .sum()
-        .reindex(pd.date_range(monday, as_of, freq="7D", inclusive="left"), fill_value=0)
-        .rename_axis("week")
-        .reset_index()
-    )
-    people = (
-        activity.assign(person_id=activity["person_id"].fillna(""))
-        .groupby("person_id", sort=False)
-        .agg(
-            events=("events", "sum"),
-            opens=("opens", "sum"),
-            high_intent=("high_intent", "sum"),
-            last_week=("week", "max"),
-            title=("title", "first"),
-            department=("department", "first"),
-            buying_role=("buying_role", "first"),
-            topics=("topics", _first_topics),
-        )
-        .reset_index()
-    )
-    people["interactions"] = people["events"] - people["opens"]
-    people = people.sort_values(
-        ["interactions", "events", "person_id"], ascending=[False, False, True]
-    )
-    people["anonymous"] = people["person_id"] == ""
-    people["person_id"] = people["person_id"].replace("", None)
-    crm = scoring.people if scoring.people is not None else pd.DataFrame(columns=PEOPLE_COLUMNS)
-    people = people.merge(
-        crm[["person_id", "name", "email"]], on="person_id", how="left", validate="many_to_one"
-    )
-    contacts = contacts_to_reach(row, scoring.people, activity).drop(columns=["account_id"])
-    reach = [
-        {
-            "role": role,
-            "people": _json_rows(contacts[contacts["role"] == role].drop(columns="role")),
-        }
-        for role in row["roles_missing"].iloc[0]
-    ]
-    departments = (
-        activity.assign(department=activity["department"].fillna("anonymous visitors"))
-        .groupby("department")["events"]
-        .sum()
-        .sort_values(ascending=False)
-        .reset_index()
-    )
-    return {
-        "account": account,
-        "history": _json_rows(history[["as_of", "score", "stage", "probability"]]),
-        "weeks": _json_rows(weeks),
-        "people": _json_rows(people),
-        "contacts_to_reach": reach,
-        "departments": _json_rows(departments),
-        "opportunities": _json_rows(opportunities.drop(columns=["account_id"])),
     }

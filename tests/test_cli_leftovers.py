@@ -1,11 +1,16 @@
 """What a killed or finished command leaves behind (issue 15, leftovers): no worker process of a
 killed `features`, no temporary file once the next run is over, no temporary test set after
-`promote`, and no promotion of a version whose training was killed."""
+`promote`, no promotion of a version whose training was killed, and (issue 31) never a mix of two
+scoring runs after a killed `score`."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import itertools
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,13 +18,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from features.settings import DataSettings, FeatureSettings
+from inmarket.synthetic import WorldSpec, generate_world
+from serving.batch import score_batch
+from serving.published import ScoringCache
 from tests.commands import run_cli
 from tests.processes import children, running
 from tests.stores import client_of, copy_store
 from training.job import TrainResult
-from training.registry import CHALLENGER, CHAMPION, version_by_alias
+from training.registry import CHALLENGER, CHAMPION, load_model, version_by_alias
 
 pytestmark = pytest.mark.slow
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc; workers die by prctl")
@@ -158,3 +168,101 @@ def test_promote_leaves_no_temporary_test_set(
     assert promoted.returncode == 1, promoted.stderr
     assert "on the same" in promoted.stdout and "not promoted" in promoted.stdout
     assert sorted(p.name for p in temporary.iterdir()) == []
+
+
+# `inmarket score`, killed with SIGKILL right before its k-th change of the output folder that a
+# reader can see: a file renamed into place, a folder removed (not its own temporary files)
+_KILLED_SCORE = """
+import os, signal, sys
+from inmarket.cli import main
+
+folder, at = os.environ["KILL_IN"], int(os.environ["KILL_AT"])
+seen = 0
+
+def kill_before_the_kth_visible_change(event, args):
+    global seen
+    place = {"os.rename": 1, "shutil.rmtree": 0}.get(event)
+    if place is None or not isinstance(args[place], (str, bytes, os.PathLike)):
+        return
+    path = os.fsdecode(os.fspath(args[place]))
+    if path.startswith(folder) and not os.path.basename(path).startswith(".inmarket."):
+        seen += 1
+        if seen == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+sys.addaudithook(kill_before_the_kth_visible_change)
+sys.argv = ["inmarket", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("small-world")
+    generate_world(WorldSpec(accounts=120, seed=5), out)
+    return out
+
+
+def _digest(frame: pd.DataFrame) -> str:
+    return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()[:12]
+
+
+def _seen(out: Path) -> dict[str, str]:
+    """What a fresh reader (the service's) gets of the scoring at ``out``, file by file."""
+    scoring = ScoringCache(out).get()
+    assert scoring is not None
+    return {
+        "list": _digest(scoring.ranked),
+        "history": _digest(scoring.history),
+        "activity": _digest(scoring.activity),
+        "drift": str(scoring.drift and scoring.drift["as_of"]),
+        "manifest": str(scoring.manifest and scoring.manifest["as_of"]),
+    }
+
+
+@linux_only
+def test_a_killed_score_leaves_one_whole_run_never_a_mix(
+    trained: tuple[Path, TrainResult], small_world: Path, tmp_path: Path
+) -> None:
+    # given a folder where two scorings were published, of the exports of 14 and 7 days ago
+    store = copy_store(trained[0], tmp_path / "mlruns")
+    uri = trained[1].model_uri
+    model = load_model(uri)
+    extract = pd.Timestamp(json.loads((small_world / "_extract.json").read_text())["extracted_at"])
+    published = tmp_path / "published" / "ranked.parquet"
+    for days in (14, 7):
+        data = DataSettings(extracted_at=extract - pd.Timedelta(days=days))
+        score_batch(model, small_world, published, data, FeatureSettings(), model_uri=uri)
+    before = _seen(published)
+    # when `inmarket score` of today's export runs on a copy of that folder, killed with SIGKILL
+    # before its first, second, ... change a reader can see, until a run is not killed
+    seen: dict[int, dict[str, str]] = {}
+    for at in itertools.count(1):
+        out = tmp_path / f"killed-at-{at}" / "ranked.parquet"
+        shutil.copytree(published.parent, out.parent)
+        args = ["score", small_world, "--out", out, "--store", store, "--model", uri]
+        run = subprocess.run(
+            [sys.executable, "-c", _KILLED_SCORE, *map(str, args)],
+            env={**os.environ, "KILL_IN": str(out.parent), "KILL_AT": str(at)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if run.returncode == 0:
+            break
+        assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
+        seen[at] = _seen(out)
+        assert at < 30, "the run never finished"
+    after = _seen(out)
+    # then after each kill a fresh reader got the scoring before, whole, or the new one, whole
+    assert seen and after != before and set(after.values()).isdisjoint(before.values())
+    for at, got in seen.items():
+        assert got in (before, after), f"killed before change {at}: {got} mixes runs"
+    # and the run that finished left its own run and the one before it, nothing else
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "ranked.csv",
+        "ranked.manifest.json",
+        "ranked.parquet",
+        "ranked.runs",
+    ]
+    assert len(list(out.with_name("ranked.runs").iterdir())) == 2
