@@ -203,10 +203,15 @@ def _first_topics(seen: pd.DataFrame) -> pd.Series:
     topics = rows.assign(topic=rows["topics"].astype(str).str.split("; ")).explode("topic")
     topics = topics.drop_duplicates([*_PERSON, "topic"])
     topics = topics.assign(nth=topics.groupby(_PERSON, sort=False).cumcount())
-    wide = topics[topics["nth"] < _TOPICS].pivot(index=_PERSON, columns="nth", values="topic")
-    joined = pd.Series("", index=wide.index, dtype=object)
-    for nth in wide.columns:  # at most three: vectorised joins, no call per person
-        joined = joined + ("; " if nth else "") + wide[nth].fillna("")
+    wide = (
+        topics[topics["nth"] < _TOPICS]
+        .pivot(index=_PERSON, columns="nth", values="topic")
+        .reindex(columns=range(_TOPICS))
+        .astype("str")
+    )
+    joined = wide[0]
+    for nth in range(1, _TOPICS):  # vectorised joins, no call per person
+        joined = joined + ("; " + wide[nth]).fillna("")
     return joined.rename("topics")
 
 
