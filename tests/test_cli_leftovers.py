@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -170,29 +168,48 @@ def test_promote_leaves_no_temporary_test_set(
     assert sorted(p.name for p in temporary.iterdir()) == []
 
 
-# `inmarket score`, killed with SIGKILL right before its k-th change of the output folder that a
-# reader can see: a file renamed into place, a folder removed (not its own temporary files)
-_KILLED_SCORE = """
-import os, signal, sys
-from inmarket.cli import main
+# `inmarket score` on a copy of a folder, killed with SIGKILL right before its first, second, ...
+# change of the folder that a reader can see (a file renamed into place, a folder removed; not
+# its own temporary files), until a run is not killed. Each run is a fork of one process that
+# imported the command once; it prints how each run ended.
+_KILLED_SCORES = """
+import os, shutil, signal, sys
+import inmarket.cli, serving.batch, training.registry  # imported once, before the forks
 
-folder, at = os.environ["KILL_IN"], int(os.environ["KILL_AT"])
-seen = 0
+template, args = sys.argv[1], sys.argv[2:]
 
-def kill_before_the_kth_visible_change(event, args):
-    global seen
-    place = {"os.rename": 1, "shutil.rmtree": 0}.get(event)
-    if place is None or not isinstance(args[place], (str, bytes, os.PathLike)):
-        return
-    path = os.fsdecode(os.fspath(args[place]))
-    if path.startswith(folder) and not os.path.basename(path).startswith(".inmarket."):
-        seen += 1
-        if seen == at:
-            os.kill(os.getpid(), signal.SIGKILL)
 
-sys.addaudithook(kill_before_the_kth_visible_change)
-sys.argv = ["inmarket", *sys.argv[1:]]
-main()
+def kill_before_change(folder, at):
+    seen = 0
+
+    def hook(event, values):
+        nonlocal seen
+        place = {"os.rename": 1, "shutil.rmtree": 0}.get(event)
+        if place is None or not isinstance(values[place], (str, bytes, os.PathLike)):
+            return
+        path = os.fsdecode(os.fspath(values[place]))
+        if path.startswith(folder) and not os.path.basename(path).startswith(".inmarket."):
+            seen += 1
+            if seen == at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+for at in range(1, 30):
+    folder = f"{template}-killed-at-{at}"
+    shutil.copytree(template, folder)
+    child = os.fork()
+    if child == 0:
+        sys.addaudithook(kill_before_change(folder, at))
+        sys.argv = ["inmarket", *(a.replace("{folder}", folder) for a in args)]
+        inmarket.cli.main()
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    if not os.WIFSIGNALED(status):
+        print("run", at, "finished", os.waitstatus_to_exitcode(status), flush=True)
+        break
+    print("run", at, "killed", os.WTERMSIG(status), flush=True)
 """
 
 
@@ -234,25 +251,28 @@ def test_a_killed_score_leaves_one_whole_run_never_a_mix(
         data = DataSettings(extracted_at=extract - pd.Timedelta(days=days))
         score_batch(model, small_world, published, data, FeatureSettings(), model_uri=uri)
     before = _seen(published)
-    # when `inmarket score` of today's export runs on a copy of that folder, killed with SIGKILL
+    # when `inmarket score` of today's export runs on copies of that folder, killed with SIGKILL
     # before its first, second, ... change a reader can see, until a run is not killed
-    seen: dict[int, dict[str, str]] = {}
-    for at in itertools.count(1):
-        out = tmp_path / f"killed-at-{at}" / "ranked.parquet"
-        shutil.copytree(published.parent, out.parent)
-        args = ["score", small_world, "--out", out, "--store", store, "--model", uri]
-        run = subprocess.run(
-            [sys.executable, "-c", _KILLED_SCORE, *map(str, args)],
-            env={**os.environ, "KILL_IN": str(out.parent), "KILL_AT": str(at)},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if run.returncode == 0:
-            break
-        assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
-        seen[at] = _seen(out)
-        assert at < 30, "the run never finished"
+    args = ["score", small_world, "--out", "{folder}/ranked.parquet", "--store", store]
+    runs = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _KILLED_SCORES,
+            *map(str, [published.parent, *args, "--model", uri]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    ended = [line.split()[1:] for line in runs.stdout.splitlines() if line.startswith("run ")]
+    assert runs.returncode == 0 and ended[-1][1:] == ["finished", "0"], runs.stderr[-2000:]
+    killed = [int(at) for at, how, _ in ended if how == "killed"]
+    assert all(int(n) == signal.SIGKILL for _, how, n in ended if how == "killed")
+    seen = {
+        at: _seen(Path(f"{published.parent}-killed-at-{at}") / "ranked.parquet") for at in killed
+    }
+    out = Path(f"{published.parent}-killed-at-{len(ended)}") / "ranked.parquet"
     after = _seen(out)
     # then after each kill a fresh reader got the scoring before, whole, or the new one, whole
     assert seen and after != before and set(after.values()).isdisjoint(before.values())
