@@ -171,22 +171,18 @@ def _people(activity: pd.DataFrame, crm: pd.DataFrame) -> pd.DataFrame:
     """Who engaged at each account (anonymous visitors as one row), most interactions first,
     with their name and email from the CRM."""
     seen = activity.assign(person_id=activity["person_id"].fillna(""))
-    people = (
-        seen.groupby(_PERSON, sort=False)
-        .agg(
-            events=("events", "sum"),
-            opens=("opens", "sum"),
-            high_intent=("high_intent", "sum"),
-            last_week=("week", "max"),
-            title=("title", "first"),
-            department=("department", "first"),
-            buying_role=("buying_role", "first"),
-        )
-        .join(_first_topics(seen))
-        .reset_index()
-    )
-    people["topics"] = people["topics"].fillna("")
-    people["interactions"] = people["events"] - people["opens"]
+    by_person = seen.groupby(_PERSON, sort=False)
+    people = pd.concat(
+        [
+            by_person[["events", "opens", "high_intent"]].sum(),
+            by_person["week"].max().rename("last_week"),
+            by_person[["title", "department", "buying_role"]].first(),  # the first known
+        ],
+        axis=1,
+    ).join(_first_topics(seen))
+    people = people.assign(
+        topics=people["topics"].fillna(""), interactions=people["events"] - people["opens"]
+    ).reset_index()
     people = people.sort_values(
         ["interactions", "events", "person_id"], ascending=[False, False, True]
     )

@@ -255,9 +255,9 @@ def score_batch(
         else:
             probability = model.predict(features)
     tables = load_small_tables(source, data_settings)
-    history = score_history(model, features, probability)
+    scores = score_history(model, features, probability)
     version = model_version_of(model_uri)
-    ranked = rank_accounts(model, features, tables.accounts, history, version)
+    ranked = rank_accounts(model, features, tables.accounts, scores, version)
     latest = features[features["as_of"] == features["as_of"].max()]
     as_of = str(latest["as_of"].max())
     activity = weekly_activity(source, until=latest["as_of"].max(), settings=data_settings)
@@ -270,7 +270,7 @@ def score_batch(
         if value > PSI_WARNING
     ]
     with new_run(out) as run:
-        history.to_parquet(run.path("history.parquet"), index=False)
+        scores.to_parquet(run.path("history.parquet"), index=False)
         activity.to_parquet(run.path("activity.parquet"), index=False)
         tables.opportunities.to_parquet(run.path("opportunities.parquet"), index=False)
         tables.people[list(PEOPLE_COLUMNS)].to_parquet(run.path("people.parquet"), index=False)
