@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.activity import ACTIVITY_WEEKS
-from serving.review import LIST_COLUMNS, contacts_to_reach
+from serving.review import LIST_COLUMNS, JsonColumn, contacts_to_reach
 
 # the JSON FastAPI's JSONResponse writes: the same text the route answered with before
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
@@ -25,43 +25,20 @@ _TOPICS = 3  # distinct topics shown per person
 
 class _Rows:
     """A table's rows grouped by account, kept as column arrays: ``of(i)`` holds the rows of the
-    account at place ``i`` as JSON-ready dicts, in the table's order (times as ISO 8601 text,
-    nulls as None)."""
+    account at place ``i`` as JSON-ready dicts, in the table's order."""
 
     def __init__(self, frame: pd.DataFrame, place: np.ndarray, accounts: int) -> None:
         order = np.argsort(place, kind="stable")
         self._bounds: list[int] = np.searchsorted(place[order], np.arange(accounts + 1)).tolist()
         self._names = list(frame.columns)
-        self._columns = [_jsonable(frame[name].iloc[order]) for name in self._names]
+        self._columns = [JsonColumn.of(frame[name].iloc[order]) for name in self._names]
 
     def of(self, i: int) -> list[dict[str, Any]]:
         start, stop = self._bounds[i], self._bounds[i + 1]
         if start == stop:
             return []
-        columns = []
-        for values, nulls in self._columns:
-            part = values[start:stop].tolist()
-            if nulls is not None:
-                missing = nulls[start:stop].tolist()
-                part = [None if null else v for v, null in zip(part, missing, strict=True)]
-            columns.append(part)
+        columns = [column.take(start, stop) for column in self._columns]
         return [dict(zip(self._names, row, strict=True)) for row in zip(*columns, strict=True)]
-
-
-def _jsonable(column: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
-    """A column as an array whose ``tolist()`` is JSON-ready, and its nulls (None when none)."""
-    nulls = column.isna().to_numpy()
-    if column.dtype.kind == "M":  # a few distinct times: each written once
-        codes, uniques = pd.factorize(column)
-        text = np.array([*(stamp.isoformat() for stamp in uniques), None], dtype=object)
-        values = text[codes]
-    elif column.dtype.kind in "iufb":  # numbers, nullable or not (a null's value is unused)
-        values = column.to_numpy(
-            dtype=getattr(column.dtype, "numpy_dtype", column.dtype), na_value=0
-        )
-    else:
-        values = column.to_numpy(dtype=object)
-    return values, nulls if nulls.any() else None
 
 
 class AccountViews:

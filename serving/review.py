@@ -100,16 +100,50 @@ def select(ranked: pd.DataFrame, query: ListQuery) -> pd.DataFrame:
     return rows
 
 
+@dataclass(frozen=True)
+class JsonColumn:
+    """A column as an array whose ``tolist()`` is JSON-ready (times as ISO 8601 text, categories
+    as their values), and where it is null; made once, then any of its rows taken cheaply."""
+
+    values: np.ndarray
+    nulls: np.ndarray | None
+
+    @classmethod
+    def of(cls, column: pd.Series) -> JsonColumn:
+        nulls = column.isna().to_numpy()
+        if column.dtype.kind == "M":  # a few distinct times: each written once
+            codes, uniques = pd.factorize(column)
+            text = np.array([*(stamp.isoformat() for stamp in uniques), None], dtype=object)
+            values = text[codes]
+        elif column.dtype.kind in "iufb":  # numbers, nullable or not (a null's value is unused)
+            numbers = getattr(column.dtype, "numpy_dtype", column.dtype)
+            values = column.to_numpy(dtype=numbers, na_value=0)
+        else:
+            values = column.to_numpy(dtype=object)
+        return cls(values, nulls if nulls.any() else None)
+
+    def take(self, start: int = 0, stop: int | None = None) -> list[Any]:
+        """Rows ``start`` to ``stop`` as Python values, None where null."""
+        values = self.values[start:stop].tolist()
+        if self.nulls is None:
+            return values
+        nulls = self.nulls[start:stop].tolist()
+        return [None if null else value for value, null in zip(values, nulls, strict=True)]
+
+
+def json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame's rows as JSON-ready dicts (nulls as None, times as ISO 8601 text)."""
+    names = list(frame.columns)
+    columns = [JsonColumn.of(frame[name]).take() for name in names]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
 def records(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    """List rows as JSON-ready dicts (missing numbers as null)."""
-    page = rows[list(LIST_COLUMNS)]
-    page = page.assign(
-        roles_engaged=page["roles_engaged"].map(list),
-        roles_missing=page["roles_missing"].map(list),
-    )
-    result: list[dict[str, Any]] = (
-        page.astype(object).where(page.notna(), None).to_dict(orient="records")
-    )
+    """List rows as JSON-ready dicts (missing numbers as null, roles as lists)."""
+    result = json_rows(rows[list(LIST_COLUMNS)])
+    for row in result:
+        row["roles_engaged"] = list(row["roles_engaged"])
+        row["roles_missing"] = list(row["roles_missing"])
     return result
 
 

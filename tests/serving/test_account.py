@@ -17,7 +17,7 @@ from features.settings import DataSettings, FeatureSettings
 from serving.account import AccountViews
 from serving.batch import PEOPLE_COLUMNS, score_batch
 from serving.published import Scoring
-from serving.review import contacts_to_reach, records
+from serving.review import LIST_COLUMNS, contacts_to_reach
 from tests.serving.test_review import AS_OF, _activity, _crm_people, _ranked, _with_others
 from tests.stores import client_of
 from training.job import TrainResult
@@ -126,6 +126,18 @@ def test_a_request_only_slices_what_the_load_grouped(monkeypatch: pytest.MonkeyP
 # -- the same answer as before: the per-request view of serving/review.py (1e23550), verbatim --
 
 
+def _records(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    page = rows[list(LIST_COLUMNS)]
+    page = page.assign(
+        roles_engaged=page["roles_engaged"].map(list),
+        roles_missing=page["roles_missing"].map(list),
+    )
+    result: list[dict[str, Any]] = (
+        page.astype(object).where(page.notna(), None).to_dict(orient="records")
+    )
+    return result
+
+
 def _json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     text = frame.astype(object).where(frame.notna(), None)
     for column in text.columns:
@@ -147,7 +159,7 @@ def _view_before(scoring: Scoring, account_id: str) -> dict[str, Any] | None:
     row = ranked[ranked["account_id"] == account_id]
     if row.empty:
         return None
-    account = records(row)[0]
+    account = _records(row)[0]
     account["as_of"] = str(row["as_of"].iloc[0])
     probability = row["probability"].iloc[0]
     account["probability"] = None if pd.isna(probability) else float(probability)
