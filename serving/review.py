@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -70,8 +71,8 @@ class ListQuery:
             )
 
 
-def select(ranked: pd.DataFrame, query: ListQuery) -> pd.DataFrame:
-    """The rows matching the filters, in the requested order (all of them, not one page)."""
+def _matching(ranked: pd.DataFrame, query: ListQuery) -> np.ndarray:
+    """Which rows pass the filters (its order and page aside)."""
     # accounts without a score (customers, in pipeline) pass only when no minimum is asked
     keep = (ranked["score"].astype("float64").fillna(-1).to_numpy() >= query.min_score) | (
         query.min_score == 0
@@ -89,7 +90,12 @@ def select(ranked: pd.DataFrame, query: ListQuery) -> pd.DataFrame:
             | ranked["_domain"].str.contains(needle, regex=False)
             | (ranked["account_id"].str.lower() == needle)
         ).to_numpy()
-    rows = ranked[keep]
+    return np.asarray(keep, dtype=bool)
+
+
+def select(ranked: pd.DataFrame, query: ListQuery) -> pd.DataFrame:
+    """The rows matching the filters, in the requested order (all of them, not one page)."""
+    rows = ranked[_matching(ranked, query)]
     if query.sort != "rank":
         key = "_name" if query.sort == "name" else query.sort
         rows = rows.sort_values(
@@ -131,16 +137,11 @@ class JsonColumn:
         return [None if null else value for value, null in zip(values, nulls, strict=True)]
 
 
-def json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """A frame's rows as JSON-ready dicts (nulls as None, times as ISO 8601 text)."""
-    names = list(frame.columns)
-    columns = [JsonColumn.of(frame[name]).take() for name in names]
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
-
-
 def records(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    """List rows as JSON-ready dicts (missing numbers as null, roles as lists)."""
-    result = json_rows(rows[list(LIST_COLUMNS)])
+    """List rows as JSON-ready dicts (missing numbers as null, roles as lists), converted in
+    one pass: pandas' own per-cell conversion was ~20 ms a page."""
+    values = rows[list(LIST_COLUMNS)].to_numpy(dtype=object, na_value=None).tolist()
+    result = [dict(zip(LIST_COLUMNS, row, strict=True)) for row in values]
     for row in result:
         row["roles_engaged"] = list(row["roles_engaged"])
         row["roles_missing"] = list(row["roles_missing"])
@@ -220,30 +221,32 @@ def export_name(query: ListQuery, as_of: str | None) -> str:
     return "_".join(["in-market", *named, *([as_of[:10]] if as_of else [])]) + ".csv"
 
 
+def _choices(column: pd.Series) -> list[str]:
+    return sorted({str(value) for value in column.dropna().unique()})
+
+
 def summary(ranked: pd.DataFrame, query: ListQuery = ListQuery()) -> dict[str, Any]:
     """Stage counts of the accounts matching ``query``'s other filters (its stages aside), the
     choices of each filter, and what the MQL rule would have missed among those accounts: the
     ones worth working now (in-market or ready) in which nobody has reached the MQL threshold
     of lead points."""
-    matching = select(ranked, replace(query, stages=(), sort="rank", descending=False))
-    stages = matching["stage"].value_counts()
-    statuses = (
-        matching["status"].value_counts()
-        if "status" in matching
-        else pd.Series({"prospect": len(matching)})
-    )
-    worked = matching[matching["stage"].isin(WORKED_STAGES)]
-    no_mql = worked["mql_points_max_90d"].fillna(0) < MQL_THRESHOLD
+    keep = _matching(ranked, replace(query, stages=()))
+    stage = ranked["stage"].to_numpy(dtype=object)[keep]
+    stages = Counter(stage.tolist())
+    statuses = Counter(ranked["status"].to_numpy(dtype=object)[keep].tolist())
+    worked = np.isin(stage, WORKED_STAGES)
+    points = ranked["mql_points_max_90d"].to_numpy(dtype="float64", na_value=0.0)[keep]
+    no_mql = worked & (points < MQL_THRESHOLD)
     return {
         "as_of": str(ranked["as_of"].max()) if len(ranked) else None,
         "accounts": len(ranked),
-        "matching": len(matching),
+        "matching": int(keep.sum()),
         "stages": {name: int(stages.get(name, 0)) for name, _ in reversed(STAGES)},
         "statuses": {name: int(statuses.get(name, 0)) for name in STATUSES},
-        "industries": sorted(ranked["industry"].dropna().astype("str").unique().tolist()),
-        "regions": sorted(ranked["region"].dropna().astype("str").unique().tolist()),
-        "owners": sorted(ranked["owner"].dropna().astype("str").unique().tolist()),
-        "worked_now": len(worked),
+        "industries": _choices(ranked["industry"]),
+        "regions": _choices(ranked["region"]),
+        "owners": _choices(ranked["owner"]),
+        "worked_now": int(worked.sum()),
         "worked_now_without_mql": int(no_mql.sum()),
         "mql_threshold": MQL_THRESHOLD,
     }
