@@ -151,6 +151,27 @@ def test_list_rows_are_the_json_they_were() -> None:
     assert rows[4]["score"] is None and rows[3]["name"] is None
 
 
+@pytest.mark.parametrize("sort", ["trend", "name", "score", "mql_points_max_90d"])
+@pytest.mark.parametrize("descending", [False, True], ids=["ascending", "descending"])
+def test_the_order_is_a_stable_sort_with_missing_last_ties_by_rank(
+    sort: str, descending: bool
+) -> None:
+    # given a list with many ties and missing values in the sort's column and in the rank
+    rng = np.random.default_rng(5)
+    ranked = pd.concat([_with_others()] * 8, ignore_index=True)
+    ranked["trend"] = pd.array(rng.choice([1, -2, None], len(ranked)), dtype="Int64")
+    ranked["rank"] = pd.array(rng.choice([3, 1, 2, None], len(ranked)), dtype="Int64")
+    ranked["_name"] = rng.choice(["b", "a", ""], len(ranked))
+    # when it is listed in that order
+    listed = select(ranked, ListQuery(sort=sort, descending=descending))
+    # then it is pandas' stable sort of the column, missing last, ties by rank
+    key = "_name" if sort == "name" else sort
+    expected = ranked.sort_values(
+        [key, "rank"], ascending=[not descending, True], kind="stable", na_position="last"
+    )
+    assert listed.index.tolist() == expected.index.tolist()
+
+
 def test_an_unknown_sort_is_refused() -> None:
     with pytest.raises(ValueError, match="sort: 'probability'"):
         select(_ranked(), ListQuery(sort="probability"))
