@@ -14,8 +14,8 @@ at any point of its writing (issue 31).
                                 the service and ``inmarket report`` read through the manifest
 
 A run is written under its owner's name (``.inmarket.<pid>@<host>.run...``, removed by the next
-run if its owner died), renamed to ``<run>`` once whole, then published. After publishing, runs
-other than the published one and the one before it are removed.
+run if its owner died), renamed to ``<run>`` (its UTC time to the microsecond, a random suffix)
+once whole, then published. After publishing, the runs older than the one before are removed.
 """
 
 from __future__ import annotations
@@ -29,18 +29,17 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from features.errors import InMarketError
 from features.io import sidecar, write_atomic, write_json_atomic
 from features.leftovers import scratch_dir
 
 MANIFEST = "manifest.json"
-_RUN_NAME = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+_RUN_NAME = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{8}$")  # UTC to the microsecond: in time order
 
 
 class RunError(InMarketError, ValueError):
@@ -128,7 +127,7 @@ class NewRun:
         it, refresh the copies of the list beside ``out``, and remove older runs; the manifest."""
         files = {path.name: _seal(path) for path in sorted(self.folder.iterdir())}
         runs = _runs(self.out)
-        name = f"{pd.Timestamp.now('UTC'):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+        name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}"
         os.rename(self.folder, runs / name)
         _sync_folder(runs)
         try:
@@ -140,9 +139,11 @@ class NewRun:
         _sync_folder(self.out.parent)
         for copied in (self.out.name, self.out.with_suffix(".csv").name):
             write_atomic(self.out.with_name(copied), partial(shutil.copyfile, runs / name / copied))
-        kept = {name, *([before.folder.name] if before else [])}
+        # only runs older than the one before: a run another `score` has named but not yet
+        # published is newer than that one, and stays
+        oldest = min(name, before.folder.name) if before else name
         for old in runs.iterdir():
-            if _RUN_NAME.match(old.name) and old.name not in kept:
+            if _RUN_NAME.match(old.name) and old.name < oldest:
                 shutil.rmtree(old, ignore_errors=True)
         return manifest
 

@@ -97,3 +97,18 @@ def test_the_folder_of_a_killed_run_is_removed_by_the_next(tmp_path: Path) -> No
     done = _publish(out, "two")
     # then only that run is left
     assert _runs(out) == [Path(str(done["run"])).name]
+
+
+def test_a_publication_removes_only_runs_older_than_the_one_before(tmp_path: Path) -> None:
+    # given a published run, a run older than it (left by a crash after its own publication)
+    # and a newer one another `score` has named but not yet published
+    out = tmp_path / "ranked.parquet"
+    before = Path(str(_publish(out, "one")["run"])).name
+    runs = out.with_name("ranked.runs")
+    older, newer = "20000101T000000000000Z-00000000", "99991231T235959999999Z-00000000"
+    for name in (older, newer):
+        (runs / name).mkdir()
+    # when the next run is published
+    done = Path(str(_publish(out, "two")["run"])).name
+    # then the older run is gone; the run before and the one not yet published stay
+    assert _runs(out) == sorted([before, done, newer])
