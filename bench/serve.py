@@ -17,11 +17,8 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,17 +26,10 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from bench.load import free_port, memory_mb, start, stop, wrk
 from bench.measure import record, stamp
 
 CATEGORIES = ("industry", "region", "employee_band")
-WRK_SCRIPT = Path(__file__).with_name("wrk_post.lua")
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _repromote(store: Path) -> None:
@@ -53,61 +43,6 @@ def _repromote(store: Path) -> None:
     other = champion - 1 if champion > 1 else champion + 1
     client.set_registered_model_alias("inmarket", CHALLENGER, str(other))
     promote(client, "inmarket", force=True)
-
-
-def _start(
-    command: list[str], env: dict[str, str], ready: str, log: Path
-) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        command, env={**os.environ, **env}, stdout=log.open("w"), stderr=subprocess.STDOUT
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(ready, timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            break
-        time.sleep(0.5)
-    process.kill()
-    raise SystemExit(f"{command[0]} did not start: {log.read_text()[-2000:]}")
-
-
-def _wrk(url: str, bodies: list[Any], connections: int, seconds: float) -> dict[str, float]:
-    """A closed-loop load from ``wrk`` (C, one thread): ``connections`` clients, each sending
-    the next body as soon as its previous answer arrived, for ``seconds``."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise SystemExit("bench.serve needs wrk: `apt-get install -y wrk` (make bench does it)")
-    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as handle:
-        handle.writelines(json.dumps(body) + "\n" for body in bodies)
-    try:
-        done = subprocess.run(
-            [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", str(WRK_SCRIPT), url],
-            env={**os.environ, "WRK_BODIES": handle.name},
-            capture_output=True,
-            text=True,
-            timeout=seconds + 60,
-            check=True,
-        )
-    finally:
-        os.unlink(handle.name)
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    result["errors"] = result.pop("status_errors") + result.pop("socket_errors")
-    result["requests_per_second"] = round(result["requests"] / result["seconds"], 1)
-    return result
-
-
-def _tree_rss(process: subprocess.Popen[bytes]) -> float:
-    import psutil
-
-    try:
-        root = psutil.Process(process.pid)
-        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 1e6
-    except psutil.Error:
-        return float("nan")
 
 
 async def _soak(
@@ -143,7 +78,7 @@ async def _soak(
                 tasks.append(asyncio.create_task(one(http, bodies[sent % len(bodies)])))
                 sent += 1
             if elapsed >= next_sample:
-                memory.append(round(_tree_rss(process), 1))
+                memory.append(memory_mb(process)["tree"])
                 next_sample += 1.0
             if not promoted and elapsed >= seconds / 2:
                 await asyncio.to_thread(on_half)
@@ -187,13 +122,16 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ours_body = [{"records": [records[i % len(records)]]} for i in range(n)]
     mlflow_body = [{"dataframe_records": [mlflow_rows[i % len(rows)]]} for i in range(n)]
     batch_body = [{"records": records[i * 1000 % len(records) :][:1000]} for i in range(20)]
+    ours_load = [("POST", "/v1/score", json.dumps(body)) for body in ours_body]
+    mlflow_load = [("POST", "/invocations", json.dumps(body)) for body in mlflow_body]
+    batch_load = [("POST", "/v1/score", json.dumps(body)) for body in batch_body]
     bin_dir = Path(sys.executable).parent
     store = args.store.resolve()
     uri = f"sqlite:///{store}/mlflow.db"
     logs = Path("bench/results")
     logs.mkdir(parents=True, exist_ok=True)
-    ours_port, mlflow_port = _port(), _port()
-    ours = _start(
+    ours_port, mlflow_port = free_port(), free_port()
+    ours = start(
         [
             str(bin_dir / "bentoml"),
             "serve",
@@ -207,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         f"http://127.0.0.1:{ours_port}/readyz",
         logs / "serve-bentoml.log",
     )
-    reference = _start(
+    reference = start(
         [
             str(bin_dir / "mlflow"),
             "models",
@@ -230,13 +168,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         logs / "serve-mlflow.log",
     )
     try:
-        ours_url = f"http://127.0.0.1:{ours_port}/v1/score"
-        mlflow_url = f"http://127.0.0.1:{mlflow_port}/invocations"
-        _wrk(ours_url, ours_body, 4, 3)  # warm-up
-        _wrk(mlflow_url, mlflow_body, 4, 3)
-        single = _wrk(ours_url, ours_body, args.clients, args.seconds)
-        baseline = _wrk(mlflow_url, mlflow_body, args.clients, args.seconds)
-        batch = _wrk(ours_url, batch_body, 1, args.seconds)
+        ours_url = f"http://127.0.0.1:{ours_port}"
+        mlflow_url = f"http://127.0.0.1:{mlflow_port}"
+        wrk(ours_url, ours_load, 4, 3)  # warm-up
+        wrk(mlflow_url, mlflow_load, 4, 3)
+        single = wrk(ours_url, ours_load, args.clients, args.seconds)
+        baseline = wrk(mlflow_url, mlflow_load, args.clients, args.seconds)
+        batch = wrk(ours_url, batch_load, 1, args.seconds)
         soak = None
         if args.soak_rate > 0:
             soak = asyncio.run(
@@ -251,8 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             )
     finally:
         for process in (ours, reference):
-            process.terminate()
-            process.wait(timeout=30)
+            stop(process)
     result = {
         **stamp(),
         "clients": args.clients,

@@ -1,11 +1,11 @@
 """Batch scoring: the latest snapshot of every account, ranked, with trend, reasons and gaps.
 
 ``inmarket score DATA --out ranked.parquet`` builds the features of the newest snapshots (the
-extract time and ``history - 1`` periods before it), scores them with the champion, and writes,
-each atomically:
+extract time and ``history - 1`` periods before it), scores them with the champion, and writes
+one run (``serving.runs``: its own folder, published by replacing ``ranked.manifest.json``):
 
 - ``ranked.parquet``, ``ranked.csv``: the newest snapshot of every account, ranked, with trend
-  against the snapshot before, reasons and buying-group gaps;
+  against the snapshot before, reasons and buying-group gaps (copied beside the manifest too);
 - ``ranked.drift.json``: PSI of each feature against the model's training data, warnings
   above 0.2;
 - ``ranked.history.parquet``: every account's score at every snapshot scored (the page's chart);
@@ -27,11 +27,11 @@ import pandas as pd
 
 from features.activity import weekly_activity
 from features.engine import build_feature_table
-from features.io import sidecar, write_atomic, write_json_atomic, write_parquet_atomic
 from features.leftovers import scratch_dir
 from features.plan import load_small_tables
 from features.settings import DataSettings, FeatureSettings
 from features.sources import TableSource, open_source
+from serving.runs import NewRun, new_run
 from serving.scoring import (
     account_status,
     buying_group,
@@ -84,16 +84,6 @@ PEOPLE_COLUMNS = (
 )
 CELL_SEPARATOR = "; "  # a list in one CSV cell (roles, contacts): no comma, split on it to read
 _ROW_NUMBER = "_row_number"  # carries each feature row's position through Spark
-
-
-# files written beside the ranked list, before its manifest
-SIDE_FILES = (
-    "history.parquet",
-    "activity.parquet",
-    "opportunities.parquet",
-    "people.parquet",
-    "drift.json",
-)
 
 
 @dataclass
@@ -265,15 +255,12 @@ def score_batch(
         else:
             probability = model.predict(features)
     tables = load_small_tables(source, data_settings)
-    history = score_history(model, features, probability)
+    scores = score_history(model, features, probability)
     version = model_version_of(model_uri)
-    ranked = rank_accounts(model, features, tables.accounts, history, version)
+    ranked = rank_accounts(model, features, tables.accounts, scores, version)
     latest = features[features["as_of"] == features["as_of"].max()]
-    write_parquet_atomic(history, sidecar(out, "history.parquet"))
+    as_of = str(latest["as_of"].max())
     activity = weekly_activity(source, until=latest["as_of"].max(), settings=data_settings)
-    write_parquet_atomic(activity, sidecar(out, "activity.parquet"))
-    write_parquet_atomic(tables.opportunities, sidecar(out, "opportunities.parquet"))
-    write_parquet_atomic(tables.people[list(PEOPLE_COLUMNS)], sidecar(out, "people.parquet"))
     # like with like: the model's training rows were prospects, so are the rows compared
     prospects = latest[account_status(model, latest) == "prospect"]
     drift = drift_report(prospects, model.info.get("reference", {}))
@@ -282,29 +269,26 @@ def score_batch(
         for name, value in drift.items()
         if value > PSI_WARNING
     ]
-    write_ranked(ranked, out)
-    as_of = str(latest["as_of"].max())
-    write_json_atomic(
-        {"as_of": as_of, "model": model_uri, "psi": drift, "warnings": drifted},
-        sidecar(out, "drift.json"),
-    )
-    # last: readers (the service, the page) take a scoring whole once its manifest says so
-    write_json_atomic(
-        {
-            "model": model_uri,
-            "model_version": version,
-            "as_of": as_of,
-            "written_at": pd.Timestamp.now("UTC").isoformat(timespec="microseconds"),
-            "accounts": len(ranked),
-            "prospects": int((ranked["status"] == "prospect").sum()),
-            "files": [
-                out.name,
-                out.with_suffix(".csv").name,
-                *(sidecar(out, kind).name for kind in SIDE_FILES),
-            ],
-        },
-        sidecar(out, "manifest.json"),
-    )
+    with new_run(out) as run:
+        scores.to_parquet(run.path("history.parquet"), index=False)
+        activity.to_parquet(run.path("activity.parquet"), index=False)
+        tables.opportunities.to_parquet(run.path("opportunities.parquet"), index=False)
+        tables.people[list(PEOPLE_COLUMNS)].to_parquet(run.path("people.parquet"), index=False)
+        write_ranked(ranked, run)
+        drift_file = {"as_of": as_of, "model": model_uri, "psi": drift, "warnings": drifted}
+        run.path("drift.json").write_text(
+            json.dumps(drift_file, indent=2, default=str) + "\n", encoding="utf-8"
+        )
+        run.publish(
+            {
+                "model": model_uri,
+                "model_version": version,
+                "as_of": as_of,
+                "written_at": pd.Timestamp.now("UTC").isoformat(timespec="microseconds"),
+                "accounts": len(ranked),
+                "prospects": int((ranked["status"] == "prospect").sum()),
+            }
+        )
     warnings = [*([stale] if stale else []), *(f"drift {warning}" for warning in drifted)]
     return BatchResult(ranked, drift, warnings)
 
@@ -315,11 +299,11 @@ def model_version_of(model_uri: str | None) -> str | None:
     return ref.version if ref and ref.version and ref.version.isdigit() else None
 
 
-def write_ranked(ranked: pd.DataFrame, out: Path) -> None:
-    """Parquet and CSV side by side, each written atomically; roles ``; ``-joined in the CSV."""
-    write_parquet_atomic(ranked, out)
+def write_ranked(ranked: pd.DataFrame, run: NewRun) -> None:
+    """The run's list as Parquet and CSV side by side; roles ``; ``-joined in the CSV."""
+    ranked.to_parquet(run.path(), index=False)
     text = ranked.assign(
         roles_engaged=ranked["roles_engaged"].map(CELL_SEPARATOR.join),
         roles_missing=ranked["roles_missing"].map(CELL_SEPARATOR.join),
     ).drop(columns=["reasons"])
-    write_atomic(out.with_suffix(".csv"), lambda tmp: text.to_csv(tmp, index=False))
+    text.to_csv(run.path().with_suffix(".csv"), index=False)

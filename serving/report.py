@@ -12,7 +12,9 @@ from mlflow.tracking import MlflowClient
 
 from features.io import write_text_atomic
 from serving.page import HERE
-from serving.review import Scoring, records, summary
+from serving.published import Scoring
+from serving.review import records, summary
+from serving.runs import RunError
 from training.labels import label_words
 
 METRICS = (
@@ -158,6 +160,8 @@ def _number(value: Any, digits: int = 0) -> str:
 def render_report(ranked: Path, model: dict[str, Any] | None, limit: int | None = 1000) -> str:
     """The report's HTML: summary, model card (when known) and the top ``limit`` accounts."""
     scoring = Scoring.read(ranked)
+    if scoring is None:
+        raise RunError(f"no scoring is published at {ranked}: run `inmarket score` first")
     rows = scoring.ranked if not limit else scoring.ranked.head(limit)
     environment = Environment(
         loader=FileSystemLoader(HERE),
@@ -175,9 +179,7 @@ def render_report(ranked: Path, model: dict[str, Any] | None, limit: int | None 
         model=model,
         in_words=card_in_words(model) if model else [],
         comparison=comparison_table(model) if model else None,
-        label_text=(
-            label_words(model["label"], model["horizon_days"]) if model else ""
-        ),
+        label_text=(label_words(model["label"], model["horizon_days"]) if model else ""),
         css=(HERE / "static" / "style.css").read_text(encoding="utf-8"),
     )
 

@@ -36,14 +36,12 @@ from serving.champion import ChampionHolder, Served
 from serving.errors import ErrorShape, error_body, from_validation
 from serving.guards import BodyLimit, SecurityHeaders
 from serving.page import COOKIE, PAGE_HTML, STATIC, login_page
+from serving.published import Scoring, ScoringCache
 from serving.report import card_in_words, comparison_table, won_deals_found
 from serving.review import (
     SORTABLE,
     STAGE_CHOICES,
     ListQuery,
-    Scoring,
-    ScoringCache,
-    account_view,
     contacts_to_reach,
     csv_text,
     export_name,
@@ -173,6 +171,7 @@ class InMarketService:
         self.holder = ChampionHolder(self.settings.tracking)
         self.holder.refresh()
         self.scoring = ScoringCache(self.settings.ranked)
+        self.scoring.get()  # read, and the account views built, before the first request
         self.won_deals: dict[str, dict[str, float] | None] = {}
         self.throttle = LoginThrottle(self.settings.login_attempts)
         token = self.settings.token
@@ -366,14 +365,16 @@ class InMarketService:
         would have missed)."""
         return summary(self._scoring().ranked, query)
 
-    @app.get(api.V1 + "/accounts/{account_id}")
-    def account(self, account_id: str = Path_(max_length=200)) -> dict[str, Any]:
+    # the view is JSON text made from the run's account views (serving.account); documented as
+    # the object it is
+    @app.get(api.V1 + "/accounts/{account_id}", response_model=dict[str, Any])
+    def account(self, account_id: str = Path_(max_length=200)) -> Response:
         """One account: score history, weekly engagement by person and department (anonymous
         visits as such), reasons, buying roles engaged and missing, opportunities."""
-        view = account_view(self._scoring(), account_id)
+        view = self._scoring().views().answer(account_id)
         if view is None:
             raise HTTPException(404, f"account_id '{account_id}' is not in the ranked list")
-        return view
+        return Response(view, media_type="application/json")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page(self) -> HTMLResponse:

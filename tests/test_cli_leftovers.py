@@ -1,10 +1,13 @@
 """What a killed or finished command leaves behind (issue 15, leftovers): no worker process of a
 killed `features`, no temporary file once the next run is over, no temporary test set after
-`promote`, and no promotion of a version whose training was killed."""
+`promote`, no promotion of a version whose training was killed, and (issue 31) never a mix of two
+scoring runs after a killed `score`."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -13,13 +16,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from features.settings import DataSettings, FeatureSettings
+from inmarket.synthetic import WorldSpec, generate_world
+from serving.batch import score_batch
+from serving.published import ScoringCache
 from tests.commands import run_cli
 from tests.processes import children, running
 from tests.stores import client_of, copy_store
 from training.job import TrainResult
-from training.registry import CHALLENGER, CHAMPION, version_by_alias
+from training.registry import CHALLENGER, CHAMPION, load_model, version_by_alias
 
 pytestmark = pytest.mark.slow
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc; workers die by prctl")
@@ -158,3 +166,123 @@ def test_promote_leaves_no_temporary_test_set(
     assert promoted.returncode == 1, promoted.stderr
     assert "on the same" in promoted.stdout and "not promoted" in promoted.stdout
     assert sorted(p.name for p in temporary.iterdir()) == []
+
+
+# `inmarket score` on a copy of a folder, killed with SIGKILL right before its first, second, ...
+# change of the folder that a reader can see (a file renamed into place, a folder removed; not
+# its own temporary files), until a run is not killed. Each run is a fork of one process that
+# imported the command once; it prints how each run ended.
+_KILLED_SCORES = """
+import os, shutil, signal, sys
+import inmarket.cli, serving.batch, training.registry  # imported once, before the forks
+
+template, args = sys.argv[1], sys.argv[2:]
+
+
+def kill_before_change(folder, at):
+    seen = 0
+
+    def hook(event, values):
+        nonlocal seen
+        place = {"os.rename": 1, "shutil.rmtree": 0}.get(event)
+        if place is None or not isinstance(values[place], (str, bytes, os.PathLike)):
+            return
+        path = os.fsdecode(os.fspath(values[place]))
+        if path.startswith(folder) and not os.path.basename(path).startswith(".inmarket."):
+            seen += 1
+            if seen == at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+for at in range(1, 30):
+    folder = f"{template}-killed-at-{at}"
+    shutil.copytree(template, folder)
+    child = os.fork()
+    if child == 0:
+        sys.addaudithook(kill_before_change(folder, at))
+        sys.argv = ["inmarket", *(a.replace("{folder}", folder) for a in args)]
+        inmarket.cli.main()
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    if not os.WIFSIGNALED(status):
+        print("run", at, "finished", os.waitstatus_to_exitcode(status), flush=True)
+        break
+    print("run", at, "killed", os.WTERMSIG(status), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("small-world")
+    generate_world(WorldSpec(accounts=120, seed=5), out)
+    return out
+
+
+def _digest(frame: pd.DataFrame) -> str:
+    return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()[:12]
+
+
+def _seen(out: Path) -> dict[str, str]:
+    """What a fresh reader (the service's) gets of the scoring at ``out``, file by file."""
+    scoring = ScoringCache(out).get()
+    assert scoring is not None
+    return {
+        "list": _digest(scoring.ranked),
+        "history": _digest(scoring.history),
+        "activity": _digest(scoring.activity),
+        "drift": str(scoring.drift and scoring.drift["as_of"]),
+        "manifest": str(scoring.manifest and scoring.manifest["as_of"]),
+    }
+
+
+@linux_only
+def test_a_killed_score_leaves_one_whole_run_never_a_mix(
+    trained: tuple[Path, TrainResult], small_world: Path, tmp_path: Path
+) -> None:
+    # given a folder where two scorings were published, of the exports of 14 and 7 days ago
+    store = copy_store(trained[0], tmp_path / "mlruns")
+    uri = trained[1].model_uri
+    model = load_model(uri)
+    extract = pd.Timestamp(json.loads((small_world / "_extract.json").read_text())["extracted_at"])
+    published = tmp_path / "published" / "ranked.parquet"
+    for days in (14, 7):
+        data = DataSettings(extracted_at=extract - pd.Timedelta(days=days))
+        score_batch(model, small_world, published, data, FeatureSettings(), model_uri=uri)
+    before = _seen(published)
+    # when `inmarket score` of today's export runs on copies of that folder, killed with SIGKILL
+    # before its first, second, ... change a reader can see, until a run is not killed
+    args = ["score", small_world, "--out", "{folder}/ranked.parquet", "--store", store]
+    runs = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _KILLED_SCORES,
+            *map(str, [published.parent, *args, "--model", uri]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    ended = [line.split()[1:] for line in runs.stdout.splitlines() if line.startswith("run ")]
+    assert runs.returncode == 0 and ended[-1][1:] == ["finished", "0"], runs.stderr[-2000:]
+    killed = [int(at) for at, how, _ in ended if how == "killed"]
+    assert all(int(n) == signal.SIGKILL for _, how, n in ended if how == "killed")
+    seen = {
+        at: _seen(Path(f"{published.parent}-killed-at-{at}") / "ranked.parquet") for at in killed
+    }
+    out = Path(f"{published.parent}-killed-at-{len(ended)}") / "ranked.parquet"
+    after = _seen(out)
+    # then after each kill a fresh reader got the scoring before, whole, or the new one, whole
+    assert seen and after != before and set(after.values()).isdisjoint(before.values())
+    for at, got in seen.items():
+        assert got in (before, after), f"killed before change {at}: {got} mixes runs"
+    # and the run that finished left its own run and the one before it, nothing else
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "ranked.csv",
+        "ranked.manifest.json",
+        "ranked.parquet",
+        "ranked.runs",
+    ]
+    assert len(list(out.with_name("ranked.runs").iterdir())) == 2

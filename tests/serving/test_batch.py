@@ -1,7 +1,8 @@
-"""Batch scoring: ranked accounts, trend, reasons, gaps, drift, CSV, atomic writes."""
+"""Batch scoring: ranked accounts, trend, reasons, gaps, drift, CSV, the run it publishes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -10,6 +11,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,7 @@ from features.settings import DataSettings, FeatureSettings
 from features.validation import load_dataset
 from inmarket.synthetic import WorldSpec, generate_world
 from serving.batch import RANKED_COLUMNS, score_batch
+from serving.runs import published
 from tests.stores import client_of, copy_store
 from training.drift import drift_report, psi, reference_bins
 from training.job import TrainResult
@@ -84,32 +87,51 @@ def test_reasons_and_gaps_are_filled(ranked: tuple[Path, pd.DataFrame]) -> None:
     assert top["buying_group_gap"].str.len().gt(0).all()
 
 
-def test_csv_and_drift_beside_the_table(ranked: tuple[Path, pd.DataFrame]) -> None:
+def _drift(out: Path) -> dict[str, Any]:
+    """The drift file of the scoring run published at ``out``."""
+    run = published(out)
+    assert run is not None
+    drift: dict[str, Any] = json.loads(run.read("ranked.drift.json"))
+    return drift
+
+
+def test_csv_and_drift_in_the_run(ranked: tuple[Path, pd.DataFrame]) -> None:
     out, table = ranked
     csv = pd.read_csv(out.with_suffix(".csv"))
     assert len(csv) == len(table) and "reasons" not in csv.columns
-    drift = json.loads(out.with_name("ranked.drift.json").read_text())
+    drift = _drift(out)
     assert drift["psi"] and all(value >= 0 for value in drift["psi"].values())
     # the world is stable: scoring it raises no alarm (calendar-driven features once did)
     assert drift["warnings"] == []
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+    left = [*out.parent.iterdir(), *out.with_name("ranked.runs").iterdir()]
+    assert not [p for p in left if p.name.startswith(".")]
 
 
-def test_a_manifest_written_last_names_the_model_version_of_every_row(
+def test_a_run_is_published_by_its_manifest_with_every_file_sealed(
     ranked: tuple[Path, pd.DataFrame], trained: tuple[Path, TrainResult]
 ) -> None:
+    # given a scoring written to ranked.parquet
     out, table = ranked
     manifest_path = out.with_name("ranked.manifest.json")
     manifest = json.loads(manifest_path.read_text())
     version = trained[1].version
+    # then its manifest names the model, its version (every row's), as_of and the accounts
     assert (
         manifest["model_version"] == version and manifest["model"] == f"models:/inmarket/{version}"
     )
     assert (table["model_version"] == version).all()
     assert manifest["as_of"] == str(table["as_of"].iloc[0]) and manifest["accounts"] == len(table)
-    files = [out.with_name(name) for name in manifest["files"]]
-    assert len(files) == 7 and all(f.exists() for f in files)
-    assert all(f.stat().st_mtime_ns <= manifest_path.stat().st_mtime_ns for f in files)
+    # and the run's folder, holding the list, its CSV and five side files, each with its size
+    # and SHA-256, all written before the manifest; the list and CSV beside it are copies
+    folder = out.parent / manifest["run"]
+    assert sorted(manifest["files"]) == sorted(p.name for p in folder.iterdir())
+    assert len(manifest["files"]) == 7
+    for name, sealed in manifest["files"].items():
+        data = (folder / name).read_bytes()
+        assert sealed == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        assert (folder / name).stat().st_mtime_ns <= manifest_path.stat().st_mtime_ns
+    assert out.read_bytes() == (folder / out.name).read_bytes()
+    assert out.with_suffix(".csv").read_bytes() == (folder / "ranked.csv").read_bytes()
 
 
 def _stop_email_opens(world: Path, since: pd.Timestamp) -> None:
@@ -149,8 +171,7 @@ def test_a_real_shift_is_flagged_with_the_feature_named(
     batch = score_batch(load_model(result.model_uri), world, out, DataSettings(), FeatureSettings())
     # then the drift warnings name the feature that moved, and are worded as drift
     assert any(w.startswith(f"drift {feature}: PSI") for w in batch.warnings), batch.warnings
-    drift = json.loads(out.with_name("ranked.drift.json").read_text())
-    assert [f"drift {w}" for w in drift["warnings"]] == batch.warnings
+    assert [f"drift {w}" for w in _drift(out)["warnings"]] == batch.warnings
 
 
 def test_psi_is_zero_for_the_same_population_and_large_for_a_shift() -> None:

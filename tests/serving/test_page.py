@@ -21,6 +21,7 @@ from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
 from features.settings import DataSettings, FeatureSettings
 from serving.batch import score_batch
+from serving.runs import published
 from tests.serving.server import Server
 from tests.stores import client_of, copy_store
 from training.job import TrainResult
@@ -77,6 +78,13 @@ def scored(
         FeatureSettings(),
     )
     return {**hostile_world, "store": store, "ranked": ranked, "root": root}
+
+
+def _published(scored: dict[str, Any], kind: str) -> pd.DataFrame:
+    """A side table of the published scoring run, read through its manifest."""
+    run = published(scored["ranked"])
+    assert run is not None
+    return pd.read_parquet(io.BytesIO(run.read(f"ranked.{kind}.parquet")))
 
 
 @contextmanager
@@ -247,12 +255,12 @@ def test_the_account_view_shows_timeline_reasons_and_missing_roles(
     # and opportunities of the batch scoring, and goes back to the list
     expect(page.locator("#account-name")).to_have_text(HOSTILE_NAME)
     assert page.locator("#list-view").is_hidden()
-    history = pd.read_parquet(scored["ranked"].with_name("ranked.history.parquet"))
+    history = _published(scored, "history")
     # one point per snapshot at which it was a prospect (scored)
     points = history.loc[history["account_id"] == scored["account"], "score"].notna().sum()
     assert 0 < points <= 6 and page.locator("#history circle").count() == points
     assert page.locator("#timeline rect.known").count() == 13  # one bar per week
-    activity = pd.read_parquet(scored["ranked"].with_name("ranked.activity.parquet"))
+    activity = _published(scored, "activity")
     mine = activity[activity["account_id"] == scored["account"]]
     people = page.locator("#people tbody tr")
     assert people.count() == mine["person_id"].nunique(dropna=False)
@@ -265,7 +273,7 @@ def test_the_account_view_shows_timeline_reasons_and_missing_roles(
     missing = page.locator("#buying-group .chip.missing").all_inner_texts()
     assert missing == [r.replace("_", " ") for r in account["roles_missing"]]
     expect(page.locator("#buying-group .gap")).to_have_text(str(account["buying_group_gap"]))
-    opportunities = pd.read_parquet(scored["ranked"].with_name("ranked.opportunities.parquet"))
+    opportunities = _published(scored, "opportunities")
     count = int((opportunities["account_id"] == scored["account"]).sum())
     assert page.locator("#opportunities tbody tr").count() == count
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -379,8 +387,8 @@ def test_my_accounts_is_remembered_in_the_browser(
 def _not_engaged_holders(scored: dict[str, Any], account: pd.Series) -> set[str]:
     """Emails of the people at the account holding a role it misses, who have not engaged in
     the activity's weeks (anything but an email open)."""
-    people = pd.read_parquet(scored["ranked"].with_name("ranked.people.parquet"))
-    activity = pd.read_parquet(scored["ranked"].with_name("ranked.activity.parquet"))
+    people = _published(scored, "people")
+    activity = _published(scored, "activity")
     engaged = activity.loc[activity["events"] > activity["opens"], "person_id"]
     holders = people[
         (people["account_id"] == account["account_id"])

@@ -1,11 +1,12 @@
-"""The review page's list, summary and account view as plain functions (serving/review.py)."""
+"""The review page's list, summary, contacts to reach and export as plain functions
+(serving/review.py); the account view is tests/serving/test_account.py."""
 
 from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -13,13 +14,12 @@ from features.activity import ACTIVITY_COLUMNS
 from features.catalogue import MQL_THRESHOLD
 from serving.report import card_in_words, comparison_table
 from serving.review import (
+    LIST_COLUMNS,
     ListQuery,
-    Scoring,
-    ScoringCache,
-    account_view,
     contacts_to_reach,
     csv_text,
     export_name,
+    records,
     select,
     summary,
 )
@@ -128,6 +128,48 @@ def _ids(rows: pd.DataFrame) -> list[str]:
 )
 def test_filters_search_and_order(query: ListQuery, expected: list[str]) -> None:
     assert _ids(select(_ranked(), query)) == expected
+
+
+def test_list_rows_are_the_json_they_were() -> None:
+    """records() was ~20 ms a page of pandas (issue 31): the same JSON from column arrays."""
+    # given the list with customers (no score, no probability), a category, a name missing and
+    # roles as NumPy arrays (as read from Parquet)
+    ranked = _with_others().assign(
+        industry=lambda f: f["industry"].astype("category"),
+        name=lambda f: f["name"].where(f["account_id"] != "A4"),
+        roles_missing=lambda f: f["roles_missing"].map(np.array),
+    )
+    # when its rows are made JSON-ready
+    rows = records(ranked)
+    # then they are what pandas' astype(object) made of them before, value for value and type
+    page = ranked[list(LIST_COLUMNS)]
+    page = page.assign(
+        roles_engaged=page["roles_engaged"].map(list), roles_missing=page["roles_missing"].map(list)
+    )
+    before = page.astype(object).where(page.notna(), None).to_dict(orient="records")
+    assert json.dumps(rows, allow_nan=False) == json.dumps(before, allow_nan=False)
+    assert rows[4]["score"] is None and rows[3]["name"] is None
+
+
+@pytest.mark.parametrize("sort", ["trend", "name", "score", "mql_points_max_90d"])
+@pytest.mark.parametrize("descending", [False, True], ids=["ascending", "descending"])
+def test_the_order_is_a_stable_sort_with_missing_last_ties_by_rank(
+    sort: str, descending: bool
+) -> None:
+    # given a list with many ties and missing values in the sort's column and in the rank
+    rng = np.random.default_rng(5)
+    ranked = pd.concat([_with_others()] * 8, ignore_index=True)
+    ranked["trend"] = pd.array(rng.choice([1, -2, None], len(ranked)), dtype="Int64")
+    ranked["rank"] = pd.array(rng.choice([3, 1, 2, None], len(ranked)), dtype="Int64")
+    ranked["_name"] = rng.choice(["b", "a", ""], len(ranked))
+    # when it is listed in that order
+    listed = select(ranked, ListQuery(sort=sort, descending=descending))
+    # then it is pandas' stable sort of the column, missing last, ties by rank
+    key = "_name" if sort == "name" else sort
+    expected = ranked.sort_values(
+        [key, "rank"], ascending=[not descending, True], kind="stable", na_position="last"
+    )
+    assert listed.index.tolist() == expected.index.tolist()
 
 
 def test_an_unknown_sort_is_refused() -> None:
@@ -271,102 +313,6 @@ def test_customers_and_pipeline_are_listed_but_never_counted_as_prospects() -> N
     customers = select(ranked, ListQuery(stages=("customer",)))
     no_activity = pd.DataFrame(columns=ACTIVITY_COLUMNS)
     assert ",customer," in csv_text(customers, contacts_to_reach(customers, None, no_activity))
-    # and a customer's account view is valid JSON (no score: null, never NaN)
-    empty = pd.DataFrame(columns=["account_id", "as_of", "score", "stage", "probability"])
-    scoring = Scoring(ranked, empty, pd.DataFrame(columns=ACTIVITY_COLUMNS), empty, None)
-    view = account_view(scoring, "C1")
-    assert view is not None
-    assert view["account"]["probability"] is None and view["account"]["score"] is None
-    json.dumps(view, allow_nan=False)
-
-
-def test_account_view_fills_empty_weeks_and_shows_anonymous_visits() -> None:
-    ranked = _ranked()
-    week = pd.Timestamp("2026-06-15", tz="UTC")
-    activity = pd.DataFrame(
-        {
-            "account_id": ["A1", "A1", "A2"],
-            "week": [week, week, week],
-            "person_id": ["P1", None, "P9"],
-            "events": [4, 7, 1],
-            "opens": [1, 0, 0],
-            "high_intent": [2, 1, 0],
-            "topics": ["pricing; crm", "crm", None],
-            "title": ["VP Sales", None, "CFO"],
-            "department": ["sales", None, "finance"],
-            "seniority": ["vp", None, "c_level"],
-            "buying_role": ["decision_maker", None, "finance"],
-        }
-    )
-    history = pd.DataFrame(
-        {"account_id": ["A1"], "as_of": [AS_OF], "score": [99], "stage": ["ready"]}
-    ).assign(probability=0.5)
-    opportunities = pd.DataFrame({"account_id": ["A2"], "opportunity_id": ["O1"]})
-    view = account_view(Scoring(ranked, history, activity, opportunities, None), "A1")
-    assert view is not None
-    assert len(view["weeks"]) == 13 and sum(w["anonymous"] for w in view["weeks"]) == 7
-    mid = next(w for w in view["weeks"] if w["week"].startswith("2026-06-15"))
-    assert (mid["known"], mid["anonymous"], mid["high_intent"]) == (4, 7, 3)
-    people = {p["person_id"]: p for p in view["people"]}
-    assert people[None]["anonymous"] and people[None]["interactions"] == 7
-    assert people["P1"]["interactions"] == 3 and people["P1"]["opens"] == 1
-    assert view["opportunities"] == []
-    assert account_view(Scoring(ranked, history, activity, opportunities, None), "nope") is None
-
-
-def test_account_view_names_who_engaged_and_who_to_reach_per_missing_role() -> None:
-    # given A2 (missing champion and finance) and the CRM's people, Ed (a user) engaged
-    activity = _activity({"P6": (3, 0)}).assign(account_id="A2")
-    empty = pd.DataFrame(columns=["account_id", "as_of", "score", "stage", "probability"])
-    scoring = Scoring(_ranked(), empty, activity, empty, None, None, _crm_people())
-    # when its view is read
-    view = account_view(scoring, "A2")
-    # then who engaged has a name and email, and each missing role lists its holders who have
-    # not engaged (none for finance: nobody at A2 holds it)
-    assert view is not None
-    assert [(p["name"], p["email"]) for p in view["people"]] == [("Ed User", "ed@bluebank.com")]
-    reach = {r["role"]: [p["person_id"] for p in r["people"]] for r in view["contacts_to_reach"]}
-    assert reach == {"champion": ["P5"], "finance": []}
-    assert view["contacts_to_reach"][0]["people"][0]["title"] == "Head of Ops"
-    json.dumps(view, allow_nan=False)
-
-
-def test_the_service_takes_a_batch_scoring_whole_once_its_manifest_lands(tmp_path: Path) -> None:
-    # given a scoring by version 3, read by the cache
-    out = tmp_path / "ranked.parquet"
-
-    def write(version: str, manifest: bool) -> None:
-        _ranked().assign(model_version=version).drop(columns=["_name", "_domain"]).to_parquet(out)
-        if manifest:
-            body = {"model_version": version, "as_of": str(AS_OF), "written_at": "now"}
-            out.with_name("ranked.manifest.json").write_text(json.dumps(body))
-
-    write("3", manifest=True)
-    cache = ScoringCache(out)
-    first = cache.get()
-    assert first is not None and first.manifest == {
-        "model_version": "3",
-        "as_of": str(AS_OF),
-        "written_at": "now",
-    }
-    # when version 4's ranked file is written but not yet its manifest
-    write("4", manifest=False)
-    half = cache.get()
-    # then the cache keeps version 3's scoring, whole; and takes version 4's once it lands
-    assert half is first and set(half.ranked["model_version"]) == {"3"}
-    write("4", manifest=True)
-    done = cache.get()
-    assert done is not None and set(done.ranked["model_version"]) == {"4"}
-    assert done.manifest is not None and done.manifest["model_version"] == "4"
-    # and when it looks next only once version 5 has landed and version 6's list is being
-    # written, the manifest (5) does not match the list (6): it keeps version 4's scoring
-    write("5", manifest=True)
-    write("6", manifest=False)
-    caught = cache.get()
-    assert caught is done
-    write("6", manifest=True)
-    latest = cache.get()
-    assert latest is not None and set(latest.ranked["model_version"]) == {"6"}
 
 
 def test_the_model_card_says_in_words_how_many_later_wins_were_flagged() -> None:
