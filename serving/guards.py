@@ -51,12 +51,11 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         path = str(scope.get("path", ""))
-        where = f"{scope.get('method')} {path[:200]}"
         limit = self.limit(path)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         # (a Content-Length that is not a number never gets here: uvicorn's parser answers 400)
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            await _refuse(send, where, BodyRefused(413, _too_large(path, limit)))
+            await _refuse(send, scope, BodyRefused(413, _too_large(path, limit)))
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.seconds
@@ -93,17 +92,26 @@ class BodyLimit:
         try:
             await self.app(scope, bounded_receive, watched_send)
         except ClientDisconnect:
-            log.info("%s: the client left before sending its whole body", where)
+            client_left(_where(scope))
             return
         except Exception:
             if refusal is None:
                 raise
         if refusal is not None and not started:
-            await _refuse(send, where, refusal)
+            await _refuse(send, scope, refusal)
 
 
-async def _refuse(send: Any, where: str, refusal: BodyRefused) -> None:
-    log.info("%s refused (%d): %s", where, refusal.status, refusal.message)
+def _where(scope: dict[str, Any]) -> str:
+    return f"{scope.get('method')} {str(scope.get('path'))[:200]}"
+
+
+def client_left(where: str) -> None:
+    """One line for a request whose client left before its body was in (not a traceback)."""
+    log.info("%s: the client left before sending its whole body", where)
+
+
+async def _refuse(send: Any, scope: dict[str, Any], refusal: BodyRefused) -> None:
+    log.info("%s refused (%d): %s", _where(scope), refusal.status, refusal.message)
     await send_error(send, refusal.status, refusal.message, extra=_CLOSE)
 
 

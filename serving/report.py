@@ -175,9 +175,7 @@ def render_report(ranked: Path, model: dict[str, Any] | None, limit: int | None 
         model=model,
         in_words=card_in_words(model) if model else [],
         comparison=comparison_table(model) if model else None,
-        label_text=(
-            label_words(model["label"], model["horizon_days"]) if model else ""
-        ),
+        label_text=(label_words(model["label"], model["horizon_days"]) if model else ""),
         css=(HERE / "static" / "style.css").read_text(encoding="utf-8"),
     )
 

@@ -40,22 +40,23 @@ AUTHORIZATIONS = {"": 401, "Bearer nope": 401, f"Bearer {ADMIN_TOKEN}": 401, f"B
 ADMIN_AUTHORIZATIONS = {"": 401, f"Bearer {TOKEN}": 401, f"Bearer {ADMIN_TOKEN}": 200}
 
 
+def _guarded(ranked: Path, **more: str) -> dict[str, str]:
+    """The environment of a server on the served store and ranking, with the API token."""
+    return {
+        "INMARKET_STORE": str(ranked.parent / "mlruns"),
+        "INMARKET_RANKED": str(ranked),
+        "INMARKET_RELOAD_SECONDS": "0",
+        "INMARKET_TOKEN": TOKEN,
+        **more,
+    }
+
+
 def test_the_token_guards_every_route_but_health(
     served: tuple[Server, Path], tmp_path: Path
 ) -> None:
     # given a server on the served store and ranking, with an API token and an admin token
     _, ranked = served
-    store = ranked.parent / "mlruns"
-    with Server(
-        {
-            "INMARKET_STORE": str(store),
-            "INMARKET_RANKED": str(ranked),
-            "INMARKET_RELOAD_SECONDS": "0",
-            "INMARKET_TOKEN": TOKEN,
-            "INMARKET_ADMIN_TOKEN": ADMIN_TOKEN,
-        },
-        tmp_path,
-    ) as server:
+    with Server(_guarded(ranked, INMARKET_ADMIN_TOKEN=ADMIN_TOKEN), tmp_path) as server:
         # when health is called without a token, and every other route without one, with a
         # wrong one, with the other one and with the right one
         health = [httpx.get(server.url + path, timeout=30) for path in ("/readyz", "/livez")]
@@ -107,17 +108,8 @@ def test_a_browser_signs_in_with_a_signed_expiring_cookie_and_guessing_is_thrott
 ) -> None:
     # given a server with an API token and an admin token
     _, ranked = served
-    with Server(
-        {
-            "INMARKET_STORE": str(ranked.parent / "mlruns"),
-            "INMARKET_RANKED": str(ranked),
-            "INMARKET_RELOAD_SECONDS": "0",
-            "INMARKET_TOKEN": TOKEN,
-            "INMARKET_ADMIN_TOKEN": ADMIN_TOKEN,
-            "INMARKET_SESSION_HOURS": "2",
-        },
-        tmp_path,
-    ) as server:
+    env = _guarded(ranked, INMARKET_ADMIN_TOKEN=ADMIN_TOKEN, INMARKET_SESSION_HOURS="2")
+    with Server(env, tmp_path) as server:
         # when a browser signs in with the right token
         signed = httpx.post(server.url + "/login", data={"token": TOKEN}, timeout=30)
         cookie = signed.cookies[COOKIE]
@@ -193,17 +185,8 @@ def test_a_proxy_named_is_believed_and_all_clients_have_a_ceiling(
     # given a server behind a proxy on 127.0.0.1, taking 5 wrong tokens a minute per client
     # and 8 from all clients together
     _, ranked = served
-    with Server(
-        {
-            "INMARKET_STORE": str(ranked.parent / "mlruns"),
-            "INMARKET_RANKED": str(ranked),
-            "INMARKET_RELOAD_SECONDS": "0",
-            "INMARKET_TOKEN": TOKEN,
-            "INMARKET_TRUSTED_PROXIES": "127.0.0.1",
-            "INMARKET_LOGIN_CEILING": "8",
-        },
-        tmp_path,
-    ) as server:
+    env = _guarded(ranked, INMARKET_TRUSTED_PROXIES="127.0.0.1", INMARKET_LOGIN_CEILING="8")
+    with Server(env, tmp_path) as server:
 
         def sign_in(token: str, client: str, proto: str = "http") -> httpx.Response:
             return httpx.post(
