@@ -26,9 +26,9 @@ The others close what a probe without the token could do to the server (issue 15
    in the error shape; both with the security headers.
 5. Unknown top-level fields of a request were ignored: they are a 400 now.
 6. Every 400 logged a 2 KB traceback at ERROR (a client's mistake, not the server's): a
-   refusal now logs one line at INFO, a 503 one line at WARNING, a client gone mid-body one
-   line, a body the guards refused (408, 413) nothing here (``serving.guards`` logs its line);
-   other 5xx keep their traceback.
+   refusal now logs one line at INFO, a 503 one line at WARNING, a body the guards refused
+   (408, 413) or a client gone mid-body nothing here (``serving.guards`` logs its line); other
+   5xx keep their traceback.
 9. uvicorn believes X-Forwarded-For from 127.0.0.1 by default, so any local client chose the
    address the login brake counts (6,658 guesses in 10 s with a new header each): only the
    proxies of INMARKET_TRUSTED_PROXIES are believed (none by default).
@@ -63,8 +63,8 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from serving.api import versioned
-from serving.errors import error_body, from_validation
-from serving.guards import BodyRefused, SecurityHeaders, client_left
+from serving.errors import error_body, from_validation, shortened
+from serving.guards import BodyRefused, SecurityHeaders
 from serving.settings import ServiceSettings
 
 UNMATCHED = "unmatched"
@@ -267,25 +267,24 @@ log = logging.getLogger("inmarket.service")
 
 
 def _log_refusal(request: Any, exc_info: Any = True) -> None:
-    """A client's error in one line, a 503 in one line at WARNING, a client gone mid-body in
-    one line; a body the guards refused not here (``serving.guards`` logs it); anything else as
+    """A client's error in one line, a 503 in one line at WARNING; a body the guards refused or
+    a client gone mid-body not here (``serving.guards`` logs its line); anything else as
     BentoML logs it, with its traceback."""
     exc = sys.exc_info()[1]
-    if isinstance(exc, BodyRefused):
-        return
-    if isinstance(exc, ClientDisconnect):
-        client_left(f"{request.method} {request.url.path[:200]}")
+    if isinstance(exc, BodyRefused | ClientDisconnect):
         return
     if isinstance(exc, ValidationError):
         status = 400
+        said = from_validation(exc.errors(include_context=False, include_input=False))[0]
     elif isinstance(exc, BentoMLException):
         status = exc.error_code.value
+        said = str(exc)
     else:
-        status = 500
+        status, said = 500, ""
     if status >= 500 and status != HTTPStatus.SERVICE_UNAVAILABLE:
         _log_exception(request, exc_info)
         return
-    first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    first = shortened(said.splitlines()[0], 200) if said else type(exc).__name__
     level = logging.WARNING if status >= 500 else logging.INFO
     log.log(level, "%s %s refused (%d): %s", request.method, request.url.path, status, first)
 

@@ -63,9 +63,10 @@ class BodyLimit:
         refusal: BodyRefused | None = None
         started = False
         body_done = False
+        left = False  # the client left before its body was in
 
         async def bounded_receive() -> dict[str, Any]:
-            nonlocal received, refusal, body_done
+            nonlocal received, refusal, body_done, left
             if body_done:  # a response watching for the client to leave: no deadline
                 message: dict[str, Any] = await receive()
                 return message
@@ -79,12 +80,13 @@ class BodyLimit:
             if received > limit:
                 refusal = BodyRefused(413, _too_large(path, limit))
                 raise refusal
+            left = message["type"] == "http.disconnect"
             body_done = message["type"] != "http.request" or not message.get("more_body")
             return message
 
         async def watched_send(message: dict[str, Any]) -> None:
             nonlocal started
-            if refusal is not None:
+            if refusal is not None or left:
                 return  # the route's own error answer for the broken body is not sent
             started = True
             await send(message)
@@ -92,22 +94,19 @@ class BodyLimit:
         try:
             await self.app(scope, bounded_receive, watched_send)
         except ClientDisconnect:
-            client_left(_where(scope))
-            return
+            if not left:
+                raise
         except Exception:
             if refusal is None:
                 raise
-        if refusal is not None and not started:
+        if left:
+            log.info("%s: the client left before sending its whole body", _where(scope))
+        elif refusal is not None and not started:
             await _refuse(send, scope, refusal)
 
 
 def _where(scope: dict[str, Any]) -> str:
     return f"{scope.get('method')} {str(scope.get('path'))[:200]}"
-
-
-def client_left(where: str) -> None:
-    """One line for a request whose client left before its body was in (not a traceback)."""
-    log.info("%s: the client left before sending its whole body", where)
 
 
 async def _refuse(send: Any, scope: dict[str, Any], refusal: BodyRefused) -> None:

@@ -128,7 +128,8 @@ def beyond_bounds(frame: pd.DataFrame, model: InMarketModel) -> str | None:
             continue
         low, high, integer, _ = rows[name].bounds
         values = frame[name].to_numpy(dtype="float64")
-        bad = (values < low) | (values > high) | (integer & (values % 1 != 0))
+        given = ~np.isnan(values)  # a missing value is no value: nothing to bound
+        bad = given & ((values < low) | (values > high) | (integer & (values % 1 != 0)))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             return (

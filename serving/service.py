@@ -169,6 +169,9 @@ class InMarketService:
     """Scores B2B accounts from the engagement of their buying groups."""
 
     def __init__(self) -> None:
+        # the service's own lines (a refusal in one line, a reload) show at INFO: BentoML sets
+        # its own loggers to INFO and every other one to WARNING
+        logging.getLogger("inmarket").setLevel(logging.INFO)
         self.settings = ServiceSettings.from_env()
         self.holder = ChampionHolder(self.settings.tracking)
         self.holder.refresh()

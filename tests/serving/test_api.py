@@ -188,8 +188,8 @@ def test_features_built_from_raw_rows_keep_the_records_bounds() -> None:
             }
         )
 
-    # when the features built are within the bounds of their catalogue rows, or not
-    within = beyond_bounds(frame(4, float("nan")), model)  # type: ignore[arg-type]
+    # when the features built are within the bounds of their catalogue rows (or missing), or not
+    within = beyond_bounds(frame(float("nan"), 1.0), model)  # type: ignore[arg-type]
     beyond = {
         "count-past-a-billion": beyond_bounds(frame(2e9, 0.1), model),  # type: ignore[arg-type]
         "fraction-of-a-count": beyond_bounds(frame(2.5, 0.1), model),  # type: ignore[arg-type]
