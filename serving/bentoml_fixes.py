@@ -27,7 +27,7 @@ The others close what a probe without the token could do to the server (issue 15
 5. Unknown top-level fields of a request were ignored: they are a 400 now.
 6. Every 400 logged a 2 KB traceback at ERROR (a client's mistake, not the server's): a
    refusal now logs one line at INFO, a 503 one line at WARNING, a body the guards refused
-   (408, 413) or a client gone mid-body nothing here (``serving.guards`` logs its line); other
+   (408, 413, a client gone mid-body) nothing here (``serving.guards`` logs its line); other
    5xx keep their traceback.
 9. uvicorn believes X-Forwarded-For from 127.0.0.1 by default, so any local client chose the
    address the login brake counts (6,658 guesses in 10 s with a new header each): only the
@@ -56,7 +56,7 @@ from _bentoml_impl.server import app as bentoml_app
 from bentoml._internal.server.http import instruments, traffic
 from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, ValidationError
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Mount
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -267,11 +267,11 @@ log = logging.getLogger("inmarket.service")
 
 
 def _log_refusal(request: Any, exc_info: Any = True) -> None:
-    """A client's error in one line, a 503 in one line at WARNING; a body the guards refused or
-    a client gone mid-body not here (``serving.guards`` logs its line); anything else as
-    BentoML logs it, with its traceback."""
+    """A client's error in one line, a 503 in one line at WARNING; a body the guards refused
+    (408, 413, a client gone mid-body) not here: ``serving.guards`` logs its line; anything
+    else as BentoML logs it, with its traceback."""
     exc = sys.exc_info()[1]
-    if isinstance(exc, BodyRefused | ClientDisconnect):
+    if isinstance(exc, BodyRefused):
         return
     if isinstance(exc, ValidationError):
         status = 400

@@ -7,8 +7,6 @@ import asyncio
 import logging
 from typing import Any
 
-from starlette.requests import ClientDisconnect
-
 from serving.errors import send_error
 from serving.settings import ServiceSettings
 
@@ -34,8 +32,9 @@ class BodyLimit:
     """ASGI middleware: a body larger than the limit is refused with 413 before it is read
     (from its Content-Length, or as soon as the bytes received pass the limit), and a body not
     fully sent within ``body_seconds`` of the request's start gets 408. Without it one
-    unauthenticated 50 MB POST held the worker for 12 s and 2.5 GB (issue 15). Each refusal,
-    and a client that leaves before its body is in, is one line in the log, not a traceback."""
+    unauthenticated 50 MB POST held the worker for 12 s and 2.5 GB (issue 15). A client that
+    leaves before its body is in is refused too (400, to nobody), so no route sees it leave;
+    each refusal is one line in the log, not a traceback."""
 
     def __init__(self, app: Any, settings: ServiceSettings | None = None) -> None:
         self.app = app
@@ -63,10 +62,9 @@ class BodyLimit:
         refusal: BodyRefused | None = None
         started = False
         body_done = False
-        left = False  # the client left before its body was in
 
         async def bounded_receive() -> dict[str, Any]:
-            nonlocal received, refusal, body_done, left
+            nonlocal received, refusal, body_done
             if body_done:  # a response watching for the client to leave: no deadline
                 message: dict[str, Any] = await receive()
                 return message
@@ -80,28 +78,25 @@ class BodyLimit:
             if received > limit:
                 refusal = BodyRefused(413, _too_large(path, limit))
                 raise refusal
-            left = message["type"] == "http.disconnect"
-            body_done = message["type"] != "http.request" or not message.get("more_body")
+            if message["type"] == "http.disconnect":  # an answer nobody reads, said once
+                refusal = BodyRefused(400, "the client left before sending its whole body")
+                raise refusal
+            body_done = not message.get("more_body")
             return message
 
         async def watched_send(message: dict[str, Any]) -> None:
             nonlocal started
-            if refusal is not None or left:
+            if refusal is not None:
                 return  # the route's own error answer for the broken body is not sent
             started = True
             await send(message)
 
         try:
             await self.app(scope, bounded_receive, watched_send)
-        except ClientDisconnect:
-            if not left:
-                raise
         except Exception:
             if refusal is None:
                 raise
-        if left:
-            log.info("%s: the client left before sending its whole body", _where(scope))
-        elif refusal is not None and not started:
+        if refusal is not None and not started:
             await _refuse(send, scope, refusal)
 
 
