@@ -15,12 +15,22 @@ Kind = Literal["id", "text", "timestamp", "date", "number"]
 
 @dataclass(frozen=True)
 class Column:
-    """One canonical column: its name, kind, whether it is required, and what it holds."""
+    """One canonical column: its name, kind, whether it is required, what it holds and, for a
+    number, the values it may take (``low`` to ``high``; the HTTP service refuses others)."""
 
     name: str
     kind: Kind
     required: bool = False
     description: str = ""
+    low: float | None = None
+    high: float | None = None
+
+
+# past a billion, a count is an input error, not a big company (a feature's bound too)
+MAX_COUNT = 1e9
+# an event's weight multiplies its engagement: past a thousand one row would outweigh any
+# account's real history (50 events of weight 1e308 moved a score from 93 to 97)
+MAX_WEIGHT = 1000.0
 
 
 BUYING_ROLES = (
@@ -46,7 +56,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         Column("name", "text", True, "company name"),
         Column("domain", "text", description="web domain, used to resolve emails and visits"),
         Column("industry", "text"),
-        Column("employee_count", "number"),
+        Column("employee_count", "number", low=0, high=MAX_COUNT),
         Column("employee_band", "text"),
         Column("region", "text"),
         Column("created_at", "timestamp", description="when the account entered the CRM"),
@@ -76,13 +86,13 @@ TABLES: dict[str, tuple[Column, ...]] = {
         Column("person_id", "id", description="null = anonymous visitor resolved to the account"),
         Column("channel", "text"),
         Column("topic", "text"),
-        Column("weight", "number"),
+        Column("weight", "number", low=0, high=MAX_WEIGHT),
     ),
     "intent": (
         Column("account_id", "id", True),
         Column("date", "date", True),
         Column("topic", "text", True),
-        Column("score", "number", True, "0-100 third-party research score"),
+        Column("score", "number", True, "0-100 third-party research score", low=0, high=100),
     ),
     "opportunities": (
         Column("opportunity_id", "id", True),
@@ -130,6 +140,11 @@ _DTYPES = {
 
 def required_columns(table: str) -> list[str]:
     return [c.name for c in TABLES[table] if c.required]
+
+
+def column(table: str, name: str) -> Column:
+    """The contract's column ``name`` of ``table``."""
+    return next(c for c in TABLES[table] if c.name == name)
 
 
 def column_kinds(table: str) -> dict[str, Kind]:

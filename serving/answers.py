@@ -16,6 +16,7 @@ from features.errors import ContractError
 from features.families import build_features
 from features.io import RawSource
 from features.validation import Dataset, validate
+from serving.errors import shortened
 from serving.schemas import (
     EventsRequest,
     EventsResponse,
@@ -25,6 +26,7 @@ from serving.schemas import (
     Notice,
     ScoredAccount,
     ScoredItem,
+    beyond_bounds,
     feature_rows,
     record_notices,
     unknown_levels,
@@ -112,6 +114,9 @@ def events_answer(model: InMarketModel, info: ModelInfo, request: EventsRequest)
         model.category_levels,
         dataset.account_history,
     )
+    problem = beyond_bounds(frame, model)
+    if problem is not None:  # the same bounds as /score's records: one contract
+        raise bentoml.exceptions.InvalidArgument(problem)
     nothing: list[list[str]] = [[] for _ in range(len(frame))]
     explained, notices = explanations(
         model, frame, nothing, unknown_levels(model, dataset.accounts)
@@ -159,4 +164,4 @@ def _validate_request(request: EventsRequest, as_of: pd.Timestamp) -> Dataset:
     try:
         return validate(raw, extracted_at=stamp, max_bad_share=1.0, known=known)
     except ContractError as exc:
-        raise bentoml.exceptions.InvalidArgument(str(exc)) from exc
+        raise bentoml.exceptions.InvalidArgument(shortened(str(exc), 500)) from exc

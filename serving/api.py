@@ -252,6 +252,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         404: "no such resource",
         408: "the body did not arrive in time",
         413: "the body is too large",
+        415: "the body is not sent as application/json",
         422: "a query or path parameter is not valid: `field` names it",
         503: "no model loaded yet, or the batch scoring cannot be read",
     }
@@ -335,7 +336,7 @@ def _api_operation(service: Any, name: str, schemas: dict[str, Any]) -> dict[str
                         }
                     },
                 },
-                **_errors(400, 401, 408, 413, 503),
+                **_errors(400, 401, 408, 413, 415, 503),
             },
         }
     }

@@ -47,31 +47,40 @@ class Sessions:
 
 
 class LoginThrottle:
-    """Wrong tokens at ``/login``: at most ``attempts`` per client a minute; beyond them the
-    form answers 429 until the client's oldest failure is a minute old. There is no brake on
-    all clients together: a stranger could then lock every user out. Kept per worker, in
-    bounded memory (the least recent clients are forgotten first)."""
+    """Wrong tokens at ``/login``: at most ``attempts`` per client a minute, and ``ceiling``
+    from all clients together; beyond either, the form answers 429 until the oldest failure
+    counted is a minute old. A client is the connection's address, or the address a trusted
+    proxy forwards (INMARKET_TRUSTED_PROXIES): never a header the client chose. The ceiling lets
+    many addresses together guess no faster either; reaching it stops new sign-ins (signed-in
+    browsers and bearer tokens go on), so it is far above what users mistyping make. Kept per
+    worker, in bounded memory (the least recent clients are forgotten first)."""
 
     WINDOW = 60.0
     CLIENTS = 10_000
 
-    def __init__(self, attempts: int) -> None:
+    def __init__(self, attempts: int, ceiling: int) -> None:
         self.attempts = attempts
+        self.ceiling = ceiling
         self.failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self.everyone: deque[float] = deque(maxlen=ceiling)
+
+    def _wait(self, seen: deque[float] | None, limit: int, now: float) -> float:
+        if seen is None or len(seen) < limit:
+            return 0.0
+        return max(seen[0] + self.WINDOW - now, 0.0)
 
     def wait(self, client: str, now: float | None = None) -> float:
         """Seconds ``client`` must wait before trying again (0: may try now)."""
         now = time.monotonic() if now is None else now
-        seen = self.failures.get(client)
-        if seen is None or len(seen) < self.attempts:
-            return 0.0
-        return max(seen[0] + self.WINDOW - now, 0.0)
+        mine = self._wait(self.failures.get(client), self.attempts, now)
+        return max(mine, self._wait(self.everyone, self.ceiling, now))
 
     def failed(self, client: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         seen = self.failures.pop(client, None) or deque(maxlen=self.attempts)
         seen.append(now)
         self.failures[client] = seen
+        self.everyone.append(now)
         while len(self.failures) > self.CLIENTS:
             self.failures.popitem(last=False)
 

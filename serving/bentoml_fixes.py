@@ -21,11 +21,17 @@ The others close what a probe without the token could do to the server (issue 15
    ``unmatched`` for paths no route serves).
 4. uvicorn gives a connection unlimited time to send its request headers (900 half-sent
    requests were held for 75 s): here it has ``INMARKET_HEADER_SECONDS``.
-   Headers over 64 KB close the connection with 431 (uvicorn took 20 MB); bytes that are not
-   HTTP get uvicorn's 400 in the error shape.
+   A header block over 64 KB closes the connection with 431, however it was written (uvicorn
+   took 20 MB; a block sent in one write was served); bytes that are not HTTP get uvicorn's 400
+   in the error shape; both with the security headers.
 5. Unknown top-level fields of a request were ignored: they are a 400 now.
 6. Every 400 logged a 2 KB traceback at ERROR (a client's mistake, not the server's): a
-   refusal now logs one line at INFO; 5xx keep their traceback.
+   refusal now logs one line at INFO, a 503 one line at WARNING, a body the guards refused
+   (408, 413, a client gone mid-body) nothing here (``serving.guards`` logs its line); other
+   5xx keep their traceback.
+9. uvicorn believes X-Forwarded-For from 127.0.0.1 by default, so any local client chose the
+   address the login brake counts (6,658 guesses in 10 s with a new header each): only the
+   proxies of INMARKET_TRUSTED_PROXIES are believed (none by default).
 
 And two make BentoML's routes speak the API's contract (issue 16):
 
@@ -53,10 +59,12 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Mount
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from serving.api import versioned
-from serving.errors import error_body, from_validation
+from serving.errors import error_body, from_validation, shortened
+from serving.guards import BodyRefused, SecurityHeaders
 from serving.settings import ServiceSettings
 
 UNMATCHED = "unmatched"
@@ -144,20 +152,28 @@ class RouteTemplateMetrics(instruments.RunnerTrafficMetricsMiddleware):
         await super().__call__({**scope, "path": template, self.PATH: scope["path"]}, receive, send)
 
 
+class HeadersTooLarge(Exception):
+    """Raised in a parser callback: the parser stops, uvicorn calls ``send_400_response``."""
+
+
 class HeaderDeadlineProtocol(HttpToolsProtocol):
     """uvicorn's HTTP protocol with limits on each request's headers: a connection that has not
     sent them within INMARKET_HEADER_SECONDS of opening (or of its previous response) is
-    closed, and so is one whose headers pass MAX_HEADER_BYTES (uvicorn takes any size)."""
+    closed, and a request whose header block passes MAX_HEADER_BYTES is answered 431 and
+    closed. The block is counted as the parser reads it (the request target and each line
+    ``name: value``), whatever the writes; bytes read while the block has not ended count
+    too, so one endless line is cut off before it ends."""
 
     seconds: float | None = None
     _deadline: asyncio.TimerHandle | None = None
-    _header_bytes = 0
+    _received = 0  # bytes read while this request's headers had not ended
+    _header_bytes = 0  # this request's header block, as parsed
 
     def _arm(self) -> None:
         if HeaderDeadlineProtocol.seconds is None:
             HeaderDeadlineProtocol.seconds = ServiceSettings.from_env().header_seconds
         self._disarm()
-        self._header_bytes = 0
+        self._received = 0
         self._deadline = self.loop.call_later(HeaderDeadlineProtocol.seconds, self._close)
 
     def _disarm(self) -> None:
@@ -178,23 +194,48 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         super().data_received(data)
         if not waiting or self._deadline is None:  # not waiting, or the headers ended here
             return
-        self._header_bytes += len(data)
-        if self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
-            self._disarm()
-            self._refuse(431, f"request headers over {MAX_HEADER_BYTES:,} bytes")
+        self._received += len(data)
+        if self._received > MAX_HEADER_BYTES and not self.transport.is_closing():
+            self._headers_too_large()
+
+    def _count(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise HeadersTooLarge
+
+    def on_message_begin(self) -> None:
+        self._header_bytes = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)  # name: value CRLF
+        super().on_header(name, value)
+
+    def _headers_too_large(self) -> None:
+        self._disarm()
+        self._refuse(431, f"request headers over {MAX_HEADER_BYTES:,} bytes")
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer on the raw connection, before any app has the request, and close it."""
         body = error_body(status, message)
         reason = HTTPStatus(status).phrase.encode()
+        security = b"".join(b"%s: %s\r\n" % pair for pair in SecurityHeaders.HEADERS)
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-            b"connection: close\r\n\r\n%s" % (status, reason, len(body), body)
+            b"%sconnection: close\r\n\r\n%s" % (status, reason, len(body), security, body)
         )
         self._close()
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to bytes that are not HTTP, in the error shape."""
+        """uvicorn's answer to bytes that are not HTTP (or a header block the parser callbacks
+        found too large), in the error shape."""
+        if self._header_bytes > MAX_HEADER_BYTES:
+            self._headers_too_large()
+            return
         self._disarm()
         self._refuse(400, f"the request is not valid HTTP: {msg}")
 
@@ -213,24 +254,39 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
+class TrustedProxyHeaders(ProxyHeadersMiddleware):
+    """uvicorn's X-Forwarded-For and X-Forwarded-Proto handling, believing only the proxies of
+    INMARKET_TRUSTED_PROXIES (none by default), whatever uvicorn's configuration says."""
+
+    def __init__(self, app: Any, trusted_hosts: list[str] | str = "") -> None:
+        super().__init__(app, ServiceSettings.from_env().proxies())
+
+
 _log_exception = bentoml_app.log_exception
 log = logging.getLogger("inmarket.service")
 
 
 def _log_refusal(request: Any, exc_info: Any = True) -> None:
-    """A client's error in one line; anything else as BentoML logs it, with its traceback."""
+    """A client's error in one line, a 503 in one line at WARNING; a body the guards refused
+    (408, 413, a client gone mid-body) not here: ``serving.guards`` logs its line; anything
+    else as BentoML logs it, with its traceback."""
     exc = sys.exc_info()[1]
+    if isinstance(exc, BodyRefused):
+        return
     if isinstance(exc, ValidationError):
         status = 400
+        said = from_validation(exc.errors(include_context=False, include_input=False))[0]
     elif isinstance(exc, BentoMLException):
         status = exc.error_code.value
+        said = str(exc)
     else:
-        status = 500
-    if status >= 500:
+        status, said = 500, ""
+    if status >= 500 and status != HTTPStatus.SERVICE_UNAVAILABLE:
         _log_exception(request, exc_info)
         return
-    first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-    log.info("%s %s refused (%d): %s", request.method, request.url.path, status, first)
+    first = shortened(said.splitlines()[0], 200) if said else type(exc).__name__
+    level = logging.WARNING if status >= 500 else logging.INFO
+    log.log(level, "%s %s refused (%d): %s", request.method, request.url.path, status, first)
 
 
 async def _api_endpoint_wrapper(self: Any, name: str, request: Request) -> Response:
@@ -280,6 +336,7 @@ def apply(service: Any) -> None:
     traffic.TimeoutMiddleware = CancellingTimeoutMiddleware  # type: ignore[misc]
     instruments.RunnerTrafficMetricsMiddleware = RouteTemplateMetrics  # type: ignore[misc,assignment]
     uvicorn.config.HTTP_PROTOCOLS["auto"] = f"{__name__}:HeaderDeadlineProtocol"
+    uvicorn.config.ProxyHeadersMiddleware = TrustedProxyHeaders  # type: ignore[misc]
     bentoml_app.log_exception = _log_refusal
     bentoml_app.ServiceAppFactory.api_endpoint_wrapper = _api_endpoint_wrapper  # type: ignore[method-assign]
     for method in service.apis.values():

@@ -56,6 +56,12 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+def shortened(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters: an error names what a client sent, never echoes
+    all of it (a 10,000-character field name came back whole, five times)."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def code_of(status: int) -> str:
     return CODES.get(status, FALLBACK_CODE)
 
@@ -91,7 +97,7 @@ async def send_error(
 
 def field_path(location: Iterable[Any]) -> str:
     """``("body", "records", 0, "events_30d")`` -> ``records.0.events_30d``."""
-    parts = [str(p) for p in location]
+    parts = [shortened(str(p)) for p in location]
     while parts and parts[0] in _LOCATIONS:
         parts = parts[1:]
     return ".".join(parts)
@@ -105,7 +111,7 @@ def from_validation(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str | Non
     lines = []
     for error in errors[:3]:
         where = field_path(error.get("loc", ()))
-        what = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
+        what = shortened(str(error.get("msg", "is not valid")).removeprefix("Value error, "), 500)
         lines.append(f"{where}: {what}" if where else what)
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
     field = field_path(errors[0].get("loc", ())) or None
@@ -128,7 +134,7 @@ def _message_of(body: bytes, status: int) -> str:
         parsed: Any = json.loads(body)
     except ValueError:
         text = body.decode("utf-8", "replace").strip()
-        return text or f"HTTP {status}"
+        return shortened(text, 500) or f"HTTP {status}"
     if isinstance(parsed, list) and len(parsed) == 1:
         parsed = parsed[0]
     if isinstance(parsed, dict):

@@ -1,26 +1,40 @@
-"""HTTP-level guards in front of every route: bounded request bodies sent in bounded time,
-and the security headers on every response."""
+"""HTTP-level guards in front of every route: bounded request bodies sent in bounded time, as
+JSON, and the security headers on every response."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from serving.errors import send_error
 from serving.settings import ServiceSettings
 
 LOGIN_MAX_BYTES = 4096  # a form with one token field
+# the sign-in form posts a form, as browsers do; every other body is JSON
+FORMS = frozenset({"/login", "/logout"})
+JSON = b"application/json"
+WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+log = logging.getLogger("inmarket.service")
 
 
-class _Refused(Exception):
-    """The body broke a limit; the middleware answers instead of the route."""
+class BodyRefused(Exception):
+    """The body broke a limit: the middleware answers ``status`` instead of the route, which
+    logs nothing of its own for it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 class BodyLimit:
     """ASGI middleware: a body larger than the limit is refused with 413 before it is read
     (from its Content-Length, or as soon as the bytes received pass the limit), and a body not
     fully sent within ``body_seconds`` of the request's start gets 408. Without it one
-    unauthenticated 50 MB POST held the worker for 12 s and 2.5 GB (issue 15)."""
+    unauthenticated 50 MB POST held the worker for 12 s and 2.5 GB (issue 15). A client that
+    leaves before its body is in is refused too (400, to nobody), so no route sees it leave;
+    each refusal is one line in the log, not a traceback."""
 
     def __init__(self, app: Any, settings: ServiceSettings | None = None) -> None:
         self.app = app
@@ -35,18 +49,18 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit(str(scope.get("path", "")))
+        path = str(scope.get("path", ""))
+        limit = self.limit(path)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         # (a Content-Length that is not a number never gets here: uvicorn's parser answers 400)
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            await send_error(send, 413, _too_large(limit), extra=_CLOSE)
+            await _refuse(send, scope, BodyRefused(413, _too_large(path, limit)))
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.seconds
         received = 0
-        refusal: tuple[int, str] | None = None
+        refusal: BodyRefused | None = None
         started = False
-
         body_done = False
 
         async def bounded_receive() -> dict[str, Any]:
@@ -57,13 +71,17 @@ class BodyLimit:
             try:
                 message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.001))
             except TimeoutError:
-                refusal = (408, f"the request body did not arrive within {self.seconds:g} s")
-                raise _Refused from None
+                seconds = f"the request body did not arrive within {self.seconds:g} s"
+                refusal = BodyRefused(408, seconds)
+                raise refusal from None
             received += len(message.get("body", b""))
             if received > limit:
-                refusal = (413, _too_large(limit))
-                raise _Refused
-            body_done = message["type"] != "http.request" or not message.get("more_body")
+                refusal = BodyRefused(413, _too_large(path, limit))
+                raise refusal
+            if message["type"] == "http.disconnect":  # an answer nobody reads, said once
+                refusal = BodyRefused(400, "the client left before sending its whole body")
+                raise refusal
+            body_done = not message.get("more_body")
             return message
 
         async def watched_send(message: dict[str, Any]) -> None:
@@ -79,10 +97,21 @@ class BodyLimit:
             if refusal is None:
                 raise
         if refusal is not None and not started:
-            await send_error(send, *refusal, extra=_CLOSE)
+            await _refuse(send, scope, refusal)
 
 
-def _too_large(limit: int) -> str:
+def _where(scope: dict[str, Any]) -> str:
+    return f"{scope.get('method')} {str(scope.get('path'))[:200]}"
+
+
+async def _refuse(send: Any, scope: dict[str, Any], refusal: BodyRefused) -> None:
+    log.info("%s refused (%d): %s", _where(scope), refusal.status, refusal.message)
+    await send_error(send, refusal.status, refusal.message, extra=_CLOSE)
+
+
+def _too_large(path: str, limit: int) -> str:
+    if path == "/login":
+        return f"the sign-in form is over {limit // 1024} KB: send the token field alone"
     return (
         f"request body over {limit:,} bytes: send fewer records per request "
         "(the limit is INMARKET_MAX_BODY_MB)"
@@ -92,21 +121,58 @@ def _too_large(limit: int) -> str:
 _CLOSE = ((b"connection", b"close"),)
 
 
+class JsonBodies:
+    """ASGI middleware: a request body (or a declared type) other than ``application/json`` is
+    refused with 415 before any route reads it. Browsers send text/plain, form and multipart
+    bodies to another site without asking it first, so without this a page elsewhere could
+    make a signed-in browser post to the API (a text/plain POST was scored), with its cookie's
+    SameSite as the only guard. The sign-in form (``FORMS``) posts its form."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if (
+            scope["type"] != "http"
+            or scope.get("method") not in WITH_BODY
+            or scope.get("path") in FORMS
+            or _is_json(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        await send_error(
+            send,
+            415,
+            "send the body as JSON, with the header 'Content-Type: application/json'",
+        )
+
+
+def _is_json(scope: dict[str, Any]) -> bool:
+    """Whether a request has no body and declares none, or declares a JSON body."""
+    headers = dict(scope.get("headers") or [])
+    kind = headers.get(b"content-type")
+    if kind is None:
+        length = headers.get(b"content-length", b"0").strip()
+        return b"transfer-encoding" not in headers and length in (b"", b"0")
+    return kind.split(b";")[0].strip().lower() == JSON
+
+
 class SecurityHeaders:
     """ASGI middleware: every response says not to sniff types, frame the page, send referrers
     or cache (scores and account names are the user's data), and carries a content security
     policy that only allows this server's scripts and styles (the review page's and the API
     docs' Swagger UI alike)."""
 
-    COMMON = (
+    POLICY = (
+        b"default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+        b"form-action 'self'; frame-ancestors 'none'"
+    )
+    HEADERS = (
         (b"x-content-type-options", b"nosniff"),
         (b"x-frame-options", b"DENY"),
         (b"referrer-policy", b"no-referrer"),
         (b"cache-control", b"no-store"),
-    )
-    POLICY = (
-        b"default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
-        b"form-action 'self'; frame-ancestors 'none'"
+        (b"content-security-policy", POLICY),
     )
 
     def __init__(self, app: Any) -> None:
@@ -116,14 +182,13 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = [*self.COMMON, (b"content-security-policy", self.POLICY)]
 
         async def with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 given = {name.lower() for name, _ in message.get("headers", [])}
                 message["headers"] = [
                     *message.get("headers", []),
-                    *((n, v) for n, v in extra if n not in given),
+                    *((n, v) for n, v in self.HEADERS if n not in given),
                 ]
             await send(message)
 

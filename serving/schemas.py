@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -16,12 +16,14 @@ from pydantic import (
     Field,
     WithJsonSchema,
     create_model,
+    field_validator,
     model_validator,
 )
 
 from features.catalogue import Feature, catalogue
-from features.contract import NORMALISED_ACCOUNT_COLUMNS
+from features.contract import EARLIEST_DATE, NORMALISED_ACCOUNT_COLUMNS, column
 from features.encode import normalise_label
+from serving.errors import shortened
 from training.model import InMarketModel
 
 MAX_RECORDS = 1000
@@ -30,6 +32,8 @@ BATCH = Field(min_length=1, max_length=MAX_RECORDS, description="account feature
 # `low_information`: its score rests mostly on values the model fills in as missing.
 LOW_INFORMATION_SHARE = 0.5
 MAX_ID_LENGTH = 200
+# how far past the server's clock an as_of may be (clocks differ); later, no row exists yet
+CLOCK_SKEW = timedelta(days=1)
 Stage = Literal["cold", "aware", "engaged", "in-market", "ready", "in-pipeline", "customer"]
 Status = Literal["prospect", "in-pipeline", "customer"]
 
@@ -115,6 +119,27 @@ def record_model(model: InMarketModel) -> type[BaseModel]:
     return record
 
 
+def beyond_bounds(frame: pd.DataFrame, model: InMarketModel) -> str | None:
+    """What is wrong when a feature built from a request's raw rows is outside its catalogue
+    row's bounds (as ``/v1/score`` would refuse it as a record); None when none is."""
+    rows = {f.name: f for f in catalogue(model.spec)}
+    for name in model.features:
+        if name in model.categories or rows[name].bounds.categorical:
+            continue
+        low, high, integer, _ = rows[name].bounds
+        values = frame[name].to_numpy(dtype="float64")
+        given = ~np.isnan(values)  # a missing value is no value: nothing to bound
+        bad = given & ((values < low) | (values > high) | (integer & (values % 1 != 0)))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            return (
+                f"{name}: the rows sent make it {values[i]:g} for account "
+                f"'{shortened(str(frame['account_id'].iloc[i]))}', outside {low:g} to {high:g} "
+                f"({'whole numbers' if integer else 'numbers'}); check the rows' numbers"
+            )
+    return None
+
+
 class ServedFeatures:
     """The served model's feature record (``record_model``): ``/score`` and ``/explain``
     records are checked against the model that scores them, and the OpenAPI document lists
@@ -137,7 +162,7 @@ class ServedFeatures:
         unknown = sorted(data.keys() - record.model_fields.keys())
         if unknown:
             raise ValueError(
-                f"{', '.join(unknown[:5])}: not a feature of the served model; "
+                f"{', '.join(map(shortened, unknown[:5]))}: not a feature of the served model; "
                 "GET /model lists its features"
             )
         return record.model_validate(data).model_dump(exclude_unset=True)
@@ -310,12 +335,18 @@ def record_notices(
     return known, low, notices
 
 
+def _number(table: str, name: str, default: Any = None) -> Any:
+    """A raw table's number field, within the bounds of its column in the data contract."""
+    of = column(table, name)
+    return Field(default, ge=of.low, le=of.high, description=of.description or None)
+
+
 class AccountIn(_Strict):
     account_id: Id
     name: str | None = None
     domain: str | None = None
     industry: str | None = None
-    employee_count: float | None = None
+    employee_count: float | None = _number("accounts", "employee_count")
     employee_band: str | None = None
     region: str | None = None
     created_at: When | None = None
@@ -353,14 +384,14 @@ class EventIn(_Strict):
     event_id: Id | None = None
     channel: str | None = None
     topic: str | None = None
-    weight: float | None = Field(None, ge=0)
+    weight: float | None = _number("events", "weight")
 
 
 class IntentIn(_Strict):
     account_id: Id
     date: When
     topic: str
-    score: float = Field(ge=0, le=100)
+    score: float = _number("intent", "score", ...)
 
 
 class OpportunityIn(_Strict):
@@ -377,7 +408,9 @@ class EventsRequest(_Strict):
     """Raw tables of one or more accounts; features are computed at ``as_of`` with the very
     same code as the batch pipeline."""
 
-    as_of: When = Field(description="features see rows strictly before this time")
+    as_of: When = Field(
+        description=f"features see rows strictly before this time: from {EARLIEST_DATE.year} to now"
+    )
     accounts: list[AccountIn] = Field(min_length=1, max_length=100)
     people: list[PersonIn] = Field(default_factory=list, max_length=20_000)
     events: list[EventIn] = Field(default_factory=list, max_length=200_000)
@@ -388,6 +421,17 @@ class EventsRequest(_Strict):
         max_length=20_000,
         description="dated values of the account columns the model declares as dated",
     )
+
+    @field_validator("as_of")
+    @classmethod
+    def _not_before_the_data_or_after_now(cls, value: datetime) -> datetime:
+        when = value if value.tzinfo else value.replace(tzinfo=UTC)
+        if not EARLIEST_DATE.to_pydatetime() <= when <= datetime.now(UTC) + CLOCK_SKEW:
+            raise ValueError(
+                f"must be from {EARLIEST_DATE:%Y-%m-%d} to now (no row is dated later), "
+                f"got {when.date().isoformat()}"
+            )
+        return value
 
 
 def feature_rows(

@@ -34,7 +34,7 @@ from serving.answers import events_answer, explanations, scored_items
 from serving.auth import BearerAuth, LoginThrottle, Sessions
 from serving.champion import ChampionHolder, Served
 from serving.errors import ErrorShape, error_body, from_validation
-from serving.guards import BodyLimit, SecurityHeaders
+from serving.guards import BodyLimit, JsonBodies, SecurityHeaders
 from serving.page import COOKIE, PAGE_HTML, STATIC, login_page
 from serving.published import Scoring, ScoringCache
 from serving.report import card_in_words, comparison_table, won_deals_found
@@ -167,13 +167,16 @@ class InMarketService:
     """Scores B2B accounts from the engagement of their buying groups."""
 
     def __init__(self) -> None:
+        # the service's own lines (a refusal in one line, a reload) show at INFO: BentoML sets
+        # its own loggers to INFO and every other one to WARNING
+        logging.getLogger("inmarket").setLevel(logging.INFO)
         self.settings = ServiceSettings.from_env()
         self.holder = ChampionHolder(self.settings.tracking)
         self.holder.refresh()
         self.scoring = ScoringCache(self.settings.ranked)
         self.scoring.get()  # read, and the account views built, before the first request
         self.won_deals: dict[str, dict[str, float] | None] = {}
-        self.throttle = LoginThrottle(self.settings.login_attempts)
+        self.throttle = LoginThrottle(self.settings.login_attempts, self.settings.login_ceiling)
         token = self.settings.token
         self.sessions = Sessions(token, self.settings.session_hours) if token else None
         # Everything loaded so far (MLflow, pandas, the model) lives as long as the server:
@@ -272,9 +275,7 @@ class InMarketService:
             "loaded_at": served.loaded_at.isoformat(),
             "trained_at": model.info.get("trained_at"),
             "label": model.info.get("label"),
-            "label_text": label_words(
-                model.info["label"], model.info["horizon_days"]
-            ),
+            "label_text": label_words(model.info["label"], model.info["horizon_days"]),
             "horizon_days": model.info["horizon_days"],
             "test_metrics": model.info.get("test_metrics"),
             "mql_test_metrics": model.info.get("mql_test_metrics"),
@@ -425,11 +426,13 @@ class InMarketService:
 
 # the first added is the outermost: the headers go on every refusal too, and a body too large
 # is refused before anyone reads it, token or not; every refusal inside has the error shape;
-# old paths become /v1 paths after the token check has seen them as sent
+# a body that is not JSON is refused once the token is checked; old paths become /v1 paths
+# after the token check has seen them as sent
 InMarketService.add_asgi_middleware(SecurityHeaders)  # type: ignore[attr-defined]
 InMarketService.add_asgi_middleware(ErrorShape)  # type: ignore[attr-defined]
 InMarketService.add_asgi_middleware(BodyLimit)  # type: ignore[attr-defined]
 InMarketService.add_asgi_middleware(BearerAuth)  # type: ignore[attr-defined]
+InMarketService.add_asgi_middleware(JsonBodies)  # type: ignore[attr-defined]
 InMarketService.add_asgi_middleware(api.Aliases)  # type: ignore[attr-defined]
 bentoml_fixes.apply(InMarketService)
 bentoml_fixes.answer_batches_as(InMarketService, "score", score_envelope)

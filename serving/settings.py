@@ -6,18 +6,21 @@
 | INMARKET_TRACKING_URI | tracking URI (overrides the store) | sqlite under the store |
 | INMARKET_MODEL_NAME | registered model served as ``@champion`` | inmarket |
 | INMARKET_RANKED | ranked accounts written by ``inmarket score`` | data/ranked.parquet |
-| INMARKET_TOKEN | bearer token guarding every route but health (16+ characters) | none |
-| INMARKET_ADMIN_TOKEN | bearer token for ``/admin/*`` (16+ characters; none: off) | none |
+| INMARKET_TOKEN | bearer token guarding every route but health (random: see below) | none |
+| INMARKET_ADMIN_TOKEN | bearer token for ``/admin/*`` (random; none: off) | none |
 | INMARKET_SESSION_HOURS | how long a browser's sign-in lasts | 12 |
 | INMARKET_LOGIN_ATTEMPTS | wrong tokens per client a minute (then 429) | 5 |
+| INMARKET_LOGIN_CEILING | wrong tokens a minute from all clients together (then 429) | 60 |
+| INMARKET_TRUSTED_PROXIES | proxies whose X-Forwarded-* count (addresses, networks) | none |
 | INMARKET_MAX_BODY_MB | largest request body (``/login``: 4 KB) | 16 |
 | INMARKET_HEADER_SECONDS | time a connection has to send a request's headers | 10 |
 | INMARKET_BODY_SECONDS | time a request has to send its whole body | 30 |
 | INMARKET_RELOAD_SECONDS | how often the champion alias is checked | 30 |
 
 ``inmarket serve`` sets the first four from the configuration file and its flags. A token set
-but empty or shorter than 16 characters stops the server from starting (an empty one used to
-turn authentication off without a word).
+but empty, shorter than 16 characters, padded with blanks or of fewer than 10 different
+characters stops the server from starting, in one line that says how to make one (an empty one
+used to turn authentication off without a word; "15 spaces and an x" used to start it).
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, IPvAnyNetwork, ValidationError
 
 from features.errors import ConfigError
 from features.settings import Section
@@ -34,6 +38,8 @@ from training.settings import TrackingSettings
 
 DEFAULT_RANKED = Path("data/ranked.parquet")
 MIN_TOKEN_LENGTH = 16
+MIN_TOKEN_VARIETY = 10  # different characters: a random 16-character token has about 14
+MAKE_A_TOKEN = 'make one with `python -c "import secrets; print(secrets.token_urlsafe(32))"`'
 # environment variable -> (section, field); the tracking ones go to ServiceSettings.tracking
 _VARIABLES = {
     "INMARKET_STORE": ("tracking", "store"),
@@ -44,6 +50,8 @@ _VARIABLES = {
     "INMARKET_ADMIN_TOKEN": ("service", "admin_token"),
     "INMARKET_SESSION_HOURS": ("service", "session_hours"),
     "INMARKET_LOGIN_ATTEMPTS": ("service", "login_attempts"),
+    "INMARKET_LOGIN_CEILING": ("service", "login_ceiling"),
+    "INMARKET_TRUSTED_PROXIES": ("service", "trusted_proxies"),
     "INMARKET_MAX_BODY_MB": ("service", "max_body_mb"),
     "INMARKET_HEADER_SECONDS": ("service", "header_seconds"),
     "INMARKET_BODY_SECONDS": ("service", "body_seconds"),
@@ -52,21 +60,50 @@ _VARIABLES = {
 _SECRETS = ("INMARKET_TOKEN", "INMARKET_ADMIN_TOKEN")
 
 
+def _strong(token: str) -> str:
+    """A token that cannot be guessed from its shape: long enough, of enough different
+    characters, without blanks at its ends (a header cannot carry them)."""
+    if len(token) < MIN_TOKEN_LENGTH:
+        problem = f"has {len(token)} characters, fewer than {MIN_TOKEN_LENGTH}"
+    elif token != token.strip():
+        problem = "starts or ends with blank space"
+    elif len(set(token)) < MIN_TOKEN_VARIETY:
+        problem = f"has {len(set(token))} different characters, fewer than {MIN_TOKEN_VARIETY}"
+    else:
+        return token
+    raise ValueError(f"{problem}: {MAKE_A_TOKEN}")
+
+
+def _listed(value: object) -> object:
+    """``"10.0.0.1, 10.2.0.0/16"`` (as the environment gives it) -> its items."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+Token = Annotated[str, AfterValidator(_strong)]
+Networks = Annotated[tuple[IPvAnyNetwork, ...], BeforeValidator(_listed)]
+
+
 class ServiceSettings(Section):
     """What the service serves (the champion of a store, a batch scoring) and how it guards it."""
 
     tracking: TrackingSettings = TrackingSettings()
     ranked: Path = Field(DEFAULT_RANKED, description="ranked accounts from `inmarket score`")
-    token: str | None = Field(
-        None,
-        min_length=MIN_TOKEN_LENGTH,
-        description="bearer token; none: no authentication (loopback only)",
+    token: Token | None = Field(
+        None, description="bearer token; none: no authentication (loopback only)"
     )
-    admin_token: str | None = Field(
-        None, min_length=MIN_TOKEN_LENGTH, description="bearer token for /admin/*; none: off"
-    )
+    admin_token: Token | None = Field(None, description="bearer token for /admin/*; none: off")
     session_hours: float = Field(12.0, gt=0, le=24 * 30, description="how long a sign-in lasts")
     login_attempts: int = Field(5, ge=1, le=1000, description="wrong tokens per client a minute")
+    login_ceiling: int = Field(
+        60, ge=1, le=100_000, description="wrong tokens a minute from all clients together"
+    )
+    trusted_proxies: Networks = Field(
+        (),
+        description="proxies (addresses or networks) whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; none: the connection's own address counts",
+    )
     max_body_mb: float = Field(16.0, gt=0, le=1024, description="largest request body")
     header_seconds: float = Field(10.0, gt=0, le=600, description="time to send the headers")
     body_seconds: float = Field(30.0, gt=0, le=3600, description="time to send the body")
@@ -79,9 +116,7 @@ class ServiceSettings(Section):
         for name in _SECRETS:
             if name in env and not env[name].strip():
                 raise ConfigError(
-                    f"{name} is set but empty: give a token of {MIN_TOKEN_LENGTH}+ characters "
-                    f"(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`) "
-                    "or unset it"
+                    f"{name} is set but empty: give a random token or unset it; {MAKE_A_TOKEN}"
                 )
         values: dict[str, dict[str, str]] = {"tracking": {}, "service": {}}
         for name, (section, field) in _VARIABLES.items():
@@ -92,10 +127,14 @@ class ServiceSettings(Section):
         except ValidationError as exc:
             names = {field: name for name, (_, field) in _VARIABLES.items()}
             problems = [
-                f"{names.get(str(e['loc'][-1]), '.'.join(map(str, e['loc'])))}: {e['msg']}"
+                f"{_named(e['loc'], names)}: {e['msg'].removeprefix('Value error, ')}"
                 for e in exc.errors()
             ]
             raise ConfigError(f"service settings: {'; '.join(problems)}") from exc
+
+    def proxies(self) -> list[str]:
+        """The trusted proxies as uvicorn's forwarded-header middleware takes them."""
+        return [str(network) for network in self.trusted_proxies]
 
     def environment(self) -> dict[str, str]:
         """The variables that make a server started elsewhere read these settings."""
@@ -107,3 +146,9 @@ class ServiceSettings(Section):
         if self.tracking.uri:
             env["INMARKET_TRACKING_URI"] = self.tracking.uri
         return env
+
+
+def _named(location: tuple[int | str, ...], names: Mapping[str, str]) -> str:
+    """The environment variable of a setting's error (``("trusted_proxies", 0)``)."""
+    found = [names[str(part)] for part in location if str(part) in names]
+    return found[0] if found else ".".join(map(str, location))

@@ -106,6 +106,16 @@ class Server:
             log.seek(offset)
             return log.read().decode("utf-8", errors="replace")
 
+    def log_when(self, offset: int, lines: set[str], timeout: float = 30) -> str:
+        """``log_after(offset)`` once it holds each of ``lines`` (a server logs a request's
+        lines around its answer, not before it), or after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        log = self.log_after(offset)
+        while not all(line in log for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            log = self.log_after(offset)
+        return log
+
     def stop(self) -> None:
         self.process.terminate()
         try:

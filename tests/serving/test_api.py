@@ -161,3 +161,52 @@ def test_an_error_of_another_shape_is_put_in_the_one_shape() -> None:
     for status, kind in ((401, b"text/html; charset=utf-8"), (200, b"application/json")):
         passed = _through_shape(status, kind, b"<p>as is</p>")
         assert passed[1]["body"] == b"<p>as is</p>"
+
+
+def test_features_built_from_raw_rows_keep_the_records_bounds() -> None:
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from features.settings import FeatureSpec
+    from serving.schemas import beyond_bounds
+
+    # given a model of three features: a count, a share and a category
+    model = SimpleNamespace(
+        spec=FeatureSpec(),
+        features=["events_30d", "anonymous_share_90d", "industry"],
+        categories={"industry": ["retail"]},
+    )
+
+    def frame(events: float, share: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "account_id": ["A", "B"],
+                "events_30d": [3.0, events],
+                "anonymous_share_90d": [0.5, share],
+                "industry": ["retail", None],
+            }
+        )
+
+    # when the features built are within the bounds of their catalogue rows (or missing), or not
+    within = beyond_bounds(frame(float("nan"), 1.0), model)  # type: ignore[arg-type]
+    beyond = {
+        "count-past-a-billion": beyond_bounds(frame(2e9, 0.1), model),  # type: ignore[arg-type]
+        "fraction-of-a-count": beyond_bounds(frame(2.5, 0.1), model),  # type: ignore[arg-type]
+        "share-above-one": beyond_bounds(frame(4, 1.5), model),  # type: ignore[arg-type]
+    }
+    # then only the others are said to be wrong, naming the feature and the account
+    assert within is None
+    assert beyond["count-past-a-billion"] is not None
+    assert beyond["count-past-a-billion"].startswith("events_30d: the rows sent make it 2e+09")
+    assert "'B'" in beyond["count-past-a-billion"]
+    assert "whole numbers" in str(beyond["fraction-of-a-count"])
+    assert str(beyond["share-above-one"]).startswith("anonymous_share_90d")
+
+
+def test_an_error_never_echoes_a_long_name() -> None:
+    message, field = from_validation(
+        [{"loc": ("body", "records", 0, "x" * 10_000), "msg": "Extra inputs are not permitted"}]
+    )
+    assert field is not None and len(field) < 100 and field.startswith("records.0.xxx")
+    assert len(message) < 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from features.errors import ConfigError
 from serving.auth import LoginThrottle, Sessions, session_cookie
 from serving.guards import BodyLimit
 from serving.page import COOKIE
-from serving.settings import ServiceSettings
+from serving.settings import MAKE_A_TOKEN, ServiceSettings
 
 TOKEN = "api-token-0123456789abcdef"
 
@@ -34,9 +35,9 @@ def test_a_sign_in_is_signed_expires_and_ends_with_the_token() -> None:
     assert not sessions.valid(TOKEN, now=1_000_000) and not sessions.valid("", now=1_000_000)
 
 
-def test_the_login_brake_counts_per_client() -> None:
-    # given a brake of 3 wrong tokens a minute
-    throttle = LoginThrottle(attempts=3)
+def test_the_login_brake_counts_per_client_and_all_clients_together() -> None:
+    # given a brake of 3 wrong tokens a minute per client and 100 from all clients together
+    throttle = LoginThrottle(attempts=3, ceiling=100)
     # when one client fails three times
     for second in (0, 1, 2):
         throttle.failed("10.0.0.1", now=second)
@@ -44,29 +45,37 @@ def test_the_login_brake_counts_per_client() -> None:
     assert throttle.wait("10.0.0.1", now=2) == pytest.approx(58)
     assert throttle.wait("10.0.0.1", now=60) == 0
     assert throttle.wait("10.0.0.2", now=2) == 0
-    # when 60 other clients fail once each, a client that has not failed need not wait (a
-    # stranger cannot lock everyone out)
-    for i in range(60):
+    # when 96 other clients fail once each, a client that has not failed need not wait
+    for i in range(96):
         throttle.failed(f"10.1.0.{i}", now=10)
     assert throttle.wait("10.0.0.9", now=10) == 0
+    # when one more fails (100 in all), every client waits until the oldest is a minute old
+    throttle.failed("10.2.0.1", now=11)
+    assert throttle.wait("10.0.0.9", now=11) == pytest.approx(49)
+    assert throttle.wait("10.0.0.9", now=60) == 0
     # and the memory of clients is bounded
     throttle.CLIENTS = 50
-    throttle.failed("10.2.0.1", now=11)
+    throttle.failed("10.2.0.2", now=61)
     assert len(throttle.failures) == 50
 
 
 def test_the_sign_in_cookie_is_found_without_the_quadratic_parser() -> None:
-    import time
+    import timeit
 
     # a plain header, quoted and among others; an oversized one is not parsed at all
     assert session_cookie(f"a=1; {COOKIE}=v.n.s; b=2".encode()) == "v.n.s"
     assert session_cookie(f'{COOKIE}="v.n.s"'.encode()) == "v.n.s"
     assert session_cookie(b"other=1") is None
     assert session_cookie(f"{COOKIE}=x; pad={'a' * 5000}".encode()) is None
-    # 4 KB of backslashes (seconds for http.cookies before Python 3.11.10) is instant
-    start = time.perf_counter()
-    session_cookie(b'x="' + b"\\" * 2000 + b'"')
-    assert time.perf_counter() - start < 0.05
+    # 4 KB of backslashes (seconds for http.cookies before Python 3.11.10) takes no longer than
+    # 4 KB of plain pairs, both timed here, the best of 20 runs of 50 each
+    crafted = b'x="' + b"\\" * 2000 + b'"'
+    plain = b"; ".join(b"k%d=v" % i for i in range(400))[: len(crafted)]
+
+    def best(header: bytes) -> float:
+        return min(timeit.repeat(lambda: session_cookie(header), number=50, repeat=20))
+
+    assert best(crafted) < 5 * best(plain)
 
 
 @pytest.mark.parametrize(
@@ -74,17 +83,52 @@ def test_the_sign_in_cookie_is_found_without_the_quadratic_parser() -> None:
     [
         ({"INMARKET_TOKEN": ""}, "INMARKET_TOKEN is set but empty"),
         ({"INMARKET_TOKEN": "  "}, "INMARKET_TOKEN is set but empty"),
-        ({"INMARKET_TOKEN": "s3cret"}, "INMARKET_TOKEN: String should have at least 16"),
-        ({"INMARKET_ADMIN_TOKEN": "admin"}, "INMARKET_ADMIN_TOKEN: String should have at least"),
+        ({"INMARKET_TOKEN": "s3cret"}, "INMARKET_TOKEN: has 6 characters, fewer than 16"),
+        ({"INMARKET_ADMIN_TOKEN": "admin"}, "INMARKET_ADMIN_TOKEN: has 5 characters"),
+        ({"INMARKET_TOKEN": " " * 15 + "x"}, "INMARKET_TOKEN: starts or ends with blank space"),
+        ({"INMARKET_TOKEN": f" {TOKEN}"}, "INMARKET_TOKEN: starts or ends with blank space"),
+        ({"INMARKET_TOKEN": f"{TOKEN}\t"}, "INMARKET_TOKEN: starts or ends with blank space"),
+        ({"INMARKET_ADMIN_TOKEN": "ab" * 10}, "INMARKET_ADMIN_TOKEN: has 2 different characters"),
+        ({"INMARKET_TOKEN": "0123456789" * 2}, None),
         ({"INMARKET_MAX_BODY_MB": "lots"}, "INMARKET_MAX_BODY_MB"),
+        ({"INMARKET_TRUSTED_PROXIES": "*"}, "INMARKET_TRUSTED_PROXIES: value is not a valid"),
+        ({"INMARKET_TRUSTED_PROXIES": "10.0.0.1/8"}, "INMARKET_TRUSTED_PROXIES"),
     ],
-    ids=["empty-token", "blank-token", "short-token", "short-admin-token", "bad-number"],
+    ids=[
+        "empty-token",
+        "blank-token",
+        "short-token",
+        "short-admin-token",
+        "15-spaces-and-an-x",
+        "padded-token",
+        "tab-ended-token",
+        "two-letter-admin-token",
+        "ten-different-characters",
+        "bad-number",
+        "any-proxy",
+        "proxy-with-host-bits",
+    ],
 )
 def test_the_service_refuses_to_start_on_a_weak_or_broken_setting(
-    env: dict[str, str], message: str
+    env: dict[str, str], message: str | None
 ) -> None:
-    with pytest.raises(ConfigError, match=message):
+    if message is None:  # (the weakest token that passes)
+        assert ServiceSettings.from_env(env).token == env["INMARKET_TOKEN"]
+        return
+    with pytest.raises(ConfigError, match=re.escape(message)) as refused:
         ServiceSettings.from_env(env)
+    # one line, and a token's refusal says how to make a good one
+    assert "\n" not in str(refused.value)
+    if "TOKEN" in message:
+        assert MAKE_A_TOKEN in str(refused.value)
+
+
+def test_forwarded_addresses_are_believed_only_from_the_proxies_named() -> None:
+    # given the proxies named as the environment gives them, and none
+    named = ServiceSettings.from_env({"INMARKET_TRUSTED_PROXIES": " 10.0.0.1, 10.2.0.0/16,::1"})
+    # then uvicorn is given each as a network; by default, none
+    assert named.proxies() == ["10.0.0.1/32", "10.2.0.0/16", "::1/128"]
+    assert ServiceSettings.from_env({}).proxies() == []
 
 
 def _through_limit(body: list[bytes], headers: list[tuple[bytes, bytes]]) -> list[Any]:
@@ -136,10 +180,11 @@ def test_bodies_over_the_limit_or_too_slow_are_refused() -> None:
     ("env", "args", "message"),
     [
         ({"INMARKET_TOKEN": ""}, [], "INMARKET_TOKEN is set but empty"),
-        ({"INMARKET_TOKEN": "s3cret"}, [], "at least 16 characters"),
+        ({"INMARKET_TOKEN": "s3cret"}, [], "fewer than 16"),
+        ({"INMARKET_TOKEN": " " * 15 + "x"}, [], MAKE_A_TOKEN),
         ({}, ["--host", "0.0.0.0"], "without INMARKET_TOKEN would serve every account"),
     ],
-    ids=["empty-token", "short-token", "open-to-the-network"],
+    ids=["empty-token", "short-token", "15-spaces-and-an-x", "open-to-the-network"],
 )
 def test_inmarket_serve_refuses_in_one_line(
     env: dict[str, str], args: list[str], message: str

@@ -199,6 +199,37 @@ def test_every_refusal_has_the_one_error_shape(served: tuple[Server, Path]) -> N
         assert ErrorResponse.model_validate_json(body).error.code == CODES[status], answer[:300]
 
 
+def test_a_body_is_taken_as_json_only(served: tuple[Server, Path]) -> None:
+    # given a server and a record
+    server, _ = served
+    record = b'{"records": [{"account_id": "A1", "events_30d": 4}]}'
+    kinds = {
+        "text/plain": 415,  # what a page elsewhere can make a browser send without asking
+        "application/x-www-form-urlencoded": 415,
+        "multipart/form-data; boundary=x": 415,
+        None: 415,
+        "application/json; charset=utf-8": 200,
+        "Application/JSON": 200,
+    }
+
+    def post(path: str, kind: str | None) -> httpx.Response:
+        headers = {"content-type": kind} if kind else {}
+        return httpx.post(server.url + path, content=record, headers=headers, timeout=30)
+
+    # when it is posted under each content type, to every scoring route
+    answers = {(path, kind): post(path, kind) for path in ("/v1/score", "/score") for kind in kinds}
+    others = [post(path, "text/plain") for path in ("/v1/explain", "/v1/score_events")]
+    # then only JSON is scored (text/plain was); the rest are 415 in the one error shape
+    assert {key: a.status_code for key, a in answers.items()} == {
+        (path, kind): status for path, _ in answers for kind, status in kinds.items()
+    }
+    for answer in [*answers.values(), *others]:
+        if answer.status_code == 415:
+            error = ErrorResponse.model_validate(answer.json()).error
+            assert error.code == "unsupported_media_type" and "application/json" in error.message
+    assert [o.status_code for o in others] == [415, 415]
+
+
 def test_old_paths_are_aliases_of_v1(served: tuple[Server, Path]) -> None:
     # given a server
     server, _ = served

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from serving.page import COOKIE
-from tests.serving.server import Server
+from tests.serving.server import Server, send_raw
 
 pytestmark = pytest.mark.slow
 
@@ -40,22 +40,23 @@ AUTHORIZATIONS = {"": 401, "Bearer nope": 401, f"Bearer {ADMIN_TOKEN}": 401, f"B
 ADMIN_AUTHORIZATIONS = {"": 401, f"Bearer {TOKEN}": 401, f"Bearer {ADMIN_TOKEN}": 200}
 
 
+def _guarded(ranked: Path, **more: str) -> dict[str, str]:
+    """The environment of a server on the served store and ranking, with the API token."""
+    return {
+        "INMARKET_STORE": str(ranked.parent / "mlruns"),
+        "INMARKET_RANKED": str(ranked),
+        "INMARKET_RELOAD_SECONDS": "0",
+        "INMARKET_TOKEN": TOKEN,
+        **more,
+    }
+
+
 def test_the_token_guards_every_route_but_health(
     served: tuple[Server, Path], tmp_path: Path
 ) -> None:
     # given a server on the served store and ranking, with an API token and an admin token
     _, ranked = served
-    store = ranked.parent / "mlruns"
-    with Server(
-        {
-            "INMARKET_STORE": str(store),
-            "INMARKET_RANKED": str(ranked),
-            "INMARKET_RELOAD_SECONDS": "0",
-            "INMARKET_TOKEN": TOKEN,
-            "INMARKET_ADMIN_TOKEN": ADMIN_TOKEN,
-        },
-        tmp_path,
-    ) as server:
+    with Server(_guarded(ranked, INMARKET_ADMIN_TOKEN=ADMIN_TOKEN), tmp_path) as server:
         # when health is called without a token, and every other route without one, with a
         # wrong one, with the other one and with the right one
         health = [httpx.get(server.url + path, timeout=30) for path in ("/readyz", "/livez")]
@@ -107,17 +108,8 @@ def test_a_browser_signs_in_with_a_signed_expiring_cookie_and_guessing_is_thrott
 ) -> None:
     # given a server with an API token and an admin token
     _, ranked = served
-    with Server(
-        {
-            "INMARKET_STORE": str(ranked.parent / "mlruns"),
-            "INMARKET_RANKED": str(ranked),
-            "INMARKET_RELOAD_SECONDS": "0",
-            "INMARKET_TOKEN": TOKEN,
-            "INMARKET_ADMIN_TOKEN": ADMIN_TOKEN,
-            "INMARKET_SESSION_HOURS": "2",
-        },
-        tmp_path,
-    ) as server:
+    env = _guarded(ranked, INMARKET_ADMIN_TOKEN=ADMIN_TOKEN, INMARKET_SESSION_HOURS="2")
+    with Server(env, tmp_path) as server:
         # when a browser signs in with the right token
         signed = httpx.post(server.url + "/login", data={"token": TOKEN}, timeout=30)
         cookie = signed.cookies[COOKIE]
@@ -136,14 +128,85 @@ def test_a_browser_signs_in_with_a_signed_expiring_cookie_and_guessing_is_thrott
         assert listed.status_code == 200
         assert admin.status_code == 401
         assert forged_answer.status_code == 401 and old_style.status_code == 401
-        # when one client guesses wrong tokens six times in a row
+        # when the signed-in browser posts a record as text/plain (what a page elsewhere can
+        # make it send without asking), and says it came through https
+        plain = httpx.post(
+            server.url + "/v1/score",
+            content=b'{"records": [{"account_id": "A1"}]}',
+            headers={"content-type": "text/plain"},
+            cookies=jar,
+            timeout=30,
+        )
+        forwarded = httpx.post(
+            server.url + "/login",
+            data={"token": TOKEN},
+            headers={"x-forwarded-proto": "https"},
+            timeout=30,
+        )
+        # then the post is refused (it was scored) and no proxy is believed: the cookie is
+        # not marked for https only
+        assert (
+            plain.status_code == 415 and plain.json()["error"]["code"] == "unsupported_media_type"
+        )
+        assert "secure" not in forwarded.headers["set-cookie"].lower()
+        # when a client leaves in the middle of the sign-in form
+        logged = server.log.stat().st_size
+        send_raw(
+            server,
+            b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+            b"\r\nContent-Length: 100\r\n\r\ntoken=ab",
+            wait=0.2,
+        )
+        # then the server logs one line (it was a traceback)
+        line = "POST /login refused (400): the client left"
+        log = server.log_when(logged, {line})
+        assert log.count(line) == 1 and "Traceback" not in log, log[-3000:]
+        # when one client guesses wrong tokens six times in a row, each saying it is another
         guesses = [
-            httpx.post(server.url + "/login", data={"token": f"guess-{i}"}, timeout=30)
+            httpx.post(
+                server.url + "/login",
+                data={"token": f"guess-{i}"},
+                headers={"x-forwarded-for": f"10.9.0.{i}"},
+                timeout=30,
+            )
             for i in range(6)
         ]
         late_right = httpx.post(server.url + "/login", data={"token": TOKEN}, timeout=30)
-        # then the first five are refused as wrong, then the form answers 429 with how long
-        # to wait, even to the right token, until a minute has passed
+        # then the header is not believed (6,658 guesses in 10 s got through with it): the
+        # first five are refused as wrong, then the form answers 429 with how long to wait,
+        # even to the right token, until a minute has passed
         assert [g.status_code for g in guesses] == [401] * 5 + [429]
         assert int(guesses[-1].headers["retry-after"]) > 0
         assert late_right.status_code == 429
+
+
+def test_a_proxy_named_is_believed_and_all_clients_have_a_ceiling(
+    served: tuple[Server, Path], tmp_path: Path
+) -> None:
+    # given a server behind a proxy on 127.0.0.1, taking 5 wrong tokens a minute per client
+    # and 8 from all clients together
+    _, ranked = served
+    env = _guarded(ranked, INMARKET_TRUSTED_PROXIES="127.0.0.1", INMARKET_LOGIN_CEILING="8")
+    with Server(env, tmp_path) as server:
+
+        def sign_in(token: str, client: str, proto: str = "http") -> httpx.Response:
+            return httpx.post(
+                server.url + "/login",
+                data={"token": token},
+                headers={"x-forwarded-for": client, "x-forwarded-proto": proto},
+                timeout=30,
+            )
+
+        # when a browser signs in through https, and clients behind the proxy guess: one six
+        # times, then three others once each
+        secure = sign_in(TOKEN, "10.0.0.1", "https")
+        first = [sign_in(f"guess-{i}", "10.0.0.2") for i in range(6)]
+        others = [sign_in("guess", f"10.0.1.{i}") for i in range(3)]
+        # then the cookie is for https only; the proxy's word on who the client is counts:
+        # the first guesser is braked after five, each other is a new client until eight
+        # wrong tokens in all, then every client waits
+        assert secure.status_code == 303 and "secure" in secure.headers["set-cookie"].lower()
+        assert [g.status_code for g in first] == [401] * 5 + [429]
+        assert [g.status_code for g in others] == [401] * 3
+        assert sign_in("guess", "10.0.2.1").status_code == 429
+        assert sign_in(TOKEN, "10.0.2.2").status_code == 429

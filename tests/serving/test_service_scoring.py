@@ -212,15 +212,53 @@ def test_score_events_is_as_strict(served: tuple[Server, Path], world_dir: Path)
             ],
         },
     }
+    event = {"timestamp": "2025-05-01T00:00:00Z", "event_type": "demo_request", "account_id": "A1"}
+    # the bounds /v1/score has, and the data contract's (each of these was scored; 50 events of
+    # weight 1e308 moved a score from 93 to 97)
+    beyond = {
+        "huge-weight": (
+            {**request, "events": [{**event, "weight": 1e308}] * 50},
+            "events.0.weight",
+        ),
+        "weight-over-1000": ({**request, "events": [{**event, "weight": 1001}]}, "events.0.weight"),
+        "negative-employees": (
+            {**request, "accounts": [{"account_id": "A1", "employee_count": -5}]},
+            "accounts.0.employee_count",
+        ),
+        "as-of-in-9999": ({**request, "as_of": "9999-12-31T00:00:00Z"}, "as_of"),
+        "as-of-before-1990": ({**request, "as_of": "1970-01-01"}, "as_of"),
+    }
     # when it is sent as is, and with each flaw
     good = httpx.post(server.url + "/v1/score_events", json=request, timeout=30)
     answers = {
         name: httpx.post(server.url + "/v1/score_events", json=body, timeout=30)
-        for name, body in bad.items()
+        for name, body in {**bad, **{k: body for k, (body, _) in beyond.items()}}.items()
     }
-    # then only the valid one is scored; each flaw is a 400
+    # then only the valid one is scored; each flaw is a 400, naming the field
     assert good.status_code == 200, good.text
-    assert {name: a.status_code for name, a in answers.items()} == dict.fromkeys(bad, 400)
+    assert {name: a.status_code for name, a in answers.items()} == dict.fromkeys(answers, 400)
+    for name, (_, field) in beyond.items():
+        assert answers[name].json()["error"]["field"] == field, answers[name].text
+
+
+def test_an_error_names_a_long_field_without_echoing_it(served: tuple[Server, Path]) -> None:
+    # given a record, and the request, with a field whose name is 10,000 characters long
+    server, _ = served
+    name = "x" * 10_000
+    bodies = {
+        "record": {"records": [{"account_id": "A1", name: 1}]},
+        "request": {"records": [{"account_id": "A1"}], name: 1},
+    }
+    # when each is scored
+    answers = {
+        what: httpx.post(server.url + "/v1/score", json=body, timeout=30)
+        for what, body in bodies.items()
+    }
+    # then each is a 400 naming the field by its start, in under 1 KB (the name came back whole)
+    for what, answer in answers.items():
+        assert answer.status_code == 400, (what, answer.text[:500])
+        assert len(answer.content) < 1_000, (what, len(answer.content))
+        assert "xxxxxxxxxx" in answer.json()["error"]["message"], (what, answer.text)
 
 
 def _account_tables(world_dir: Path, account_ids: list[str]) -> dict[str, list[dict[str, object]]]:
