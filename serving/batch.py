@@ -27,6 +27,7 @@ import pandas as pd
 
 from features.activity import weekly_activity
 from features.engine import build_feature_table
+from features.errors import ContractError
 from features.leftovers import scratch_dir
 from features.plan import load_small_tables
 from features.settings import DataSettings, FeatureSettings
@@ -244,6 +245,8 @@ def score_batch(
         build = build_feature_table(
             source, table, data_settings, settings, categories=model.category_levels
         )
+        if lost := build.report.unreconciled():  # a row lost on the way: part of the data
+            raise ContractError(lost)
         stale = build.report.check_export_time()  # the newest snapshot would see no engagement
         features = pd.read_parquet(table)
         if settings.engine == "spark":

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
+from inmarket.cli import cli
 from tests.commands import run_cli, write_csvs
+from tests.features.test_sources import lose_first_event
 from tests.features.test_validation import _base
 from tests.stores import copy_store
 from training.job import TrainResult
@@ -214,6 +217,32 @@ def test_a_broken_events_parquet_ends_every_command_in_one_line(
     assert re.match(
         r"error: .*events.parquet: cannot be read as Parquet \(.+\); export it again", errors[0]
     )
+
+
+@pytest.mark.parametrize("command", ["train", "score"])
+def test_a_row_lost_reading_refuses_train_and_score(
+    command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    session_store: dict[str, list[str]],
+) -> None:
+    """Issue 31: validate and features said NO; train and score went on with part of the data."""
+    # given a small export whose events lose a row between reading and validation
+    folder = write_csvs(tmp_path / "data", _base())
+    lose_first_event(monkeypatch, "events.csv")
+    # when a model is trained on it, or it is scored (in this process, which loses the row)
+    extra = ["--out", str(tmp_path / "r.parquet")] if command == "score" else []
+    result = CliRunner().invoke(
+        cli,
+        [command, str(folder), "--extracted-at", "2025-01-01", *extra, *session_store[command]],
+        obj={},
+    )
+    # then the command ends with exit code 2 naming the table, and nothing is written
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-1].startswith(
+        "error: row totals do not reconcile (events: 4 rows in the source, 3 used + 0 rejected)"
+    ), result.stderr
+    assert not (tmp_path / "r.parquet").exists()
 
 
 def _file(path: Path, text: str) -> Path:
