@@ -179,7 +179,7 @@ def count_rows(path: Path) -> int:
 
 
 def _count_csv_records(path: Path) -> int:
-    """A CSV's records, no column converted: a line break inside quotes is part of a value,
+    """A CSV's records, no value converted: a line break inside quotes is part of a value,
     blank and whitespace-only lines are no record (as pandas reads them), a short row is one."""
     short = 0
 
@@ -188,10 +188,19 @@ def _count_csv_records(path: Path) -> int:
         short += bool(row.text.strip())
         return "skip"
 
+    def parsed(handler: Callable[[pacsv.InvalidRow], str]) -> pacsv.ParseOptions:
+        return pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=handler)
+
+    with pacsv.open_csv(path, parse_options=parsed(lambda _: "skip")) as first:
+        names = first.schema.names  # the header's
+    # one column read as text: a late value of another type than the first block's is counted
+    # (an empty list of columns would read them all, converting each to its guessed type)
     reader = pacsv.open_csv(
         path,
-        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=irregular),
-        convert_options=pacsv.ConvertOptions(include_columns=[]),
+        parse_options=parsed(irregular),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=names[:1], column_types={names[0]: pa.string()}
+        ),
     )
     return sum(batch.num_rows for batch in reader) + short
 

@@ -76,6 +76,21 @@ def test_a_csv_is_counted_record_by_record_as_it_is_read(
 
 
 @pytest.mark.parametrize(
+    "late", ["x,y", "31/02/2024,E9"], ids=["text-after-numbers", "bad-date-after-timestamps"]
+)
+def test_a_late_value_of_another_type_is_counted_not_refused(late: str, tmp_path: Path) -> None:
+    """Found in review: counting converted every column with types guessed from the first
+    block (~1 MB), so one bad row past it refused a whole valid export."""
+    # given a CSV of over 1 MB whose last row's values are of another type than the rest
+    path = tmp_path / "events.csv"
+    first = "2024-05-01T10:00:00,E1" if "/" in late else "1,2"
+    path.write_text("a,b\n" + f"{first}\n" * 300_000 + late + "\n")
+    assert path.stat().st_size > 1_000_000
+    # when its rows are counted, then every record is, as reading it takes them
+    assert count_rows(path) == 300_001 == len(read_table_file(path))
+
+
+@pytest.mark.parametrize(
     "content", [b"PAR1 cut short", b"event_id,timestamp\nE1,2024-05-01\n"], ids=["cut", "csv"]
 )
 def test_a_broken_parquet_file_is_named_when_counted_or_read_by_column(
