@@ -393,6 +393,11 @@ class InMarketService:
         token = self.settings.token
         if token is None or self.sessions is None:
             return RedirectResponse("/", status_code=303)
+        if request.headers.get("sec-fetch-site") == "cross-site":  # a browser on another site
+            return HTMLResponse(login_page("Sign in from this server's page."), status_code=403)
+        # the body first: from the brake's check to counting a failure nothing awaits, so
+        # guesses sent together are braked as if sent one after another
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
         client = request.client.host if request.client else "unknown"
         wait = self.throttle.wait(client)
         if wait > 0:
@@ -401,7 +406,6 @@ class InMarketService:
                 status_code=429,
                 headers={"retry-after": str(int(wait) + 1)},
             )
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
         given = (form.get("token") or [""])[0]
         if not hmac.compare_digest(given.encode(), token.encode()):
             self.throttle.failed(client)
