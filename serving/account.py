@@ -15,10 +15,8 @@ import numpy as np
 import pandas as pd
 
 from features.activity import ACTIVITY_WEEKS
-from serving.review import LIST_COLUMNS, JsonColumn, contacts_to_reach
+from serving.review import JSON_TEXT, LIST_COLUMNS, JsonColumn, contacts_to_reach
 
-# the JSON FastAPI's JSONResponse writes: the same text the route answered with before
-_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _PERSON = ["account_id", "person_id"]
 _TOPICS = 3  # distinct topics shown per person
 
@@ -99,7 +97,7 @@ class AccountViews:
             "departments": self._departments.of(i),
             "opportunities": self._opportunities.of(i),
         }
-        return _JSON.encode(view).encode("utf-8")
+        return JSON_TEXT.encode(view).encode("utf-8")
 
 
 def _accounts(ranked: pd.DataFrame) -> pd.DataFrame:

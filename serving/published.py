@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pandas as pd
 
 from features.io import sidecar
 from serving.account import AccountViews
+from serving.review import filter_choices
 from serving.runs import RunError, published, stamp
 
 log = logging.getLogger("inmarket.review")
@@ -66,6 +68,11 @@ class Scoring:
             json.loads(run.read(sidecar(listed, "drift.json").name)),
             run.manifest,
         )
+
+    @cached_property
+    def choices(self) -> dict[str, list[str]]:
+        """The list's filter choices, the same for every summary of this run."""
+        return filter_choices(self.ranked)
 
     def views(self) -> AccountViews:
         """Every account's view, grouped from the tables the first time they are asked for."""

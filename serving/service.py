@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import bentoml
-import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as Path_
 from fastapi.exceptions import RequestValidationError
@@ -39,12 +38,14 @@ from serving.page import COOKIE, PAGE_HTML, STATIC, login_page
 from serving.published import Scoring, ScoringCache
 from serving.report import card_in_words, comparison_table, won_deals_found
 from serving.review import (
+    JSON_TEXT,
     SORTABLE,
     STAGE_CHOICES,
     ListQuery,
     contacts_to_reach,
     csv_text,
     export_name,
+    ordered,
     records,
     select,
     summary,
@@ -103,10 +104,6 @@ def _list_query(
 
 
 _LIST_QUERY = Depends(_list_query)
-
-
-def _select(scoring: Scoring, query: ListQuery) -> pd.DataFrame:
-    return select(scoring.ranked, query)
 
 
 # the API's one OpenAPI document and its Swagger UI are serving.api's, not FastAPI's own
@@ -330,27 +327,30 @@ class InMarketService:
             )
         return scoring
 
-    @app.get(f"{api.V1}/accounts")
-    def ranked_accounts(self, query: ListQuery = _LIST_QUERY) -> dict[str, Any]:
+    # the page's rows are JSON text made here (serving.review.JSON_TEXT); documented as the
+    # object it is
+    @app.get(f"{api.V1}/accounts", response_model=dict[str, Any])
+    def ranked_accounts(self, query: ListQuery = _LIST_QUERY) -> Response:
         """Ranked accounts from the latest batch scoring (``inmarket score``): filtered by
         stage, industry, region, minimum score and a search of name or domain, sorted, paged."""
         scoring = self._scoring()
-        rows = _select(scoring, query)
-        page = rows.iloc[query.offset : query.offset + query.limit]
-        return {
+        places = ordered(scoring.ranked, query)  # only the page's rows are taken
+        page = scoring.ranked.iloc[places[query.offset : query.offset + query.limit]]
+        answer = {
             "as_of": str(scoring.ranked["as_of"].max()),
-            "total": len(rows),
+            "total": len(places),
             "offset": query.offset,
             "limit": query.limit,
             "accounts": records(page),
         }
+        return Response(JSON_TEXT.encode(answer), media_type="application/json")
 
     @app.get(f"{api.V1}/accounts.csv")
     def ranked_accounts_csv(self, query: ListQuery = _LIST_QUERY) -> Response:
         """Every account matching the filters (all pages), as CSV, in the list's order, with
         owner, status and the contacts to reach; the file is named after the filters."""
         scoring = self._scoring()
-        rows = _select(scoring, query)
+        rows = select(scoring.ranked, query)
         contacts = contacts_to_reach(rows, scoring.people, scoring.activity)
         name = export_name(query, str(scoring.ranked["as_of"].max()))
         return Response(
@@ -364,7 +364,8 @@ class InMarketService:
         """Stage counts of the accounts matching the other filters, filter choices and how
         many accounts worth working now have nobody at the MQL threshold (what the MQL rule
         would have missed)."""
-        return summary(self._scoring().ranked, query)
+        scoring = self._scoring()
+        return summary(scoring.ranked, query, scoring.choices)
 
     # the view is JSON text made from the run's account views (serving.account); documented as
     # the object it is
