@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Literal, NamedTuple
 
-from features.contract import BUYING_ROLES
+from features.contract import BUYING_ROLES, MAX_COUNT
 from features.settings import FeatureSpec
 from features.vocabularies import CHANNELS, EVENT_TYPES, SENIORITY_LEVELS
 
@@ -132,10 +132,9 @@ BUYING_GROUP_FAMILIES = tuple(name for name, family in FAMILIES.items() if famil
 
 
 # A computed feature is a count, a share, a flag, a score or a number of days: never negative
-# (but a change between two windows), and a value past a billion is an input error, not an
-# account on fire (a probe's `events_30d: 1e308` scored 91). Generous on purpose: batch has no
-# such bound, and a row it built must never be refused over HTTP.
-MAX_FEATURE_VALUE = 1e9
+# (but a change between two windows), and a value past a billion (MAX_COUNT) is an input error,
+# not an account on fire (a probe's `events_30d: 1e308` scored 91). Generous on purpose: a row
+# batch built must never be refused over HTTP.
 
 
 class Bounds(NamedTuple):
@@ -143,7 +142,7 @@ class Bounds(NamedTuple):
     else a number from ``low`` to ``high`` (infinite: no bound), a whole one when ``integer``."""
 
     low: float = 0.0
-    high: float = MAX_FEATURE_VALUE
+    high: float = MAX_COUNT
     integer: bool = False
     categorical: bool = False
 

@@ -17,12 +17,21 @@ from features.contract import (
     EARLIEST_DATE,
     NORMALISED_ACCOUNT_COLUMNS,
 )
+from features.contract import column as contract_column
 from features.encode import as_id, domain_of, encode, normalise_label, take_codes
 from features.errors import ContractError
 from features.io import ROW_COLUMN, SOURCE_COLUMN
 from features.vocabularies import vocabulary
 
 TOO_EARLY = f"date_before_{EARLIEST_DATE.year}"  # the reject reason of a placeholder date
+
+
+def _outside(values: pd.Series, table: str, name: str) -> pd.Series:
+    """Which numbers fall outside the bounds of the contract's column (a missing one does not)."""
+    of = contract_column(table, name)
+    low = -np.inf if of.low is None else of.low
+    high = np.inf if of.high is None else of.high
+    return (values < low) | (values > high)
 
 
 def _present(values: pd.Series) -> pd.Series:
@@ -249,6 +258,10 @@ def _check_accounts(ctx: Context, f: pd.DataFrame, rows: Verdicts) -> pd.DataFra
     if "employee_count" in f:
         f["employee_count"], bad = _parse_numbers(ctx, f, "employee_count")
         rows.warn(bad, "employee_count_not_a_number_set_to_null")
+        # the contract's bounds, as /v1/score_events applies them: served = trained
+        beyond = _outside(f["employee_count"], "accounts", "employee_count")
+        rows.warn(beyond, "employee_count_out_of_range_set_to_null")
+        f["employee_count"] = f["employee_count"].where(~beyond)
     if "created_at" in f:
         f["created_at"], bad = _parse_times(ctx, f, "created_at")
         rows.warn(bad, "created_at_unparsable_set_to_null")
@@ -346,7 +359,7 @@ def _check_events(ctx: Context, f: pd.DataFrame, rows: Verdicts) -> pd.DataFrame
     _dedupe(rows, ["event_id"], "duplicate_event_id")
     if "weight" in f:
         f["weight"], bad = _parse_numbers(ctx, f, "weight")
-        rows.reject(bad | (f["weight"] < 0), "invalid_weight")
+        rows.reject(bad | _outside(f["weight"], "events", "weight"), "invalid_weight")
         f["weight"] = f["weight"].fillna(1.0)
     else:
         f["weight"] = 1.0

@@ -433,14 +433,16 @@ def _load_model(tracking: TrackingSettings, uri: str) -> tuple[str, Any]:
 
 def _model_card(ctx: click.Context, ranked: Path) -> dict[str, Any] | None:
     """What the report says about the model that scored ``ranked`` (None if unreadable)."""
-    from features.io import sidecar
     from serving.report import won_deals_found
+    from serving.runs import RunError, published
     from training.registry import champion_uri, connect, parse_model_uri
 
     cfg = _config(ctx).tracking
-    drift = sidecar(ranked, "drift.json")
-    uri = json.loads(drift.read_text(encoding="utf-8")).get("model") if drift.exists() else None
-    uri = uri or champion_uri(cfg.model_name)
+    try:  # the model named by the run's manifest (the report itself says why it is unreadable)
+        run = published(ranked)
+    except RunError:
+        run = None
+    uri = (run.manifest.get("model") if run else None) or champion_uri(cfg.model_name)
     try:
         uri, model = _load_model(cfg, uri)
         ref = parse_model_uri(uri)

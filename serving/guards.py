@@ -148,13 +148,12 @@ class JsonBodies:
 
 
 def _is_json(scope: dict[str, Any]) -> bool:
-    """Whether a request has no body and declares none, or declares a JSON body."""
+    """Whether a request has no body (whatever type it declares), or declares a JSON one."""
     headers = dict(scope.get("headers") or [])
-    kind = headers.get(b"content-type")
-    if kind is None:
-        length = headers.get(b"content-length", b"0").strip()
-        return b"transfer-encoding" not in headers and length in (b"", b"0")
-    return kind.split(b";")[0].strip().lower() == JSON
+    length = headers.get(b"content-length", b"").strip()
+    if b"transfer-encoding" not in headers and length in (b"", b"0"):
+        return True
+    return headers.get(b"content-type", b"").split(b";")[0].strip().lower() == JSON
 
 
 class SecurityHeaders:

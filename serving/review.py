@@ -17,6 +17,7 @@ import pandas as pd
 
 from features.catalogue import MQL_THRESHOLD
 from serving.batch import CELL_SEPARATOR, PEOPLE_COLUMNS, RANKED_COLUMNS
+from serving.errors import shortened
 from serving.scoring import STAGES, STATUSES
 
 # Columns a list can be sorted by; ties keep the rank order.
@@ -68,12 +69,13 @@ class ListQuery:
     def __post_init__(self) -> None:
         if self.sort not in SORTABLE:
             raise ValueError(
-                f"sort: '{self.sort}' is not sortable; use one of {', '.join(SORTABLE)}"
+                f"sort: '{shortened(self.sort)}' is not sortable; use one of {', '.join(SORTABLE)}"
             )
         unknown = [s for s in self.stages if s not in STAGE_CHOICES]
         if unknown:
             raise ValueError(
-                f"stage: '{unknown[0]}' is not a stage; use any of {', '.join(STAGE_CHOICES)}"
+                f"stage: '{shortened(unknown[0])}' is not a stage; use any of "
+                f"{', '.join(STAGE_CHOICES)}"
             )
 
 

@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
+from click.testing import CliRunner
 
 from features.activity import ACTIVITY_COLUMNS
+from inmarket.cli import cli
 from serving.published import Scoring, ScoringCache
 from serving.runs import new_run
 from tests.serving.test_review import AS_OF, _crm_people, _ranked
@@ -29,7 +31,8 @@ def _write(out: Path, version: str, *, publish: bool = True) -> None:
         _crm_people().to_parquet(run.path("people.parquet"))
         run.path("drift.json").write_text(json.dumps({"model": version}), encoding="utf-8")
         if publish:
-            run.publish({"model_version": version, "as_of": str(AS_OF)})
+            meta = {"model": f"models:/inmarket/{version}", "model_version": version}
+            run.publish({**meta, "as_of": str(AS_OF)})
 
 
 def _version(scoring: Scoring | None) -> set[str]:
@@ -90,3 +93,19 @@ def test_nothing_published_is_none_and_a_list_alone_is_an_error(tmp_path: Path) 
     out.write_bytes(b"PAR1 not really")
     assert cache.get() is None
     assert cache.error is not None and "has no manifest" in cache.error
+
+
+def test_the_report_names_the_model_that_scored_the_run(tmp_path: Path) -> None:
+    """Found in review: the report read the model from a drift file beside the list, which a
+    run no longer writes there, so it named the champion, maybe not the model that scored."""
+    # given a run scored by version 99, and a store without it
+    ranked = tmp_path / "ranked.parquet"
+    _write(ranked, "99")
+    # when the report is written
+    out, store = str(tmp_path / "r.html"), str(tmp_path / "mlruns")
+    result = CliRunner().invoke(
+        cli, ["report", "--ranked", str(ranked), "--out", out, "--store", store], obj={}
+    )
+    # then the card is of version 99 (here unreadable, and said so), not of the champion
+    assert result.exit_code == 0, result.output
+    assert "warning: no model card: cannot read models:/inmarket/99" in result.stderr

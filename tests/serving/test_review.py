@@ -184,6 +184,15 @@ def test_an_unknown_stage_is_refused_with_the_choices() -> None:
         ListQuery(stages=("ready", "hot"))
 
 
+@pytest.mark.parametrize("field", ["stages", "sort"])
+def test_a_refusal_names_a_long_value_without_echoing_it(field: str) -> None:
+    """Found in review: an unknown stage or sort of 60 KB came back whole in the 422."""
+    value = "x" * 60_000
+    with pytest.raises(ValueError) as refused:
+        ListQuery(**{field: (value,) if field == "stages" else value})  # type: ignore[arg-type]
+    assert "xxx..." in str(refused.value) and len(str(refused.value)) < 300
+
+
 def _crm_people() -> pd.DataFrame:
     """People of A1 (missing finance) and A2 (missing champion and finance)."""
     rows = [

@@ -207,6 +207,8 @@ def test_a_body_is_taken_as_json_only(served: tuple[Server, Path]) -> None:
         "text/plain": 415,  # what a page elsewhere can make a browser send without asking
         "application/x-www-form-urlencoded": 415,
         "multipart/form-data; boundary=x": 415,
+        "application/json-patch+json": 415,
+        "text/plain; application/json": 415,
         None: 415,
         "application/json; charset=utf-8": 200,
         "Application/JSON": 200,
@@ -219,6 +221,13 @@ def test_a_body_is_taken_as_json_only(served: tuple[Server, Path]) -> None:
     # when it is posted under each content type, to every scoring route
     answers = {(path, kind): post(path, kind) for path in ("/v1/score", "/score") for kind in kinds}
     others = [post(path, "text/plain") for path in ("/v1/explain", "/v1/score_events")]
+    # and when a POST without a body says it is a form (what `curl -d ''` sends)
+    reload = httpx.post(
+        server.url + "/admin/reload",
+        content=b"",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+        timeout=30,
+    )
     # then only JSON is scored (text/plain was); the rest are 415 in the one error shape
     assert {key: a.status_code for key, a in answers.items()} == {
         (path, kind): status for path, _ in answers for kind, status in kinds.items()
@@ -228,6 +237,8 @@ def test_a_body_is_taken_as_json_only(served: tuple[Server, Path]) -> None:
             error = ErrorResponse.model_validate(answer.json()).error
             assert error.code == "unsupported_media_type" and "application/json" in error.message
     assert [o.status_code for o in others] == [415, 415]
+    # and nothing posted is nothing to refuse (found in review: it was a 415)
+    assert reload.status_code == 200, reload.text
 
 
 def test_old_paths_are_aliases_of_v1(served: tuple[Server, Path]) -> None:

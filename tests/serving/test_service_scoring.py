@@ -13,6 +13,7 @@ import pytest
 
 from features.settings import DataSettings, FeatureSettings, FeatureSpec
 from serving.batch import score_batch
+from serving.published import Scoring
 from tests.serving.server import CATEGORIES, Server, feature_records
 from tests.stores import client_of
 from tests.worlds import WORLD_SPEC
@@ -324,8 +325,7 @@ def test_one_model_scores_alike_on_every_path(
     assert spark["account_id"].tolist() == local["account_id"].tolist()
     np.testing.assert_allclose(spark["probability"], local["probability"], rtol=0, atol=1e-9)
     assert spark["score"].equals(local["score"]) and spark["reasons"].equals(local["reasons"])
-    history = pd.read_parquet(spark_out.with_name("ranked.history.parquet"))
-    local_history = pd.read_parquet(ranked.with_name("ranked.history.parquet"))
+    history, local_history = (_published(out).history for out in (spark_out, ranked))
     np.testing.assert_allclose(history["probability"], local_history["probability"], atol=1e-9)
     for response in (events, scored, explained):
         assert response.status_code == 200, response.text[:2000]
@@ -478,3 +478,10 @@ def test_a_record_with_too_few_features_is_flagged(
         assert body["results"][0]["known_features"] == 0
         flagged = [w["account_id"] for w in body["warnings"] if w["code"] == "low_information"]
         assert flagged == ["ONLY-ID", "FEW"]
+
+
+def _published(ranked: Path) -> Scoring:
+    """The run published at ``ranked``, read through its manifest."""
+    scoring = Scoring.read(ranked)
+    assert scoring is not None
+    return scoring
