@@ -97,6 +97,13 @@ class ScoringCache:
         self._lock = threading.Lock()
         self.error: str | None = None
 
+    def stale(self) -> bool:
+        """Whether ``get`` would read a run first (a new one was published, or none read yet)."""
+        try:
+            return stamp(self.path) != self._stamp
+        except OSError:
+            return True
+
     def get(self) -> Scoring | None:
         try:
             now = stamp(self.path)

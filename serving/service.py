@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import api, bentoml_fixes
@@ -74,7 +75,7 @@ log = logging.getLogger("inmarket.service")
 _STAGES_HELP = f"any of {', '.join(STAGE_CHOICES)}; repeat it for several"
 
 
-def _list_query(
+async def _list_query(
     stage: tuple[str, ...] | None = Query(None, description=_STAGES_HELP),
     industry: str | None = Query(None, max_length=100),
     region: str | None = Query(None, max_length=100),
@@ -257,12 +258,17 @@ class InMarketService:
         }
 
     @app.get(f"{api.V1}/model")
-    def model_card(self) -> dict[str, Any]:
+    async def model_card(self) -> dict[str, Any]:
         """The served model: name, version, training metrics next to the MQL rule, features,
         and the drift figures of the latest batch scoring."""
         served = self.holder.served
         if served is None:  # (a FastAPI route: BentoML's 503 exception would be a 500 here)
             raise HTTPException(503, f"no model loaded: {self.holder.error or 'starting'}")
+        if self.scoring.stale() or served.version not in self.won_deals:  # files, the store
+            return await run_in_threadpool(self._card, served)
+        return self._card(served)
+
+    def _card(self, served: Served) -> dict[str, Any]:
         model = served.model
         scoring = self.scoring.get()
         card = {
@@ -310,6 +316,13 @@ class InMarketService:
             self.won_deals[version] = found
         return self.won_deals[version]
 
+    async def _scoring_now(self) -> Scoring:
+        """``_scoring`` for the routes run on the event loop: a new run is read in a thread
+        (seconds at scale: health checks go on), the run read before is taken at once."""
+        if self.scoring.stale():
+            return await run_in_threadpool(self._scoring)
+        return self._scoring()
+
     def _scoring(self) -> Scoring:
         scoring = self.scoring.get()
         if scoring is None and self.scoring.error:
@@ -330,10 +343,10 @@ class InMarketService:
     # the page's rows are JSON text made here (serving.review.JSON_TEXT); documented as the
     # object it is
     @app.get(f"{api.V1}/accounts", response_model=dict[str, Any])
-    def ranked_accounts(self, query: ListQuery = _LIST_QUERY) -> Response:
+    async def ranked_accounts(self, query: ListQuery = _LIST_QUERY) -> Response:
         """Ranked accounts from the latest batch scoring (``inmarket score``): filtered by
         stage, industry, region, minimum score and a search of name or domain, sorted, paged."""
-        scoring = self._scoring()
+        scoring = await self._scoring_now()
         places = ordered(scoring.ranked, query)  # only the page's rows are taken
         page = scoring.ranked.iloc[places[query.offset : query.offset + query.limit]]
         answer = {
@@ -360,20 +373,20 @@ class InMarketService:
         )
 
     @app.get(f"{api.V1}/summary")
-    def scoring_summary(self, query: ListQuery = _LIST_QUERY) -> dict[str, Any]:
+    async def scoring_summary(self, query: ListQuery = _LIST_QUERY) -> dict[str, Any]:
         """Stage counts of the accounts matching the other filters, filter choices and how
         many accounts worth working now have nobody at the MQL threshold (what the MQL rule
         would have missed)."""
-        scoring = self._scoring()
+        scoring = await self._scoring_now()
         return summary(scoring.ranked, query, scoring.choices)
 
     # the view is JSON text made from the run's account views (serving.account); documented as
     # the object it is
     @app.get(api.V1 + "/accounts/{account_id}", response_model=dict[str, Any])
-    def account(self, account_id: str = Path_(max_length=200)) -> Response:
+    async def account(self, account_id: str = Path_(max_length=200)) -> Response:
         """One account: score history, weekly engagement by person and department (anonymous
         visits as such), reasons, buying roles engaged and missing, opportunities."""
-        view = self._scoring().views().answer(account_id)
+        view = (await self._scoring_now()).views().answer(account_id)
         if view is None:
             raise HTTPException(404, f"account_id '{account_id}' is not in the ranked list")
         return Response(view, media_type="application/json")
