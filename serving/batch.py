@@ -28,6 +28,7 @@ import pandas as pd
 from features.activity import weekly_activity
 from features.engine import build_feature_table
 from features.errors import ContractError
+from features.io import write_json_atomic
 from features.leftovers import scratch_dir
 from features.plan import load_small_tables
 from features.settings import DataSettings, FeatureSettings
@@ -279,9 +280,7 @@ def score_batch(
         tables.people[list(PEOPLE_COLUMNS)].to_parquet(run.path("people.parquet"), index=False)
         write_ranked(ranked, run)
         drift_file = {"as_of": as_of, "model": model_uri, "psi": drift, "warnings": drifted}
-        run.path("drift.json").write_text(
-            json.dumps(drift_file, indent=2, default=str) + "\n", encoding="utf-8"
-        )
+        write_json_atomic(drift_file, run.path("drift.json"))
         run.publish(
             {
                 "model": model_uri,
