@@ -3,66 +3,39 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
-from features.errors import InMarketError
 from features.plan import EVENTS_PER_BUCKET
 from features.sources import open_source
 from features.vocabularies import vocabulary_help
-from inmarket.config import Config, load_config
-from inmarket.options import given, option
-from serving.settings import DEFAULT_RANKED, ServiceSettings
-from training.settings import TrackingSettings
-
-
-class _Failure(click.ClickException):
-    """A clear one-line error and a non-zero exit code, never a traceback."""
-
-    exit_code = 2
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
-
-
-_FILE = click.Path(path_type=Path, dir_okay=False)
-_FOLDER = click.Path(path_type=Path, file_okay=False)
-# DATA is where the tables are, as the [data] kind reads it (a folder for "folder"): text, opened
-# by features.sources.open_source, never taken for a local path here
-_DATA = click.STRING
-_mapping = option("data", "mapping", type=_FILE)
-_extracted_at = option("data", "extracted_at")
-_spark_master = option("features", "spark_master")
-_store = option("tracking", "store", type=_FOLDER)
-
-
-def _config(ctx: click.Context, **extra: dict[str, Any]) -> Config:
-    """Defaults, then the ``--config`` file, then the settings given as flags (and ``extra``)."""
-    flags = given(ctx)
-    sections = {s: {**flags.get(s, {}), **extra.get(s, {})} for s in {*flags, *extra}}
-    try:
-        return load_config(ctx.obj.get("config_path"), sections)
-    except InMarketError as exc:
-        raise _Failure(str(exc)) from exc
-
-
-def _run(job: Any) -> Any:
-    """Run a job, turning the errors users can fix into clean messages."""
-    try:
-        return job()
-    except (InMarketError, FileNotFoundError) as exc:
-        raise _Failure(str(exc)) from exc
+from inmarket.cli_serving import report, serve
+from inmarket.command import (
+    DATA,
+    EXTRACTED_AT,
+    FILE,
+    FOLDER,
+    MAPPING,
+    SPARK_MASTER,
+    STORE,
+    Failure,
+    config_of,
+    echo_lines,
+    fail_abandoned,
+    load_pinned,
+    run_job,
+)
+from inmarket.options import option
+from serving.settings import DEFAULT_RANKED
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
-    type=_FILE,
+    type=FILE,
     help="TOML or YAML file with configuration sections (see README).",
 )
 @click.version_option(package_name="inmarket")
@@ -79,15 +52,15 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 @option("generate", "days")
 @option("generate", "start", type=click.DateTime(["%Y-%m-%d"]))
 @option("generate", "dirty", "--dirty/--clean")
-@click.option("--out", type=_FOLDER, default=Path("data/world"), show_default=True)
+@click.option("--out", type=FOLDER, default=Path("data/world"), show_default=True)
 @click.pass_context
 def generate(ctx: click.Context, out: Path) -> None:
     """Generate the synthetic B2B world as Parquet tables in OUT."""
     from inmarket.synthetic import generate_world
 
-    spec = _config(ctx).generate
+    spec = config_of(ctx).generate
     began = time.perf_counter()
-    summary = _run(lambda: generate_world(spec, out))
+    summary = run_job(lambda: generate_world(spec, out))
     rows = ", ".join(f"{n:,} {t}" for t, n in summary.rows.items() if not t.startswith("truth"))
     click.echo(f"wrote {out}: {rows} in {time.perf_counter() - began:.1f}s")
     if spec.dirty:
@@ -96,13 +69,13 @@ def generate(ctx: click.Context, out: Path) -> None:
 
 
 @cli.command(epilog="\b\n" + vocabulary_help())
-@click.argument("data", type=_DATA)
-@_mapping
-@_extracted_at
+@click.argument("data", type=DATA)
+@MAPPING
+@EXTRACTED_AT
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option(
     "--rejects-out",
-    type=_FILE,
+    type=FILE,
     help="write every rejected row's table, source file, row and reason (Parquet)",
 )
 @click.pass_context
@@ -111,9 +84,9 @@ def validate(ctx: click.Context, data: str, as_json: bool, rejects_out: Path | N
     from features.io import write_parquet_atomic
     from features.validation import load_dataset
 
-    config = _config(ctx)
+    config = config_of(ctx)
     source = open_source(data, config.data)
-    dataset = _run(lambda: load_dataset(source, config.data))
+    dataset = run_job(lambda: load_dataset(source, config.data))
     if as_json:
         click.echo(json.dumps(dataset.report.to_dict(), indent=2))
     else:
@@ -128,19 +101,19 @@ def validate(ctx: click.Context, data: str, as_json: bool, rejects_out: Path | N
         forecast = ForecastJob(
             dataset.report, data=config.data, features=config.features, train=config.train
         )
-        _echo_lines(_run(lambda: forecast.lines(source)))
+        echo_lines(run_job(lambda: forecast.lines(source)))
     if rejects_out:
         write_parquet_atomic(dataset.rejects, rejects_out)
         click.echo(f"wrote {len(dataset.rejects):,} rejected rows to {rejects_out}", err=as_json)
     if unreconciled := dataset.report.unreconciled():
-        raise _Failure(unreconciled)
+        raise Failure(unreconciled)
 
 
 @cli.command()
-@click.argument("data", type=_DATA, required=False)
-@click.option("--out", type=_FILE, default=Path("data/features.parquet"), show_default=True)
-@_mapping
-@_extracted_at
+@click.argument("data", type=DATA, required=False)
+@click.option("--out", type=FILE, default=Path("data/features.parquet"), show_default=True)
+@MAPPING
+@EXTRACTED_AT
 @option("features", "every_days")
 @option("features", "snapshots")
 @click.option("--all-history", is_flag=True, help="snapshots over all history instead")
@@ -151,7 +124,7 @@ def validate(ctx: click.Context, data: str, as_json: bool, rejects_out: Path | N
     help="hash buckets of accounts",
     shown=f"about {EVENTS_PER_BUCKET:,} events each",
 )
-@_spark_master
+@SPARK_MASTER
 @click.option("--list", "list_only", is_flag=True, help="print the feature catalogue and exit")
 @click.pass_context
 def features(
@@ -160,17 +133,17 @@ def features(
     """Build point-in-time account features for the tables in DATA."""
     from features.catalogue import catalogue
 
-    cfg = _config(ctx)
+    cfg = config_of(ctx)
     fc = cfg.features.model_copy(update={"snapshots": None} if all_history else {})
     if list_only:
         for feature in catalogue(fc):
             click.echo(f"{feature.name:<40} {feature.family:<14} {feature.description}")
         return
     if data is None:
-        raise _Failure("give the DATA folder (or --list for the feature catalogue)")
+        raise Failure("give the DATA folder (or --list for the feature catalogue)")
     from features.engine import build_feature_table
 
-    build = _run(lambda: build_feature_table(open_source(data, cfg.data), out, cfg.data, fc))
+    build = run_job(lambda: build_feature_table(open_source(data, cfg.data), out, cfg.data, fc))
     click.echo(build.report.render(fc.columns))
     for warning in build.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -182,47 +155,34 @@ def features(
         f"listed beside it"
     )
     if unreconciled := build.report.unreconciled():
-        raise _Failure(unreconciled)
-
-
-def _fail_abandoned_runs(tracking: TrackingSettings) -> None:
-    """Runs left RUNNING by a killed process of this host are marked FAILED, in one line."""
-    from training.registry import connect, fail_abandoned_runs
-
-    failed = _run(lambda: fail_abandoned_runs(connect(tracking), tracking.experiment))
-    if failed:
-        click.echo(
-            f"marked {len(failed)} run(s) FAILED, left RUNNING by a process that died: "
-            f"{', '.join(failed)}",
-            err=True,
-        )
+        raise Failure(unreconciled)
 
 
 @cli.command()
-@click.argument("data", type=_DATA)
+@click.argument("data", type=DATA)
 @click.option(
     "--features",
     "features_path",
-    type=_FILE,
+    type=FILE,
     help="a feature table built before (else built from DATA)",
 )
-@_mapping
-@_extracted_at
+@MAPPING
+@EXTRACTED_AT
 @option("train", "label")
 @option("train", "horizon_days")
 @option("train", "seed")
 @option("train", "shuffle_labels")
-@_store
+@STORE
 @click.pass_context
 def train(ctx: click.Context, data: str, features_path: Path | None) -> None:
     """Train on DATA, compare with the baselines, register the model as challenger."""
     from training.job import TrainJob
 
-    cfg = _config(ctx)
-    _fail_abandoned_runs(cfg.tracking)
+    cfg = config_of(ctx)
+    fail_abandoned(cfg.tracking)
     job = TrainJob(cfg.data, cfg.features, cfg.train, cfg.tracking, cfg.promotion)
     source = open_source(data, cfg.data)
-    result = _run(lambda: job.run(source, features_path, announce=_echo_lines))
+    result = run_job(lambda: job.run(source, features_path, announce=echo_lines))
     click.echo("\ntest metrics, same rows for all:")
     click.echo(result.evaluation.table())
     for method, words in (
@@ -242,11 +202,6 @@ def train(ctx: click.Context, data: str, features_path: Path | None) -> None:
         click.echo(f"warning: {warning}", err=True)
 
 
-def _echo_lines(lines: list[str]) -> None:
-    for line in lines:
-        click.echo(line)
-
-
 @cli.command()
 @click.option(
     "--force",
@@ -259,7 +214,7 @@ def _echo_lines(lines: list[str]) -> None:
     help="roll back: make this earlier version the champion again (the replaced one is "
     "tagged rolled_back_at and not put back by a plain promote)",
 )
-@_store
+@STORE
 @click.pass_context
 def promote(ctx: click.Context, force: bool, version: str | None) -> None:
     """Make the challenger the champion if it beats the champion (the first model: the MQL
@@ -268,13 +223,13 @@ def promote(ctx: click.Context, force: bool, version: str | None) -> None:
     from training.promotion import roll_back
     from training.registry import connect
 
-    full = _config(ctx)
+    full = config_of(ctx)
     cfg = full.tracking
-    _fail_abandoned_runs(cfg)
+    fail_abandoned(cfg)
     if version is not None:
-        decision = _run(lambda: roll_back(connect(cfg), cfg.model_name, version, force=force))
+        decision = run_job(lambda: roll_back(connect(cfg), cfg.model_name, version, force=force))
     else:
-        decision = _run(
+        decision = run_job(
             lambda: promote_model(
                 connect(cfg), cfg.model_name, force=force, settings=full.promotion
             )
@@ -287,48 +242,48 @@ def promote(ctx: click.Context, force: bool, version: str | None) -> None:
 
 @cli.command()
 @click.option("--model", "model_uri", required=True, help="e.g. models:/inmarket@champion")
-@click.argument("data", type=_DATA)
-@click.option("--features", "features_path", type=_FILE)
-@_extracted_at
-@_store
+@click.argument("data", type=DATA)
+@click.option("--features", "features_path", type=FILE)
+@EXTRACTED_AT
+@STORE
 @click.pass_context
 def evaluate(ctx: click.Context, model_uri: str, data: str, features_path: Path | None) -> None:
     """Re-score a registered model on DATA's test window, next to the baselines."""
     from training.job import EvaluateJob
 
-    cfg = _config(ctx)
+    cfg = config_of(ctx)
     job = EvaluateJob(cfg.data, cfg.features, cfg.train, cfg.tracking)
-    evaluation = _run(lambda: job.run(model_uri, open_source(data, cfg.data), features_path))
+    evaluation = run_job(lambda: job.run(model_uri, open_source(data, cfg.data), features_path))
     click.echo(evaluation.table())
 
 
 @cli.command()
-@click.argument("data", type=_DATA)
-@click.option("--out", type=_FILE, default=DEFAULT_RANKED, show_default=True)
+@click.argument("data", type=DATA)
+@click.option("--out", type=FILE, default=DEFAULT_RANKED, show_default=True)
 @click.option("--model", "model_uri", help="[models:/<model_name>@champion]")
-@_mapping
-@_extracted_at
+@MAPPING
+@EXTRACTED_AT
 @option(
     "features",
     "engine",
     help="spark: features on Spark and probabilities by mlflow.pyfunc.spark_udf",
 )
-@_spark_master
-@_store
+@SPARK_MASTER
+@STORE
 @click.pass_context
 def score(ctx: click.Context, data: str, out: Path, model_uri: str | None) -> None:
     """Rank every account of DATA by the champion's score, with trend, reasons and gaps."""
     from serving.batch import score_batch
     from training.registry import champion_uri
 
-    cfg = _config(ctx)
+    cfg = config_of(ctx)
     uri = model_uri or champion_uri(cfg.tracking.model_name)
     try:
-        uri, model = _load_model(cfg.tracking, uri)
+        uri, model = load_pinned(cfg.tracking, uri)
     except Exception as exc:  # MLflow raises several types for a missing model or alias
-        raise _Failure(f"cannot load {uri}: {exc}; train and promote a model first") from exc
+        raise Failure(f"cannot load {uri}: {exc}; train and promote a model first") from exc
     source = open_source(data, cfg.data)
-    result = _run(lambda: score_batch(model, source, out, cfg.data, cfg.features, model_uri=uri))
+    result = run_job(lambda: score_batch(model, source, out, cfg.data, cfg.features, model_uri=uri))
     ranked = result.ranked
     prospects = ranked[ranked["status"] == "prospect"]
     stages = prospects["stage"].value_counts().to_dict()
@@ -341,132 +296,23 @@ def score(ctx: click.Context, data: str, out: Path, model_uri: str | None) -> No
         click.echo(f"warning: {warning}", err=True)
 
 
-@cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=3000, show_default=True)
-@click.option(
-    "--ranked",
-    type=_FILE,
-    default=DEFAULT_RANKED,
-    show_default=True,
-    help="ranked accounts from `inmarket score`, served at GET /accounts",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="worker processes (each loads the model)",
-)
-@_store
-@click.pass_context
-def serve(ctx: click.Context, host: str, port: int, ranked: Path, workers: int) -> None:
-    """Serve the champion over HTTP (BentoML); set INMARKET_TOKEN to require a bearer token.
-
-    Without a token it only listens on loopback (README: "Running it safely")."""
-    import ipaddress
-    import os
-    import shutil
-
-    guard = _run(ServiceSettings.from_env)  # a weak or empty token stops here, in one line
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if guard.token is None and not loopback:
-        raise _Failure(
-            f"--host {host} without INMARKET_TOKEN would serve every account to the network: "
-            "set INMARKET_TOKEN (16+ characters) or keep the default 127.0.0.1"
-        )
-    cfg = _config(ctx).tracking
-    bentoml = shutil.which("bentoml") or str(Path(sys.executable).with_name("bentoml"))
-    env = {**os.environ, **ServiceSettings(tracking=cfg, ranked=ranked).environment()}
-    # BentoML reads per-service settings from this variable when the server starts
-    options = [env.get("BENTOML_CONFIG_OPTIONS", ""), f"services.inmarket.workers={workers}"]
-    env["BENTOML_CONFIG_OPTIONS"] = " ".join(o for o in options if o)
-    root = Path(__file__).resolve().parent.parent
-    os.chdir(root)
-    os.execve(
-        bentoml,
-        [bentoml, "serve", "serving.service:InMarketService", "--host", host, "--port", str(port)],
-        env,
-    )
-
-
-@cli.command()
-@click.option(
-    "--ranked",
-    type=_FILE,
-    default=DEFAULT_RANKED,
-    show_default=True,
-    help="ranked accounts from `inmarket score`",
-)
-@click.option("--out", type=_FILE, default=Path("data/report.html"), show_default=True)
-@click.option(
-    "--limit",
-    type=click.IntRange(0),
-    default=1000,
-    show_default=True,
-    help="accounts listed, best first (0: all)",
-)
-@_store
-@click.pass_context
-def report(ctx: click.Context, ranked: Path, out: Path, limit: int) -> None:
-    """Write the ranked list, its summary and the model card as one static HTML file."""
-    from serving.report import write_report
-
-    if not ranked.exists():
-        raise _Failure(f"{ranked} not found; run `inmarket score DATA --out {ranked}` first")
-    model = _model_card(ctx, ranked)
-    listed = _run(lambda: write_report(ranked, out, model, limit or None))
-    click.echo(f"wrote {out}: {listed:,} accounts" + ("" if model else " (no model card)"))
-
-
-def _load_model(tracking: TrackingSettings, uri: str) -> tuple[str, Any]:
-    """The model at ``uri``, and the URI pinned to its version (an alias may move later)."""
-    from training.registry import connect, load_model, parse_model_uri, resolve_version, version_uri
-
-    if parse_model_uri(uri) is not None:
-        uri = version_uri(*resolve_version(connect(tracking), uri))
-    return uri, load_model(uri)
-
-
-def _model_card(ctx: click.Context, ranked: Path) -> dict[str, Any] | None:
-    """What the report says about the model that scored ``ranked`` (None if unreadable)."""
-    from serving.report import won_deals_found
-    from serving.runs import RunError, published
-    from training.registry import champion_uri, connect, parse_model_uri
-
-    cfg = _config(ctx).tracking
-    try:  # the model named by the run's manifest (the report itself says why it is unreadable)
-        run = published(ranked)
-    except RunError:
-        run = None
-    uri = (run.manifest.get("model") if run else None) or champion_uri(cfg.model_name)
-    try:
-        uri, model = _load_model(cfg, uri)
-        ref = parse_model_uri(uri)
-        name, version = (ref.name, ref.version) if ref else (uri, None)
-        won = won_deals_found(connect(cfg), name, version) if version else None
-    except Exception as exc:  # the report is still useful without the card
-        click.echo(f"warning: no model card: cannot read {uri}: {exc}", err=True)
-        return None
-    return {"name": name, "version": version, **model.info, "won_deals": won}
-
-
 @cli.command("example-crm")
 @click.option("--accounts", type=int, default=300, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--out", type=_FOLDER, default=Path("data/crm_export"), show_default=True)
+@click.option("--out", type=FOLDER, default=Path("data/crm_export"), show_default=True)
 def example_crm(accounts: int, seed: int, out: Path) -> None:
     """Write a CRM-shaped export of a synthetic world plus its mapping file, as a worked example."""
     from inmarket.crm_example import write_crm_example
 
-    mapping = _run(lambda: write_crm_example(out, accounts=accounts, seed=seed))
+    mapping = run_job(lambda: write_crm_example(out, accounts=accounts, seed=seed))
     click.echo(
         f"wrote a CRM-shaped export to {out}; load it with:\n"
         f"  inmarket validate {out} --mapping {mapping}"
     )
+
+
+cli.add_command(serve)
+cli.add_command(report)
 
 
 def main() -> None:

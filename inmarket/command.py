@@ -1,0 +1,83 @@
+"""What every ``inmarket`` command shares: the one-line failure, the argument types, the options
+several commands take, the config built from file and flags, and the runner that turns the
+errors a user can fix into that one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from features.errors import InMarketError
+from inmarket.config import Config, load_config
+from inmarket.options import given, option
+from training.settings import TrackingSettings
+
+
+class Failure(click.ClickException):
+    """A clear one-line error and a non-zero exit code, never a traceback."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it per class
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+FILE = click.Path(path_type=Path, dir_okay=False)
+FOLDER = click.Path(path_type=Path, file_okay=False)
+# DATA is where the tables are, as the [data] kind reads it (a folder for "folder"): text, opened
+# by features.sources.open_source, never taken for a local path here
+DATA = click.STRING
+MAPPING = option("data", "mapping", type=FILE)
+EXTRACTED_AT = option("data", "extracted_at")
+SPARK_MASTER = option("features", "spark_master")
+STORE = option("tracking", "store", type=FOLDER)
+
+
+def config_of(ctx: click.Context, **extra: dict[str, Any]) -> Config:
+    """Defaults, then the ``--config`` file, then the settings given as flags (and ``extra``)."""
+    flags = given(ctx)
+    sections = {s: {**flags.get(s, {}), **extra.get(s, {})} for s in {*flags, *extra}}
+    try:
+        return load_config(ctx.obj.get("config_path"), sections)
+    except InMarketError as exc:
+        raise Failure(str(exc)) from exc
+
+
+def run_job(job: Any) -> Any:
+    """Run a job, turning the errors users can fix into clean messages."""
+    try:
+        return job()
+    except (InMarketError, FileNotFoundError) as exc:
+        raise Failure(str(exc)) from exc
+
+
+def fail_abandoned(tracking: TrackingSettings) -> None:
+    """Runs left RUNNING by a killed process of this host are marked FAILED, in one line."""
+    from training.registry import connect, fail_abandoned_runs
+
+    failed = run_job(lambda: fail_abandoned_runs(connect(tracking), tracking.experiment))
+    if failed:
+        click.echo(
+            f"marked {len(failed)} run(s) FAILED, left RUNNING by a process that died: "
+            f"{', '.join(failed)}",
+            err=True,
+        )
+
+
+def echo_lines(lines: list[str]) -> None:
+    """Print each line as it comes (a job announcing its steps)."""
+    for line in lines:
+        click.echo(line)
+
+
+def load_pinned(tracking: TrackingSettings, uri: str) -> tuple[str, Any]:
+    """The model at ``uri``, and the URI pinned to its version (an alias may move later)."""
+    from training.registry import connect, load_model, parse_model_uri, resolve_version, version_uri
+
+    if parse_model_uri(uri) is not None:
+        uri = version_uri(*resolve_version(connect(tracking), uri))
+    return uri, load_model(uri)
