@@ -47,10 +47,18 @@ def config_of(ctx: click.Context, **extra: dict[str, Any]) -> Config:
         raise Failure(str(exc)) from exc
 
 
+TRACKING_UNREACHABLE = 4  # the exit code a scheduler retries later
+
+
 def run_job(job: Any) -> Any:
-    """Run a job, turning the errors users can fix into clean messages."""
+    """Run a job, turning the errors users can fix into clean messages (exit 2; exit 4 when
+    the tracking server did not answer)."""
+    from training.registry import TrackingUnreachable
+
     try:
         return job()
+    except TrackingUnreachable as exc:
+        raise Failure(str(exc), TRACKING_UNREACHABLE) from exc
     except (InMarketError, FileNotFoundError) as exc:
         raise Failure(str(exc)) from exc
 

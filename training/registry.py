@@ -45,6 +45,11 @@ class RegistryError(InMarketError, LookupError):
     """A model, version or alias that the registry does not hold."""
 
 
+class TrackingUnreachable(InMarketError, ConnectionError):
+    """The tracking server did not answer (down, or a 5xx): the command stops with exit 4 and
+    nothing half-done (no version without its files, no moved alias)."""
+
+
 def tracking_uri(store: Path) -> str:
     """The SQLite tracking URI of a store folder."""
     return f"sqlite:///{Path(store).resolve()}/mlflow.db"
