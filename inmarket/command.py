@@ -64,9 +64,14 @@ def run_job(job: Any) -> Any:
 
 
 def fail_abandoned(tracking: TrackingSettings) -> None:
-    """Runs left RUNNING by a killed process of this host are marked FAILED, in one line."""
+    """Runs left RUNNING by a killed process of this host are marked FAILED, in one line, and
+    the temporary files such a process left (MLflow's copy of a model among them) removed."""
+    import tempfile
+
+    from features.leftovers import remove_dead_owners
     from training.registry import connect, fail_abandoned_runs
 
+    remove_dead_owners(Path(tempfile.gettempdir()))
     failed = run_job(lambda: fail_abandoned_runs(connect(tracking), tracking.experiment))
     if failed:
         click.echo(

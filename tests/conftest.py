@@ -12,7 +12,7 @@ from features.engine import build_feature_table
 from features.settings import DataSettings, FeatureSettings
 from inmarket.crm_example import crm_export
 from inmarket.synthetic import WorldSpec, generate_world
-from tests.stores import train_job
+from tests.stores import client_of, copy_store, train_job
 from tests.worlds import WORLD_ACCOUNTS, WORLD_SEED, WORLD_SPEC
 from training.job import TrainResult
 
@@ -51,6 +51,21 @@ def world_features(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     settings = FeatureSettings(every_days=14, snapshots=None).with_spec(WORLD_SPEC)
     build_feature_table(world_dir, out, DataSettings(), settings)
     return out
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store with the experiment and nothing else, made once (creating its tables takes
+    seconds, a copy a fraction of one)."""
+    store = tmp_path_factory.mktemp("empty") / "mlruns"
+    client_of(store)
+    return store
+
+
+@pytest.fixture
+def new_store(empty_store: Path, tmp_path: Path) -> Path:
+    """A store of this test's own, with nothing in it yet: ``tmp_path / "mlruns"``."""
+    return copy_store(empty_store, tmp_path / "mlruns")
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """What a killed or finished command leaves behind (issue 15, leftovers): no worker process of a
-killed `features`, no temporary file once the next run is over, no temporary test set after
-`promote`, no promotion of a version whose training was killed, and (issue 31) never a mix of two
+killed `features`, no temporary file once the next run is over (a killed train's, MLflow's copy
+of the model among them), no temporary test set after `promote`, no promotion of a version whose
+training was killed, and (issue 31) never a mix of two
 scoring runs after a killed `score`."""
 
 from __future__ import annotations
@@ -93,56 +94,77 @@ def test_the_next_features_run_removes_the_killed_runs_files(
     assert sorted(p.name for p in out.parent.iterdir()) == FEATURE_FILES
 
 
-# `inmarket train`, killed with SIGKILL right after registering its model as the challenger,
-# before its MLflow run ends: the case of a run left RUNNING whose version was then promoted
+# `inmarket train`, killed with SIGKILL inside MLflow's registration of its model, right after
+# the new version is created: its run is left RUNNING, and MLflow's temporary copy of the saved
+# model is still on disk
 _KILLED_TRAIN = """
 import os, signal, sys
+from mlflow.tracking._model_registry import fluent
 from inmarket.cli import main
-from training import job
 
-register = job.register_model
+register = fluent._register_model
 
 def register_then_die(*args, **kwargs):
     register(*args, **kwargs)
     os.kill(os.getpid(), signal.SIGKILL)
 
-job.register_model = register_then_die
+fluent._register_model = register_then_die
 sys.argv = ["inmarket", *sys.argv[1:]]
 main()
 """
 
 
-def test_a_killed_train_is_marked_failed_and_its_version_never_promoted(
-    world_dir: Path, world_features: Path, tmp_path: Path
+def test_a_killed_train_is_marked_failed_never_promoted_and_its_files_removed(
+    trained: tuple[Path, TrainResult], world_dir: Path, world_features: Path, tmp_path: Path
 ) -> None:
-    # given a training killed after it registered the challenger, its run left RUNNING
-    store = tmp_path / "mlruns"
-    args = ["train", world_dir, "--features", world_features, "--store", store]
+    # given a training killed once MLflow registered its version, with its own temporary folder
+    store = copy_store(trained[0], tmp_path / "mlruns")
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**os.environ, "TMPDIR": str(temporary)}
+    config = tmp_path / "inmarket.toml"
+    config.write_text("[train]\nablations = false\nbootstrap_rounds = 100\n", encoding="utf-8")
+    args = ["--config", config, "train", world_dir, "--features", world_features, "--store", store]
     killed = subprocess.run(
         [sys.executable, "-c", _KILLED_TRAIN, *map(str, args)],
         capture_output=True,
         text=True,
         timeout=600,
+        env=env,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert sorted(temporary.rglob("MLmodel")), (
+        f"no saved model left: {sorted(temporary.rglob('*'))}"
+    )
     client = client_of(store)  # (registry too: an earlier test may have set another)
-    challenger = client.get_model_version_by_alias("inmarket", CHALLENGER)
-    run_id = str(challenger.run_id)
+    newest = max(client.search_model_versions("name='inmarket'"), key=lambda v: int(v.version))
+    run_id = str(newest.run_id)
+    assert newest.version != trained[1].version
     assert client.get_run(run_id).info.status == "RUNNING"
-    # when `inmarket promote` runs
-    promoted = run_cli("promote", "--store", store)
+    # and the challenger alias on it, as a kill one step later (alias set, run not ended) leaves it
+    client.set_registered_model_alias("inmarket", CHALLENGER, newest.version)
+    # when `inmarket promote` runs, with the same temporary folder
+    promoted = subprocess.run(
+        [sys.executable, "-m", "inmarket.cli", "promote", "--store", str(store)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     # then the run is marked FAILED, said in one line, and the version is refused in one line
     # naming it and its run's status, with exit 2
     assert promoted.returncode == 2, promoted.stdout + promoted.stderr
     marked, refused = promoted.stderr.strip().splitlines()[-2:]
     assert marked == f"marked 1 run(s) FAILED, left RUNNING by a process that died: {run_id}"
     assert refused.startswith(
-        f"error: model 'inmarket' version {challenger.version} is not promoted: its training "
+        f"error: model 'inmarket' version {newest.version} is not promoted: its training "
         f"run {run_id} is FAILED, not FINISHED"
     )
     assert "Traceback" not in promoted.stderr
     assert client.get_run(run_id).info.status == "FAILED"
     assert version_by_alias(client, "inmarket", CHAMPION) is None
+    # and the killed run's temporary files, MLflow's copy of the model among them, are gone
+    assert sorted(p.name for p in temporary.iterdir()) == []
 
 
 def test_promote_leaves_no_temporary_test_set(

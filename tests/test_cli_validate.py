@@ -71,7 +71,9 @@ def test_validate_names_unknown_values_with_rows_example_and_allowed_list(
     assert "allowed: open, won, lost" in result.stdout
 
 
-def test_an_export_time_taken_from_the_clock_far_after_the_data_is_named(tmp_path: Path) -> None:
+def test_an_export_time_taken_from_the_clock_far_after_the_data_is_named(
+    new_store: Path, tmp_path: Path
+) -> None:
     """Issue 14: without _extract.json the clock is the export time; when the data ended long
     before, training used to fail blaming train.test_days (or train on empty months)."""
     # given a world that ended in 2024, without its _extract.json
@@ -93,7 +95,7 @@ def test_an_export_time_taken_from_the_clock_far_after_the_data_is_named(tmp_pat
     (world / "_extract.json").unlink()
     # when it is validated and trained as is, and validated with the export time given
     checked = run_cli("validate", world)
-    trained = run_cli("train", world, "--store", tmp_path / "mlruns")
+    trained = run_cli("train", world, "--store", new_store)
     given = run_cli("validate", world, "--extracted-at", "2024-02-05")
     # then validate says where the export time came from, the span of the events and what to
     # do; train refuses in one line saying the same; given the time, no warning

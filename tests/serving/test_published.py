@@ -14,6 +14,8 @@ from inmarket.cli import cli
 from serving.published import Scoring, ScoringCache
 from serving.runs import new_run
 from tests.serving.test_review import AS_OF, _crm_people, _ranked
+from tests.stores import copy_store
+from training.job import TrainResult
 
 
 def _write(out: Path, version: str, *, publish: bool = True) -> None:
@@ -95,14 +97,16 @@ def test_nothing_published_is_none_and_a_list_alone_is_an_error(tmp_path: Path) 
     assert cache.error is not None and "has no manifest" in cache.error
 
 
-def test_the_report_names_the_model_that_scored_the_run(tmp_path: Path) -> None:
+def test_the_report_names_the_model_that_scored_the_run(
+    trained: tuple[Path, TrainResult], tmp_path: Path
+) -> None:
     """Found in review: the report read the model from a drift file beside the list, which a
     run no longer writes there, so it named the champion, maybe not the model that scored."""
-    # given a run scored by version 99, and a store without it
+    # given a run scored by version 99, and a store without it (a copy: no new store to create)
     ranked = tmp_path / "ranked.parquet"
     _write(ranked, "99")
     # when the report is written
-    out, store = str(tmp_path / "r.html"), str(tmp_path / "mlruns")
+    out, store = str(tmp_path / "r.html"), str(copy_store(trained[0], tmp_path / "mlruns"))
     result = CliRunner().invoke(
         cli, ["report", "--ranked", str(ranked), "--out", out, "--store", store], obj={}
     )

@@ -1,5 +1,4 @@
-"""Fixtures of the training tests: an empty store made once and copied, and a nine-month
-world."""
+"""Fixtures of the training tests: a client of a new store, and a nine-month world."""
 
 from __future__ import annotations
 
@@ -8,20 +7,12 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.stores import client_of, copy_store
-
-
-@pytest.fixture(scope="session")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store with the experiment and nothing else, made once (creating its tables is slow)."""
-    store = tmp_path_factory.mktemp("empty") / "mlruns"
-    client_of(store)
-    return store
+from tests.stores import client_of
 
 
 @pytest.fixture
-def client(empty_store: Path, tmp_path: Path) -> MlflowClient:
-    return client_of(copy_store(empty_store, tmp_path / "mlruns"))
+def client(new_store: Path) -> MlflowClient:
+    return client_of(new_store)
 
 
 @pytest.fixture(scope="session")

@@ -47,18 +47,18 @@ def leaky_world(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return out
 
 
-def _train(world: Path, tmp: Path, columns: dict[str, str]):  # type: ignore[no-untyped-def]
-    features = tmp / "features.parquet"
+def _train(world: Path, store: Path, columns: dict[str, str]):  # type: ignore[no-untyped-def]
+    features = store.parent / "features.parquet"
     build_feature_table(world, features, DataSettings(), FeatureSettings(**GRID, columns=columns))
-    return pd.read_parquet(features), train_job(tmp / "mlruns").run(world, features)
+    return pd.read_parquet(features), train_job(store).run(world, features)
 
 
-def test_an_undeclared_column_is_ignored_and_said_so(leaky_world: Path, tmp_path: Path) -> None:
+def test_an_undeclared_column_is_ignored_and_said_so(leaky_world: Path, new_store: Path) -> None:
     # given a world whose accounts carry an export-time column that encodes the outcome
     report = load_dataset(leaky_world, DataSettings()).report
     # when it is validated and trained on with the default settings
     notes = report.column_notes({})
-    features, result = _train(leaky_world, tmp_path, {})
+    features, result = _train(leaky_world, new_store, {})
     # then the column is listed as ignored, is no feature, and the run carries no warning
     assert any(n.startswith("accounts.lifecycle_stage: ignored") for n in notes)
     assert any(c.startswith("accounts.lifecycle_stage: ignored") for c in result.columns)
@@ -67,23 +67,23 @@ def test_an_undeclared_column_is_ignored_and_said_so(leaky_world: Path, tmp_path
     assert result.evaluation.metrics["model"]["roc_auc"] < 0.97
 
 
-def test_a_static_column_is_used_and_the_run_warned(leaky_world: Path, tmp_path: Path) -> None:
+def test_a_static_column_is_used_and_the_run_warned(leaky_world: Path, new_store: Path) -> None:
     # given the same world, the column declared static
     # when it is trained on
-    features, result = _train(leaky_world, tmp_path, {"lifecycle_stage": "static"})
+    features, result = _train(leaky_world, new_store, {"lifecycle_stage": "static"})
     # then the column is a feature, the model leans on it (the leak is real), and the MLflow run
     # is tagged with a warning naming it
     assert "lifecycle_stage" in features.columns
     assert result.evaluation.metrics["model"]["roc_auc"] > 0.97
-    tags = client_of(tmp_path / "mlruns").get_run(result.run_id).data.tags
+    tags = client_of(new_store).get_run(result.run_id).data.tags
     assert "lifecycle_stage" in tags["warnings"] and "static" in tags["warnings"]
     assert any("used as a feature (declared static)" in c for c in result.columns)
 
 
-def test_a_dated_column_is_taken_point_in_time(leaky_world: Path, tmp_path: Path) -> None:
+def test_a_dated_column_is_taken_point_in_time(leaky_world: Path, new_store: Path) -> None:
     # given the same column declared dated, its history in account_history
     # when it is trained on
-    features, result = _train(leaky_world, tmp_path, {"lifecycle_stage": "dated"})
+    features, result = _train(leaky_world, new_store, {"lifecycle_stage": "dated"})
     # then each snapshot sees the stage of its own day: 'customer' only after the first win,
     # so the outcome no longer leaks and the run carries no warning
     deals = pd.read_parquet(leaky_world / "opportunities.parquet")

@@ -60,7 +60,7 @@ def test_the_generated_world_holds_a_signal_the_model_finds_and_the_rule_misses(
 
 
 def test_shuffled_labels_give_a_coin_flip(
-    world_dir: Path, world_features: Path, tmp_path: Path
+    world_dir: Path, world_features: Path, new_store: Path
 ) -> None:
     from sklearn.metrics import roc_auc_score
 
@@ -71,7 +71,7 @@ def test_shuffled_labels_give_a_coin_flip(
     # when a model is trained on shuffled labels (by `train --shuffle-labels`), and four more
     # with other shuffles: one noise-fitted model can land anywhere from 0.3 to 0.7 (a few
     # trees on activity, their sign a coin toss), so one draw proves little either way
-    job = train_job(tmp_path / "mlruns", shuffle_labels=True)
+    job = train_job(new_store, shuffle_labels=True)
     result = job.run(world_dir, world_features)
     labelled = job.labelled(world_dir, world_features)
     aucs = [result.evaluation.metrics["model"]["roc_auc"]]

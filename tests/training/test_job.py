@@ -29,11 +29,11 @@ pytestmark = pytest.mark.slow
 
 
 def test_same_seed_same_data_same_metrics(
-    trained: tuple[Path, TrainResult], world_dir: Path, world_features: Path, tmp_path: Path
+    trained: tuple[Path, TrainResult], world_dir: Path, world_features: Path, new_store: Path
 ) -> None:
     # given the session's training run
     # when the same job is run again on the same data, into another store
-    again = train_job(tmp_path / "mlruns").run(world_dir, world_features)
+    again = train_job(new_store).run(world_dir, world_features)
     # then every metric of every scorer is the same (the session run also trained ablations)
     for name, values in again.evaluation.metrics.items():
         for metric, value in values.items():
@@ -53,9 +53,9 @@ def test_evaluate_rescores_a_registered_version(
     assert evaluation.metrics["model"] == pytest.approx(result.evaluation.metrics["model"])
 
 
-def test_cli_train_and_promote(world_dir: Path, world_features: Path, tmp_path: Path) -> None:
+def test_cli_train_and_promote(world_dir: Path, world_features: Path, new_store: Path) -> None:
     # given a world, its features and an empty store
-    store = tmp_path / "mlruns"
+    store = new_store
     # when `inmarket train` and then `inmarket promote` run on them
     run = subprocess.run(
         [
@@ -106,7 +106,7 @@ def eventless_world(world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.mark.parametrize("given", ["data", "features"])
 def test_training_refuses_a_world_without_usable_events(
-    eventless_world: Path, tmp_path: Path, given: str
+    eventless_world: Path, new_store: Path, tmp_path: Path, given: str
 ) -> None:
     """Found by probing: a model was registered from 0 events."""
     # given a world none of whose events can be used (its features built first, or not)
@@ -115,7 +115,7 @@ def test_training_refuses_a_world_without_usable_events(
         features = tmp_path / "features.parquet"
         settings = FeatureSettings(every_days=14, snapshots=None).with_spec(WORLD_SPEC)
         build_feature_table(eventless_world, features, DataSettings(), settings)
-    store = tmp_path / "mlruns"
+    store = new_store
     # when a model is trained on it, then training refuses, naming the events and the reason
     with pytest.raises(
         ContractError,
@@ -129,11 +129,11 @@ def test_training_refuses_a_world_without_usable_events(
 
 
 def test_a_nine_month_history_trains_in_short_history_mode(
-    nine_months: Path, tmp_path: Path
+    nine_months: Path, new_store: Path, tmp_path: Path
 ) -> None:
     # given nine months of history, too short for train / validation / test windows with
     # embargoes (they need more than 390 days of labelled snapshots)
-    store = tmp_path / "mlruns"
+    store = new_store
     # when a model is trained on it
     heard: list[str] = []
     result = train_job(store, bootstrap_rounds=200).run(nine_months, announce=heard.extend)
@@ -180,7 +180,7 @@ def test_a_nine_month_history_trains_in_short_history_mode(
     assert not stopped.search_runs(experiments) and not stopped.search_registered_models()
 
 
-def test_four_months_train_and_less_is_one_line(tmp_path: Path) -> None:
+def test_four_months_train_and_less_is_one_line(new_store: Path, tmp_path: Path) -> None:
     from inmarket.synthetic import WorldSpec, generate_world
 
     # given four months of history of 5,000 accounts, and of 2,000 (too few later wins)
@@ -188,7 +188,7 @@ def test_four_months_train_and_less_is_one_line(tmp_path: Path) -> None:
     generate_world(WorldSpec(accounts=5000, seed=7, days=120), four)
     generate_world(WorldSpec(accounts=2000, seed=7, days=120), three)
     # when each is trained
-    result = train_job(tmp_path / "mlruns").run(four)
+    result = train_job(new_store).run(four)
     refused = subprocess.run(
         [sys.executable, "-m", "inmarket.cli", "train", str(three), "--store", str(tmp_path / "s")],
         capture_output=True,

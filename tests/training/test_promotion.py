@@ -20,7 +20,15 @@ from features.errors import ConfigError
 from features.settings import DataSettings, FeatureSettings
 from tests.stores import client_of, copy_store, experiment_id, train_job
 from training.job import EvaluateJob, TrainResult
-from training.promotion import ROLLED_BACK, Verdict, attempt_level, paired_gain, promote, roll_back
+from training.promotion import (
+    ROLLED_BACK,
+    Promotion,
+    Verdict,
+    attempt_level,
+    paired_gain,
+    promote,
+    roll_back,
+)
 from training.registry import CHALLENGER, CHAMPION, RegistryError, load_model, version_by_alias
 from training.settings import LightGBMParams, PromotionSettings, TrackingSettings
 
@@ -30,22 +38,37 @@ def store(trained: tuple[Path, TrainResult], tmp_path: Path) -> Path:
     return copy_store(trained[0], tmp_path / "mlruns")
 
 
+@pytest.fixture(scope="module")
+def worse_store(
+    trained: tuple[Path, TrainResult],
+    world_dir: Path,
+    world_features: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, Promotion, TrainResult]:
+    """The session model promoted as the first champion (and that decision), then a model
+    trained on shuffled labels registered as the challenger: made once, each test copies it."""
+    store = copy_store(trained[0], tmp_path_factory.mktemp("worse") / "mlruns")
+    first = promote(client_of(store), "inmarket")
+    worse = train_job(store, shuffle_labels=True).run(world_dir, world_features)
+    return store, first, worse
+
+
 @pytest.mark.slow
 def test_promotion_refuses_worse_and_accepts_better(
-    store: Path, world_dir: Path, world_features: Path
+    worse_store: tuple[Path, Promotion, TrainResult], tmp_path: Path
 ) -> None:
-    # given a store with a challenger and no champion
-    client = client_of(store)
-    # when it is promoted, then a worse model and then a better one are trained and promoted
-    # then, step by step: the first beats the MQL rule beyond noise and becomes champion, the
-    # worse one is refused, and each is tagged with the decision
-    first = promote(client, "inmarket")
+    # given a store whose first challenger (the session model) was promoted, then a worse model
+    # trained on shuffled labels and registered as the challenger
+    made, first, worse = worse_store
+    client = client_of(copy_store(made, tmp_path / "mlruns"))
+    # then the first beat the MQL rule beyond noise and became champion
     assert first.promoted and first.reason.startswith("no champion yet; test recall in the top")
     assert "vs the MQL rule's" in first.reason and "beats it by more than noise" in first.reason
     champion = client.get_model_version_by_alias("inmarket", CHAMPION).version
-
-    worse = train_job(store, shuffle_labels=True).run(world_dir, world_features)
+    assert str(champion) == str(first.version)
+    # when the worse one is promoted
     refused = promote(client, "inmarket")
+    # then it is refused, the champion stays, and the version is tagged with the decision
     assert not refused.promoted and "is worse" in refused.reason
     assert client.get_model_version_by_alias("inmarket", CHAMPION).version == champion
     assert client.get_model_version("inmarket", worse.version).tags["promotion"] == "refused"
@@ -130,12 +153,12 @@ def test_models_that_build_features_differently_are_not_compared_on_one_test_set
 
 @pytest.mark.slow
 def test_a_first_model_worse_than_the_mql_rule_is_refused_without_force(
-    store: Path, world_dir: Path, world_features: Path, tmp_path: Path
+    worse_store: tuple[Path, Promotion, TrainResult], tmp_path: Path
 ) -> None:
-    # given an empty store and a model trained on shuffled labels
-    empty = tmp_path / "empty"
-    train_job(empty, shuffle_labels=True).run(world_dir, world_features)
-    client = client_of(empty)
+    # given a model trained on shuffled labels as the challenger and no champion (the session
+    # model's alias removed: the gate's first-model case is "no champion alias")
+    client = client_of(copy_store(worse_store[0], tmp_path / "mlruns"))
+    client.delete_registered_model_alias("inmarket", CHAMPION)
     # when it is promoted, rolled back to, then forced
     refused = promote(client, "inmarket")
     with pytest.raises(RegistryError, match="has never been champion"):
@@ -143,6 +166,7 @@ def test_a_first_model_worse_than_the_mql_rule_is_refused_without_force(
     forced = promote(client, "inmarket", force=True)
     # then the gate compares it with the MQL rule on its test rows and refuses, a rollback
     # cannot slip it in, until forced
+    assert str(refused.version) == worse_store[2].version
     assert not refused.promoted and "vs the MQL rule's" in refused.reason
     assert "beats it" not in refused.reason
     assert forced.promoted and forced.reason.endswith("(forced)")
@@ -227,27 +251,26 @@ def test_a_rolled_back_champion_is_not_put_back_by_a_plain_promote(
 
 @pytest.mark.slow
 def test_force_promotes_a_worse_model_and_says_so(
-    store: Path, world_dir: Path, world_features: Path
+    worse_store: tuple[Path, Promotion, TrainResult], tmp_path: Path
 ) -> None:
     # given a champion and a worse challenger trained on shuffled labels
-    client = client_of(store)
-    promote(client, "inmarket")
-    worse = train_job(store, shuffle_labels=True).run(world_dir, world_features)
+    client = client_of(copy_store(worse_store[0], tmp_path / "mlruns"))
     # when the challenger is promoted with force
     forced = promote(client, "inmarket", force=True)
     # then it becomes the champion, the reason says forced, and it loads
     assert forced.promoted and forced.reason.endswith("(forced)")
-    assert str(client.get_model_version_by_alias("inmarket", CHAMPION).version) == worse.version
+    champion = client.get_model_version_by_alias("inmarket", CHAMPION).version
+    assert str(champion) == worse_store[2].version
     assert isinstance(load_model(f"models:/inmarket@{CHAMPION}").features, list)
 
 
 @pytest.mark.slow
 def test_the_gate_needs_rows_the_champion_was_not_fitted_on(
-    nine_months: Path, tmp_path: Path
+    nine_months: Path, new_store: Path
 ) -> None:
     # given a short-history champion, fitted on every labelled snapshot of the world, and the
     # same training again as challenger
-    store = tmp_path / "mlruns"
+    store = new_store
     train_job(store).run(nine_months)
     client = client_of(store)
     assert promote(client, "inmarket", force=True).promoted
