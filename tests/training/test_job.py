@@ -17,7 +17,7 @@ from features.engine import build_feature_table
 from features.errors import ContractError
 from features.settings import DataSettings, FeatureSettings
 from serving.batch import score_batch
-from tests.stores import client_of, train_job
+from tests.stores import client_of, copy_store, train_job
 from tests.worlds import WORLD_SPEC
 from training.forecast import ForecastJob
 from training.job import EvaluateJob, TrainResult
@@ -129,14 +129,15 @@ def test_training_refuses_a_world_without_usable_events(
 
 
 def test_a_nine_month_history_trains_in_short_history_mode(
-    nine_months: Path, new_store: Path, tmp_path: Path
+    nine_months: Path,
+    nine_month_trained: tuple[Path, TrainResult, list[str]],
+    empty_store: Path,
+    tmp_path: Path,
 ) -> None:
     # given nine months of history, too short for train / validation / test windows with
     # embargoes (they need more than 390 days of labelled snapshots)
-    store = new_store
-    # when a model is trained on it
-    heard: list[str] = []
-    result = train_job(store, bootstrap_rounds=200).run(nine_months, announce=heard.extend)
+    # when a model is trained on it (the session's)
+    store, result, heard = nine_month_trained
     # then it is cross-validated over groups of accounts, says so and records it, and its
     # comparison with the MQL rule carries intervals on all labelled rows
     assert result.split["evaluation"] == "grouped_cv"
@@ -173,9 +174,10 @@ def test_a_nine_month_history_trains_in_short_history_mode(
     def stop(lines: list[str]) -> None:
         raise Stop
 
+    stopping = copy_store(empty_store, tmp_path / "stopped")
     with pytest.raises(Stop):
-        train_job(tmp_path / "stopped", bootstrap_rounds=200).run(nine_months, announce=stop)
-    stopped = client_of(tmp_path / "stopped")
+        train_job(stopping, bootstrap_rounds=200).run(nine_months, announce=stop)
+    stopped = client_of(stopping)
     experiments = [e.experiment_id for e in stopped.search_experiments()]
     assert not stopped.search_runs(experiments) and not stopped.search_registered_models()
 

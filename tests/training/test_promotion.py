@@ -75,14 +75,17 @@ def test_promotion_refuses_worse_and_accepts_better(
 
 
 @pytest.mark.slow
-def test_the_same_model_retrained_is_not_promoted_over_itself(
+def test_the_same_model_again_or_reseeded_is_not_promoted_over_itself(
     store: Path, world_dir: Path, world_features: Path
 ) -> None:
-    # given the session model as champion, retrained on the same data twice: with the same
-    # seed (the same model) and with another seed (a model as good, trained by other chance)
+    # given the session model as champion, then registered again as the challenger (the same
+    # model: a retrain with the same seed is the same, test_job checks), then retrained with
+    # another seed (a model as good, trained by other chance)
     client = client_of(store)
-    promote(client, "inmarket")
-    same = train_job(store).run(world_dir, world_features)
+    first = promote(client, "inmarket")
+    champion = client.get_model_version("inmarket", str(first.version))
+    same = client.create_model_version("inmarket", str(champion.source), champion.run_id)
+    client.set_registered_model_alias("inmarket", CHALLENGER, same.version)
     again = promote(client, "inmarket")
     other = train_job(store, seed=11).run(world_dir, world_features)
     reseeded = promote(client, "inmarket")
@@ -228,12 +231,11 @@ def test_of_two_promotions_at_once_only_one_moves_the_alias(store: Path) -> None
 
 @pytest.mark.slow
 def test_a_rolled_back_champion_is_not_put_back_by_a_plain_promote(
-    store: Path, world_dir: Path, world_features: Path
+    worse_store: tuple[Path, Promotion, TrainResult], tmp_path: Path
 ) -> None:
-    # given a champion v1 and a retrain put over it (v2)
-    client = client_of(store)
-    first = promote(client, "inmarket")
-    train_job(store, seed=11).run(world_dir, world_features)
+    # given a champion v1 and another model put over it (v2, forced)
+    client = client_of(copy_store(worse_store[0], tmp_path / "mlruns"))
+    first = worse_store[1]
     second = promote(client, "inmarket", force=True)
     assert second.promoted, second.reason
     # when v1 is put back by hand, then a plain promote runs (v2 is still the challenger)
@@ -266,15 +268,15 @@ def test_force_promotes_a_worse_model_and_says_so(
 
 @pytest.mark.slow
 def test_the_gate_needs_rows_the_champion_was_not_fitted_on(
-    nine_months: Path, new_store: Path
+    nine_month_trained: tuple[Path, TrainResult, list[str]], tmp_path: Path
 ) -> None:
     # given a short-history champion, fitted on every labelled snapshot of the world, and the
-    # same training again as challenger
-    store = new_store
-    train_job(store).run(nine_months)
-    client = client_of(store)
+    # same training registered again as challenger
+    client = client_of(copy_store(nine_month_trained[0], tmp_path / "mlruns"))
     assert promote(client, "inmarket", force=True).promoted
-    train_job(store, seed=11).run(nine_months)
+    first = client.get_model_version("inmarket", nine_month_trained[1].version)
+    again = client.create_model_version("inmarket", str(first.source), first.run_id)
+    client.set_registered_model_alias("inmarket", CHALLENGER, again.version)
     # when the challenger is promoted
     refused = promote(client, "inmarket")
     # then the gate refuses to compare them on rows the champion was fitted on
