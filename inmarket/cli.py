@@ -11,6 +11,7 @@ import click
 from features.plan import EVENTS_PER_BUCKET
 from features.sources import open_source
 from features.vocabularies import vocabulary_help
+from inmarket.cli_refresh import refresh
 from inmarket.cli_serving import report, serve
 from inmarket.command import (
     DATA,
@@ -313,6 +314,7 @@ def example_crm(accounts: int, seed: int, out: Path) -> None:
 
 cli.add_command(serve)
 cli.add_command(report)
+cli.add_command(refresh)
 
 
 def main() -> None:
