@@ -2,7 +2,7 @@
 nothing; a worse challenger is refused (exit 3) and the scores stay the old champion's; refused
 data, a bad configuration, an unreachable tracking server and a held lock each end in their one
 line and exit code; a refresh killed at any point leaves the outputs and aliases as they were,
-and the next one completes. The stores are copies of the session's; three refreshes train."""
+and the next one completes. The stores are copies of the session's; two refreshes train."""
 
 from __future__ import annotations
 
@@ -62,6 +62,14 @@ def champion_store(
     store = copy_store(trained[0], tmp_path_factory.mktemp("champion") / "mlruns")
     assert promote(client_of(store), "inmarket").promoted
     return store
+
+
+@pytest.fixture
+def project(champion_store: Path, tmp_path: Path) -> tuple[Path, MlflowClient, str]:
+    """A copy of the champion store, a client of it and the champion's version."""
+    store = copy_store(champion_store, tmp_path / "mlruns")
+    client = client_of(store)
+    return store, client, client.get_model_version_by_alias("inmarket", CHAMPION).version
 
 
 def _config(folder: Path, extra: str = "") -> Path:
@@ -252,12 +260,10 @@ def test_a_refresh_while_another_holds_the_lock_exits_5_naming_it(
 
 @pytest.mark.slow
 def test_a_second_refresh_on_the_same_data_does_nothing(
-    champion_store: Path, world_dir: Path, tmp_path: Path
+    project: tuple[Path, MlflowClient, str], world_dir: Path, tmp_path: Path
 ) -> None:
     # given a store whose champion was trained on the world, and a refresh that scored it
-    store = copy_store(champion_store, tmp_path / "mlruns")
-    client = client_of(store)
-    champion = client.get_model_version_by_alias("inmarket", CHAMPION).version
+    store, client, champion = project
     out, config = tmp_path / "out" / "ranked.parquet", _config(tmp_path)
     first = _refresh(config, world_dir, out, store)
     assert first.returncode == RefreshExit.DONE, first.stderr
@@ -273,39 +279,6 @@ def test_a_second_refresh_on_the_same_data_does_nothing(
     assert f"already scored with v{champion} into {out}" in second.stdout
     assert _files(out) == files
     assert _what(client) == store_had
-
-
-@pytest.mark.slow
-def test_a_worse_challenger_is_refused_with_exit_3_and_the_old_champions_scores(
-    champion_store: Path, world_dir: Path, tmp_path: Path
-) -> None:
-    # given a champion, and settings that train on shuffled labels with a retrain due at once
-    store = copy_store(champion_store, tmp_path / "mlruns")
-    client = client_of(store)
-    champion = client.get_model_version_by_alias("inmarket", CHAMPION).version
-    # (CONFIG ends in its [train] section)
-    config = _config(tmp_path, "shuffle_labels = true\n\n[refresh]\nretrain_after_days = 0\n")
-    out = tmp_path / "out" / "ranked.parquet"
-    # when a refresh runs
-    refused = _refresh(config, world_dir, out, store)
-    # then it retrained because of the champion's age, the gate refused the worse model, it
-    # exits 3, and the list written is the old champion's
-    assert refused.returncode == RefreshExit.GATE_REFUSED, refused.stderr[-2000:]
-    line = _summary(refused)
-    assert f"prospects with v{champion} into {out}" in line
-    assert f"retrained (v{champion} registered" in line, line
-    challenger = line.split("retrained (")[1].split(") as v")[1].split(";")[0]
-    assert f"v{challenger} refused by the gate: test PR AUC" in line and "is worse" in line
-    assert _scored_by(out) == {champion}
-    assert client.get_model_version_by_alias("inmarket", CHAMPION).version == champion
-    assert client.get_model_version("inmarket", challenger).tags["promotion"] == "refused"
-    # and when it runs again, the refused model (trained on this data) is not retried
-    again = _refresh(config, world_dir, out, store)
-    assert again.returncode == RefreshExit.DONE, again.stderr
-    assert _summary(again).startswith("refresh: nothing to do")
-    assert (
-        f"no retrain due: v{challenger} (refused by the gate) trained on this data" in again.stdout
-    )
 
 
 # `inmarket refresh`, killed with SIGKILL at a chosen point: after it published its scores
@@ -352,14 +325,13 @@ def _killed_at(point: str, config: Path, data: Path, out: Path, store: Path) -> 
 
 
 @pytest.mark.slow
-def test_a_refresh_killed_after_scoring_or_while_training_leaves_the_outputs_and_aliases(
-    champion_store: Path, world_dir: Path, tmp_path: Path
+def test_after_killed_refreshes_a_worse_challenger_is_refused_with_the_old_champions_list(
+    project: tuple[Path, MlflowClient, str], world_dir: Path, tmp_path: Path
 ) -> None:
-    # given a champion and a retrain due at once
-    store = copy_store(champion_store, tmp_path / "mlruns")
-    client = client_of(store)
-    champion = client.get_model_version_by_alias("inmarket", CHAMPION).version
-    config = _config(tmp_path, "\n[refresh]\nretrain_after_days = 0\n")
+    # given a champion, and settings that train on shuffled labels with a retrain due at once
+    store, client, champion = project
+    # (CONFIG ends in its [train] section)
+    config = _config(tmp_path, "shuffle_labels = true\n\n[refresh]\nretrain_after_days = 0\n")
     out = tmp_path / "out" / "ranked.parquet"
     versions = _what(client)[1]
     # when a refresh is killed right after it published its scores, then the next one while
@@ -370,13 +342,25 @@ def test_a_refresh_killed_after_scoring_or_while_training_leaves_the_outputs_and
         assert _scored_by(out) == {champion}
         assert client.get_model_version_by_alias("inmarket", CHAMPION).version == champion
         assert _what(client)[1] == versions
-    # and the next refresh completes: it retrains (the same model: refused by the gate) and
-    # the list stays the champion's
-    done = _refresh(config, world_dir, out, store)
-    assert done.returncode == RefreshExit.GATE_REFUSED, done.stderr[-2000:]
-    assert "not better by more than noise" in _summary(done)
+    # when the next refresh runs to its end
+    refused = _refresh(config, world_dir, out, store)
+    # then it kept the list it had recorded, retrained because of the champion's age, the
+    # gate refused the worse model, it exits 3, and the list is still the old champion's
+    assert refused.returncode == RefreshExit.GATE_REFUSED, refused.stderr[-2000:]
+    line = _summary(refused)
+    assert f"scores of this data by v{champion} already in {out}" in line
+    assert f"retrained (v{champion} registered" in line, line
+    challenger = line.split("retrained (")[1].split(") as v")[1].split(";")[0]
+    assert f"v{challenger} refused by the gate: test PR AUC" in line and "is worse" in line
     assert _scored_by(out) == {champion}
     assert client.get_model_version_by_alias("inmarket", CHAMPION).version == champion
+    assert client.get_model_version("inmarket", challenger).tags["promotion"] == "refused"
+    # and when it runs again, the refused model (trained on this data) is not retried
+    again = _refresh(config, world_dir, out, store)
+    assert again.returncode == RefreshExit.DONE, again.stderr
+    assert _summary(again).startswith("refresh: nothing to do")
+    not_again = f"no retrain due: v{challenger} (refused by the gate) trained on this data"
+    assert not_again in again.stdout
 
 
 @pytest.mark.slow
