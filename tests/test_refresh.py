@@ -14,18 +14,23 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pandas as pd
 import pytest
+from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 from mlflow.tracking import MlflowClient
 
-from features.settings import DataSettings
+from features.settings import DataSettings, FeatureSettings
 from features.sources import open_source
 from inmarket.cli_refresh import RefreshExit
+from inmarket.config import RefreshSettings
 from inmarket.refresh import (
     REFRESH_DATA,
+    RefreshJob,
     RefreshRunning,
     data_identity,
     lock_path,
@@ -39,7 +44,7 @@ from tests.worlds import WORLD_SPEC
 from training.job import TrainResult
 from training.promotion import promote
 from training.registry import CHALLENGER, CHAMPION, version_by_alias
-from training.settings import TrackingSettings, TrainSettings
+from training.settings import PromotionSettings, TrackingSettings, TrainSettings
 
 # the session model's features, so that a retrain compares with it; a quick train
 CONFIG = f"""
@@ -133,24 +138,113 @@ def test_the_newest_labelled_snapshot_is_the_last_whose_window_closed(
     assert newest + pd.Timedelta(days=every_days + horizon_days) > export
 
 
-def test_the_data_identity_changes_with_a_byte_of_a_table_or_the_export_time(
-    tmp_path: Path,
-) -> None:
-    # given a folder of tables and its identity
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    """A folder holding the four required tables (two rows each): enough to be a source."""
     accounts = pd.DataFrame({"account_id": ["a1", "a2"], "name": ["Acme", "Beta"]})
     tables = ("accounts", "people", "events", "opportunities")
-    folder = write_csvs(tmp_path / "data", dict.fromkeys(tables, accounts))
+    return write_csvs(tmp_path / "data", dict.fromkeys(tables, accounts))
+
+
+def test_the_data_identity_changes_with_a_byte_of_a_table_or_the_export_time(
+    tiny_data: Path,
+) -> None:
+    # given a folder of tables and its identity
     given = DataSettings(extracted_at=datetime(2025, 6, 30))
-    first = data_identity(open_source(folder, given), given)
+    first = data_identity(open_source(tiny_data, given), given)
     # when nothing changes, one byte of a table changes, or the export time given changes
-    same = data_identity(open_source(folder, given), given)
+    same = data_identity(open_source(tiny_data, given), given)
     later = DataSettings(extracted_at=datetime(2025, 7, 1))
-    moved = data_identity(open_source(folder, later), later)
-    write_csvs(folder, {"accounts": accounts.replace("Acme", "Acmf")})
-    edited = data_identity(open_source(folder, given), given)
+    moved = data_identity(open_source(tiny_data, later), later)
+    accounts = pd.read_csv(tiny_data / "accounts.csv")
+    write_csvs(tiny_data, {"accounts": accounts.replace("Acme", "Acmf")})
+    edited = data_identity(open_source(tiny_data, given), given)
     # then only a change makes another identity
     assert first == same
     assert len({first, moved, edited}) == 3
+
+
+class _Registry:
+    """The two registry reads a retrain decision makes: versions, and a run's ``test_as_of``."""
+
+    def __init__(self, until: pd.Timestamp, versions: list[ModelVersion]) -> None:
+        self.until, self.versions = until, versions
+
+    def search_model_versions(self, filter_string: str) -> list[ModelVersion]:
+        return self.versions
+
+    def get_run(self, run_id: str) -> SimpleNamespace:
+        params = {"test_as_of": f"2024-01-01..{self.until:%Y-%m-%d}"}
+        return SimpleNamespace(data=SimpleNamespace(params=params))
+
+
+def _version(version: str, days_ago: float, **tags: str) -> ModelVersion:
+    registered = (time.time() - days_ago * 86_400) * 1000
+    listed = [ModelVersionTag(k, v) for k, v in tags.items()]
+    return ModelVersion("inmarket", version, int(registered), run_id=f"run{version}", tags=listed)
+
+
+@pytest.mark.parametrize(
+    "later_days,days_ago,tags,due",
+    [
+        (0, 1, {}, []),
+        (13, 1, {}, []),
+        (14, 1, {}, ["1 new labelled window(s)"]),
+        (29, 1, {}, ["2 new labelled window(s)"]),
+        (0, 31, {}, ["registered 31.0 days ago"]),
+        (0, 31, {REFRESH_DATA: "this data"}, []),
+        (14, 31, {REFRESH_DATA: "this data"}, ["1 new labelled window(s)"]),
+    ],
+)
+def test_a_retrain_is_due_at_a_new_labelled_window_or_past_the_age(
+    tiny_data: Path, later_days: int, days_ago: float, tags: dict[str, str], due: list[str]
+) -> None:
+    # given a champion trained on an export of 2025-06-30 and registered days_ago, and an
+    # export of later_days after it
+    train = TrainSettings()
+    until = newest_labelled(datetime(2025, 6, 30, 9, tzinfo=UTC), train)
+    data = DataSettings(extracted_at=datetime(2025, 6, 30, 9) + timedelta(days=later_days))
+    job = _job(data, train)
+    champion = _version("1", days_ago, **tags)
+    registry = cast(MlflowClient, _Registry(until, [champion]))
+    # when the job works out whether a retrain is due
+    reasons, why_not = job.reasons(registry, champion, "this data", open_source(tiny_data, data))
+    # then it is due at each window of every_days with outcomes the champion has not seen, or
+    # when the champion is older than retrain_after_days unless trained on this very data
+    assert [r.split(":")[0].split(" (")[0] for r in reasons] == [
+        d if "window" in d else f"v1 {d}" for d in due
+    ], reasons
+    assert why_not.startswith("no retrain due: v1")
+
+
+def test_a_refused_challenger_is_the_basis_so_a_refusal_is_not_retried(tiny_data: Path) -> None:
+    # given a champion registered 40 days ago and a challenger the gate refused a day ago, on
+    # labelled snapshots two windows newer
+    train = TrainSettings()
+    data = DataSettings(extracted_at=datetime(2025, 6, 30, 9))
+    until = newest_labelled(datetime(2025, 6, 30, 9, tzinfo=UTC), train)
+    champion = _version("3", 40)
+    refused = _version("5", 1, promotion="refused", promotion_reason="is worse")
+    other = _version("4", 2, promotion="refused")
+    registry = cast(MlflowClient, _Registry(until, [champion, other, refused]))
+    # when the job works out whether a retrain is due
+    reasons, why_not = _job(data, train).reasons(
+        registry, champion, "this data", open_source(tiny_data, data)
+    )
+    # then it is not: the newest model is the refused one, a day old, on the same windows
+    assert reasons == []
+    assert why_not.startswith("no retrain due: v5 (refused by the gate) registered 1.0 days ago")
+
+
+def _job(data: DataSettings, train: TrainSettings) -> RefreshJob:
+    return RefreshJob(
+        data,
+        FeatureSettings(),
+        train,
+        TrackingSettings(),
+        PromotionSettings(),
+        RefreshSettings(retrain_after_days=30),
+    )
 
 
 def test_the_lock_names_its_holder_and_is_released_when_its_holder_is_killed(
@@ -189,7 +283,7 @@ def test_the_lock_names_its_holder_and_is_released_when_its_holder_is_killed(
 # ---- the command
 
 
-def test_a_bad_configuration_exits_2_in_one_line(tmp_path: Path, world_dir: Path) -> None:
+def test_a_bad_configuration_exits_2_in_one_line(tmp_path: Path) -> None:
     # given a [refresh] section with a negative age, and one with an unknown key
     for section, where in (
         ("retrain_after_days = -1", "refresh.retrain_after_days"),
@@ -197,7 +291,7 @@ def test_a_bad_configuration_exits_2_in_one_line(tmp_path: Path, world_dir: Path
     ):
         config = _config(tmp_path, f"\n[refresh]\n{section}\n")
         # when a refresh runs with it
-        done = _refresh(config, world_dir, tmp_path / "out" / "ranked.parquet", tmp_path / "m")
+        done = _refresh(config, tmp_path, tmp_path / "out" / "ranked.parquet", tmp_path / "m")
         # then it exits 2 with one line naming the setting, and writes nothing
         assert done.returncode == RefreshExit.CONFIG_ERROR, done.stderr
         assert done.stderr.startswith("error: invalid configuration") and where in done.stderr
