@@ -92,6 +92,8 @@ def data_identity(source: TableSource, settings: DataSettings) -> str:
 
 
 def _digest_part(digest: Any, source: TableSource, part: TablePart) -> None:
+    """Add a part's bytes to ``digest``: its file's (or its Parquet folder's files'), else
+    its rows in Arrow's format."""
     if not isinstance(part, FilePart):
         for batch in source.batches(part, 1_000_000):
             for piece in batch.to_batches():
@@ -163,7 +165,6 @@ class Outcome:
     steps: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     refused: bool = False
-    idle: bool = False
 
     def summary(self) -> str:
         return "; ".join(self.steps)
@@ -218,11 +219,11 @@ class RefreshJob:
                 + (done or "has no champion to score it: nothing scored")
             )
             said.append(why_not)
-            self.outcome.idle, self.outcome.refused = True, champion is None
+            self.outcome.refused = champion is None
             return self.outcome
         self._validate(source)
         if champion is None:
-            said.append("no champion: nothing scored before training")
+            said.append("no champion: nothing scored")
         elif scored:
             said.append(f"scores of this data by v{champion.version} already in {out}")
         else:
