@@ -227,7 +227,7 @@ class RefreshJob:
         elif scored:
             said.append(f"scores of this data by v{champion.version} already in {out}")
         else:
-            self._score(source, out, champion.version, record)
+            self._score(source, out, str(champion.version), record)
         if not reasons:
             said.append(why_not)
             self.outcome.refused = champion is None
@@ -237,7 +237,7 @@ class RefreshJob:
             verdict = "promoted" if decision.promoted else "refused by the gate"
             said.append(f"v{decision.version} {verdict}: {decision.reason}")
             if decision.promoted:
-                self._score(source, out, decision.version, record)
+                self._score(source, out, str(decision.version), record)
             self.outcome.refused = not decision.promoted
         if champion is None and self.outcome.refused:  # recorded, so the next run is idle
             _write_state(out, {**record, "model_version": None})
@@ -277,9 +277,7 @@ class RefreshJob:
             reasons.append(
                 f"v{basis.version} registered {age:.1f} days ago (retrain after {after})"
             )
-        refused = basis.tags.get("promotion") == "refused" and basis.version != (
-            champion.version if champion else None
-        )
+        refused = basis.tags.get("promotion") == "refused" and basis is not champion
         why_not = (
             f"no retrain due: v{basis.version}"
             + (" (refused by the gate)" if refused else "")
@@ -384,6 +382,6 @@ def _scored(out: Path, record: dict[str, str], champion: ModelVersion | None) ->
     return (
         isinstance(state, dict)
         and all(state.get(k) == v for k, v in record.items())
-        and state.get("model_version") == (champion.version if champion else None)
+        and state.get("model_version") == (str(champion.version) if champion else None)
         and state.get("run") == (run.manifest["run"] if run else None)
     )
