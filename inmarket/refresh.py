@@ -274,17 +274,15 @@ class RefreshJob:
                 f" v{basis.version}'s to {until}"
             )
         if age > after and not on_this_data:
-            reasons.append(
-                f"v{basis.version} registered {age:.1f} days ago (retrain after {after})"
-            )
-        refused = basis.tags.get("promotion") == "refused" and basis is not champion
+            reasons.append(f"v{basis.version} registered {age:.1f} days ago, past {after}")
+        facts = [
+            *(["refused by the gate"] if basis is not champion else []),
+            "trained on this data" if on_this_data else f"registered {age:.1f} days ago",
+        ]
         why_not = (
-            f"no retrain due: v{basis.version}"
-            + (" (refused by the gate)" if refused else "")
-            + (" trained on this data" if on_this_data else f" registered {age:.1f} days ago")
-            + f" on labelled snapshots to {until or 'unknown'}, the data's to "
-            f"{data_until:%Y-%m-%d} (retrain at a new window every {self.train.every_days} "
-            f"days, or after {after} days)"
+            f"no retrain due: v{basis.version} ({', '.join(facts)}) has labelled snapshots to "
+            f"{until or 'unknown'}, the data to {data_until:%Y-%m-%d} (a retrain comes with a "
+            f"new window every {self.train.every_days} days, or after {after} days)"
         )
         return reasons, why_not
 

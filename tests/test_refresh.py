@@ -191,7 +191,7 @@ def _version(version: str, days_ago: float, **tags: str) -> ModelVersion:
         (13, 1, {}, []),
         (14, 1, {}, ["1 new labelled window(s)"]),
         (29, 1, {}, ["2 new labelled window(s)"]),
-        (0, 31, {}, ["registered 31.0 days ago"]),
+        (0, 31, {}, ["registered 31.0 days ago, past 30"]),
         (0, 31, {REFRESH_DATA: "this data"}, []),
         (14, 31, {REFRESH_DATA: "this data"}, ["1 new labelled window(s)"]),
     ],
@@ -233,7 +233,7 @@ def test_a_refused_challenger_is_the_basis_so_a_refusal_is_not_retried(tiny_data
     )
     # then it is not: the newest model is the refused one, a day old, on the same windows
     assert reasons == []
-    assert why_not.startswith("no retrain due: v5 (refused by the gate) registered 1.0 days ago")
+    assert why_not.startswith("no retrain due: v5 (refused by the gate, registered 1.0 days")
 
 
 def _job(data: DataSettings, train: TrainSettings) -> RefreshJob:
@@ -443,7 +443,7 @@ def test_after_killed_refreshes_a_worse_challenger_is_refused_with_the_old_champ
     assert refused.returncode == RefreshExit.GATE_REFUSED, refused.stderr[-2000:]
     line = _summary(refused)
     assert f"scores of this data by v{champion} already in {out}" in line
-    assert f"retrained (v{champion} registered" in line, line
+    assert f"retrained (v{champion} registered 0.0 days ago, past 0) as v" in line, line
     challenger = line.split("retrained (")[1].split(") as v")[1].split(";")[0]
     assert f"v{challenger} refused by the gate: test PR AUC" in line and "is worse" in line
     assert _scored_by(out) == {champion}
@@ -453,7 +453,7 @@ def test_after_killed_refreshes_a_worse_challenger_is_refused_with_the_old_champ
     again = _refresh(config, world_dir, out, store)
     assert again.returncode == RefreshExit.DONE, again.stderr
     assert _summary(again).startswith("refresh: nothing to do")
-    not_again = f"no retrain due: v{challenger} (refused by the gate) trained on this data"
+    not_again = f"no retrain due: v{challenger} (refused by the gate, trained on this data)"
     assert not_again in again.stdout
 
 
@@ -486,7 +486,7 @@ def test_a_refresh_killed_before_or_after_the_gate_is_completed_by_the_next(
     assert done.returncode == RefreshExit.DONE, done.stderr[-2000:]
     line = _summary(done)
     assert f"prospects with v{champion.version} into {out}" in line
-    assert f"no retrain due: v{champion.version} trained on this data" in line
+    assert f"no retrain due: v{champion.version} (trained on this data)" in line
     assert _scored_by(out) == {str(champion.version)}
     assert _what(client)[0] == runs
     recorded = json.loads(out.with_name("ranked.refresh.json").read_text())
