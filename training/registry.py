@@ -31,6 +31,7 @@ from mlflow.environment_variables import (
     MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
     MLFLOW_HTTP_REQUEST_MAX_RETRIES,
     MLFLOW_HTTP_REQUEST_TIMEOUT,
+    MLFLOW_REGISTRY_URI,
     MLFLOW_TRACKING_URI,
 )
 from mlflow.exceptions import MlflowException
@@ -121,14 +122,28 @@ def connect(settings: TrackingSettings) -> MlflowClient:
         store = Path(settings.store)
         store.mkdir(parents=True, exist_ok=True)
         artifacts = (store.resolve() / "artifacts").as_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    _point_mlflow_at(uri)
     client = MlflowClient(uri, uri)
     with reaching(uri):
         if client.get_experiment_by_name(settings.experiment) is None:
             client.create_experiment(settings.experiment, artifact_location=artifacts)
         mlflow.set_experiment(settings.experiment)
     return client
+
+
+def _point_mlflow_at(uri: str) -> None:
+    """Make ``uri`` MLflow's tracking and registry URI in this process. MLflow also exports it
+    to the environment, for child processes; that is undone, so MLFLOW_TRACKING_URI keeps the
+    value the user gave (``resolved_uri`` reads it) and a child command finds its own store."""
+    exported = (MLFLOW_TRACKING_URI.name, MLFLOW_REGISTRY_URI.name)
+    saved = {name: os.environ.get(name) for name in exported}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _bound_requests(settings: TrackingSettings) -> None:
@@ -217,8 +232,10 @@ def _fail_abandoned_runs(client: MlflowClient, experiment: str) -> list[str]:
     for run_id in abandoned:
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
         for version in client.search_model_versions(f"run_id = '{run_id}'"):
-            if not version.aliases:  # registered, never made challenger: a train cut short
-                client.delete_model_version(version.name, version.version)
+            # (a search does not fill in a version's aliases: its model's list does)
+            aliased = client.get_registered_model(version.name).aliases.values()
+            if str(version.version) not in map(str, aliased):  # never made challenger
+                client.delete_model_version(version.name, str(version.version))
     return abandoned
 
 
