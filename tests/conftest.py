@@ -92,8 +92,11 @@ def tracking_server(
     """The session's `mlflow server` on PostgreSQL, artifacts proxied (``tracking_server.uri``).
     Tests share it: each names its own model (``[tracking] project``); a test that kills a
     server starts its own (``start_tracking_server``)."""
-    with TrackingServer(postgres, tmp_path_factory.mktemp("tracking")) as server:
-        yield server
+    server = TrackingServer(postgres, tmp_path_factory.mktemp("tracking"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -53,9 +53,9 @@ print(json.dumps({
     "experiment_artifacts": experiment.artifact_location,
     "runs": {r.info.run_id: r.info.status for r in runs},
     "run_artifacts": [r.info.artifact_uri for r in runs],
-    "versions": {v.version: v.run_id for v in versions},
+    "versions": {str(v.version): v.run_id for v in versions},
     "sources": [v.source for v in versions],
-    "aliases": client.get_registered_model(name).aliases,
+    "aliases": {a: str(v) for a, v in client.get_registered_model(name).aliases.items()},
     "champion_files": sorted(os.listdir(files)),
 }))
 """
@@ -154,6 +154,10 @@ def _champion_on(uri: str, trained: tuple[Path, TrainResult]) -> str:
     return version
 
 
+def _aliases(client: MlflowClient) -> dict[str, str]:
+    return {a: str(v) for a, v in client.get_registered_model("inmarket").aliases.items()}
+
+
 def test_a_server_killed_during_a_train_stops_it_in_one_line_and_moves_no_alias(
     start_tracking_server: Callable[[], TrackingServer],
     trained: tuple[Path, TrainResult],
@@ -165,7 +169,7 @@ def test_a_server_killed_during_a_train_stops_it_in_one_line_and_moves_no_alias(
     server = start_tracking_server()
     champion = _champion_on(server.uri, trained)
     client = MlflowClient(server.uri, server.uri)
-    before = client.get_registered_model("inmarket").aliases
+    before = _aliases(client)
     config = tmp_path / "inmarket.toml"
     config.write_text(TRAIN_QUICKLY + "[tracking]\nrequest_retries = 1\n")
     # when the server is killed once the training's run has logged its first file
@@ -197,15 +201,9 @@ def test_a_server_killed_during_a_train_stops_it_in_one_line_and_moves_no_alias(
     # when the server is back
     server.start()
     # then the aliases are where they were and no version of the cut training is left
-    assert (
-        client.get_registered_model("inmarket").aliases
-        == before
-        == {
-            CHAMPION: champion,
-            CHALLENGER: champion,
-        }
-    )
-    assert [v.version for v in client.search_model_versions("name = 'inmarket'")] == [champion]
+    assert _aliases(client) == before == {CHAMPION: champion, CHALLENGER: champion}
+    left = client.search_model_versions("name = 'inmarket'")
+    assert [str(v.version) for v in left] == [champion]
 
 
 class _Failing(BaseHTTPRequestHandler):

@@ -14,7 +14,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
@@ -43,7 +42,7 @@ class Postgres:
         if os.geteuid() == 0:
             owner = pwd.getpwnam("postgres")
             os.chown(self.folder, owner.pw_uid, owner.pw_gid)
-        self._run("initdb", "-D", self.data, "-U", self.user, "-A", "trust", "-E", "UTF8")
+        self._run("initdb", "-D", self.data, "-U", self.user, "-A", "trust", "-E", "UTF8", "-N")
         options = (
             f"-h {self.host} -p {self.port} -k {self.folder} "
             # a test database: nothing to keep if the machine stops
@@ -76,7 +75,7 @@ class Postgres:
         command = [str(PG_BIN / program), *map(str, args)]
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=self.folder)
         if done.returncode != 0:
             log = self.log.read_text() if self.log.exists() else ""
             raise RuntimeError(f"{program} failed: {done.stdout}{done.stderr}{log}"[-3000:])
@@ -84,8 +83,8 @@ class Postgres:
 
 class TrackingServer:
     """``mlflow server`` on a new database of ``postgres``, its artifacts proxied to a folder
-    (clients get ``mlflow-artifacts:/`` URIs, never the folder). ``uri`` is all a client needs.
-    A context manager: entering starts it (waiting for ``/health``), leaving stops it."""
+    (clients get ``mlflow-artifacts:/`` URIs, never the folder). ``uri`` is all a client needs;
+    ``start`` waits for ``/health``, ``kill`` crashes it, ``start`` again restarts it."""
 
     def __init__(self, postgres: Postgres, folder: Path) -> None:
         self.database = f"mlflow_{next(_DATABASES)}"
@@ -144,14 +143,3 @@ class TrackingServer:
             self.process.wait()
         except ProcessLookupError:
             pass
-
-    def __enter__(self) -> TrackingServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
