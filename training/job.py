@@ -303,8 +303,8 @@ class TrainJob(Job):
         """One MLflow run and a model version, then the ``challenger`` alias, last: (run id,
         version); ``warnings`` gains a champion trained on another dataset. A failure on the
         way (a tracking server gone: ``TrackingUnreachable``) deletes the version if one was
-        registered and leaves the alias where it was; a version the server could not delete is
-        deleted by the next train or promote (``fail_abandoned_runs``)."""
+        registered and leaves the alias where it was (``discard_version`` says what becomes of
+        a version the server could not delete)."""
         tc, name = self.train, self.tracking.model_name
         client = connect(self.tracking)
         dataset_name = self.tracking.project or logged.source.name

@@ -241,8 +241,8 @@ def _fail_abandoned_runs(client: MlflowClient, experiment: str) -> list[str]:
 
 def discard_version(client: MlflowClient, name: str, version: str) -> None:
     """Delete a version a training that failed had registered, if the server still answers.
-    One it cannot delete has no alias, so no promotion takes it, and the next train or promote
-    deletes it once its run is found abandoned (``fail_abandoned_runs``)."""
+    One it cannot delete has no alias, so no promotion takes it; if its run was left RUNNING,
+    the next train or promote deletes it (``fail_abandoned_runs``)."""
     with contextlib.suppress(MlflowException, requests.RequestException):
         client.delete_model_version(name, version)
 
