@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.commands import run_cli
 from tests.serving.server import Server, feature_records
-from tests.stores import QUICK, client_of
+from tests.stores import QUICK, client_of, experiment_id
 from tests.tracking_server import TrackingServer, free_port
 from training.job import TrainResult
 from training.registry import CHALLENGER, CHAMPION, connect, load_model
@@ -204,6 +204,18 @@ def test_a_server_killed_during_a_train_stops_it_in_one_line_and_moves_no_alias(
     assert _aliases(client) == before == {CHAMPION: champion, CHALLENGER: champion}
     left = client.search_model_versions("name = 'inmarket'")
     assert [str(v.version) for v in left] == [champion]
+    # and the cut training's run is there, RUNNING: its end could not be recorded
+    cut = client.search_runs([experiment_id(client)], "attributes.status = 'RUNNING'")
+    assert len(cut) == 1, [run.info for run in cut]
+    # when the next promote runs, then it marks that run FAILED and keeps the champion
+    promoted = run_cli("promote", "--tracking-uri", server.uri)
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert f"left RUNNING by a process that died: {cut[0].info.run_id}" in promoted.stderr
+    assert f"v{champion} not promoted: version {champion} is already the champion" in (
+        promoted.stdout
+    )
+    assert client.get_run(cut[0].info.run_id).info.status == "FAILED"
+    assert _aliases(client) == before
 
 
 class _Failing(BaseHTTPRequestHandler):
