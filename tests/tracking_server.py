@@ -67,7 +67,8 @@ class Postgres:
     def stop(self) -> None:
         """Stop the cluster and remove its folder."""
         try:
-            self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+            if (self.data / "postmaster.pid").exists():  # (not if it never started)
+                self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
 
