@@ -130,7 +130,8 @@ class TrackingServer:
         self._signal(signal.SIGKILL)
 
     def stop(self) -> None:
-        """SIGTERM to the server and its workers; SIGKILL if they outlive 30 s."""
+        """SIGTERM to the server and its workers; SIGKILL if they outlive 5 s (what it wrote
+        is in PostgreSQL already)."""
         self._signal(signal.SIGTERM)
 
     def _signal(self, sent: signal.Signals) -> None:
@@ -138,7 +139,7 @@ class TrackingServer:
             return
         try:
             os.killpg(self.process.pid, sent)
-            self.process.wait(timeout=30)
+            self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
