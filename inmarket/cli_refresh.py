@@ -18,6 +18,7 @@ from inmarket.command import (
     SPARK_MASTER,
     STORE,
     TRACKING_UNREACHABLE,
+    TRACKING_URI,
     Failure,
     config_of,
     fail_abandoned,
@@ -69,6 +70,7 @@ def _exit_codes() -> str:
 )
 @SPARK_MASTER
 @STORE
+@TRACKING_URI
 @option("refresh", "retrain_after_days")
 @click.pass_context
 def refresh(ctx: click.Context, data: str, out: Path) -> None:

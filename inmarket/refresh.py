@@ -60,7 +60,8 @@ from training.registry import (
     CHAMPION,
     connect,
     load_model,
-    tracking_uri,
+    reaching,
+    resolved_uri,
     version_by_alias,
     version_uri,
 )
@@ -116,7 +117,7 @@ def settings_digest(sections: dict[str, Section]) -> str:
 def lock_path(tracking: TrackingSettings) -> Path:
     """The lock file of a project: its tracking URI and model name, hashed, in the temporary
     folder (shared by every run on the host, whatever its working folder)."""
-    uri = tracking.uri or tracking_uri(tracking.store)
+    uri = resolved_uri(tracking)
     key = hashlib.sha256(f"{uri}\n{tracking.model_name}".encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"inmarket-refresh-{key}.lock"
 
@@ -204,7 +205,12 @@ class RefreshJob:
         )
 
     def run(self, data: TableSource | str | Path, out: Path) -> Outcome:
-        """Validate, score, retrain when due, gate, score again when promoted (module doc)."""
+        """Validate, score, retrain when due, gate, score again when promoted (module doc); a
+        tracking server that gives no answer on the way is ``TrackingUnreachable``."""
+        with reaching(resolved_uri(self.tracking)):
+            return self._run(data, out)
+
+    def _run(self, data: TableSource | str | Path, out: Path) -> Outcome:
         said = self.outcome.steps
         source = open_source(data, self.data)
         record = {"data": data_identity(source, self.data), "settings": self.settings()}
