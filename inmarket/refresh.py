@@ -2,9 +2,9 @@
 champion, retrain when due, put the challenger through the gate, score again when it is
 promoted, and record what was done, so that a second run on the same data does nothing.
 
-A retrain is due (``RefreshJob.reasons``) when there is no champion yet, or against the
-project's newest model, the *basis* (the champion, or a challenger the gate refused since, so
-that a refusal is not retried on every run):
+A retrain is due (``RefreshJob.reasons``) when the project has no model yet (no champion, no
+refused challenger), or against its newest model, the *basis* (the champion, or a challenger the
+gate refused since, so that a refusal is not retried on every run):
 - a new labelled window: the data holds a labelled snapshot (the training grid, anchored at
   the export day every ``[train] every_days``, whose label window closed by the export time)
   ``every_days`` or more after the basis's last (its run's ``test_as_of``);
