@@ -1,7 +1,8 @@
 """One configuration object: defaults, then an optional TOML/YAML file, then CLI flags.
 
-``Config`` only composes the sections each package defines for itself; the jobs receive the
-sections they need, never the whole object.
+``Config`` composes the sections each package defines for itself (``[refresh]``, read by this
+package's ``inmarket refresh`` alone, is defined here); the jobs receive the sections they
+need, never the whole object.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from features.errors import ConfigError
 from features.io import read_structured_file
@@ -18,9 +19,22 @@ from inmarket.synthetic import WorldSpec
 from training.settings import PromotionSettings, TrackingSettings, TrainSettings
 
 
+class RefreshSettings(Section):
+    """When ``inmarket refresh`` retrains (``inmarket.refresh``): besides a new labelled window
+    in the data, when the project's newest model is this old."""
+
+    retrain_after_days: int = Field(
+        30,
+        ge=0,
+        description="retrain when the newest model of the project (the champion, or a "
+        "challenger the gate refused since) was registered more than this many days ago, by "
+        "the clock, unless it was trained on this very data",
+    )
+
+
 class Config(Section):
     """Every section: ``[data]``, ``[generate]``, ``[features]``, ``[train]``, ``[tracking]``,
-    ``[promotion]``."""
+    ``[promotion]``, ``[refresh]``."""
 
     data: DataSettings = DataSettings()
     generate: WorldSpec = WorldSpec()
@@ -28,6 +42,7 @@ class Config(Section):
     train: TrainSettings = TrainSettings()
     tracking: TrackingSettings = TrackingSettings()
     promotion: PromotionSettings = PromotionSettings()
+    refresh: RefreshSettings = RefreshSettings()
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
