@@ -1,0 +1,116 @@
+"""The served model's holder: a failed check keeps the model loaded before and says why, a
+tracking server that does not answer is named as such, and nothing it meets crashes it."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from serving import champion
+from serving.champion import ChampionHolder, tracking_server, unreachable
+from training.registry import RegistryError, TrackingUnreachable
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class FakeSource:
+    """A source whose answers the test sets: a version, or an error to raise."""
+
+    name = "inmarket"
+    fixed = False
+    server: str | None = "http://127.0.0.1:5000"
+
+    def __init__(self) -> None:
+        self.answer: str | Exception = "1"
+
+    def current(self) -> str:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+    def load(self, version: str) -> Any:
+        return f"model {version}"
+
+    def describe(self, version: str) -> dict[str, Any]:
+        return {"kind": "tracking_server"}
+
+    def won_deals(self, version: str) -> dict[str, float] | None:
+        return None
+
+
+@pytest.fixture
+def holder(monkeypatch: pytest.MonkeyPatch) -> tuple[ChampionHolder, FakeSource]:
+    # the served feature record is the schemas' business, tested with real models elsewhere
+    monkeypatch.setattr(champion, "record_model", lambda model: model)
+    monkeypatch.setattr(champion.SERVED_FEATURES, "use", lambda record: None)
+    source = FakeSource()
+    return ChampionHolder(source), source
+
+
+def test_a_real_unanswered_request_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given MLflow's own client asking a tracking server that is not there (no retries)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    with pytest.raises(MlflowException) as raised:
+        MlflowClient(uri, uri).get_registered_model("inmarket")
+    # then its error is a server that did not answer; a missing model or alias is not
+    assert unreachable(raised.value)
+    assert unreachable(TrackingUnreachable(f"the tracking server {uri} did not answer"))
+    assert not unreachable(RegistryError("model 'inmarket' has no 'champion' version"))
+    assert not unreachable(MlflowException("RESOURCE_DOES_NOT_EXIST: no such model"))
+
+
+def test_a_failed_check_keeps_the_model_and_readiness_says_why(
+    holder: tuple[ChampionHolder, FakeSource],
+) -> None:
+    served, source = holder
+    # given a tracking server that does not answer at start
+    source.answer = ConnectionError("refused")
+    # then nothing is loaded, nothing raised, and readiness names the server
+    assert served.refresh() is False
+    ready, said = served.readiness()
+    assert not ready
+    assert said.startswith(f"no model loaded: the tracking server {source.server} is unreachable")
+    # when it answers: version 1 is served
+    source.answer = "1"
+    assert served.refresh() is True and served.version == "1"
+    assert served.readiness() == (True, "serving inmarket version 1 (tracking_server)")
+    # when it stops answering: version 1 is still served, and readiness says the server went
+    source.answer = ConnectionError("refused")
+    assert served.refresh() is False and served.version == "1"
+    ready, said = served.readiness()
+    assert ready and f"; the tracking server {source.server} is unreachable" in said
+    # when another error comes (a bug, a bad model): kept, said, never raised
+    source.answer = ValueError("a model the catalogue cannot describe")
+    assert served.refresh() is False and served.version == "1"
+    assert served.readiness()[1].endswith("; a model the catalogue cannot describe")
+    # and when the server is back with the same version, the error is gone
+    source.answer = "1"
+    assert served.refresh() is False
+    assert served.readiness() == (True, "serving inmarket version 1 (tracking_server)")
+
+
+@pytest.mark.parametrize(
+    ("uri", "server"),
+    [
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("https://user:secret@mlflow.example.com/", "https://mlflow.example.com/"),
+        ("sqlite:////srv/mlruns/mlflow.db", None),
+        ("postgresql+psycopg://user:secret@db/mlflow", None),
+        (None, None),
+    ],
+)
+def test_a_tracking_server_is_named_without_credentials(
+    uri: str | None, server: str | None
+) -> None:
+    assert tracking_server(uri) == server
