@@ -44,6 +44,7 @@ _NOT_SET = {
 class Built:
     tag: str
     home: Path  # the BENTOML_HOME holding it
+    champion: TrainResult  # the model it was built on
     seconds: float
 
 
@@ -73,7 +74,7 @@ def bento(trained: tuple[Path, TrainResult], tmp_path_factory: pytest.TempPathFa
     assert built.returncode == 0, built.stderr[-3000:]
     found = re.search(r"__tag__:(\S+)", built.stdout)
     assert found, built.stdout[-2000:]
-    return Built(found[1], root / "bentoml", seconds)
+    return Built(found[1], root / "bentoml", trained[1], seconds)
 
 
 def _probabilities(answer: dict[str, Any]) -> np.ndarray:
@@ -81,9 +82,7 @@ def _probabilities(answer: dict[str, Any]) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_the_bento_names_the_model_it_was_built_with(
-    bento: Built, trained: tuple[Path, TrainResult]
-) -> None:
+def test_the_bento_names_the_model_it_was_built_with(bento: Built) -> None:
     # when the Bento is shown as `bentoml get` shows it
     shown = subprocess.run(
         [BENTOML, "get", bento.tag, "-o", "json"],
@@ -95,7 +94,7 @@ def test_the_bento_names_the_model_it_was_built_with(
     # then its labels name the champion's name, version, training run and data fingerprint
     assert shown.returncode == 0, shown.stderr[-2000:]
     labels = json.loads(shown.stdout)["labels"]
-    result = trained[1]
+    result = bento.champion
     assert labels["model_name"] == "inmarket"
     assert labels["model_version"] == result.version
     assert labels["run_id"] == result.run_id
@@ -105,11 +104,7 @@ def test_the_bento_names_the_model_it_was_built_with(
 
 @pytest.mark.slow
 def test_the_bento_serves_its_snapshot_outside_the_checkout(
-    bento: Built,
-    served: tuple[Server, Path],
-    trained: tuple[Path, TrainResult],
-    world_features: Path,
-    tmp_path: Path,
+    bento: Built, served: tuple[Server, Path], world_features: Path, tmp_path: Path
 ) -> None:
     # given `bentoml serve <tag>` run in a folder of its own, with no store, no tracking URI
     # and not this checkout on the path; and `inmarket serve`'s server on the same model
@@ -132,9 +127,9 @@ def test_the_bento_serves_its_snapshot_outside_the_checkout(
     assert "bento" in ready.text
     assert card.status_code == 200, card.text
     source = card.json()["source"]
-    assert card.json()["version"] == trained[1].version
+    assert card.json()["version"] == bento.champion.version
     assert source["kind"] == "bento" and source["bento"] == bento.tag
-    assert source["run_id"] == trained[1].run_id
+    assert source["run_id"] == bento.champion.run_id
     assert ours.status_code == 200 and theirs.status_code == 200, (ours.text, theirs.text)
     mine, same_model = ours.json(), theirs.json()
     np.testing.assert_allclose(_probabilities(mine), _probabilities(same_model), rtol=0, atol=1e-9)

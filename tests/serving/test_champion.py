@@ -3,7 +3,6 @@ tracking server that does not answer is named as such, and nothing it meets cras
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import pytest
@@ -12,15 +11,8 @@ from mlflow.tracking import MlflowClient
 
 from serving import champion
 from serving.champion import ChampionHolder, tracking_server, unreachable
+from tests.serving.server import free_port
 from training.registry import RegistryError, TrackingUnreachable
-
-
-def _closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class FakeSource:
@@ -60,7 +52,7 @@ def holder(monkeypatch: pytest.MonkeyPatch) -> tuple[ChampionHolder, FakeSource]
 def test_a_real_unanswered_request_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
     # given MLflow's own client asking a tracking server that is not there (no retries)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    uri = f"http://127.0.0.1:{_closed_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(MlflowException) as raised:
         MlflowClient(uri, uri).get_registered_model("inmarket")
     # then its error is a server that did not answer; a missing model or alias is not
