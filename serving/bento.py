@@ -43,7 +43,6 @@ from training.registry import (
     load_model,
     parse_model_uri,
     resolve_version,
-    tracking_uri,
     version_uri,
 )
 from training.settings import TrackingSettings
@@ -72,7 +71,9 @@ def _registry(settings: TrackingSettings) -> str:
     server = tracking_server(settings.uri)
     if server:
         return f"the tracking server {server}"
-    return f"the store {without_credentials(settings.uri or tracking_uri(settings.store))}"
+    if settings.uri:
+        return f"the registry {without_credentials(settings.uri)}"
+    return f"the store {Path(settings.store).resolve()}"
 
 
 def take_snapshot(settings: ServiceSettings) -> Snapshot:
@@ -188,36 +189,38 @@ class SnapshotLabels(dict[str, str]):
 
 
 class SnapshotSource:
-    """The model a Bento was built with, from the Bento's model store; it never changes."""
+    """The model a Bento was built with, named by the Bento's labels and read from BentoML's
+    model store (a missing one is an error readiness tells, not a crash); it never changes."""
 
     fixed = True
     server: str | None = None
 
-    def __init__(self, stored: bentoml.Model, bento: str) -> None:
-        self.stored, self.bento = stored, bento
-        self.name = str(stored.info.labels["model_name"])
+    def __init__(self, snapshot: bentoml.Tag, bento: bentoml.Bento) -> None:
+        self.snapshot, self.bento = snapshot, bento
+        self.name = str(bento.info.labels["model_name"])
 
     def current(self) -> str:
-        return str(self.stored.info.labels["model_version"])
+        return str(self.bento.info.labels["model_version"])
 
     def load(self, version: str) -> InMarketModel:
-        return load_model(self.stored.path_of(MLFLOW_MODEL))
+        return load_model(bentoml.models.get(self.snapshot).path_of(MLFLOW_MODEL))
 
     def describe(self, version: str) -> dict[str, Any]:
-        labels = self.stored.info.labels
+        labels, metadata = self.bento.info.labels, bentoml.models.get(self.snapshot).info.metadata
         return {
             "kind": "bento",
-            "bento": self.bento,
-            "snapshot": str(self.stored.tag),
-            "model_uri": self.stored.info.metadata.get("model_uri"),
-            "alias": self.stored.info.metadata.get("alias"),
+            "bento": str(self.bento.tag),
+            "snapshot": str(self.snapshot),
+            "model_uri": metadata.get("model_uri"),
+            "alias": metadata.get("alias"),
             "run_id": labels.get("run_id"),
             "data_fingerprint": labels.get("data_fingerprint"),
         }
 
     def won_deals(self, version: str) -> dict[str, float] | None:
+        metadata = bentoml.models.get(self.snapshot).info.metadata
         # as take_snapshot stored them: serving.report's figures, or nothing
-        return cast(dict[str, float] | None, self.stored.info.metadata.get("won_deals"))
+        return cast(dict[str, float] | None, metadata.get("won_deals"))
 
 
 def model_source(settings: ServiceSettings, bento: bentoml.Bento | None) -> ModelSource:
@@ -225,7 +228,7 @@ def model_source(settings: ServiceSettings, bento: bentoml.Bento | None) -> Mode
     snapshot of the Bento being served; else the champion of the store (``inmarket serve``)."""
     if settings.model:
         return RegistrySource(settings.tracking, settings.model)
-    snapshots = [m for m in bento.info.all_models if m.alias == CHAMPION] if bento else []
+    snapshots = [m.tag for m in bento.info.all_models if m.alias == CHAMPION] if bento else []
     if bento and snapshots:
-        return SnapshotSource(bentoml.models.get(snapshots[0].tag), str(bento.tag))
+        return SnapshotSource(snapshots[0], bento)
     return RegistrySource(settings.tracking, champion_uri(settings.tracking.model_name))
