@@ -27,6 +27,7 @@ from features.errors import InMarketError
 from serving.champion import (
     ModelSource,
     RegistrySource,
+    fail_fast,
     tracking_server,
     unreachable,
     without_credentials,
@@ -82,6 +83,7 @@ def take_snapshot(settings: ServiceSettings) -> Snapshot:
     tracking = settings.tracking
     uri = settings.model or champion_uri(tracking.model_name)
     where = _registry(tracking)
+    fail_fast(tracking)
     try:
         client = connect(tracking)
         name, version = resolve_version(client, uri)
@@ -90,7 +92,7 @@ def take_snapshot(settings: ServiceSettings) -> Snapshot:
         won = won_deals_found(client, name, version)
     except RegistryError as exc:
         raise SnapshotError(f"cannot build the Bento from {where}: {exc} first") from None
-    except MlflowException as exc:
+    except (MlflowException, ConnectionError) as exc:  # ConnectionError: TrackingUnreachable
         why = "it is unreachable" if unreachable(exc) else shortened(str(exc), 300)
         raise SnapshotError(
             f"cannot build the Bento: cannot read {uri} from {where}: {why}"

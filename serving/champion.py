@@ -31,7 +31,7 @@ from training.settings import TrackingSettings
 log = logging.getLogger("inmarket.service")
 
 # a check of a tracking server that does not answer gives up in seconds, not after MLflow's
-# default 7 retries doubling from 2 s (~2 minutes in which /admin/reload would hang)
+# default 7 retries doubling from 2 s (~2 minutes in which /admin/reload or a build would hang)
 _QUICK_FAILURE = {MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: "2", MLFLOW_HTTP_REQUEST_TIMEOUT.name: "10"}
 
 
@@ -83,6 +83,14 @@ def tracking_server(uri: str | None) -> str | None:
     return without_credentials(uri)
 
 
+def fail_fast(settings: TrackingSettings) -> None:
+    """Make this process give up on a tracking server that does not answer in seconds (unless
+    the environment sets MLflow's retries and timeout itself)."""
+    if tracking_server(settings.uri):
+        for name, value in _QUICK_FAILURE.items():
+            os.environ.setdefault(name, value)
+
+
 class RegistrySource:
     """A registered model's ``models:/<name>@<alias>`` (a moved alias is a new model) or
     ``models:/<name>/<version>``, in the store or on the tracking server ``settings`` name."""
@@ -95,9 +103,7 @@ class RegistrySource:
             raise ValueError(f"{uri} is not a models:/ URI")
         self.settings, self.uri, self.name, self.alias = settings, uri, ref.name, ref.alias
         self.server = tracking_server(settings.uri)
-        if self.server:
-            for name, value in _QUICK_FAILURE.items():
-                os.environ.setdefault(name, value)
+        fail_fast(settings)
 
     def current(self) -> str:
         return resolve_version(connect(self.settings), self.uri)[1]
