@@ -22,6 +22,7 @@ import mlflow
 from _bentoml_sdk.models import Model
 from bentoml.exceptions import BentoMLException, NotFound
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from features.errors import InMarketError
 from serving.champion import (
@@ -79,17 +80,13 @@ def _registry(settings: TrackingSettings) -> str:
 
 def take_snapshot(settings: ServiceSettings) -> Snapshot:
     """Copy the model the service would serve (``INMARKET_MODEL``, else the champion) into
-    BentoML's model store, once: the same version of the same run is found there again."""
+    BentoML's model store; a registry without it is a ``SnapshotError`` in one line."""
     tracking = settings.tracking
     uri = settings.model or champion_uri(tracking.model_name)
     where = _registry(tracking)
     fail_fast(tracking)
     try:
-        client = connect(tracking)
-        name, version = resolve_version(client, uri)
-        run_id = client.get_model_version(name, version).run_id or ""
-        tags = client.get_run(run_id).data.tags if run_id else {}
-        won = won_deals_found(client, name, version)
+        return _copied(connect(tracking), uri, where)
     except RegistryError as exc:
         raise SnapshotError(f"cannot build the Bento from {where}: {exc} first") from None
     except (MlflowException, ConnectionError) as exc:  # ConnectionError: TrackingUnreachable
@@ -97,6 +94,14 @@ def take_snapshot(settings: ServiceSettings) -> Snapshot:
         raise SnapshotError(
             f"cannot build the Bento: cannot read {uri} from {where}: {why}"
         ) from None
+
+
+def _copied(client: MlflowClient, uri: str, where: str) -> Snapshot:
+    """The version ``uri`` names, in BentoML's model store under a tag of its version and run:
+    copied once, found there by the next build of the same model."""
+    name, version = resolve_version(client, uri)
+    run_id = client.get_model_version(name, version).run_id or ""
+    tags = client.get_run(run_id).data.tags if run_id else {}
     labels = {
         "model_name": name,
         "model_version": version,
@@ -108,11 +113,12 @@ def take_snapshot(settings: ServiceSettings) -> Snapshot:
         bentoml.models.get(tag)
     except NotFound:
         metadata: dict[str, Any] = {"model_uri": version_uri(name, version), "registry": where}
+        won = won_deals_found(client, name, version)
         if won is not None:
             metadata["won_deals"] = won
-        alias = parse_model_uri(uri)
-        if alias is not None and alias.alias:
-            metadata["alias"] = alias.alias
+        ref = parse_model_uri(uri)
+        if ref is not None and ref.alias:
+            metadata["alias"] = ref.alias
         with bentoml.models.create(tag, labels=labels, metadata=metadata) as stored:
             folder = Path(stored.path_of(MLFLOW_MODEL))
             folder.mkdir()
