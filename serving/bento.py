@@ -52,7 +52,6 @@ from training.settings import TrackingSettings
 log = logging.getLogger("inmarket.service")
 
 MLFLOW_MODEL = "mlflow_model"  # the MLflow model's folder inside the BentoML model
-LABELS = ("model_name", "model_version", "run_id", "data_fingerprint")
 FINGERPRINT_TAG = "data_fingerprint"  # the training run's tag (training.tracking)
 
 
