@@ -20,12 +20,14 @@ from inmarket.command import (
     MAPPING,
     SPARK_MASTER,
     STORE,
+    TRACKING_URI,
     Failure,
     config_of,
     echo_lines,
     fail_abandoned,
     load_pinned,
     run_job,
+    stop_if_unreachable,
 )
 from inmarket.options import option
 from serving.settings import DEFAULT_RANKED
@@ -173,10 +175,12 @@ def features(
 @option("train", "seed")
 @option("train", "shuffle_labels")
 @STORE
+@TRACKING_URI
 @click.pass_context
 def train(ctx: click.Context, data: str, features_path: Path | None) -> None:
     """Train on DATA, compare with the baselines, register the model as challenger."""
     from training.job import TrainJob
+    from training.registry import where
 
     cfg = config_of(ctx)
     fail_abandoned(cfg.tracking)
@@ -193,7 +197,7 @@ def train(ctx: click.Context, data: str, features_path: Path | None) -> None:
         if method in result.evaluation.metrics:
             click.echo(f"{words} has {result.evaluation.versus_mql(method)}")
     click.echo(
-        f"MLflow run {result.run_id} in {cfg.tracking.store}; model {result.model_uri} "
+        f"MLflow run {result.run_id} in {where(cfg.tracking)}; model {result.model_uri} "
         f"(alias challenger). Next: inmarket promote"
     )
     for note in result.columns:
@@ -215,6 +219,7 @@ def train(ctx: click.Context, data: str, features_path: Path | None) -> None:
     "tagged rolled_back_at and not put back by a plain promote)",
 )
 @STORE
+@TRACKING_URI
 @click.pass_context
 def promote(ctx: click.Context, force: bool, version: str | None) -> None:
     """Make the challenger the champion if it beats the champion (the first model: the MQL
@@ -246,6 +251,7 @@ def promote(ctx: click.Context, force: bool, version: str | None) -> None:
 @click.option("--features", "features_path", type=FILE)
 @EXTRACTED_AT
 @STORE
+@TRACKING_URI
 @click.pass_context
 def evaluate(ctx: click.Context, model_uri: str, data: str, features_path: Path | None) -> None:
     """Re-score a registered model on DATA's test window, next to the baselines."""
@@ -270,6 +276,7 @@ def evaluate(ctx: click.Context, model_uri: str, data: str, features_path: Path 
 )
 @SPARK_MASTER
 @STORE
+@TRACKING_URI
 @click.pass_context
 def score(ctx: click.Context, data: str, out: Path, model_uri: str | None) -> None:
     """Rank every account of DATA by the champion's score, with trend, reasons and gaps."""
@@ -281,6 +288,7 @@ def score(ctx: click.Context, data: str, out: Path, model_uri: str | None) -> No
     try:
         uri, model = load_pinned(cfg.tracking, uri)
     except Exception as exc:  # MLflow raises several types for a missing model or alias
+        stop_if_unreachable(exc)
         raise Failure(f"cannot load {uri}: {exc}; train and promote a model first") from exc
     source = open_source(data, cfg.data)
     result = run_job(lambda: score_batch(model, source, out, cfg.data, cfg.features, model_uri=uri))

@@ -9,7 +9,16 @@ from typing import Any
 
 import click
 
-from inmarket.command import FILE, STORE, Failure, config_of, load_pinned, run_job
+from inmarket.command import (
+    FILE,
+    STORE,
+    TRACKING_URI,
+    Failure,
+    config_of,
+    load_pinned,
+    run_job,
+    stop_if_unreachable,
+)
 from serving.settings import DEFAULT_RANKED, ServiceSettings
 
 
@@ -31,6 +40,7 @@ from serving.settings import DEFAULT_RANKED, ServiceSettings
     help="worker processes (each loads the model)",
 )
 @STORE
+@TRACKING_URI
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, ranked: Path, workers: int) -> None:
     """Serve the champion over HTTP (BentoML); set INMARKET_TOKEN to require a bearer token.
@@ -82,6 +92,7 @@ def serve(ctx: click.Context, host: str, port: int, ranked: Path, workers: int) 
     help="accounts listed, best first (0: all)",
 )
 @STORE
+@TRACKING_URI
 @click.pass_context
 def report(ctx: click.Context, ranked: Path, out: Path, limit: int) -> None:
     """Write the ranked list, its summary and the model card as one static HTML file."""
@@ -98,7 +109,7 @@ def _model_card(ctx: click.Context, ranked: Path) -> dict[str, Any] | None:
     """What the report says about the model that scored ``ranked`` (None if unreadable)."""
     from serving.report import won_deals_found
     from serving.runs import RunError, published
-    from training.registry import champion_uri, connect, parse_model_uri
+    from training.registry import champion_uri, connect, parse_model_uri, reaching, resolved_uri
 
     cfg = config_of(ctx).tracking
     try:  # the model named by the run's manifest (the report itself says why it is unreadable)
@@ -110,8 +121,10 @@ def _model_card(ctx: click.Context, ranked: Path) -> dict[str, Any] | None:
         uri, model = load_pinned(cfg, uri)
         ref = parse_model_uri(uri)
         name, version = (ref.name, ref.version) if ref else (uri, None)
-        won = won_deals_found(connect(cfg), name, version) if version else None
+        with reaching(resolved_uri(cfg)):
+            won = won_deals_found(connect(cfg), name, version) if version else None
     except Exception as exc:  # the report is still useful without the card
+        stop_if_unreachable(exc)  # but a server that does not answer is exit 4, to retry
         click.echo(f"warning: no model card: cannot read {uri}: {exc}", err=True)
         return None
     return {"name": name, "version": version, **model.info, "won_deals": won}

@@ -35,6 +35,7 @@ MAPPING = option("data", "mapping", type=FILE)
 EXTRACTED_AT = option("data", "extracted_at")
 SPARK_MASTER = option("features", "spark_master")
 STORE = option("tracking", "store", type=FOLDER)
+TRACKING_URI = option("tracking", "uri", "--tracking-uri")
 
 
 def config_of(ctx: click.Context, **extra: dict[str, Any]) -> Config:
@@ -53,14 +54,20 @@ TRACKING_UNREACHABLE = 4  # the exit code a scheduler retries later
 def run_job(job: Any) -> Any:
     """Run a job, turning the errors users can fix into clean messages (exit 2; exit 4 when
     the tracking server did not answer)."""
-    from training.registry import TrackingUnreachable
-
     try:
         return job()
-    except TrackingUnreachable as exc:
-        raise Failure(str(exc), TRACKING_UNREACHABLE) from exc
     except (InMarketError, FileNotFoundError) as exc:
+        stop_if_unreachable(exc)
         raise Failure(str(exc)) from exc
+
+
+def stop_if_unreachable(exc: BaseException) -> None:
+    """A tracking server that did not answer stops the command in one line with exit 4,
+    whatever the caller makes of other errors."""
+    from training.registry import TrackingUnreachable
+
+    if isinstance(exc, TrackingUnreachable):
+        raise Failure(str(exc), TRACKING_UNREACHABLE) from exc
 
 
 def fail_abandoned(tracking: TrackingSettings) -> None:
@@ -83,7 +90,8 @@ def echo_lines(lines: list[str]) -> None:
 
 
 def load_pinned(tracking: TrackingSettings, uri: str) -> tuple[str, Any]:
-    """The model at ``uri``, and the URI pinned to its version (an alias may move later)."""
+    """The model at ``uri``, and the URI pinned to its version (an alias may move later);
+    ``TrackingUnreachable`` when the tracking server does not answer."""
     from training.registry import connect, load_model, parse_model_uri, resolve_version, version_uri
 
     if parse_model_uri(uri) is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from features.settings import DataSettings, FeatureSettings
 from inmarket.crm_example import crm_export
 from inmarket.synthetic import WorldSpec, generate_world
 from tests.stores import train_job
+from tests.tracking_server import Postgres, TrackingServer
 from tests.worlds import WORLD_ACCOUNTS, WORLD_SEED, WORLD_SPEC
 from training.job import TrainResult
 
@@ -61,3 +63,54 @@ def trained(
     store = tmp_path_factory.mktemp("store") / "mlruns"
     result = train_job(store, ablations=True, bootstrap_rounds=500).run(world_dir, world_features)
     return store, result
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_tracking_uri_from_the_shell() -> Iterator[None]:
+    """Each test names its store or tracking server: a MLFLOW_TRACKING_URI left in the shell
+    would send the runs of every test without a URI to that server."""
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    if saved is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL 15 cluster for the session: ``url(database)``, ``create_database(name)``."""
+    cluster = Postgres()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def tracking_server(
+    postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TrackingServer]:
+    """The session's `mlflow server` on PostgreSQL, artifacts proxied (``tracking_server.uri``).
+    Tests share it: each names its own model (``[tracking] project``); a test that kills a
+    server starts its own (``start_tracking_server``)."""
+    server = TrackingServer(postgres, tmp_path_factory.mktemp("tracking"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def start_tracking_server(
+    postgres: Postgres, tmp_path: Path
+) -> Iterator[Callable[[], TrackingServer]]:
+    """Starts a tracking server of the test's own (a new database of the session's PostgreSQL,
+    its own artifacts), for a test that kills or restarts it; all are stopped after the test."""
+    started: list[TrackingServer] = []
+
+    def start() -> TrackingServer:
+        started.append(TrackingServer(postgres, tmp_path))
+        return started[-1].start()
+
+    yield start
+    for server in started:
+        server.stop()

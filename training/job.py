@@ -1,6 +1,6 @@
 """The training and evaluation jobs: features -> labels -> time split -> model and baselines ->
-evaluation -> one MLflow run -> a registered model version with alias ``challenger``
-(``TrainJob``); any registered version re-scored on any data (``EvaluateJob``)."""
+evaluation -> one MLflow run -> a registered model version, then alias ``challenger`` once the
+run has finished (``TrainJob``); any registered version re-scored on any data (``EvaluateJob``)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,14 @@ from training.evaluation import (
 from training.labels import LabelCounts, label_words, ranked_population, undated_outcomes
 from training.model import LABEL, InMarketModel, fit_model
 from training.promotion import other_dataset_warning, unseen_by
-from training.registry import connect, load_model, owner_tags, version_uri
+from training.registry import (
+    connect,
+    discard_version,
+    load_model,
+    owner_tags,
+    reaching,
+    version_uri,
+)
 from training.settings import PromotionSettings, TrackingSettings, TrainSettings
 from training.split import (
     SHORT_MIN_EVENT_DAYS,
@@ -52,6 +59,7 @@ from training.split import (
 from training.tracking import (
     data_fingerprint,
     log_run,
+    make_challenger,
     owned_temporary_files,
     register_model,
     run_description,
@@ -119,6 +127,19 @@ class Labelled(NamedTuple):
     split: Split | Folds
     spec: FeatureSpec
     dataset: Dataset
+
+
+class _Logged(NamedTuple):
+    """What a training run logs besides its settings: the tables' source, the model, its split
+    and evaluation, the label counts, the labelled rows and their fingerprint."""
+
+    source: TableSource
+    model: InMarketModel
+    split: Split | Folds
+    evaluation: Evaluation
+    counts: LabelCounts
+    labelled: pd.DataFrame
+    fingerprint: str
 
 
 class Job:
@@ -262,44 +283,56 @@ class TrainJob(Job):
         model.info.update(self._model_info(model, split, evaluation, spec))
         fingerprint = data_fingerprint(labelled)
         warnings = [*self.grid_warnings, *static_column_warnings(spec)]
-        client = connect(self.tracking)
-        dataset_name = self.tracking.project or source.name
-        report = dataset.report
-        with (
-            owned_temporary_files("train"),
-            mlflow.start_run(
-                run_name=run_name(dataset_name, tc, report.extracted_at),
-                description=run_description(source, split, evaluation, counts, report, tc),
-                tags={**owner_tags(), "dataset": dataset_name},
-            ) as run,
-        ):
-            log_run(
-                config=self._config(),
-                settings=tc,
-                source=source,
-                model=model,
-                split=split,
-                evaluation=evaluation,
-                counts=counts,
-                labelled=labelled,
-                fingerprint=fingerprint,
-            )
-            name = self.tracking.model_name
-            warnings += other_dataset_warning(client, name, split.test, self.promotion)
-            if warnings:
-                mlflow.set_tag("warnings", " | ".join(warnings))
-            version = register_model(client, name, model, split.test)
+        logged = _Logged(source, model, split, evaluation, counts, labelled, fingerprint)
+        run_id, version = self._record(logged, dataset.report, warnings)
         return TrainResult(
-            run.info.run_id,
+            run_id,
             version,
-            version_uri(name, version),
+            version_uri(self.tracking.model_name, version),
             evaluation,
             counts,
             split.describe(),
             fingerprint,
-            report.column_notes(spec.columns),
+            dataset.report.column_notes(spec.columns),
             warnings,
         )
+
+    def _record(
+        self, logged: _Logged, report: ValidationReport, warnings: list[str]
+    ) -> tuple[str, str]:
+        """One MLflow run and a model version, then the ``challenger`` alias, last: (run id,
+        version); ``warnings`` gains a champion trained on another dataset. A failure on the
+        way (a tracking server gone: ``TrackingUnreachable``) deletes the version if one was
+        registered and leaves the alias where it was (``discard_version`` says what becomes of
+        a version the server could not delete)."""
+        tc, name = self.train, self.tracking.model_name
+        client = connect(self.tracking)
+        dataset_name = self.tracking.project or logged.source.name
+        split, evaluation = logged.split, logged.evaluation
+        described = run_description(logged.source, split, evaluation, logged.counts, report, tc)
+        version: str | None = None
+        try:
+            with (
+                reaching(client.tracking_uri),
+                owned_temporary_files("train"),
+                mlflow.start_run(
+                    run_name=run_name(dataset_name, tc, report.extracted_at),
+                    description=described,
+                    tags={**owner_tags(), "dataset": dataset_name},
+                ) as run,
+            ):
+                log_run(config=self._config(), settings=tc, **logged._asdict())
+                warnings += other_dataset_warning(client, name, split.test, self.promotion)
+                if warnings:
+                    mlflow.set_tag("warnings", " | ".join(warnings))
+                version = register_model(client, name, logged.model, split.test)
+            with reaching(client.tracking_uri):
+                make_challenger(client, name, version)
+        except BaseException:
+            if version is not None:
+                discard_version(client, name, version)
+            raise
+        return run.info.run_id, version
 
     def _fit(
         self, split: Split | Folds, spec: FeatureSpec, opportunities: pd.DataFrame

@@ -35,6 +35,8 @@ from training.registry import (
     CHAMPION,
     RegistryError,
     load_model,
+    raise_if_unreachable,
+    reaching,
     version_by_alias,
     version_uri,
 )
@@ -242,7 +244,8 @@ def _require_finished(client: MlflowClient, name: str, version: ModelVersion) ->
     """A version whose training run did not finish is never promoted, even forced."""
     try:
         status = client.get_run(version.run_id).info.status if version.run_id else "GONE"
-    except MlflowException:  # the run was deleted (or garbage-collected) since
+    except MlflowException as exc:  # the run was deleted (or garbage-collected) since
+        raise_if_unreachable(exc, client.tracking_uri)
         status = "GONE"
     if status != RunStatus.to_string(RunStatus.FINISHED):
         raise RegistryError(
@@ -261,7 +264,7 @@ def promote(
 ) -> Promotion:
     """Move ``champion`` to the challenger if it beats the champion by more than noise on the
     same rows (or forced); one promotion at a time (``_promotion_lock``)."""
-    with _promotion_lock(client):
+    with _promotion_lock(client), reaching(client.tracking_uri):
         return _promote(client, name, force=force, settings=settings or PromotionSettings())
 
 
@@ -442,10 +445,11 @@ def roll_back(client: MlflowClient, name: str, version: str, *, force: bool = Fa
     the gate, or rolled back to), else only forced; its run must have finished. The champion
     it replaces is tagged ``rolled_back_at``, so the next plain ``promote`` does not quietly
     put it back."""
-    with _promotion_lock(client):
+    with _promotion_lock(client), reaching(client.tracking_uri):
         try:
             target = client.get_model_version(name, version)
         except MlflowException as exc:
+            raise_if_unreachable(exc, client.tracking_uri)
             raise RegistryError(f"model '{name}' has no version {version}") from exc
         _require_finished(client, name, target)
         if target.tags.get("promotion") not in ("accepted", "rollback") and not force:

@@ -107,12 +107,27 @@ class PromotionSettings(Section):
 
 
 class TrackingSettings(Section):
-    """The MLflow store and registry. ``project`` names one dataset's models: its registered
-    model and experiment are ``inmarket-<project>`` unless named here, so two exports never
-    share versions, aliases or a gate."""
+    """The MLflow store and registry: a SQLite file under ``store``, or a team's tracking server
+    (``uri``). ``project`` names one dataset's models: its registered model and experiment are
+    ``inmarket-<project>`` unless named here, so two exports never share versions, aliases or
+    a gate."""
 
     store: Path = Field(Path("mlruns"), description="folder of the SQLite store and artifacts")
-    uri: str | None = Field(None, description="tracking URI; default sqlite under store")
+    uri: str | None = Field(
+        None,
+        description="MLflow tracking server (http://host:5000) or database URI; unset: "
+        "MLFLOW_TRACKING_URI, else SQLite under the store",
+    )
+    request_retries: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="retries of a request a tracking server failed (no connection, 5xx): the "
+        "first at once, then after 2, 4, 8... s; then the command stops with exit 4",
+    )
+    request_timeout_seconds: int = Field(
+        15, ge=1, le=600, description="how long one request waits for a tracking server's answer"
+    )
     project: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",

@@ -30,7 +30,7 @@ from training.evaluation import ABLATIONS, Evaluation
 from training.labels import LabelCounts, label_words
 from training.metrics import evaluate_scores
 from training.model import LABEL, PYFUNC_CODE, InMarketModel
-from training.registry import CHALLENGER
+from training.registry import CHALLENGER, RegistryError, version_uri
 from training.settings import TrainSettings
 from training.split import Folds, Split
 
@@ -321,8 +321,9 @@ def register_model(
     client: MlflowClient, name: str, model: InMarketModel, example: pd.DataFrame
 ) -> str:
     """Log the model as a pyfunc (models from code) with a signature and an input example from
-    ``example``'s rows, register it as a new version of ``name`` with alias ``challenger``;
-    the version."""
+    ``example``'s rows and register it as a new version of ``name``; the version. MLflow uploads
+    the files before it creates the version. It is not the challenger yet: ``make_challenger``
+    moves that alias once the run has finished."""
     example = example[model.features].head(5).astype({c: "str" for c in model.categories})
     with scratch_dir("train") as tmp:
         folder = model.save(tmp / "model")
@@ -335,8 +336,22 @@ def register_model(
             registered_model_name=name,
         )
     version = str(info.registered_model_version)
-    client.set_registered_model_alias(name, CHALLENGER, version)
     client.set_model_version_tag(
         name, version, "test_pr_auc", f"{model.info['test_metrics']['pr_auc']:.6f}"
     )
     return version
+
+
+def make_challenger(client: MlflowClient, name: str, version: str) -> None:
+    """Point ``challenger`` at ``version``: the last step of a training, once its run has
+    finished and the version's files are in the artifact store, so a training cut short (a
+    server gone, a kill) leaves the alias where it was."""
+    files = mlflow.artifacts.list_artifacts(artifact_uri=version_uri(name, version))
+    listed = {Path(f.path).name for f in files}
+    missing = {"MLmodel", "artifacts"} - listed
+    if missing:
+        raise RegistryError(
+            f"model '{name}' version {version} lacks {', '.join(sorted(missing))} in the "
+            "artifact store: it is not made challenger; train again"
+        )
+    client.set_registered_model_alias(name, CHALLENGER, version)

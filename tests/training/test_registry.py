@@ -29,9 +29,13 @@ from training.registry import (
     fail_abandoned_runs,
     parse_model_uri,
     resolve_version,
+    resolved_uri,
+    shown_uri,
     tracking_uri,
     version_uri,
+    where,
 )
+from training.settings import TrackingSettings
 
 
 @pytest.mark.parametrize(
@@ -107,6 +111,45 @@ def test_runs_left_running_by_a_dead_process_of_this_host_are_marked_failed(
         "elsewhere": "RUNNING",
         "unknown": "RUNNING",
     }
+
+
+def test_the_tracking_uri_is_the_setting_then_the_environment_then_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a store folder, a URI in the environment and one in the settings (with a password)
+    store = tmp_path / "mlruns"
+    server = "https://inmarket:s3cret@mlflow.example.com/team"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    alone = TrackingSettings(store=store)
+    given = TrackingSettings(store=store, uri=server)
+    # then without either it is SQLite under the store, and messages name the folder
+    assert resolved_uri(alone) == tracking_uri(store) and where(alone) == str(store)
+    # and the environment's comes before the store, the setting's before the environment's
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert resolved_uri(alone) == where(alone) == "http://127.0.0.1:5000"
+    assert resolved_uri(given) == server
+    # and a message shows the URI without its password
+    assert where(given) == shown_uri(server) == "https://inmarket:***@mlflow.example.com/team"
+
+
+def test_an_abandoned_runs_versions_without_an_alias_are_deleted(client: MlflowClient) -> None:
+    # given a run left RUNNING by a dead process with two versions, one of them the champion
+    # (a training cut after registering a version, before making it challenger), and a
+    # finished run's version
+    experiment = experiment_id(client)
+    owner = {PID_TAG: str(ended_pid()), HOST_TAG: this_host()}
+    dead = client.create_run(experiment, tags=owner).info.run_id
+    done = client.create_run(experiment).info.run_id
+    client.set_terminated(done)
+    client.create_registered_model("inmarket")
+    for run_id in (dead, dead, done):
+        client.create_model_version("inmarket", "file:///nowhere", run_id)
+    client.set_registered_model_alias("inmarket", CHAMPION, "1")
+    # when the runs left behind are looked for
+    assert fail_abandoned_runs(client, "inmarket") == [dead]
+    # then the dead run's version without an alias is gone; the others stay
+    left = client.search_model_versions("name = 'inmarket'")
+    assert sorted(str(v.version) for v in left) == ["1", "3"]
 
 
 @pytest.mark.slow

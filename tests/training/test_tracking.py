@@ -8,14 +8,15 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from mlflow.tracking import MlflowClient
 
-from tests.stores import client_of
+from tests.stores import client_of, experiment_id
 from training.job import TrainResult
-from training.registry import CHALLENGER, load_model, tracking_uri
+from training.registry import CHALLENGER, RegistryError, load_model, tracking_uri, version_by_alias
+from training.tracking import make_challenger
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_run_logs_everything_and_registers_a_challenger(
     trained: tuple[Path, TrainResult], world_dir: Path
 ) -> None:
@@ -110,3 +111,17 @@ def test_run_logs_everything_and_registers_a_challenger(
         assert 0 < run.data.metrics[f"{part}_recall_at_10"] <= 1, part
     assert store.joinpath("mlflow.db").exists()
     assert tracking_uri(store).startswith("sqlite:///")
+
+
+def test_a_version_whose_files_are_not_in_the_artifact_store_is_not_made_challenger(
+    client: MlflowClient,
+) -> None:
+    # given a registered version whose model files never reached the artifact store
+    run = client.create_run(experiment_id(client)).info
+    client.create_registered_model("inmarket")
+    client.create_model_version("inmarket", "file:///nowhere", run.run_id)
+    # when it is to be made challenger
+    with pytest.raises(RegistryError, match="version 1 lacks MLmodel, artifacts in the artifact"):
+        make_challenger(client, "inmarket", "1")
+    # then it is refused, and the alias is not set
+    assert version_by_alias(client, "inmarket", CHALLENGER) is None
