@@ -25,14 +25,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from features.errors import InMarketError
-from serving.champion import (
-    ModelSource,
-    RegistrySource,
-    fail_fast,
-    tracking_server,
-    unreachable,
-    without_credentials,
-)
+from serving.champion import ModelSource, RegistrySource
 from serving.errors import shortened
 from serving.report import won_deals_found
 from serving.settings import ServiceSettings
@@ -40,14 +33,17 @@ from training.model import InMarketModel
 from training.registry import (
     CHAMPION,
     RegistryError,
+    TrackingUnreachable,
     champion_uri,
     connect,
     load_model,
     parse_model_uri,
+    reaching,
     resolve_version,
+    resolved_uri,
     version_uri,
+    where,
 )
-from training.settings import TrackingSettings
 
 log = logging.getLogger("inmarket.service")
 
@@ -67,35 +63,27 @@ class Snapshot:
     labels: dict[str, str]
 
 
-def _registry(settings: TrackingSettings) -> str:
-    """The store or tracking server ``settings`` name, in words, without credentials."""
-    server = tracking_server(settings.uri)
-    if server:
-        return f"the tracking server {server}"
-    if settings.uri:
-        return f"the registry {without_credentials(settings.uri)}"
-    return f"the store {Path(settings.store).resolve()}"
-
-
 def take_snapshot(settings: ServiceSettings) -> Snapshot:
     """Copy the model the service would serve (``INMARKET_MODEL``, else the champion) into
     BentoML's model store; a registry without it is a ``SnapshotError`` in one line."""
     tracking = settings.tracking
     uri = settings.model or champion_uri(tracking.model_name)
-    where = _registry(tracking)
-    fail_fast(tracking)
+    kept = where(tracking)
     try:
-        return _copied(connect(tracking), uri, where)
+        with reaching(resolved_uri(tracking)):
+            return _copied(connect(tracking), uri, kept)
     except RegistryError as exc:
-        raise SnapshotError(f"cannot build the Bento from {where}: {exc} first") from None
-    except (MlflowException, ConnectionError) as exc:  # ConnectionError: TrackingUnreachable
-        why = "it is unreachable" if unreachable(exc) else shortened(str(exc), 300)
+        raise SnapshotError(f"cannot build the Bento from {kept}: {exc} first") from None
+    except TrackingUnreachable as exc:
+        raise SnapshotError(f"cannot build the Bento: {exc}") from None
+    except MlflowException as exc:
+        said = shortened(" ".join(str(exc).split()), 300)
         raise SnapshotError(
-            f"cannot build the Bento: cannot read {uri} from {where}: {why}"
+            f"cannot build the Bento: cannot read {uri} from {kept}: {said}"
         ) from None
 
 
-def _copied(client: MlflowClient, uri: str, where: str) -> Snapshot:
+def _copied(client: MlflowClient, uri: str, kept: str) -> Snapshot:
     """The version ``uri`` names, in BentoML's model store under a tag of its version and run:
     copied once, found there by the next build of the same model."""
     name, version = resolve_version(client, uri)
@@ -111,7 +99,7 @@ def _copied(client: MlflowClient, uri: str, where: str) -> Snapshot:
     try:
         bentoml.models.get(tag)
     except NotFound:
-        metadata: dict[str, Any] = {"model_uri": version_uri(name, version), "registry": where}
+        metadata: dict[str, Any] = {"model_uri": version_uri(name, version), "registry": kept}
         won = won_deals_found(client, name, version)
         if won is not None:
             metadata["won_deals"] = won
@@ -122,7 +110,7 @@ def _copied(client: MlflowClient, uri: str, where: str) -> Snapshot:
             folder = Path(stored.path_of(MLFLOW_MODEL))
             folder.mkdir()
             mlflow.artifacts.download_artifacts(version_uri(name, version), dst_path=str(folder))
-    log.info("inmarket: %s version %s of %s snapshotted as %s", name, version, where, tag)
+    log.info("inmarket: %s version %s of %s snapshotted as %s", name, version, kept, tag)
     return Snapshot(tag, labels)
 
 

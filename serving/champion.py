@@ -3,36 +3,35 @@ champion of the local store, or ``INMARKET_MODEL`` on a team's tracking server),
 its alias moves, or the snapshot a Bento was built with (``serving.bento``), which never moves.
 
 A check that fails keeps the model loaded before; readiness says why (a tracking server that
-does not answer is named as such)."""
+does not answer, ``TrackingUnreachable``, is named as such)."""
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
-
-import requests
-from mlflow.environment_variables import (
-    MLFLOW_HTTP_REQUEST_MAX_RETRIES,
-    MLFLOW_HTTP_REQUEST_TIMEOUT,
-)
 
 from serving.errors import shortened
 from serving.report import won_deals_found
 from serving.schemas import SERVED_FEATURES, record_model
 from training.model import InMarketModel
-from training.registry import connect, load_model, parse_model_uri, resolve_version, version_uri
+from training.registry import (
+    TrackingUnreachable,
+    connect,
+    is_server,
+    load_model,
+    parse_model_uri,
+    reaching,
+    resolve_version,
+    resolved_uri,
+    shown_uri,
+    version_uri,
+)
 from training.settings import TrackingSettings
 
 log = logging.getLogger("inmarket.service")
-
-# a check of a tracking server that does not answer gives up in seconds, not after MLflow's
-# default 7 retries doubling from 2 s (~2 minutes in which /admin/reload or a build would hang)
-_QUICK_FAILURE = {MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: "2", MLFLOW_HTTP_REQUEST_TIMEOUT.name: "10"}
 
 
 @dataclass(frozen=True)
@@ -69,31 +68,10 @@ class ModelSource(Protocol):
         ...
 
 
-def without_credentials(uri: str) -> str:
-    """``uri`` without the user name and password it may hold (a server's, a database's)."""
-    parts = urlsplit(uri)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
-def tracking_server(uri: str | None) -> str | None:
-    """A tracking URI served over HTTP, without credentials; None for a local store (SQLite, a
-    database) or none at all."""
-    if not uri or urlsplit(uri).scheme not in ("http", "https"):
-        return None
-    return without_credentials(uri)
-
-
-def fail_fast(settings: TrackingSettings) -> None:
-    """Make this process give up on a tracking server that does not answer in seconds (unless
-    the environment sets MLflow's retries and timeout itself)."""
-    if tracking_server(settings.uri):
-        for name, value in _QUICK_FAILURE.items():
-            os.environ.setdefault(name, value)
-
-
 class RegistrySource:
     """A registered model's ``models:/<name>@<alias>`` (a moved alias is a new model) or
-    ``models:/<name>/<version>``, in the store or on the tracking server ``settings`` name."""
+    ``models:/<name>/<version>``, in the store or on the tracking server ``settings`` name
+    (``[tracking] uri``, else MLFLOW_TRACKING_URI: ``training.registry.resolved_uri``)."""
 
     fixed = False
 
@@ -102,8 +80,8 @@ class RegistrySource:
         if ref is None:
             raise ValueError(f"{uri} is not a models:/ URI")
         self.settings, self.uri, self.name, self.alias = settings, uri, ref.name, ref.alias
-        self.server = tracking_server(settings.uri)
-        fail_fast(settings)
+        tracking = resolved_uri(settings)
+        self.server = shown_uri(tracking) if is_server(tracking) else None
 
     def current(self) -> str:
         return resolve_version(connect(self.settings), self.uri)[1]
@@ -118,19 +96,8 @@ class RegistrySource:
         return {"kind": "store", **named}  # its folder is the server's business, not a client's
 
     def won_deals(self, version: str) -> dict[str, float] | None:
-        return won_deals_found(connect(self.settings), self.name, version)
-
-
-def unreachable(exc: BaseException) -> bool:
-    """Whether an error is a tracking server that did not answer: ``TrackingUnreachable`` (a
-    ``ConnectionError``), or MLflow's error around a refused, timed-out or 5xx-retried request
-    (MLflow raises it inside the ``except`` of the requests error, its context)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ConnectionError | TimeoutError | requests.RequestException):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+        with reaching(resolved_uri(self.settings)):
+            return won_deals_found(connect(self.settings), self.name, version)
 
 
 class ChampionHolder:
@@ -162,7 +129,7 @@ class ChampionHolder:
             except Exception as exc:  # keep serving the old model; readiness tells the rest
                 self.error = self._why(exc)
                 kept = f" (still serving version {self.version})" if self.served else ""
-                log.error("inmarket: cannot load the champion model: %s%s", self.error, kept)
+                log.error("inmarket: cannot load the champion model: %s%s", exc, kept)
                 return False
             SERVED_FEATURES.use(record)
             loaded = datetime.now().astimezone()
@@ -173,10 +140,9 @@ class ChampionHolder:
             return True
 
     def _why(self, exc: Exception) -> str:
-        said = shortened(" ".join(str(exc).split()), 400)
-        if self.source.server and unreachable(exc):
-            return f"the tracking server {self.source.server} is unreachable: {said}"
-        return said
+        if isinstance(exc, TrackingUnreachable):  # connect, resolve_version, load_model
+            return f"the tracking server {self.source.server} is unreachable"
+        return shortened(" ".join(str(exc).split()), 400)
 
     def readiness(self) -> tuple[bool, str]:
         """Whether a model is loaded, and in words what is served and what went wrong since."""

@@ -20,10 +20,10 @@
 
 ``inmarket serve`` sets the store, tracking URI, model name and ranked file from the
 configuration file and its flags. MLflow's own MLFLOW_TRACKING_URI counts when
-INMARKET_TRACKING_URI is not set. Without INMARKET_MODEL a Bento serves the model it was built
-with (``serving.bento``), ``inmarket serve`` the store's ``models:/<name>@champion``; with it
-(``models:/<name>@champion`` and ``MLFLOW_TRACKING_URI=http://...``: a team's tracking server)
-the model is resolved at start.
+INMARKET_TRACKING_URI is not set (``training.registry.resolved_uri``, as for every command).
+Without INMARKET_MODEL a Bento serves the model it was built with (``serving.bento``),
+``inmarket serve`` the store's ``models:/<name>@champion``; with it (``models:/<name>@champion``
+and ``MLFLOW_TRACKING_URI=http://...``: a team's tracking server) the model is resolved at start.
 
 A token set but empty, shorter than 16 characters, padded with blanks or of fewer than 10
 different characters stops the server from starting, in one line that says how to make one (an
@@ -67,7 +67,6 @@ _VARIABLES = {
     "INMARKET_RELOAD_SECONDS": ("service", "reload_seconds"),
 }
 _SECRETS = ("INMARKET_TOKEN", "INMARKET_ADMIN_TOKEN")
-MLFLOW_TRACKING_URI = "MLFLOW_TRACKING_URI"  # MLflow's own; INMARKET_TRACKING_URI wins over it
 
 
 def _strong(token: str) -> str:
@@ -154,8 +153,6 @@ class ServiceSettings(Section):
         for name, (section, field) in _VARIABLES.items():
             if env.get(name):
                 values[section][field] = env[name]
-        if "uri" not in values["tracking"] and env.get(MLFLOW_TRACKING_URI):
-            values["tracking"]["uri"] = env[MLFLOW_TRACKING_URI]
         try:
             return cls.model_validate({"tracking": values["tracking"], **values["service"]})
         except ValidationError as exc:

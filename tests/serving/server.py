@@ -20,7 +20,7 @@ import psutil
 CATEGORIES = ("industry", "region", "employee_band")
 
 
-def free_port() -> int:
+def _free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -46,7 +46,7 @@ class Server:
         command: Callable[[int], list[str]] | None = None,
         workdir: Path | None = None,
     ) -> None:
-        self.port = free_port()
+        self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / f"serve-{self.port}.log"
         bentoml = str(Path(sys.executable).with_name("bentoml"))

@@ -6,13 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from serving import champion
-from serving.champion import ChampionHolder, tracking_server, unreachable
-from tests.serving.server import free_port
-from training.registry import RegistryError, TrackingUnreachable
+from serving.champion import ChampionHolder, RegistrySource
+from tests.serving.server import _free_port as free_port
+from training.registry import TrackingUnreachable
+from training.settings import TrackingSettings
 
 
 class FakeSource:
@@ -49,17 +48,20 @@ def holder(monkeypatch: pytest.MonkeyPatch) -> tuple[ChampionHolder, FakeSource]
     return ChampionHolder(source), source
 
 
-def test_a_real_unanswered_request_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
-    # given MLflow's own client asking a tracking server that is not there (no retries)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    uri = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(MlflowException) as raised:
-        MlflowClient(uri, uri).get_registered_model("inmarket")
-    # then its error is a server that did not answer; a missing model or alias is not
-    assert unreachable(raised.value)
-    assert unreachable(TrackingUnreachable(f"the tracking server {uri} did not answer"))
-    assert not unreachable(RegistryError("model 'inmarket' has no 'champion' version"))
-    assert not unreachable(MlflowException("RESOURCE_DOES_NOT_EXIST: no such model"))
+def test_a_registry_source_names_its_tracking_server_and_says_when_it_is_gone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given the champion of a tracking server that is not there, named by MLflow's variable
+    server = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    source = RegistrySource(TrackingSettings(request_retries=0), "models:/inmarket@champion")
+    # then it names the server; asked for the version, MLflow's client finds no one there
+    assert source.server == server
+    with pytest.raises(TrackingUnreachable):
+        source.current()
+    # and the champion of a store is no server's
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert RegistrySource(TrackingSettings(), "models:/inmarket@champion").server is None
 
 
 def test_a_failed_check_keeps_the_model_and_readiness_says_why(
@@ -67,18 +69,18 @@ def test_a_failed_check_keeps_the_model_and_readiness_says_why(
 ) -> None:
     served, source = holder
     # given a tracking server that does not answer at start
-    source.answer = ConnectionError("refused")
+    source.answer = TrackingUnreachable("tracking server is unreachable (connection refused)")
     # then nothing is loaded, nothing raised, and readiness names the server
     assert served.refresh() is False
     ready, said = served.readiness()
     assert not ready
-    assert said.startswith(f"no model loaded: the tracking server {source.server} is unreachable")
+    assert said == f"no model loaded: the tracking server {source.server} is unreachable"
     # when it answers: version 1 is served
     source.answer = "1"
     assert served.refresh() is True and served.version == "1"
     assert served.readiness() == (True, "serving inmarket version 1 (tracking_server)")
     # when it stops answering: version 1 is still served, and readiness says the server went
-    source.answer = ConnectionError("refused")
+    source.answer = TrackingUnreachable("tracking server is unreachable (no connection)")
     assert served.refresh() is False and served.version == "1"
     ready, said = served.readiness()
     assert ready and f"; the tracking server {source.server} is unreachable" in said
@@ -90,19 +92,3 @@ def test_a_failed_check_keeps_the_model_and_readiness_says_why(
     source.answer = "1"
     assert served.refresh() is False
     assert served.readiness() == (True, "serving inmarket version 1 (tracking_server)")
-
-
-@pytest.mark.parametrize(
-    ("uri", "server"),
-    [
-        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
-        ("https://user:secret@mlflow.example.com/", "https://mlflow.example.com/"),
-        ("sqlite:////srv/mlruns/mlflow.db", None),
-        ("postgresql+psycopg://user:secret@db/mlflow", None),
-        (None, None),
-    ],
-)
-def test_a_tracking_server_is_named_without_credentials(
-    uri: str | None, server: str | None
-) -> None:
-    assert tracking_server(uri) == server

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.serving.server import Server, feature_records, free_port
+from tests.serving.server import Server, feature_records
+from tests.serving.server import _free_port as free_port
 from training.job import TrainResult
 from training.registry import CHAMPION, tracking_uri
 

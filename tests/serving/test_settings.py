@@ -7,16 +7,17 @@ import pytest
 
 from features.errors import ConfigError
 from serving.settings import ServiceSettings
+from training.registry import resolved_uri
 
 
-def test_mlflow_tracking_uri_counts_and_ours_wins() -> None:
+def test_mlflow_tracking_uri_counts_and_ours_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     server, ours = "http://mlflow.internal:5000", "http://other:5000"
-    assert ServiceSettings.from_env({}).tracking.uri is None
-    assert ServiceSettings.from_env({"MLFLOW_TRACKING_URI": server}).tracking.uri == server
-    both = {"MLFLOW_TRACKING_URI": server, "INMARKET_TRACKING_URI": ours}
-    assert ServiceSettings.from_env(both).tracking.uri == ours
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    assert resolved_uri(ServiceSettings.from_env({}).tracking) == server
+    settings = ServiceSettings.from_env({"INMARKET_TRACKING_URI": ours})
+    assert resolved_uri(settings.tracking) == ours
     # and what `inmarket serve` hands its server names ours
-    assert ServiceSettings.from_env(both).environment()["INMARKET_TRACKING_URI"] == ours
+    assert settings.environment()["INMARKET_TRACKING_URI"] == ours
 
 
 @pytest.mark.parametrize("uri", ["models:/inmarket@champion", "models:/inmarket-acme/12"])
