@@ -140,9 +140,17 @@ class ChampionSnapshot(Model):  # type: ignore[misc]
     def to_create_schema(self) -> Any:
         return bentoml.models.BentoModel(self.take().tag).to_create_schema()
 
-    def resolve(self, base_path: Any = None) -> bentoml.Model:
-        """The snapshot this build took, else the one the Bento being served names."""
-        tag = self._taken.tag if self._taken else bentoml.models.get(CHAMPION).tag
+    def resolve(self, base_path: Any = None) -> bentoml.Model | None:
+        """The snapshot this build took, else the one the Bento being served names (by its
+        alias); None served from the source (``inmarket serve``), where the service takes its
+        model from the registry: BentoML resolves a service's models before it starts one."""
+        if self._taken is not None:
+            tag = self._taken.tag
+        else:
+            try:
+                tag = bentoml.models.get(CHAMPION).tag
+            except NotFound:
+                return None
         stored: bentoml.Model = bentoml.models.BentoModel(tag).resolve(base_path)
         return stored
 
