@@ -49,6 +49,9 @@ class Relay:
         threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
 
     def cut(self) -> None:
+        # shut first: a socket closed while a thread waits in accept() would go on listening
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         for sock in self._open:
             sock.close()
