@@ -380,7 +380,7 @@ def _operations_paths() -> dict[str, Any]:
     }
     for path, summary in (
         ("/livez", "Alive: the process answers"),
-        ("/readyz", "Ready: a champion model is loaded"),
+        ("/readyz", "Ready: a model is loaded; the answer says which, and what failed since"),
     ):
         paths[path] = {
             "get": {

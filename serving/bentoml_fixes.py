@@ -40,6 +40,13 @@ And two make BentoML's routes speak the API's contract (issue 16):
    the one error shape (``serving.errors``) here, a 503 with its reason.
 8. A batchable API answers each request with the list of its records' outputs; an API that
    answers an envelope turns that list into it (``answer_batches_as``).
+
+And one makes readiness say why (issue 25):
+
+10. ``/readyz`` answered an empty 200 or "Service is not ready because .__is_ready__() returns
+    False": it answers the service's ``readiness()`` words, a 503 in the error shape until a
+    model is loaded, a 200 after, naming what is served and what went wrong since (a tracking
+    server that stopped answering: the loaded model is still served, so still ready).
 """
 
 from __future__ import annotations
@@ -57,7 +64,7 @@ from bentoml._internal.server.http import instruments, traffic
 from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, Mount
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -321,6 +328,18 @@ async def _api_endpoint_wrapper(self: Any, name: str, request: Request) -> Respo
     return response
 
 
+async def _readyz(self: Any, request: Request) -> Response:
+    """Ready once the service says so, in its words (``readiness()``)."""
+    instance = self._service_instance
+    if instance is None:
+        ready, words = False, "starting"
+    else:
+        ready, words = await asyncio.to_thread(instance.readiness)
+    if not ready:
+        return Response(error_body(503, words), 503, media_type="application/json")
+    return PlainTextResponse(f"{words}\n")
+
+
 def answer_batches_as(service: Any, name: str, build: Callable[[list[Any]], BaseModel]) -> None:
     """Answer each request to the batchable API ``name`` with ``build(outputs)``, its records'
     outputs as BentoML split them from the batch, instead of the bare list."""
@@ -339,6 +358,7 @@ def apply(service: Any) -> None:
     uvicorn.config.ProxyHeadersMiddleware = TrustedProxyHeaders  # type: ignore[misc]
     bentoml_app.log_exception = _log_refusal
     bentoml_app.ServiceAppFactory.api_endpoint_wrapper = _api_endpoint_wrapper  # type: ignore[method-assign]
+    bentoml_app.ServiceAppFactory.readyz = _readyz  # type: ignore[method-assign]
     for method in service.apis.values():
         if method.output_spec.media_type is None:
             method.output_spec.media_type = method.output_spec.mime_type()

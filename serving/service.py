@@ -4,7 +4,7 @@ Start it with ``inmarket serve`` or ``bentoml serve serving.service:InMarketServ
 settings come from the environment when it starts (``serving.settings``). Requests and
 responses are defined in ``serving.schemas``, the scoring routes' answers in
 ``serving.answers``, authentication in ``serving.auth``, the served model in
-``serving.champion``.
+``serving.champion`` (and, in a Bento, ``serving.bento``).
 """
 
 from __future__ import annotations
@@ -32,12 +32,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from serving import api, bentoml_fixes
 from serving.answers import events_answer, explanations, scored_items
 from serving.auth import BearerAuth, LoginThrottle, Sessions
+from serving.bento import ChampionSnapshot, model_source
 from serving.champion import ChampionHolder, Served
 from serving.errors import ErrorShape, error_body, from_validation
 from serving.guards import BodyLimit, JsonBodies, SecurityHeaders
 from serving.page import COOKIE, PAGE_HTML, STATIC, login_page
 from serving.published import Scoring, ScoringCache
-from serving.report import card_in_words, comparison_table, won_deals_found
+from serving.report import card_in_words, comparison_table
 from serving.review import (
     JSON_TEXT,
     SORTABLE,
@@ -67,7 +68,6 @@ from serving.schemas import (
 )
 from serving.settings import ServiceSettings
 from training.labels import label_words
-from training.registry import CHAMPION, connect
 
 log = logging.getLogger("inmarket.service")
 
@@ -158,18 +158,31 @@ async def _invalid_parameter(request: Request, exc: RequestValidationError) -> R
     return Response(error_body(422, message, field), 422, media_type="application/json")
 
 
-# loopback unless told otherwise (`bentoml serve --host`, `inmarket serve --host`)
-@bentoml.service(name="inmarket", traffic={"timeout": 60}, http={"host": "127.0.0.1"})
+_SNAPSHOT = ChampionSnapshot()
+
+
+# loopback unless told otherwise (`bentoml serve --host`, `inmarket serve --host`); the labels
+# name the model `bentoml build` snapshots
+@bentoml.service(
+    name="inmarket",
+    traffic={"timeout": 60},
+    http={"host": "127.0.0.1"},
+    labels=_SNAPSHOT.labels,
+)
 @bentoml.asgi_app(app, path="/")
 class InMarketService:
     """Scores B2B accounts from the engagement of their buying groups."""
+
+    snapshot = _SNAPSHOT  # the model `bentoml build` packs into the Bento
 
     def __init__(self) -> None:
         # the service's own lines (a refusal in one line, a reload) show at INFO: BentoML sets
         # its own loggers to INFO and every other one to WARNING
         logging.getLogger("inmarket").setLevel(logging.INFO)
         self.settings = ServiceSettings.from_env()
-        self.holder = ChampionHolder(self.settings.tracking)
+        # the Bento being served, if any (BentoML sets it when it loads one)
+        bento = InMarketService.bento  # type: ignore[attr-defined]
+        self.holder = ChampionHolder(model_source(self.settings, bento))
         self.holder.refresh()
         self.scoring = ScoringCache(self.settings.ranked)
         self.scoring.get()  # read, and the account views built, before the first request
@@ -182,7 +195,7 @@ class InMarketService:
         # in flight for ~200 ms every couple of seconds under load (bench/serve.py).
         gc.collect()
         gc.freeze()
-        if self.settings.reload_seconds > 0:
+        if self.settings.reload_seconds > 0 and not self.holder.source.fixed:
             threading.Thread(target=self._watch, daemon=True, name="champion-watch").start()
 
     def _watch(self) -> None:
@@ -192,6 +205,11 @@ class InMarketService:
 
     def __is_ready__(self) -> bool:
         return self.holder.served is not None
+
+    def readiness(self) -> tuple[bool, str]:
+        """What /readyz answers (``serving.bentoml_fixes``): ready once a model is loaded, and
+        what is served and what went wrong since, in words."""
+        return self.holder.readiness()
 
     def _served(self) -> Served:
         served = self.holder.served
@@ -204,7 +222,7 @@ class InMarketService:
     def _model_info(self, served: Served) -> ModelInfo:
         info = served.model.info
         return ModelInfo(
-            name=self.settings.tracking.model_name,
+            name=served.name,
             version=served.version,
             trained_at=info.get("trained_at"),
             fitted_until=info.get("fitted_until"),
@@ -272,9 +290,10 @@ class InMarketService:
         model = served.model
         scoring = self.scoring.get()
         card = {
-            "name": self.settings.tracking.model_name,
+            "name": served.name,
             "version": served.version,
-            "alias": CHAMPION,
+            "alias": served.source.get("alias"),
+            "source": served.source,  # a Bento's snapshot, a tracking server or the store
             "loaded_at": served.loaded_at.isoformat(),
             "trained_at": model.info.get("trained_at"),
             "label": model.info.get("label"),
@@ -307,11 +326,12 @@ class InMarketService:
     def _won_deals(self, version: str) -> dict[str, float] | None:
         """The served version's later-won deals found (``serving.report``), read once."""
         if version not in self.won_deals:
-            name = self.settings.tracking.model_name
+            source = self.holder.source
             try:
-                found = won_deals_found(connect(self.settings.tracking), name, version)
-            except MlflowException as exc:  # the card is still useful without them
-                log.warning("cannot read the training run of %s %s: %s", name, version, exc)
+                found = source.won_deals(version)
+            # the card is still useful without them (a tracking server may not answer)
+            except (MlflowException, ConnectionError) as exc:
+                log.warning("cannot read the training run of %s %s: %s", source.name, version, exc)
                 found = None
             self.won_deals[version] = found
         return self.won_deals[version]

@@ -3,8 +3,9 @@
 | variable | meaning | default |
 |---|---|---|
 | INMARKET_STORE | MLflow store folder | mlruns |
-| INMARKET_TRACKING_URI | tracking URI (overrides the store) | sqlite under the store |
+| INMARKET_TRACKING_URI | tracking URI (overrides the store) | MLFLOW_TRACKING_URI, else sqlite |
 | INMARKET_MODEL_NAME | registered model served as ``@champion`` | inmarket |
+| INMARKET_MODEL | models:/ URI served instead (an alias is watched) | see below |
 | INMARKET_RANKED | ranked accounts written by ``inmarket score`` | data/ranked.parquet |
 | INMARKET_TOKEN | bearer token guarding every route but health (random: see below) | none |
 | INMARKET_ADMIN_TOKEN | bearer token for ``/admin/*`` (random; none: off) | none |
@@ -17,10 +18,17 @@
 | INMARKET_BODY_SECONDS | time a request has to send its whole body | 30 |
 | INMARKET_RELOAD_SECONDS | how often the champion alias is checked | 30 |
 
-``inmarket serve`` sets the first four from the configuration file and its flags. A token set
-but empty, shorter than 16 characters, padded with blanks or of fewer than 10 different
-characters stops the server from starting, in one line that says how to make one (an empty one
-used to turn authentication off without a word; "15 spaces and an x" used to start it).
+``inmarket serve`` sets the store, tracking URI, model name and ranked file from the
+configuration file and its flags. MLflow's own MLFLOW_TRACKING_URI counts when
+INMARKET_TRACKING_URI is not set (``training.registry.resolved_uri``, as for every command).
+Without INMARKET_MODEL a Bento serves the model it was built with (``serving.bento``),
+``inmarket serve`` the store's ``models:/<name>@champion``; with it (``models:/<name>@champion``
+and ``MLFLOW_TRACKING_URI=http://...``: a team's tracking server) the model is resolved at start.
+
+A token set but empty, shorter than 16 characters, padded with blanks or of fewer than 10
+different characters stops the server from starting, in one line that says how to make one (an
+empty one used to turn authentication off without a word; "15 spaces and an x" used to start
+it).
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ _VARIABLES = {
     "INMARKET_STORE": ("tracking", "store"),
     "INMARKET_TRACKING_URI": ("tracking", "uri"),
     "INMARKET_MODEL_NAME": ("tracking", "model_name"),
+    "INMARKET_MODEL": ("service", "model"),
     "INMARKET_RANKED": ("service", "ranked"),
     "INMARKET_TOKEN": ("service", "token"),
     "INMARKET_ADMIN_TOKEN": ("service", "admin_token"),
@@ -81,7 +90,24 @@ def _listed(value: object) -> object:
     return value
 
 
+def _registered(uri: str) -> str:
+    """A models:/ URI of a registered model's version or alias, checked before any server is
+    asked (MLflow is imported here only: ``inmarket --help`` does not wait for it)."""
+    from training.registry import LATEST, RegistryError, parse_model_uri
+
+    try:
+        ref = parse_model_uri(uri)
+    except RegistryError as exc:
+        raise ValueError(str(exc)) from exc
+    if ref is None or ref.version == LATEST:
+        raise ValueError(
+            f"{uri}: give models:/<name>@<alias> (watched) or models:/<name>/<version> (pinned)"
+        )
+    return uri
+
+
 Token = Annotated[str, AfterValidator(_strong)]
+ModelUri = Annotated[str, AfterValidator(_registered)]
 Networks = Annotated[tuple[IPvAnyNetwork, ...], BeforeValidator(_listed)]
 
 
@@ -89,6 +115,11 @@ class ServiceSettings(Section):
     """What the service serves (the champion of a store, a batch scoring) and how it guards it."""
 
     tracking: TrackingSettings = TrackingSettings()
+    model: ModelUri | None = Field(
+        None,
+        description="models:/ URI served, resolved at start from the tracking URI; none: a "
+        "Bento's snapshot, else the champion of the model name",
+    )
     ranked: Path = Field(DEFAULT_RANKED, description="ranked accounts from `inmarket score`")
     token: Token | None = Field(
         None, description="bearer token; none: no authentication (loopback only)"

@@ -30,7 +30,7 @@ def _free_port() -> int:
 
 class Server:
     """A server subprocess on a free port (``bentoml serve`` unless a command is given), its
-    output in ``cwd/serve-<port>.log``.
+    output in ``cwd/serve-<port>.log``, run in the checkout unless ``workdir`` says where.
 
     Used as a context manager: entering waits until the server answers ``/livez`` (any answer
     below 500 counts) and leaving stops it::
@@ -40,7 +40,11 @@ class Server:
     """
 
     def __init__(
-        self, env: dict[str, str], cwd: Path, command: Callable[[int], list[str]] | None = None
+        self,
+        env: dict[str, str],
+        cwd: Path,
+        command: Callable[[int], list[str]] | None = None,
+        workdir: Path | None = None,
     ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -61,7 +65,7 @@ class Server:
         self._output = self.log.open("w")
         self.process = subprocess.Popen(
             args,
-            cwd=Path(__file__).resolve().parents[2],
+            cwd=workdir or Path(__file__).resolve().parents[2],
             # a BentoML home of its own: every `bentoml serve` empties its home's Prometheus
             # folder, which would wipe the metrics of the other servers running meanwhile
             env={**os.environ, "BENTOML_HOME": str(cwd / f"bentoml-{self.port}"), **env},
