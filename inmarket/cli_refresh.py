@@ -4,6 +4,7 @@ the exit codes it acts on, defined here once (``RefreshExit``; ``--help`` lists 
 from __future__ import annotations
 
 import time
+import traceback
 from enum import IntEnum
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class RefreshExit(IntEnum):
     GATE_REFUSED = 3
     TRACKING_UNREACHABLE = TRACKING_UNREACHABLE
     RUNNING = 5
+    UNFORESEEN = 70  # sysexits' EX_SOFTWARE: not "data refused", Python's own 1 for any crash
 
 
 MEANING = {
@@ -45,6 +47,7 @@ MEANING = {
     RefreshExit.GATE_REFUSED: "the gate refused the new model: scores by the old champion",
     RefreshExit.TRACKING_UNREACHABLE: "the tracking server did not answer: retry later",
     RefreshExit.RUNNING: "another refresh of the project holds its lock: nothing done",
+    RefreshExit.UNFORESEEN: "an error nobody foresaw (its traceback is printed): report it",
 }
 
 
@@ -88,6 +91,13 @@ def refresh(ctx: click.Context, data: str, out: Path) -> None:
     except (InMarketError, FileNotFoundError) as exc:
         done = f" (done before: {job.outcome.summary()})" if job.outcome.steps else ""
         raise Failure(f"{exc}{done}", exit_code(exc)) from exc
+    except Exception as exc:  # a bug or a fault nobody foresaw: its own code, never 1 or 2
+        traceback.print_exc()
+        raise Failure(
+            f"refresh stopped on an unforeseen {type(exc).__name__} (traceback above): "
+            "report it with the traceback",
+            RefreshExit.UNFORESEEN,
+        ) from exc
     for warning in outcome.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"refresh: {outcome.summary()}; in {time.perf_counter() - began:.1f}s")

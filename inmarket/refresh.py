@@ -44,7 +44,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from features.contract import TABLE_ORDER
-from features.errors import ContractError, InMarketError
+from features.errors import ConfigError, ContractError, InMarketError
 from features.io import sidecar, write_json_atomic
 from features.leftovers import this_host
 from features.settings import DataSettings, FeatureSettings, Section
@@ -101,8 +101,8 @@ def _digest_part(digest: Any, source: TableSource, part: TablePart) -> None:
                 digest.update(piece.serialize())
         return
     files = sorted(p for p in part.path.rglob("*") if p.is_file()) if part.path.is_dir() else []
-    for path in files or [part.path]:
-        digest.update(path.name.encode())
+    for path in files or [part.path]:  # by their path in the folder: hive folders are columns
+        digest.update(str(path.relative_to(part.path) if files else path.name).encode())
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
@@ -127,7 +127,14 @@ def project_lock(tracking: TrackingSettings) -> Iterator[Path]:
     """Hold the project's lock for the block, or raise ``RefreshRunning`` naming its holder.
     The kernel releases a ``flock`` when its holder dies, so a killed refresh blocks nothing."""
     path = lock_path(tracking)
-    with path.open("a+", encoding="utf-8") as handle:
+    try:
+        handle = path.open("a+", encoding="utf-8")
+    except OSError as exc:  # another user's lock file, a temporary folder not writable
+        raise ConfigError(
+            f"cannot open the refresh lock {path} ({exc.strerror}): run every refresh of a "
+            "project as one user, or give this one a TMPDIR it can write"
+        ) from exc
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

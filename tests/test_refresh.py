@@ -164,6 +164,23 @@ def test_the_data_identity_changes_with_a_byte_of_a_table_or_the_export_time(
     assert len({first, moved, edited}) == 3
 
 
+def test_a_renamed_partition_folder_is_other_data(tiny_data: Path) -> None:
+    """Found in review: a Parquet folder's files counted by name only, but its hive folders are
+    columns: ``region=EU/`` renamed ``region=FR/`` was the same data to a refresh."""
+    # given the events as a Parquet folder partitioned by a hive folder, and its identity
+    given = DataSettings(extracted_at=datetime(2025, 6, 30))
+    events = pd.read_csv(tiny_data / "events.csv")
+    (tiny_data / "events.csv").unlink()
+    (tiny_data / "events" / "batch=a").mkdir(parents=True)
+    events.to_parquet(tiny_data / "events" / "batch=a" / "part-0.parquet", index=False)
+    first = data_identity(open_source(tiny_data, given), given)
+    # when only the folder's name changes
+    (tiny_data / "events" / "batch=a").rename(tiny_data / "events" / "batch=b")
+    renamed = data_identity(open_source(tiny_data, given), given)
+    # then it is another identity
+    assert renamed != first
+
+
 class _Registry:
     """The two registry reads a retrain decision makes: versions, and a run's ``test_as_of``."""
 
@@ -297,6 +314,37 @@ def test_a_bad_configuration_exits_2_in_one_line(tmp_path: Path) -> None:
         assert done.stderr.startswith("error: invalid configuration") and where in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and not done.stdout
         assert not (tmp_path / "out").exists()
+
+
+def test_an_unforeseen_error_or_an_unwritable_lock_is_not_data_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in review: any error but the user's exited 1, "data refused", with a traceback
+    (a lock file of another user, a run the server deleted), and the data team was paged."""
+    from click.testing import CliRunner
+
+    from inmarket import refresh as job_module
+    from inmarket.cli import cli
+
+    def crash(*args: object) -> None:
+        raise RuntimeError("a fault nobody foresaw")
+
+    args = ["refresh", str(tmp_path), "--store", str(tmp_path / "m")]
+    # given a refresh whose job crashes, and one whose lock file it may not open
+    monkeypatch.setattr(job_module.RefreshJob, "run", crash)
+    crashed = CliRunner().invoke(cli, args, obj={})
+    monkeypatch.setattr(job_module, "lock_path", lambda tracking: tmp_path / "no" / "such" / "x")
+    locked = CliRunner().invoke(cli, args, obj={})
+    # then the crash exits 70 with its traceback and one line saying to report it, and the
+    # lock exits 2 (configuration) naming the file and what to do
+    assert crashed.exit_code == RefreshExit.UNFORESEEN, crashed.output
+    assert (
+        "Traceback" in crashed.stderr and "RuntimeError: a fault nobody foresaw" in crashed.stderr
+    )
+    assert crashed.stderr.strip().splitlines()[-1].startswith("error: refresh stopped on an")
+    assert locked.exit_code == RefreshExit.CONFIG_ERROR, locked.output
+    (line,) = locked.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot open the refresh lock {tmp_path / 'no'}"), line
 
 
 def test_refused_data_exits_1_in_one_line_and_scores_nothing(

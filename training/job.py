@@ -45,6 +45,7 @@ from training.registry import (
     load_model,
     owner_tags,
     reaching,
+    shown_uri,
     version_uri,
 )
 from training.settings import PromotionSettings, TrackingSettings, TrainSettings
@@ -391,7 +392,10 @@ class TrainJob(Job):
             "train": self.train,
             "tracking": self.tracking,
         }
-        return {name: json.loads(section.model_dump_json()) for name, section in sections.items()}
+        config = {name: json.loads(s.model_dump_json()) for name, s in sections.items()}
+        if self.tracking.uri:  # a password or token in it is not for every reader of the run
+            config["tracking"]["uri"] = shown_uri(self.tracking.uri)
+        return config
 
 
 class EvaluateJob(Job):

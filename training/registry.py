@@ -90,12 +90,14 @@ def is_server(uri: str) -> bool:
 
 
 def shown_uri(uri: str) -> str:
-    """``uri`` as a message shows it: a password in it replaced by ``***``."""
+    """``uri`` as a message or a run's record shows it: a password in it replaced by ``***``,
+    and a user without a password too (``https://<token>@host`` carries a token there)."""
     parts = urlsplit(uri)
-    if not parts.password:
+    if parts.username is None:
         return uri
-    hidden = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=hidden))
+    user, _, host = parts.netloc.rpartition("@")
+    hidden = f"{user.split(':', 1)[0]}:***" if parts.password is not None else "***"
+    return urlunsplit(parts._replace(netloc=f"{hidden}@{host}"))
 
 
 def where(settings: TrackingSettings) -> str:

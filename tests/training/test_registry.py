@@ -4,6 +4,7 @@ reads the store."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -17,7 +18,7 @@ from features.leftovers import this_host
 from tests.processes import ended_pid
 from tests.serving.server import Server
 from tests.stores import experiment_id
-from training.job import TrainResult
+from training.job import TrainJob, TrainResult
 from training.registry import (
     CHALLENGER,
     CHAMPION,
@@ -130,6 +131,19 @@ def test_the_tracking_uri_is_the_setting_then_the_environment_then_the_store(
     assert resolved_uri(given) == server
     # and a message shows the URI without its password
     assert where(given) == shown_uri(server) == "https://inmarket:***@mlflow.example.com/team"
+
+
+def test_a_password_or_token_in_the_uri_is_in_no_message_and_no_run_record() -> None:
+    """Found in review: a run's config.json logged the whole [tracking] section, the URI's
+    password with it, for every reader of the server to see; a lone user (a token) showed."""
+    # given tracking URIs with a token as the user, and with a password
+    token = "https://s3cret@mlflow.example.com/team"
+    job = TrainJob(tracking=TrackingSettings(uri="https://alice:s3cret@mlflow.example.com"))
+    # when a message shows them, and a run records its settings
+    logged = json.dumps(job._config())
+    # then neither secret is there, the host is
+    assert shown_uri(token) == "https://***@mlflow.example.com/team"
+    assert "s3cret" not in logged and "alice:***@mlflow.example.com" in logged
 
 
 def test_an_abandoned_runs_versions_without_an_alias_are_deleted(client: MlflowClient) -> None:
