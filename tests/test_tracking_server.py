@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from features.errors import ConfigError
 from tests.commands import run_cli
 from tests.serving.server import Server, feature_records
 from tests.stores import QUICK, client_of, experiment_id
@@ -280,6 +281,24 @@ def test_a_server_answering_5xx_stops_each_command_in_one_line(
         "check that it runs and that the URI is right, then run the command again"
     ]
     assert len(answered) == 2, answered
+
+
+def test_an_experiment_keeping_its_files_on_one_machine_is_refused(
+    tracking_server: TrackingServer, tmp_path: Path
+) -> None:
+    """Found in review: only a new experiment took the server's proxied store; one created
+    before with a local folder had every model written to the client's disk."""
+    # given an experiment on the server whose artifact location is a local folder
+    name = "inmarket-local-files"
+    MlflowClient(tracking_server.uri).create_experiment(name, (tmp_path / "a").as_uri())
+    # when a command connects to it
+    with pytest.raises(ConfigError) as refused:
+        connect(TrackingSettings(uri=tracking_server.uri, project="local-files"))
+    # then it is refused, naming the experiment, the folder and what to do
+    assert f"experiment '{name}'" in str(refused.value) and "a folder of one machine" in str(
+        refused.value
+    )
+    assert not (tmp_path / "a").exists()
 
 
 def test_the_tracking_uri_is_the_flag_then_the_file_then_the_environment(

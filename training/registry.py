@@ -37,7 +37,7 @@ from mlflow.environment_variables import (
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from features.errors import InMarketError
+from features.errors import ConfigError, InMarketError
 from features.leftovers import owner_alive, this_host
 from training.model import InMarketModel
 from training.settings import TrackingSettings
@@ -127,10 +127,22 @@ def connect(settings: TrackingSettings) -> MlflowClient:
     _point_mlflow_at(uri)
     client = MlflowClient(uri, uri)
     with reaching(uri):
-        if client.get_experiment_by_name(settings.experiment) is None:
+        experiment = client.get_experiment_by_name(settings.experiment)
+        if experiment is None:
             client.create_experiment(settings.experiment, artifact_location=artifacts)
+        elif is_server(uri) and _local(experiment.artifact_location):
+            raise ConfigError(
+                f"experiment '{settings.experiment}' on {shown_uri(uri)} keeps its files at "
+                f"{experiment.artifact_location}, a folder of one machine: name another "
+                "experiment ([tracking] project) so the server's proxied store is used"
+            )
         mlflow.set_experiment(settings.experiment)
     return client
+
+
+def _local(location: str) -> bool:
+    """Whether an artifact location is a local folder (``file:`` or a plain path)."""
+    return location.startswith(("file:", "/"))
 
 
 def _point_mlflow_at(uri: str) -> None:
