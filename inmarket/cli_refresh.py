@@ -91,6 +91,8 @@ def refresh(ctx: click.Context, data: str, out: Path) -> None:
     except (InMarketError, FileNotFoundError) as exc:
         done = f" (done before: {job.outcome.summary()})" if job.outcome.steps else ""
         raise Failure(f"{exc}{done}", exit_code(exc)) from exc
+    except click.ClickException:  # a command's own one-line failure, its code already set
+        raise
     except Exception as exc:  # a bug or a fault nobody foresaw: its own code, never 1 or 2
         traceback.print_exc()
         raise Failure(
