@@ -26,10 +26,13 @@ _DATABASES = itertools.count(1)  # one database per tracking server of the sessi
 class Postgres:
     """A PostgreSQL 15 cluster of its own: ``initdb`` into a temporary folder, trust
     authentication, 127.0.0.1 only, a free port. Run as the ``postgres`` user when the tests
-    run as root (PostgreSQL refuses root), in a folder that user owns."""
+    run as root (PostgreSQL refuses root), in a folder that user owns. One role signs in with a
+    password (``password_user``, SCRAM), as a team's warehouse user does, for the tests of
+    credentials."""
 
     host = "127.0.0.1"
     user = "postgres"  # the superuser initdb makes
+    password_user = ("warehouse", "wh-Secret-7f3a")  # (role, password): SCRAM, not trust
 
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="inmarket-postgres-"))
@@ -43,12 +46,24 @@ class Postgres:
             owner = pwd.getpwnam("postgres")
             os.chown(self.folder, owner.pw_uid, owner.pw_gid)
         self._run("initdb", "-D", self.data, "-U", self.user, "-A", "trust", "-E", "UTF8", "-N")
+        hba = self.data / "pg_hba.conf"  # the first matching line wins: the role's password first
+        role, password = self.password_user
+        hba.write_text(f"host all {role} {self.host}/32 scram-sha-256\n" + hba.read_text())
         options = (
             f"-h {self.host} -p {self.port} -k {self.folder} "
             # a test database: nothing to keep if the machine stops
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
         self._run("pg_ctl", "-D", self.data, "-l", self.log, "-o", options, "-w", "start")
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.url(driver="postgresql"), autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
         return self
 
     def url(self, database: str = "postgres", driver: str = "postgresql+psycopg") -> str:
