@@ -13,6 +13,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from features.contract import TABLE_ORDER
+from features.database import DatabaseUrl
+from features.sql import check_relation
+
 
 class Section(BaseModel):
     """A settings section: unknown keys are an error, not silently ignored; values are frozen
@@ -31,11 +35,27 @@ def describe_errors(exc: ValidationError) -> str:
 class DataSettings(Section):
     """Where the tables are and how strictly they are read."""
 
-    kind: Literal["folder"] = Field(
-        "folder", description="what holds the tables: a folder of Parquet or CSV files"
+    kind: Literal["folder", "sql"] = Field(
+        "folder",
+        description="what holds the tables: a folder of Parquet or CSV files, or a database "
+        "(sql: [data] url; a database URL given as DATA implies it)",
+    )
+    url: str | None = Field(
+        None,
+        description="the database of kind sql: postgresql://USER:${PGPASSWORD}@HOST:PORT/DB or "
+        "duckdb:///path/to/file.duckdb; ${NAME} is the environment variable NAME, read when "
+        "connecting (a password must be one)",
+    )
+    tables: dict[str, str] = Field(
+        default_factory=dict,
+        description="kind sql: the database table (schema.table) or the query holding each "
+        'canonical table, e.g. events = "analytics.web_events"; default: the table of the '
+        "canonical name",
     )
     mapping: Path | None = Field(
-        None, description="column-mapping file (TOML/YAML) for exports of another shape"
+        None,
+        description="column-mapping file (TOML/YAML) for exports of another shape; for a "
+        "database, each entry's file names its table or query",
     )
     extracted_at: datetime | None = Field(
         None,
@@ -48,6 +68,19 @@ class DataSettings(Section):
         le=1.0,
         description="above this share of unparsable values a column is a wrong file, not dirt",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _database_url(cls, url: str | None) -> str | None:
+        return None if url is None else DatabaseUrl(url).text  # a ConfigError says what is wrong
+
+    @field_validator("tables")
+    @classmethod
+    def _canonical_tables(cls, tables: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(tables) - set(TABLE_ORDER))
+        if unknown:
+            raise ValueError(f"unknown table(s) {unknown}; tables are {list(TABLE_ORDER)}")
+        return {t: check_relation(r, f"[data.tables] {t}") for t, r in tables.items()}
 
 
 BASE_WINDOW_DAYS = 90  # breadth, depth, lead points and recency are counted over 90 days

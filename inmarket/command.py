@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from features.database import DatabaseUrl, is_database_url
 from features.errors import InMarketError
 from inmarket.config import Config, load_config
 from inmarket.options import given, option
@@ -28,9 +29,26 @@ class Failure(click.ClickException):
 
 FILE = click.Path(path_type=Path, dir_okay=False)
 FOLDER = click.Path(path_type=Path, file_okay=False)
-# DATA is where the tables are, as the [data] kind reads it (a folder for "folder"): text, opened
-# by features.sources.open_source, never taken for a local path here
-DATA = click.STRING
+
+
+class _Data(click.ParamType):
+    """DATA, where the tables are: a database URL (postgresql://..., duckdb:///...), checked
+    here so that a bad one stops in one line before anything runs, or a folder as ``[data]
+    kind`` reads it; text either way, opened by ``features.sources.open_source``."""
+
+    name = "data"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if is_database_url(text):
+            try:
+                DatabaseUrl(text)
+            except InMarketError as exc:
+                raise Failure(str(exc)) from exc
+        return text
+
+
+DATA = _Data()
 MAPPING = option("data", "mapping", type=FILE)
 EXTRACTED_AT = option("data", "extracted_at")
 SPARK_MASTER = option("features", "spark_master")

@@ -48,7 +48,7 @@ from features.errors import ConfigError, ContractError, InMarketError
 from features.io import sidecar, write_json_atomic
 from features.leftovers import this_host
 from features.settings import DataSettings, FeatureSettings, Section
-from features.sources import FilePart, TablePart, TableSource, open_source
+from features.sources import TableSource, open_source
 from features.validation import load_dataset
 from inmarket.config import RefreshSettings
 from serving.batch import score_batch
@@ -78,34 +78,19 @@ class RefreshRunning(InMarketError, RuntimeError):
 
 
 def data_identity(source: TableSource, settings: DataSettings) -> str:
-    """A short hash of the data as a refresh reads it: every table's files (or, for a source
-    of another kind, its rows), the mapping file, and the export time (when none is recorded
-    or given, the clock's day: the snapshots are anchored at that day)."""
+    """A short hash of the data as a refresh reads it: each part's fingerprint (a file's
+    bytes; a database's hash of its rows, ``TableSource.fingerprint``), the mapping file, and
+    the export time (when none is recorded or given, the clock's day: the snapshots are
+    anchored at that day)."""
     digest = hashlib.sha256(json.dumps(source.lineage(), sort_keys=True).encode())
     for table in TABLE_ORDER:
         for part in source.parts(table):
-            _digest_part(digest, source, part)
+            digest.update(source.fingerprint(part).encode())
     if settings.mapping is not None:
         digest.update(Path(settings.mapping).read_bytes())
     stamp, _ = source.export_time(settings.extracted_at)
     digest.update(stamp.isoformat().encode() if stamp else f"{datetime.now(UTC):%Y-%m-%d}".encode())
     return digest.hexdigest()[:16]
-
-
-def _digest_part(digest: Any, source: TableSource, part: TablePart) -> None:
-    """Add a part's bytes to ``digest``: its file's (or its Parquet folder's files'), else
-    its rows in Arrow's format."""
-    if not isinstance(part, FilePart):
-        for batch in source.batches(part, 1_000_000):
-            for piece in batch.to_batches():
-                digest.update(piece.serialize())
-        return
-    files = sorted(p for p in part.path.rglob("*") if p.is_file()) if part.path.is_dir() else []
-    for path in files or [part.path]:  # by their path in the folder: hive folders are columns
-        digest.update(str(path.relative_to(part.path) if files else path.name).encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
 
 
 def settings_digest(sections: dict[str, Section]) -> str:
