@@ -84,7 +84,6 @@ def _psycopg(url: str, *, copy: bool) -> Iterator[pa.Table]:
                         column_types=schema,
                         strings_can_be_null=True,
                         quoted_strings_can_be_null=False,
-                        timestamp_parsers=["%Y-%m-%d %H:%M:%S%z", pacsv.ISO8601],
                     ),
                 )
                 for batch in reader:

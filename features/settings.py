@@ -13,9 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from features.contract import TABLE_ORDER
 from features.database import DatabaseUrl
-from features.sql import check_relation
 
 
 class Section(BaseModel):
@@ -77,6 +75,10 @@ class DataSettings(Section):
     @field_validator("tables")
     @classmethod
     def _canonical_tables(cls, tables: dict[str, str]) -> dict[str, str]:
+        # imported here: settings load before any table is read, without pandas or Arrow
+        from features.contract import TABLE_ORDER
+        from features.sql import check_relation
+
         unknown = sorted(set(tables) - set(TABLE_ORDER))
         if unknown:
             raise ValueError(f"unknown table(s) {unknown}; tables are {list(TABLE_ORDER)}")

@@ -304,10 +304,11 @@ def _session_uri(resolved: str) -> str:
 
 
 def _driver_error(exc: BaseException) -> bool:
-    """Whether ``exc`` comes from a database driver (ADBC's or DuckDB's DB-API errors)."""
+    """Whether ``exc`` comes from a database driver: ADBC's or DuckDB's DB-API errors, or
+    the error of an Arrow stream a driver feeds (a libpq failure surfaces as ``OSError``)."""
     module = type(exc).__module__ or ""
     drivers = ("adbc_driver", "_duckdb", "duckdb")
-    return module.startswith(drivers) or isinstance(exc, pa.ArrowException)
+    return module.startswith(drivers) or isinstance(exc, (pa.ArrowException, OSError))
 
 
 def _missing_table(exc: Exception) -> bool:
