@@ -225,7 +225,7 @@ class _Session:
 
 def plain(table: pa.Table) -> pa.Table:
     """Driver types as the pipeline reads Parquet's: decimals as float64, timestamps in UTC
-    microseconds (one without time zone taken as UTC), text as (large) strings."""
+    microseconds (one without time zone taken as UTC), text as strings."""
     fields = []
     for field in table.schema:
         kind = field.type
@@ -233,8 +233,8 @@ def plain(table: pa.Table) -> pa.Table:
             kind = pa.float64()
         elif pa.types.is_timestamp(kind):
             kind = pa.timestamp("us", "UTC")
-        elif pa.types.is_string(kind) or pa.types.is_string_view(kind):
-            kind = pa.large_string()
+        elif pa.types.is_string_view(kind):
+            kind = pa.string()
         fields.append(pa.field(field.name, kind))
     return table.cast(pa.schema(fields))
 
@@ -248,8 +248,10 @@ def contract_typed(name: str, table: pa.Table) -> pa.Table:
     for index, field in enumerate(table.schema):
         kind, now = kinds.get(field.name), field.type
         wanted: pa.DataType | None = None
-        if kind in ("id", "text") and not pa.types.is_large_string(now):
-            wanted = pa.large_string()
+        if kind in ("id", "text") and not (
+            pa.types.is_string(now) or pa.types.is_large_string(now)
+        ):
+            wanted = pa.string()
         elif kind == "number" and (pa.types.is_integer(now) or pa.types.is_floating(now)):
             wanted = pa.float64()
         if wanted is not None and wanted != now:

@@ -149,12 +149,12 @@ def test_columns_take_the_contract_type_where_the_database_types_them_otherwise(
     typed = contract_typed("accounts", plain(table))
     # then ids and text are text, numbers float64, times UTC microseconds, extras made plain
     assert typed.column("account_id").to_pylist() == ["7", "8"]
-    assert typed.schema.field("name").type == pa.large_string()
+    assert typed.schema.field("name").type == pa.string()
     assert typed.schema.field("employee_count").type == pa.float64()
     assert typed.schema.field("created_at").type == pa.timestamp("us", "UTC")
     assert typed.column("created_at")[0].as_py().hour == 9
     assert typed.schema.field("revenue").type == pa.float64()
-    assert typed.schema.field("region").type == pa.large_string()
+    assert typed.schema.field("region").type == pa.string()
 
 
 # --- DuckDB: the embedded default ---------------------------------------------------------
