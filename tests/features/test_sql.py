@@ -123,6 +123,17 @@ def test_a_database_url_opens_a_database_source_that_holds_no_password(
         open_source("data/world", DataSettings(kind="sql"))
 
 
+def test_a_password_written_into_data_stops_the_command_in_one_line() -> None:
+    done = run_cli("validate", "postgresql://warehouse:hunter2@db.internal/crm")
+    assert done.returncode == 2
+    assert re.fullmatch(
+        r"error: postgresql://warehouse:\*\*\*@db.internal/crm: the URL holds a "
+        r"password; write \$\{PGPASSWORD\} in its place[^\n]+\n",
+        done.stderr,
+    )
+    assert "hunter2" not in done.stdout + done.stderr
+
+
 def test_each_session_has_a_timeout_and_reads_in_utc_without_writing() -> None:
     uri = _session_uri("postgresql://u:p@h:5/db?options=-c%20work_mem%3D64MB&sslmode=require")
     assert "connect_timeout=10" in uri and "sslmode=require" in uri
