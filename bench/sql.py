@@ -6,11 +6,12 @@
 Generates the world once (or reuses it), starts a PostgreSQL 15 of its own (as the tests do:
 ``initdb`` into a temporary folder) unless ``--url`` names one, and loads the events into it
 and into a DuckDB file. Then each reader streams every event in batches of 2 M rows, in its own
-process so peak memory is its own, three times (the fastest counts): Parquet through
-``FolderSource`` (the baseline), PostgreSQL through ``SqlSource`` on ADBC (the driver chosen),
-PostgreSQL through psycopg 3 two ways (``COPY ... TO STDOUT`` CSV into pyarrow's CSV reader, a
-server-side cursor into Arrow arrays), DuckDB through ``SqlSource``; and the database's
-fingerprint of the events (what a refresh hashes). Results go to ``bench/results/sql.json`` and stdout.
+process so peak memory is its own, in three rounds (the readers taking turns, the fastest run
+of each counts): Parquet through ``FolderSource`` (the baseline), PostgreSQL through
+``SqlSource`` on ADBC (the driver chosen), PostgreSQL through psycopg 3 two ways (``COPY ... TO
+STDOUT`` CSV into pyarrow's CSV reader, a server-side cursor into Arrow arrays), DuckDB through
+``SqlSource``; and the database's fingerprint of the events (what a refresh hashes). Results go
+to ``bench/results/sql.json`` and stdout.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def read(reader: str, where: str) -> dict[str, Any]:
         source = open_source(where, DataSettings())
         (part,) = source.parts("events")
         rows = sum(batch.num_rows for batch in source.batches(part, CHUNK_ROWS))
-    elif reader == "fingerprint":
+    elif reader == "postgresql fingerprint":
         source = open_source(where, DataSettings())
         (part,) = source.parts("events")
         source.fingerprint(part)
@@ -120,14 +121,17 @@ class _CopyFile(io.RawIOBase):
         return n
 
 
-def _timed(reader: str, where: str, times: int = 3) -> dict[str, Any]:
-    """The fastest of ``times`` runs of ``reader``, each in a process of its own, with its
-    peak memory."""
-    runs = []
-    for _ in range(times):
-        done = measure([sys.executable, "-m", "bench.sql", "--read", reader, "--source", where])
-        runs.append({**json.loads(str(done["stdout"])), "peak_rss_gb": done["peak_rss_gb"]})
-    return min(runs, key=lambda r: float(r["read_seconds"]))
+def _timed(readers: dict[str, str], rounds: int = 3) -> dict[str, dict[str, Any]]:
+    """Each reader (name -> where it reads) run ``rounds`` times, each in a process of its
+    own and the readers taking turns, so that every one meets the same load on the machine;
+    each reader's fastest run, with its peak memory."""
+    runs: dict[str, list[dict[str, Any]]] = {reader: [] for reader in readers}
+    for _ in range(rounds):
+        for reader, where in readers.items():
+            done = measure([sys.executable, "-m", "bench.sql", "--read", reader, "--source", where])
+            read = json.loads(str(done["stdout"]))
+            runs[reader].append({**read, "peak_rss_gb": done["peak_rss_gb"]})
+    return {r: min(found, key=lambda run: float(run["read_seconds"])) for r, found in runs.items()}
 
 
 def _load(world: Path, url: str | None, folder: Path) -> tuple[str, str, dict[str, float]]:
@@ -158,8 +162,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             postgres, duckdb, loads = _load(world, url, Path(tmp))
             where = {"parquet": str(world), "duckdb": duckdb}
-            timings = {reader: _timed(reader, where.get(reader, postgres)) for reader in READERS}
-            timings["postgresql fingerprint"] = _timed("fingerprint", postgres)
+            readers = {reader: where.get(reader, postgres) for reader in READERS}
+            timings = _timed({**readers, "postgresql fingerprint": postgres})
     finally:
         if cluster is not None:
             cluster.stop()
@@ -182,7 +186,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--world", type=Path, help="world folder (generated if missing)")
     parser.add_argument("--url", help="an empty PostgreSQL database (default: one started here)")
-    parser.add_argument("--read", choices=[*READERS, "fingerprint"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--read", choices=[*READERS, "postgresql fingerprint"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--source", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.read:
