@@ -54,8 +54,8 @@ def check_relation(relation: str, where: str) -> str:
 
 
 def _from(relation: str) -> str:
-    """``relation`` as a FROM item named ``part``."""
-    return f"({relation}) AS part" if is_query(relation) else f"{relation} AS part"
+    """``relation`` as a FROM item named ``part`` (a query's last line may be a comment)."""
+    return f"({relation}\n) AS part" if is_query(relation) else f"{relation} AS part"
 
 
 def quoted(column: str) -> str:

@@ -209,7 +209,7 @@ def test_the_tables_may_be_named_tables_of_a_schema_or_queries(tmp_path: Path) -
     folder = _write(tmp_path / "files", _base(), "parquet")
     url = to_duckdb(folder, tmp_path / "warehouse.duckdb", schema="crm")
     tables = {t: f"crm.{t}" for t in ("accounts", "people", "intent", "opportunities")}
-    tables["events"] = "select * from crm.events where event_type <> 'nothing'"
+    tables["events"] = "select * from crm.events where event_type <> 'nothing' -- all of them"
     source = open_source(url, DataSettings(tables=tables))
     # when it is read, then each part is named by its table or as a query, logged as such
     assert [p.name for p in source.parts("accounts")] == ["crm.accounts"]
