@@ -7,7 +7,7 @@ from features.lazy import public_names
 __all__, __getattr__ = public_names(
     __name__,
     {
-        "sources": ("TableSource", "TablePart", "FolderSource", "open_source"),
+        "sources": ("TableSource", "TablePart", "FolderSource", "SqlSource", "open_source"),
         "validation": ("validate", "load_dataset", "Dataset"),
         "families": ("build_features",),
         "catalogue": ("catalogue", "Feature", "FAMILIES"),
