@@ -349,8 +349,10 @@ def inert_cells(frame: pd.DataFrame) -> pd.DataFrame:
 
 def csv_text(frame: pd.DataFrame) -> str:
     """``frame`` as CSV text, one header row, its cells inert (``inert_cells``): every CSV the
-    product writes or answers goes through here."""
-    text: str = inert_cells(frame).to_csv(index=False)
+    product writes or answers goes through here. Lines end in CRLF (RFC 4180), so a cell
+    holding a carriage return is quoted like one holding a newline (with LF endings Python's
+    writer leaves it bare, and a reader breaks the row there)."""
+    text: str = inert_cells(frame).to_csv(index=False, lineterminator="\r\n")
     return text
 
 
