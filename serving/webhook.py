@@ -132,23 +132,23 @@ def _key(item: dict[str, Any], change: str) -> str:
 
 @dataclass
 class Delivery:
-    """What a run's alerts came to: messages sent, kept for the next run, and why not sent."""
+    """What a run's alerts came to: messages sent, kept for the next run (in ``kept_in``), and
+    why the rest was not sent."""
 
     sent: int
     kept: int
+    kept_in: str
     failure: str | None = None
 
-    def in_words(self, kept_in: str) -> str:
-        if self.failure is None:
+    def in_words(self) -> str:
+        if self.failure is not None:
             return (
-                f"alerts: {self.sent} message(s) sent to the webhook"
-                if self.sent
-                else "alerts: nothing new to send"
+                f"alerts: the webhook failed ({self.failure}); {self.sent} message(s) sent, "
+                f"{self.kept} kept in {self.kept_in} for the next run"
             )
-        return (
-            f"alerts: the webhook failed ({self.failure}); {self.sent} message(s) sent, "
-            f"{self.kept} kept in {kept_in} for the next run"
-        )
+        if self.sent:
+            return f"alerts: {self.sent} message(s) sent to the webhook, one per owner"
+        return "alerts: nothing new to send"
 
 
 def _resolved(url: str) -> str:

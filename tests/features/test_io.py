@@ -153,7 +153,7 @@ def test_numbers_stay_numbers_and_the_hyperlink_is_inert(tmp_path: Path) -> None
     # then the numbers are written as numbers, the text starting like a formula is quoted
     assert path.read_bytes().decode().split("\r\n") == [
         "name,trend,score,mixed",
-        "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",-0.3,-1,-0.3",
+        '"\'=HYPERLINK(""http://x"",""y"")",-0.3,-1,-0.3',
         "a=b,-2.0,,'-0.3",
         "'-,0.0,3,",
         "",
