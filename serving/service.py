@@ -112,6 +112,12 @@ async def _list_query(
 
 
 _LIST_QUERY = Depends(_list_query)
+_CRM = Query(
+    None,
+    alias="format",
+    description="salesforce or hubspot: the columns named as that CRM's import maps them "
+    "(docs/alerts-and-exports.md); none: the list's own columns",
+)
 
 
 # the API's one OpenAPI document and its Swagger UI are serving.api's, not FastAPI's own
@@ -389,12 +395,7 @@ class InMarketService:
     def ranked_accounts_csv(
         self,
         query: ListQuery = _LIST_QUERY,
-        crm: Crm | None = Query(
-            None,
-            alias="format",
-            description="salesforce or hubspot: the columns named as that CRM's import maps "
-            "them (docs/alerts-and-exports.md); none: the list's own columns",
-        ),
+        crm: Crm | None = _CRM,
     ) -> Response:
         """Every account matching the filters (all pages), as CSV, in the list's order, with
         owner, status and the contacts to reach, or as a CRM's import file; the file is named
