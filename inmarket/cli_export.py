@@ -32,8 +32,8 @@ from serving.settings import DEFAULT_RANKED
     "--stage",
     "stages",
     multiple=True,
-    help="only accounts at this stage (or status: in-pipeline, customer, new); repeat it for "
-    "several",
+    help="only accounts at this stage or status, as the review page's stage filter; repeat "
+    "it for several",
 )
 @click.option("--owner", help="only the accounts of this owner")
 @click.option("--industry", help="only accounts of this industry")
@@ -66,15 +66,15 @@ def export(
     from serving.published import Scoring
     from serving.review import ListQuery, contacts_to_reach, select
 
+    try:
+        query = ListQuery(stages, industry, region, owner, min_score, q, new=new)
+    except ValueError as exc:  # a stage that is none: named, with the stages there are
+        raise Failure(f"--{exc}") from exc
     scoring = run_job(lambda: Scoring.read(ranked))
     if scoring is None:
         raise Failure(
             f"no scoring published at {ranked}: run `inmarket score DATA --out {ranked}` first"
         )
-    try:
-        query = ListQuery(stages, industry, region, owner, min_score, q, new=new)
-    except ValueError as exc:  # a stage that is none: named, with the stages there are
-        raise Failure(f"--{exc}") from exc
     rows = select(scoring.ranked, query)
     contacts = contacts_to_reach(rows, scoring.people, scoring.activity)
     text = crm_csv(rows, contacts, crm)  # type: ignore[arg-type]  # click checked the choice
