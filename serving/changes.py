@@ -76,15 +76,15 @@ def previous_period(out: Path, as_of: str) -> tuple[Baseline | None, str | None]
         if pd.Timestamp(then) > pd.Timestamp(as_of):
             return None, f"the published run is of a later as_of ({then[:10]}): nothing compared"
         said = json.loads(run.read(sidecar(listed, CHANGES).name))
-    except (RunError, OSError, ValueError, KeyError) as exc:
+        compared = said.get("compared_with")
+        if not compared:  # the same period scored again: as its run did, nothing to compare with
+            return None, said.get("note")
+        carried = before[["account_id", "stage_before", "score_before"]].rename(
+            columns={"stage_before": "stage", "score_before": "score"}
+        )
+        return Baseline(compared["as_of"], compared["run"], carried.dropna(subset=["stage"])), None
+    except (RunError, OSError, ValueError, KeyError, TypeError) as exc:
         return None, f"the published run cannot be compared with ({exc})"
-    compared = said.get("compared_with")
-    if not compared:  # the same period scored again: as its run did, nothing to compare with
-        return None, said.get("note")
-    carried = before[["account_id", "stage_before", "score_before"]].rename(
-        columns={"stage_before": "stage", "score_before": "score"}
-    )
-    return Baseline(compared["as_of"], compared["run"], carried.dropna(subset=["stage"])), None
 
 
 def _level(stages: pd.Series) -> np.ndarray:

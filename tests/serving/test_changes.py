@@ -151,15 +151,23 @@ def test_the_same_period_scored_again_keeps_what_its_run_compared_with(tmp_path:
     }
 
 
-@pytest.mark.parametrize("broken", ["manifest", "changes"])
+@pytest.mark.parametrize("broken", ["manifest", "changes", "columns"])
 def test_a_published_run_that_cannot_be_compared_with_is_said_not_raised(
     tmp_path: Path, broken: str
 ) -> None:
     out = tmp_path / "ranked.parquet"
-    _publish(out, _list(BEFORE), JUNE, None)
+    if broken == "columns":  # a run of the same as_of whose list has no columns of before
+        with new_run(out) as run:
+            _list(BEFORE).to_parquet(run.path(), index=False)
+            run.path().with_suffix(".csv").write_text("the list\n", encoding="utf-8")
+            compared = {"compared_with": {"as_of": MAY, "run": "ranked.runs/x"}}
+            write_json_atomic(compared, run.path(CHANGES))
+            run.publish({"as_of": JUNE})
+    else:
+        _publish(out, _list(BEFORE), JUNE, None)
     if broken == "manifest":
         out.with_name("ranked.manifest.json").write_text("{}", encoding="utf-8")
-    else:  # the same as_of's side file changed after publishing
+    elif broken == "changes":  # the same as_of's side file changed after publishing
         folder = next(p for p in out.with_name("ranked.runs").iterdir())
         (folder / "ranked.changes.json").write_text("{}", encoding="utf-8")
     baseline, note = previous_period(out, JUNE)
