@@ -117,11 +117,9 @@ def owner_messages(changes: dict[str, Any], sent: Collection[str] = ()) -> list[
             "rose": rose,
             "fell": fell,
         }
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[
-            :24
-        ]
         text = _text(owner, changes["as_of"], compared["as_of"], rose, fell)
-        messages.append({"text": text, "id": digest, **body})
+        said = json.dumps(body, sort_keys=True, default=str).encode()
+        messages.append({"text": text, "id": hashlib.sha256(said).hexdigest()[:24], **body})
     return messages
 
 
@@ -212,6 +210,8 @@ def send_alerts(out: Path, changes: dict[str, Any], settings: AlertSettings) -> 
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        state = {}
+    if not isinstance(state, dict):  # not this file's shape: nothing known to be kept or sent
         state = {}
     same = state.get("as_of") == changes["as_of"]
     sent = set(state.get("sent", [])) if same else set()
