@@ -84,6 +84,8 @@ def periods(
     yield {
         "root": root,
         "store": store,
+        "world": world,
+        "may_at": may,
         "out": out,
         "formula": formula,
         "may": may_ranked,
@@ -159,6 +161,28 @@ def test_the_next_run_sends_what_was_kept_one_message_per_owner(periods: dict[st
             assert (item["owner"] or "(no owner)") == message["owner"]
             assert item["stage"] == by_id.loc[item["account_id"], "stage"]
     assert f"alerts: {len(received)} message(s) sent to the webhook, one per owner" in third.stdout
+
+
+def test_refresh_says_what_changed_and_a_failed_webhook_is_only_a_warning(
+    periods: dict[str, Any], tmp_path: Path
+) -> None:
+    # given May scored into a folder of its own, then a refresh of June's data (no retrain due:
+    # the champion was trained on it) with a receiver answering 500
+    out = tmp_path / "ranked.parquet"
+    world, store = periods["world"], periods["store"]
+    at = periods["may_at"].strftime("%Y-%m-%dT%H:%M:%S")
+    may = run_cli("score", world, "--out", out, "--store", store, "--extracted-at", at)
+    assert may.returncode == 0, may.stderr[-3000:]
+    with Receiver(500) as failing:
+        config = _config(tmp_path, "failing", failing.url)
+        done = run_cli("--config", config, "refresh", world, "--out", out, "--store", store)
+    # then the refresh succeeds, its summary says what rose, the failed webhook is a warning
+    assert done.returncode == 0, done.stderr[-3000:]
+    rose, _ = _expected(periods)
+    day = str(periods["may"]["as_of"].iloc[0])[:10]
+    assert f"changes since {day}: {len(rose):,} moved up into in-market or ready (" in done.stdout
+    assert "warning: alerts: the webhook failed (HTTP 500 after 3 attempt(s))" in done.stderr
+    assert len(failing.received) == 3 and "/hooks/" not in done.stdout + done.stderr
 
 
 @pytest.fixture(scope="module")
