@@ -1,6 +1,6 @@
 """Files in and out: reading tables (CSV/Parquet, whole or in chunks), finding them in a folder,
 the export time written beside them (what ``features.sources.FolderSource`` reads through),
-configuration files, and atomic writes.
+configuration files, atomic writes, and CSV text a spreadsheet cannot run (``inert_cells``).
 
 Every file this project writes goes through ``write_atomic``: a temporary file beside the
 target (named by its owner, ``features.leftovers``), renamed into place, so a reader never sees
@@ -31,6 +31,8 @@ from features.errors import ConfigError, ContractError
 from features.leftovers import owned_name, remove_dead_owners
 
 EXTRACT_MANIFEST = "_extract.json"
+# what makes a spreadsheet take a cell for a formula (OWASP, "CSV Injection"): its first character
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 SOURCE_COLUMN, ROW_COLUMN = "_source", "_row"  # where each raw row came from: file, row number
 
 
@@ -326,3 +328,34 @@ def write_text_atomic(text: str, path: Path) -> Path:
 
 def write_json_atomic(payload: dict[str, Any], path: Path) -> Path:
     return write_text_atomic(json.dumps(payload, indent=2, default=str) + "\n", path)
+
+
+def inert_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell that starts like a formula (``FORMULA_STARTS``) prefixed
+    with a single quote, as OWASP advises, so a spreadsheet shows it as text. Numbers stay
+    numbers: a column of numbers, times or booleans is not text and is written as it is (a
+    trend of -0.3 is a number), and so is a number held in a column of text."""
+    inert = {}
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype.kind in "biufcmM":
+            continue
+        text = column.astype(object)
+        risky = text.str.startswith(FORMULA_STARTS).fillna(False).to_numpy(dtype=bool)
+        if risky.any():
+            inert[name] = text.where(~risky, "'" + text.where(risky, ""))
+    return frame.assign(**inert) if inert else frame
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """``frame`` as CSV text, one header row, its cells inert (``inert_cells``): every CSV the
+    product writes or answers goes through here. Lines end in CRLF (RFC 4180), so a cell
+    holding a carriage return is quoted like one holding a newline (with LF endings Python's
+    writer leaves it bare, and a reader breaks the row there)."""
+    text: str = inert_cells(frame).to_csv(index=False, lineterminator="\r\n")
+    return text
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: Path) -> Path:
+    """``frame`` as a CSV file (``csv_text``), written atomically."""
+    return write_text_atomic(csv_text(frame), path)

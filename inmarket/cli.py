@@ -11,6 +11,7 @@ import click
 from features.plan import EVENTS_PER_BUCKET
 from features.sources import open_source
 from features.vocabularies import vocabulary_help
+from inmarket.cli_export import export
 from inmarket.cli_refresh import refresh
 from inmarket.cli_serving import report, serve
 from inmarket.command import (
@@ -280,8 +281,11 @@ def evaluate(ctx: click.Context, model_uri: str, data: str, features_path: Path 
 @TRACKING_URI
 @click.pass_context
 def score(ctx: click.Context, data: str, out: Path, model_uri: str | None) -> None:
-    """Rank every account of DATA by the champion's score, with trend, reasons and gaps."""
+    """Rank every account of DATA by the champion's score, with trend, reasons and gaps, and
+    say (and send to the [alerts] webhook) which accounts moved up or fell out since the last."""
     from serving.batch import score_batch
+    from serving.changes import changes_in_words
+    from serving.webhook import send_alerts
     from training.registry import champion_uri
 
     cfg = config_of(ctx)
@@ -301,8 +305,14 @@ def score(ctx: click.Context, data: str, out: Path, model_uri: str | None) -> No
         f"ranked {len(prospects):,} prospects into {out} (and .csv); stages {stages}; "
         f"listed apart, not scored: {apart}"
     )
+    click.echo(changes_in_words(result.changes))
+    delivery = send_alerts(out, result.changes, cfg.alerts)
+    if delivery is not None and delivery.failure is None:
+        click.echo(delivery.in_words())
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
+    if delivery is not None and delivery.failure is not None:
+        click.echo(f"warning: {delivery.in_words()}", err=True)
 
 
 @cli.command("example-crm")
@@ -323,6 +333,7 @@ def example_crm(accounts: int, seed: int, out: Path) -> None:
 cli.add_command(serve)
 cli.add_command(report)
 cli.add_command(refresh)
+cli.add_command(export)
 
 
 def main() -> None:

@@ -83,7 +83,9 @@ def refresh(ctx: click.Context, data: str, out: Path) -> None:
 
     began = time.perf_counter()
     cfg = config_of(ctx)
-    job = RefreshJob(cfg.data, cfg.features, cfg.train, cfg.tracking, cfg.promotion, cfg.refresh)
+    job = RefreshJob(
+        cfg.data, cfg.features, cfg.train, cfg.tracking, cfg.promotion, cfg.refresh, cfg.alerts
+    )
     try:
         with project_lock(cfg.tracking):
             fail_abandoned(cfg.tracking)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.io import write_csv_atomic
 from features.leftovers import scratch_dir
 from inmarket.synthetic import WorldSpec, generate_world
 
@@ -112,17 +113,20 @@ def _crm_companies_and_people(
     accounts: pd.DataFrame, people: pd.DataFrame, out: Path, rng: np.random.Generator
 ) -> None:
     """Companies, and people split into contacts (with a company id) and leads (email only)."""
-    pd.DataFrame(
-        {
-            "Company ID": accounts["account_id"],
-            "Company Name": accounts["name"],
-            "Website": "https://www." + accounts["domain"] + "/",
-            "Industry": _title(accounts["industry"]),
-            "Employees": accounts["employee_count"],
-            "Region": _title(accounts["region"]),
-            "Created Date": accounts["created_at"].dt.strftime("%m/%d/%Y"),
-        }
-    ).to_csv(out / "companies.csv", index=False)
+    write_csv_atomic(
+        pd.DataFrame(
+            {
+                "Company ID": accounts["account_id"],
+                "Company Name": accounts["name"],
+                "Website": "https://www." + accounts["domain"] + "/",
+                "Industry": _title(accounts["industry"]),
+                "Employees": accounts["employee_count"],
+                "Region": _title(accounts["region"]),
+                "Created Date": accounts["created_at"].dt.strftime("%m/%d/%Y"),
+            }
+        ),
+        out / "companies.csv",
+    )
     is_lead = rng.random(len(people)) < 0.4
     common = {
         "Job Title": people["title"],
@@ -137,8 +141,8 @@ def _crm_companies_and_people(
     leads = pd.DataFrame(
         {"Lead ID": people["person_id"], "Email": people["email"].str.upper(), **common}
     )
-    contacts[~is_lead].to_csv(out / "contacts.csv", index=False)
-    leads[is_lead].to_csv(out / "leads.csv", index=False)
+    write_csv_atomic(contacts[~is_lead], out / "contacts.csv")
+    write_csv_atomic(leads[is_lead], out / "leads.csv")
 
 
 def _crm_activity(
@@ -147,37 +151,46 @@ def _crm_activity(
     """Touches of known people, anonymous web sessions by company domain, weekly intent."""
     known = events["person_id"].notna()
     touches = events[known]
-    pd.DataFrame(
-        {
-            "Touch ID": touches["event_id"],
-            "Lead or Contact ID": touches["person_id"],
-            "Touch Date": touches["timestamp"].dt.strftime("%m/%d/%Y %H:%M:%S"),
-            "Touch Type": touches["event_type"].map(TOUCH_TYPES),
-            "Channel": touches["channel"],
-            "Campaign Topic": _title(touches["topic"]),
-        }
-    ).to_csv(out / "touches.csv", index=False)
+    write_csv_atomic(
+        pd.DataFrame(
+            {
+                "Touch ID": touches["event_id"],
+                "Lead or Contact ID": touches["person_id"],
+                "Touch Date": touches["timestamp"].dt.strftime("%m/%d/%Y %H:%M:%S"),
+                "Touch Type": touches["event_type"].map(TOUCH_TYPES),
+                "Channel": touches["channel"],
+                "Campaign Topic": _title(touches["topic"]),
+            }
+        ),
+        out / "touches.csv",
+    )
     sessions = events[~known]
-    pd.DataFrame(
-        {
-            "Session ID": sessions["event_id"],
-            "Company Domain": sessions["account_id"].map(domains),
-            "Session Start": sessions["timestamp"]
-            .dt.tz_convert("Europe/Berlin")
-            .dt.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "Page Category": sessions["event_type"].map(PAGE_CATEGORIES),
-            "Source": sessions["channel"],
-            "Content Topic": _title(sessions["topic"]),
-        }
-    ).to_csv(out / "web_sessions.csv", index=False)
-    pd.DataFrame(
-        {
-            "Company Domain": intent["account_id"].map(domains),
-            "Week": pd.to_datetime(intent["date"]).dt.strftime("%Y-%m-%d"),
-            "Topic": _title(intent["topic"]),
-            "Composite Score": intent["score"],
-        }
-    ).to_csv(out / "intent_weekly.csv", index=False)
+    write_csv_atomic(
+        pd.DataFrame(
+            {
+                "Session ID": sessions["event_id"],
+                "Company Domain": sessions["account_id"].map(domains),
+                "Session Start": sessions["timestamp"]
+                .dt.tz_convert("Europe/Berlin")
+                .dt.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "Page Category": sessions["event_type"].map(PAGE_CATEGORIES),
+                "Source": sessions["channel"],
+                "Content Topic": _title(sessions["topic"]),
+            }
+        ),
+        out / "web_sessions.csv",
+    )
+    write_csv_atomic(
+        pd.DataFrame(
+            {
+                "Company Domain": intent["account_id"].map(domains),
+                "Week": pd.to_datetime(intent["date"]).dt.strftime("%Y-%m-%d"),
+                "Topic": _title(intent["topic"]),
+                "Composite Score": intent["score"],
+            }
+        ),
+        out / "intent_weekly.csv",
+    )
 
 
 def _crm_deals(deals: pd.DataFrame, out: Path, rng: np.random.Generator) -> None:
@@ -188,17 +201,20 @@ def _crm_deals(deals: pd.DataFrame, out: Path, rng: np.random.Generator) -> None
         .map(STAGES)
         .fillna(pd.Series(open_stages[rng.integers(0, 3, len(deals))], index=deals.index))
     )
-    pd.DataFrame(
-        {
-            "Deal ID": deals["opportunity_id"],
-            "Company ID": deals["account_id"],
-            "Created Date": deals["created_at"].dt.strftime("%d.%m.%Y"),
-            "Close Date": deals["closed_at"].dt.strftime("%d.%m.%Y"),
-            "Stage": stage,
-            "Deal Type": deals["type"].map(DEAL_TYPES),
-            "Amount": deals["amount"],
-        }
-    ).to_csv(out / "deals.csv", index=False)
+    write_csv_atomic(
+        pd.DataFrame(
+            {
+                "Deal ID": deals["opportunity_id"],
+                "Company ID": deals["account_id"],
+                "Created Date": deals["created_at"].dt.strftime("%d.%m.%Y"),
+                "Close Date": deals["closed_at"].dt.strftime("%d.%m.%Y"),
+                "Stage": stage,
+                "Deal Type": deals["type"].map(DEAL_TYPES),
+                "Amount": deals["amount"],
+            }
+        ),
+        out / "deals.csv",
+    )
 
 
 def hubspot_export(world: Path, out: Path, seed: int = 0) -> None:
@@ -209,24 +225,30 @@ def hubspot_export(world: Path, out: Path, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     accounts = pd.read_parquet(world / "accounts.parquet")
-    pd.DataFrame(
-        {
-            "Record ID": accounts["account_id"],
-            "Company name": accounts["name"],
-            "Company Domain Name": accounts["domain"],
-            "Create Date": accounts["created_at"].dt.strftime("%m/%d/%Y"),
-        }
-    ).to_csv(out / "companies.csv", index=False)
+    write_csv_atomic(
+        pd.DataFrame(
+            {
+                "Record ID": accounts["account_id"],
+                "Company name": accounts["name"],
+                "Company Domain Name": accounts["domain"],
+                "Create Date": accounts["created_at"].dt.strftime("%m/%d/%Y"),
+            }
+        ),
+        out / "companies.csv",
+    )
 
     people = pd.read_parquet(world / "people.parquet")
-    pd.DataFrame(
-        {
-            "Record ID": people["person_id"],
-            "Associated Company ID": people["account_id"],
-            "Job Title": people["title"],
-            "Create Date": people["created_at"].dt.strftime("%m/%d/%Y %I:%M %p"),
-        }
-    ).to_csv(out / "contacts.csv", index=False)
+    write_csv_atomic(
+        pd.DataFrame(
+            {
+                "Record ID": people["person_id"],
+                "Associated Company ID": people["account_id"],
+                "Job Title": people["title"],
+                "Create Date": people["created_at"].dt.strftime("%m/%d/%Y %I:%M %p"),
+            }
+        ),
+        out / "contacts.csv",
+    )
 
     events = pd.read_parquet(world / "events.parquet")
     events = events[events["person_id"].notna()]
@@ -240,15 +262,18 @@ def hubspot_export(world: Path, out: Path, seed: int = 0) -> None:
     activity = (
         kind.map(HUBSPOT_ACTIVITIES).where(~is_page, "Page View").mask(meeting, "Meeting Booked")
     )
-    pd.DataFrame(
-        {
-            "Activity ID": events["event_id"],
-            "Contact ID": events["person_id"],
-            "Activity Date": events["timestamp"].dt.strftime("%m/%d/%Y %I:%M:%S %p"),
-            "Activity Type": activity,
-            "Page URL": (VENDOR_SITE + page).where(is_page & ~meeting),
-        }
-    ).to_csv(out / "activities.csv", index=False)
+    write_csv_atomic(
+        pd.DataFrame(
+            {
+                "Activity ID": events["event_id"],
+                "Contact ID": events["person_id"],
+                "Activity Date": events["timestamp"].dt.strftime("%m/%d/%Y %I:%M:%S %p"),
+                "Activity Type": activity,
+                "Page URL": (VENDOR_SITE + page).where(is_page & ~meeting),
+            }
+        ),
+        out / "activities.csv",
+    )
 
     deals = pd.read_parquet(world / "opportunities.parquet")
     first_contact = people.drop_duplicates("account_id").set_index("account_id")["person_id"]
@@ -258,16 +283,19 @@ def hubspot_export(world: Path, out: Path, seed: int = 0) -> None:
     stage = deals["status"].map(HUBSPOT_STAGES)
     open_stages = np.array(["Appointment Scheduled", UNQUALIFIED_STAGE], dtype=object)
     stage = stage.fillna(pd.Series(open_stages[rng.integers(0, 2, len(deals))], index=deals.index))
-    pd.DataFrame(
-        {
-            "Deal ID": deals["opportunity_id"],
-            "Associated Contact ID": contact,
-            "Create Date": deals["created_at"].dt.strftime("%m/%d/%Y"),
-            "Close Date": deals["closed_at"].dt.strftime("%m/%d/%Y"),
-            "Deal Stage": stage,
-            "Deal Type": deals["type"].map(DEAL_TYPES),
-        }
-    ).to_csv(out / "deals.csv", index=False)
+    write_csv_atomic(
+        pd.DataFrame(
+            {
+                "Deal ID": deals["opportunity_id"],
+                "Associated Contact ID": contact,
+                "Create Date": deals["created_at"].dt.strftime("%m/%d/%Y"),
+                "Close Date": deals["closed_at"].dt.strftime("%m/%d/%Y"),
+                "Deal Stage": stage,
+                "Deal Type": deals["type"].map(DEAL_TYPES),
+            }
+        ),
+        out / "deals.csv",
+    )
     shutil.copy(world / "_extract.json", out / "_extract.json")
 
 

@@ -18,6 +18,10 @@ A kill at any point leaves the published outputs (``serving.runs``) and the alia
 by the gate) as they were; the next run does what is left, and gates a challenger a killed
 refresh trained on this data and settings instead of training again.
 
+Each scoring says what changed since the previous period (``serving.changes``) and sends it to
+the ``[alerts]`` webhook (``serving.webhook``): a webhook that fails is a warning, never a failed
+refresh.
+
 One refresh per project (tracking URI and model name) at a time on a host: an exclusive
 ``flock`` on a lock file in the temporary folder, released by the kernel when its holder dies.
 """
@@ -52,7 +56,10 @@ from features.sources import TableSource, open_source
 from features.validation import load_dataset
 from inmarket.config import RefreshSettings
 from serving.batch import score_batch
+from serving.changes import changes_in_words
 from serving.runs import RunError, published
+from serving.settings import AlertSettings
+from serving.webhook import send_alerts
 from training.job import TrainJob
 from training.promotion import promote
 from training.registry import (
@@ -174,9 +181,11 @@ class RefreshJob:
         tracking: TrackingSettings,
         promotion: PromotionSettings,
         refresh: RefreshSettings,
+        alerts: AlertSettings | None = None,
     ) -> None:
         self.data, self.feature_settings, self.train = data, features, train
         self.tracking, self.promotion, self.refresh = tracking, promotion, refresh
+        self.alerts = alerts or AlertSettings()  # not in ``settings()``: alerts change no score
         self.outcome = Outcome()  # filled as the steps are done: a failure can say what was
 
     @property
@@ -312,7 +321,8 @@ class RefreshJob:
         )
 
     def _score(self, source: TableSource, out: Path, version: str, record: dict[str, str]) -> None:
-        """Score with ``version`` into ``out`` (one published run), then record it."""
+        """Score with ``version`` into ``out`` (one published run), record it, say what changed
+        and send it to the webhook (a failed webhook is a warning, never a failed refresh)."""
         uri = version_uri(self.name, version)
         result = score_batch(
             load_model(uri), source, out, self.data, self.feature_settings, model_uri=uri
@@ -321,6 +331,11 @@ class RefreshJob:
         _write_state(out, {**record, "model_version": version})
         prospects = int((result.ranked["status"] == "prospect").sum())
         self.outcome.steps.append(f"scored {prospects:,} prospects with v{version} into {out}")
+        self.outcome.steps.append(changes_in_words(result.changes))
+        delivery = send_alerts(out, result.changes, self.alerts)
+        if delivery is not None:
+            said = self.outcome.steps if delivery.failure is None else self.outcome.warnings
+            said.append(delivery.in_words())
 
     def _challenger(
         self,

@@ -134,6 +134,16 @@ method_not_allowed, 408 request_timeout, 413 body_too_large, 415 unsupported_med
 headers_too_large (the connection is then closed), 503 unavailable (no model loaded yet),
 504 timeout.
 
+**New this period.** `/v1/accounts`, `/v1/accounts.csv` and `/v1/summary` take `new=true`: only
+the accounts that moved up into in-market or ready (from a lower stage, or from in-market to
+ready) since the previous scoring run. Each listed account carries `change` (`rose`, `fell` or
+null), `stage_before` and `score_before`, as the scoring run saved them.
+
+**Exports.** `/v1/accounts.csv` answers every account matching the filters as CSV;
+`format=salesforce` or `format=hubspot` names the columns as that CRM's import maps them. A text
+cell that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a tab or a
+carriage return) is prefixed with a single quote.
+
 **Ids** are text or whole numbers (a number is taken as its decimal string); `1.5` or `true`
 are refused.
 

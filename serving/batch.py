@@ -13,7 +13,10 @@ one run (``serving.runs``: its own folder, published by replacing ``ranked.manif
   snapshot (``features.activity``);
 - ``ranked.opportunities.parquet``: the validated opportunities, open and past;
 - ``ranked.people.parquet``: the people in the CRM, with name, email and owner where the
-  export has them (the account view's contacts to reach).
+  export has them (the account view's contacts to reach);
+- ``ranked.changes.json``: the accounts that moved up into in-market or ready since the run
+  published before, and those that fell out (``serving.changes``; the list's ``change``,
+  ``stage_before`` and ``score_before`` columns say the same per account).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,11 +32,19 @@ import pandas as pd
 from features.activity import weekly_activity
 from features.engine import build_feature_table
 from features.errors import ContractError
-from features.io import write_json_atomic
+from features.io import write_csv_atomic, write_json_atomic
 from features.leftovers import scratch_dir
 from features.plan import load_small_tables
 from features.settings import DataSettings, FeatureSettings
 from features.sources import TableSource, open_source
+from serving.changes import (
+    CHANGE_COLUMNS,
+    CHANGES,
+    Baseline,
+    changes_record,
+    compare,
+    previous_period,
+)
 from serving.runs import NewRun, new_run
 from serving.scoring import (
     account_status,
@@ -72,6 +84,7 @@ RANKED_COLUMNS = (
     "in_pipeline",
     "is_customer",
     "mql_points_max_90d",
+    *CHANGE_COLUMNS,
 )
 # who the contacts to reach are: never features, shown beside the list (features.contract)
 PEOPLE_COLUMNS = (
@@ -90,12 +103,14 @@ _ROW_NUMBER = "_row_number"  # carries each feature row's position through Spark
 
 @dataclass
 class BatchResult:
-    """The ranked list written, the drift found against the model's training data, and what to
-    warn of, each worded to print: an export time long after the events end, drifted features."""
+    """The ranked list written, the drift found against the model's training data, what to
+    warn of, each worded to print (an export time long after the events end, drifted
+    features), and what changed since the previous period (``serving.changes``)."""
 
     ranked: pd.DataFrame
     drift: dict[str, float]
     warnings: list[str]
+    changes: dict[str, Any]
 
 
 def rank_accounts(
@@ -104,11 +119,13 @@ def rank_accounts(
     accounts: pd.DataFrame,
     history: pd.DataFrame,
     model_version: str | None = None,
+    baseline: Baseline | None = None,
 ) -> pd.DataFrame:
-    """Rank the prospects of the newest snapshot; trend against the one before. Customers,
-    accounts in pipeline and accounts new since the snapshot follow, with their status as stage
-    and no score (``score_history`` holds the scores of every snapshot): every account of
-    ``accounts`` is in the list once."""
+    """Rank the prospects of the newest snapshot; trend against the one before, stage change
+    against ``baseline`` (the previous period's list). Customers, accounts in pipeline and
+    accounts new since the snapshot follow, with their status as stage and no score
+    (``score_history`` holds the scores of every snapshot): every account of ``accounts`` is in
+    the list once."""
     stamps = np.sort(features["as_of"].unique())
     is_latest = (features["as_of"] == stamps[-1]).to_numpy()
     latest = features[is_latest].reset_index(drop=True)
@@ -152,6 +169,7 @@ def rank_accounts(
             model_version=model_version,
         )
         scored = pd.concat([scored, listed], ignore_index=True)
+    scored = compare(scored, baseline)
     # prospects by score; the others after them, by status and name, unranked
     order = {"prospect": 0, "in-pipeline": 1, "customer": 2, "new": 3}
     scored["_order"] = scored["status"].map(order)
@@ -261,9 +279,11 @@ def score_batch(
     tables = load_small_tables(source, data_settings)
     scores = score_history(model, features, probability)
     version = model_version_of(model_uri)
-    ranked = rank_accounts(model, features, tables.accounts, scores, version)
     latest = features[features["as_of"] == features["as_of"].max()]
     as_of = str(latest["as_of"].max())
+    baseline, unchanged = previous_period(out, as_of)
+    ranked = rank_accounts(model, features, tables.accounts, scores, version, baseline)
+    changes = changes_record(ranked, as_of, baseline, unchanged)
     activity = weekly_activity(source, until=latest["as_of"].max(), settings=data_settings)
     # like with like: the model's training rows were prospects, so are the rows compared
     prospects = latest[account_status(model, latest) == "prospect"]
@@ -281,6 +301,7 @@ def score_batch(
         write_ranked(ranked, run)
         drift_file = {"as_of": as_of, "model": model_uri, "psi": drift, "warnings": drifted}
         write_json_atomic(drift_file, run.path("drift.json"))
+        write_json_atomic(changes, run.path(CHANGES))
         run.publish(
             {
                 "model": model_uri,
@@ -292,7 +313,7 @@ def score_batch(
             }
         )
     warnings = [*([stale] if stale else []), *(f"drift {warning}" for warning in drifted)]
-    return BatchResult(ranked, drift, warnings)
+    return BatchResult(ranked, drift, warnings, changes)
 
 
 def model_version_of(model_uri: str | None) -> str | None:
@@ -302,10 +323,11 @@ def model_version_of(model_uri: str | None) -> str | None:
 
 
 def write_ranked(ranked: pd.DataFrame, run: NewRun) -> None:
-    """The run's list as Parquet and CSV side by side; roles ``; ``-joined in the CSV."""
+    """The run's list as Parquet and CSV side by side; roles ``; ``-joined in the CSV, every
+    text cell inert (``features.io.csv_text``)."""
     ranked.to_parquet(run.path(), index=False)
     text = ranked.assign(
         roles_engaged=ranked["roles_engaged"].map(CELL_SEPARATOR.join),
         roles_missing=ranked["roles_missing"].map(CELL_SEPARATOR.join),
     ).drop(columns=["reasons"])
-    text.to_csv(run.path().with_suffix(".csv"), index=False)
+    write_csv_atomic(text, run.path().with_suffix(".csv"))

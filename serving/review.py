@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from features.catalogue import MQL_THRESHOLD
+from features.io import csv_text as inert_csv
 from serving.batch import CELL_SEPARATOR, PEOPLE_COLUMNS, RANKED_COLUMNS
+from serving.changes import ROSE, WORKED_STAGES
 from serving.errors import shortened
 from serving.scoring import STAGES, STATUSES
 
@@ -38,7 +40,6 @@ LIST_COLUMNS = tuple(
     for c in RANKED_COLUMNS
     if c not in ("as_of", "probability", "reasons", "in_pipeline", "is_customer")
 )
-WORKED_STAGES = ("in-market", "ready")
 # what the list's stage filter takes: a stage, or the status of an account not scored
 STAGE_CHOICES = (*(name for name, _ in reversed(STAGES)), *STATUSES[1:])
 # the export's columns: the list's, then who to reach (roles joined by CELL_SEPARATOR)
@@ -53,7 +54,8 @@ JSON_TEXT = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",
 @dataclass(frozen=True)
 class ListQuery:
     """Filters, order and page of the ranked list; every field optional. ``stages``: any of
-    them (none: every stage)."""
+    them (none: every stage); ``new``: only the accounts new this period (``serving.changes``:
+    moved up into in-market or ready since the previous scoring run)."""
 
     stages: tuple[str, ...] = ()
     industry: str | None = None
@@ -61,6 +63,7 @@ class ListQuery:
     owner: str | None = None
     min_score: int = 0
     q: str | None = None
+    new: bool = False
     sort: str = "rank"
     descending: bool = False
     offset: int = 0
@@ -87,6 +90,8 @@ def _matching(ranked: pd.DataFrame, query: ListQuery) -> np.ndarray:
     )
     if query.stages:
         keep &= ranked["stage"].isin(query.stages).to_numpy()
+    if query.new:
+        keep &= new_this_period(ranked)
     for column in ("industry", "region", "owner"):
         value = getattr(query, column)
         if value:
@@ -99,6 +104,11 @@ def _matching(ranked: pd.DataFrame, query: ListQuery) -> np.ndarray:
             | (ranked["account_id"].str.lower() == needle)
         ).to_numpy()
     return np.asarray(keep, dtype=bool)
+
+
+def new_this_period(ranked: pd.DataFrame) -> np.ndarray:
+    """Which accounts are new this period (moved up into in-market or ready)."""
+    return (ranked["change"] == ROSE).to_numpy(dtype=bool, na_value=False)
 
 
 def _order(key: pd.Series, rank: pd.Series, descending: bool) -> np.ndarray:
@@ -197,7 +207,7 @@ def contacts_to_reach(
     return found[columns].reset_index(drop=True)
 
 
-def _contact_cells(rows: pd.DataFrame, contacts: pd.DataFrame) -> pd.Series:
+def contact_cells(rows: pd.DataFrame, contacts: pd.DataFrame) -> pd.Series:
     """One CSV cell per row: ``name <email> (role)`` of each contact to reach, ``; ``-joined."""
     who = contacts["name"].fillna(contacts["title"]).fillna(contacts["person_id"])
     email = (" <" + contacts["email"] + ">").fillna("")
@@ -212,10 +222,9 @@ def csv_text(rows: pd.DataFrame, contacts: pd.DataFrame) -> str:
     table = rows[list(LIST_COLUMNS)].assign(
         roles_engaged=rows["roles_engaged"].map(CELL_SEPARATOR.join),
         roles_missing=rows["roles_missing"].map(CELL_SEPARATOR.join),
-        contacts_to_reach=_contact_cells(rows, contacts),
+        contacts_to_reach=contact_cells(rows, contacts),
     )
-    text: str = table[list(EXPORT_COLUMNS)].to_csv(index=False)
-    return text
+    return inert_csv(table[list(EXPORT_COLUMNS)])
 
 
 def _slug(text: str) -> str:
@@ -223,9 +232,9 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", plain.lower()).strip("-")
 
 
-def export_name(query: ListQuery, as_of: str | None) -> str:
-    """The export's file name, saying what was filtered and the scoring's date, e.g.
-    ``in-market_stage-work-now_owner-jane-park_2026-12-03.csv``."""
+def export_name(query: ListQuery, as_of: str | None, crm: str | None = None) -> str:
+    """The export's file name, saying for which CRM, what was filtered and the scoring's date,
+    e.g. ``in-market_salesforce_stage-work-now_new_owner-jane-park_2026-12-03.csv``."""
     stages = (
         "work-now"
         if sorted(query.stages) == sorted(WORKED_STAGES)
@@ -240,7 +249,8 @@ def export_name(query: ListQuery, as_of: str | None) -> str:
         "search": _slug(query.q or "")[:40],
     }
     named = [f"{key}-{value}" for key, value in parts.items() if value]
-    return "_".join(["in-market", *named, *([as_of[:10]] if as_of else [])]) + ".csv"
+    said = [*([crm] if crm else []), *(["new"] if query.new else []), *named]
+    return "_".join(["in-market", *said, *([as_of[:10]] if as_of else [])]) + ".csv"
 
 
 def filter_choices(ranked: pd.DataFrame) -> dict[str, list[str]]:
@@ -257,11 +267,13 @@ def summary(
     query: ListQuery = ListQuery(),
     choices: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Stage counts of the accounts matching ``query``'s other filters (its stages aside), the
-    choices of each filter (``filter_choices``, given when kept per run), and what the MQL rule
-    would have missed among those accounts: the ones worth working now (in-market or ready) in
-    which nobody has reached the MQL threshold of lead points."""
+    """Stage counts of the accounts matching ``query``'s other filters (its stages aside), how
+    many of them are new this period (its ``new`` aside too), the choices of each filter
+    (``filter_choices``, given when kept per run), and what the MQL rule would have missed among
+    those accounts: the ones worth working now (in-market or ready) in which nobody has reached
+    the MQL threshold of lead points."""
     keep = _matching(ranked, replace(query, stages=()))
+    fresh = _matching(ranked, replace(query, stages=(), new=False))
     stage = ranked["stage"].to_numpy(dtype=object)[keep]
     stages = Counter(stage.tolist())
     statuses = Counter(ranked["status"].to_numpy(dtype=object)[keep].tolist())
@@ -275,6 +287,7 @@ def summary(
         "stages": {name: int(stages.get(name, 0)) for name, _ in reversed(STAGES)},
         "statuses": {name: int(statuses.get(name, 0)) for name in STATUSES},
         **(filter_choices(ranked) if choices is None else choices),
+        "new_this_period": int((fresh & new_this_period(ranked)).sum()),
         "worked_now": int(worked.sum()),
         "worked_now_without_mql": int(no_mql.sum()),
         "mql_threshold": MQL_THRESHOLD,

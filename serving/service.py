@@ -35,6 +35,7 @@ from serving.auth import BearerAuth, LoginThrottle, Sessions
 from serving.bento import ChampionSnapshot, model_source
 from serving.champion import ChampionHolder, Served
 from serving.errors import ErrorShape, error_body, from_validation
+from serving.export import Crm, crm_csv
 from serving.guards import BodyLimit, JsonBodies, SecurityHeaders
 from serving.page import COOKIE, PAGE_HTML, STATIC, login_page
 from serving.published import Scoring, ScoringCache
@@ -82,6 +83,11 @@ async def _list_query(
     owner: str | None = Query(None, max_length=200, description="the account's owner"),
     min_score: int = Query(0, ge=0, le=100),
     q: str | None = Query(None, max_length=200, description="part of a name or domain"),
+    new: bool = Query(
+        False,
+        description="only the accounts new this period: moved up into in-market or ready (from "
+        "a lower stage, or from in-market to ready) since the previous scoring run",
+    ),
     sort: str = Query("rank", max_length=40, description=f"one of {', '.join(SORTABLE)}"),
     order: str = Query("asc", pattern="^(asc|desc)$"),
     offset: int = Query(0, ge=0),
@@ -95,6 +101,7 @@ async def _list_query(
             owner,
             min_score,
             q,
+            new,
             sort,
             order == "desc",
             offset,
@@ -105,6 +112,12 @@ async def _list_query(
 
 
 _LIST_QUERY = Depends(_list_query)
+_CRM = Query(
+    None,
+    alias="format",
+    description="salesforce or hubspot: the columns named as that CRM's import maps them "
+    "(docs/alerts-and-exports.md); none: the list's own columns",
+)
 
 
 # the API's one OpenAPI document and its Swagger UI are serving.api's, not FastAPI's own
@@ -379,15 +392,20 @@ class InMarketService:
         return Response(JSON_TEXT.encode(answer), media_type="application/json")
 
     @app.get(f"{api.V1}/accounts.csv")
-    def ranked_accounts_csv(self, query: ListQuery = _LIST_QUERY) -> Response:
+    def ranked_accounts_csv(
+        self,
+        query: ListQuery = _LIST_QUERY,
+        crm: Crm | None = _CRM,
+    ) -> Response:
         """Every account matching the filters (all pages), as CSV, in the list's order, with
-        owner, status and the contacts to reach; the file is named after the filters."""
+        owner, status and the contacts to reach, or as a CRM's import file; the file is named
+        after the filters."""
         scoring = self._scoring()
         rows = select(scoring.ranked, query)
         contacts = contacts_to_reach(rows, scoring.people, scoring.activity)
-        name = export_name(query, str(scoring.ranked["as_of"].max()))
+        name = export_name(query, str(scoring.ranked["as_of"].max()), crm)
         return Response(
-            csv_text(rows, contacts),
+            crm_csv(rows, contacts, crm) if crm else csv_text(rows, contacts),
             media_type="text/csv; charset=utf-8",
             headers={"content-disposition": f'attachment; filename="{name}"'},
         )

@@ -34,9 +34,11 @@ it).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, IPvAnyNetwork, ValidationError
 
@@ -183,3 +185,39 @@ def _named(location: tuple[int | str, ...], names: Mapping[str, str]) -> str:
     """The environment variable of a setting's error (``("trusted_proxies", 0)``)."""
     found = [names[str(part)] for part in location if str(part) in names]
     return found[0] if found else ".".join(map(str, location))
+
+
+_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
+def _webhook(url: str) -> str:
+    """A webhook URL, or a ``${NAME}`` reference to the environment variable that holds it;
+    the message never repeats it (a Slack webhook URL is a secret)."""
+    if _REFERENCE.fullmatch(url) or urlsplit(url).scheme in ("http", "https"):
+        return url
+    raise ValueError("give an http(s):// URL, or ${NAME} to read it from the environment")
+
+
+class AlertSettings(Section):
+    """Where ``inmarket score`` and ``inmarket refresh`` send what changed since the previous
+    period (``serving.webhook``), and how long they try."""
+
+    webhook_url: Annotated[str, AfterValidator(_webhook)] | None = Field(
+        None,
+        description="POST the accounts that rose or fell here as JSON, one message per owner "
+        "(Slack-compatible text); ${NAME} reads it from the environment variable NAME (a "
+        "Slack webhook URL is a secret: keep it out of the file); none: no alerts",
+    )
+    attempts: int = Field(
+        3, ge=1, le=10, description="tries per message (after a 5xx, 429, timeout, no connection)"
+    )
+    backoff_seconds: float = Field(
+        1.0, ge=0, le=60, description="wait before the second try, doubled before each next"
+    )
+    request_seconds: float = Field(10.0, gt=0, le=120, description="time one request may take")
+    time_limit_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="time all messages may take; what is not sent by then is kept for the next run",
+    )

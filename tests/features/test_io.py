@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from features.errors import ContractError
-from features.io import count_rows, locate_tables, read_file_column, read_table_file
+from features.io import (
+    count_rows,
+    csv_text,
+    inert_cells,
+    locate_tables,
+    read_file_column,
+    read_table_file,
+    write_csv_atomic,
+)
 from tests.features.test_validation import _base, _write
 
 
@@ -105,3 +116,49 @@ def test_a_broken_parquet_file_is_named_when_counted_or_read_by_column(
         count_rows(path)
     with pytest.raises(ContractError, match=message):
         read_file_column(path, "timestamp")
+
+
+HYPERLINK = '=HYPERLINK("http://x","y")'
+
+
+# OWASP's list (the CSV Injection page), written out: the code's own tuple could lose one
+@pytest.mark.parametrize(
+    "start", ["=", "+", "-", "@", "\t", "\r"], ids=["=", "+", "-", "@", "tab", "cr"]
+)
+@pytest.mark.parametrize("dtype", [object, "str", "category"])
+def test_a_text_cell_starting_like_a_formula_is_quoted_as_owasp_advises(
+    start: str, dtype: object
+) -> None:
+    # given a text column whose second cell starts like a formula
+    frame = pd.DataFrame({"name": pd.Series(["Acme", f"{start}cmd|' /C calc'!A0", None])})
+    frame["name"] = frame["name"].astype(dtype)  # type: ignore[call-overload]
+    # when it is written as CSV, the cell reads back as the same text behind a single quote
+    back = list(csv.reader(io.StringIO(csv_text(frame), newline="")))
+    assert back == [["name"], ["Acme"], [f"'{start}cmd|' /C calc'!A0"], [""]]
+
+
+def test_numbers_stay_numbers_and_the_hyperlink_is_inert(tmp_path: Path) -> None:
+    # given a negative trend, a negative number held in a column of text, and an account named
+    # as a formula, beside a name that only holds an equals sign
+    frame = pd.DataFrame(
+        {
+            "name": [HYPERLINK, "a=b", "-"],
+            "trend": [-0.3, -2.0, 0.0],
+            "score": pd.array([-1, None, 3], dtype="Int64"),
+            "mixed": pd.Series([-0.3, "-0.3", None], dtype=object),
+        }
+    )
+    # when written to a file
+    path = write_csv_atomic(frame, tmp_path / "out.csv")
+    # then the numbers are written as numbers, the text starting like a formula is quoted
+    assert path.read_bytes().decode().split("\r\n") == [
+        "name,trend,score,mixed",
+        '"\'=HYPERLINK(""http://x"",""y"")",-0.3,-1,-0.3',
+        "a=b,-2.0,,'-0.3",
+        "'-,0.0,3,",
+        "",
+    ]
+    read = pd.read_csv(path)
+    assert read["trend"].tolist() == [-0.3, -2.0, 0.0] and read["name"][0] == "'" + HYPERLINK
+    # and the frame given is left as it was
+    assert frame["name"][0] == HYPERLINK and inert_cells(frame)["name"][0] == "'" + HYPERLINK

@@ -121,11 +121,15 @@ def test_a_run_is_published_by_its_manifest_with_every_file_sealed(
     )
     assert (table["model_version"] == version).all()
     assert manifest["as_of"] == str(table["as_of"].iloc[0]) and manifest["accounts"] == len(table)
-    # and the run's folder, holding the list, its CSV and five side files, each with its size
+    # and the run's folder, holding the list, its CSV and six side files, each with its size
     # and SHA-256, all written before the manifest; the list and CSV beside it are copies
     folder = out.parent / manifest["run"]
     assert sorted(manifest["files"]) == sorted(p.name for p in folder.iterdir())
-    assert len(manifest["files"]) == 7
+    assert len(manifest["files"]) == 8
+    # the first run at this path: nothing to compare with, said in its changes, none on a row
+    changes = json.loads((folder / "ranked.changes.json").read_text())
+    assert changes["compared_with"] is None and changes["rose"] == changes["fell"] == []
+    assert table[["stage_before", "score_before", "change"]].isna().all().all()
     for name, sealed in manifest["files"].items():
         data = (folder / name).read_bytes()
         assert sealed == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}

@@ -68,6 +68,10 @@ def _ranked() -> pd.DataFrame:
         owner=["Jane Park", "Omar Haddad", "Jane Park", None],
         status="prospect",
         model_version="3",
+        # the previous period's: A1 rose from in-market to ready, A3 into in-market, A4 fell out
+        stage_before=["in-market", "in-market", "engaged", "in-market"],
+        score_before=pd.array([94, 96, 85, 91], dtype="Int64"),
+        change=["rose", None, "rose", "fell"],
         _name=lambda f: f["name"].str.lower(),
         _domain=lambda f: f["domain"].str.lower(),
     )
@@ -105,6 +109,9 @@ def _ids(rows: pd.DataFrame) -> list[str]:
         (ListQuery(stages=("ready", "aware"), owner="Jane Park"), ["A1"]),
         (ListQuery(region="emea", min_score=95), ["A1"]),
         (ListQuery(q="ACME"), ["A1", "A3"]),
+        (ListQuery(new=True), ["A1", "A3"]),
+        (ListQuery(new=True, stages=("ready",)), ["A1"]),
+        (ListQuery(new=True, region="apac"), []),
         (ListQuery(q="bluebank.com"), ["A2"]),
         (ListQuery(q="a4"), ["A4"]),  # an exact account id
         (ListQuery(sort="trend", descending=True), ["A4", "A1", "A3", "A2"]),
@@ -119,6 +126,9 @@ def _ids(rows: pd.DataFrame) -> list[str]:
         "stages-and-owner",
         "region-and-min-score",
         "search-name-any-case",
+        "new-this-period",
+        "new-this-period-and-stage",
+        "new-this-period-and-region",
         "search-domain",
         "search-account-id",
         "trend-descending",

@@ -8,7 +8,7 @@ const STAGES = ["ready", "in-market", "engaged", "aware", "cold"];
 // accounts outside the model's population: shown with their status, never scored or ranked
 const STATUS_STAGES = ["in-pipeline", "customer", "new"];
 const WORK_NOW = ["in-market", "ready"];
-const DEFAULTS = { stage: [], industry: "", region: "", owner: "", min_score: 0, q: "", sort: "rank", order: "asc" };
+const DEFAULTS = { stage: [], industry: "", region: "", owner: "", min_score: 0, q: "", new: false, sort: "rank", order: "asc" };
 const state = { ...DEFAULTS, offset: 0, limit: 50 };
 const ME = "inmarket.me"; // the owner this browser's user picked as themself
 const SVG = "http://www.w3.org/2000/svg";
@@ -83,7 +83,9 @@ function readURL() {
   for (const [key, value] of Object.entries(DEFAULTS)) {
     if (Array.isArray(value)) state[key] = params.getAll(key);
     else if (!params.has(key)) state[key] = value;
-    else state[key] = key === "min_score" ? Number(params.get(key)) || 0 : params.get(key);
+    else if (key === "min_score") state[key] = Number(params.get(key)) || 0;
+    else if (key === "new") state[key] = params.get(key) === "true";
+    else state[key] = params.get(key);
   }
   return [...params.keys()].some((key) => key in DEFAULTS);
 }
@@ -104,6 +106,9 @@ function showState() {
     const input = document.querySelector(`#filters [name="${name}"]`);
     if (input) input.value = state[name];
   }
+  document.getElementById("f-new").checked = state.new;
+  const newCount = document.getElementById("new-count");
+  if (newCount) newCount.setAttribute("aria-pressed", String(state.new));
   for (const button of document.querySelectorAll(".stage-count")) {
     button.setAttribute("aria-pressed", String(state.stage.includes(button.dataset.stage)));
   }
@@ -112,6 +117,14 @@ function showState() {
 function stageBadge(stage) {
   const known = STAGES.includes(stage) || STATUS_STAGES.includes(stage) ? stage : "unknown";
   return el("span", { class: `stage stage-${known}` }, stage);
+}
+
+// new this period (moved up into in-market or ready since the previous scoring run), or fell out
+function changeMark(account) {
+  const before = account.stage_before ? `${account.stage_before} ${account.score_before ?? ""}`.trim() : "not listed";
+  if (account.change === "rose") return el("span", { class: "change rose", title: `new this period: ${before} before` }, "new");
+  if (account.change === "fell") return el("span", { class: "change fell", title: `fell out this period: ${before} before` }, "fell out");
+  return null;
 }
 
 function trendCell(trend) {
@@ -144,7 +157,7 @@ function renderRows(accounts) {
         el("td", { class: "num rank" }, a.rank),
         el("td", {}, accountLink(a)),
         el("td", { class: "num score" }, a.score),
-        el("td", {}, stageBadge(a.stage)),
+        el("td", {}, stageBadge(a.stage), changeMark(a)),
         el("td", { class: "num" }, trendCell(a.trend)),
         el("td", { class: "num" }, number(a.people_engaged_90d)),
         el("td", { class: "num" }, number(a.departments_engaged_90d)),
@@ -177,7 +190,11 @@ async function loadList() {
     document.getElementById("page-info").textContent = `page ${Math.floor(data.offset / data.limit) + 1} of ${number(pages)}`;
     document.getElementById("prev").disabled = data.offset === 0;
     document.getElementById("next").disabled = last >= data.total;
-    document.getElementById("export").href = `/accounts.csv?${query(false)}`;
+    const filtered = query(false);
+    document.getElementById("export").href = `/accounts.csv?${filtered}`;
+    for (const crm of ["salesforce", "hubspot"]) {
+      document.getElementById(`export-${crm}`).href = `/accounts.csv?${filtered}${filtered ? "&" : ""}format=${crm}`;
+    }
   } catch (error) {
     showError(error);
   }
@@ -208,6 +225,8 @@ function renderSummary(summary) {
       el("span", { class: "muted" }, " not scored: "),
       STATUS_STAGES.filter((s) => s in statuses).map((s) => count(s, statuses[s])),
     ),
+    el("p", {}, el("button", { type: "button", id: "new-count", class: "new-count", title: "show only the accounts new this period, or all" },
+      el("span", { class: "change rose" }, "new"), ` ${number(summary.new_this_period)} moved up into in-market or ready since the previous scoring`)),
     el("p", {}, el("strong", {}, number(summary.worked_now)), " accounts to work now (in-market or ready); ",
       el("strong", { id: "mql-missed" }, number(summary.worked_now_without_mql)),
       ` of them have nobody at ${summary.mql_threshold} lead points — the MQL rule would not have flagged them.`),
@@ -215,6 +234,7 @@ function renderSummary(summary) {
   for (const button of document.querySelectorAll(".stage-count")) {
     button.addEventListener("click", () => toggleStage(button.dataset.stage));
   }
+  document.getElementById("new-count").addEventListener("click", () => setFilter("new", !state.new));
   showState();
 }
 
@@ -438,6 +458,10 @@ function start() {
     const { name, value } = event.target;
     if (!(name in DEFAULTS)) return;
     clearTimeout(typing);
+    if (name === "new") {
+      setFilter("new", event.target.checked);
+      return;
+    }
     if (name === "stage") {
       state.stage = [...document.querySelectorAll("#f-stage input:checked")].map((box) => box.value);
       update();
