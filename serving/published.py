@@ -18,6 +18,7 @@ import pandas as pd
 
 from features.io import sidecar
 from serving.account import AccountViews
+from serving.batch import RANKED_COLUMNS
 from serving.review import filter_choices
 from serving.runs import RunError, published, stamp
 
@@ -54,6 +55,9 @@ class Scoring:
         # text and categories as objects, in one block once copied: a list page takes its rows
         # from ~6 blocks, not ~27 (pandas' Arrow-backed text is a block per column)
         frame = table(None)
+        # a run an older version published lacks the columns added since: read them as empty
+        late = [c for c in RANKED_COLUMNS if c not in frame.columns]
+        frame = frame.reindex(columns=[*frame.columns, *late])
         frame = frame.astype({c: object for c in frame.columns if frame[c].dtype.kind == "O"})
         frame = frame.assign(
             _name=frame["name"].fillna("").str.lower(),

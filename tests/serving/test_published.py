@@ -12,15 +12,17 @@ from click.testing import CliRunner
 from features.activity import ACTIVITY_COLUMNS
 from inmarket.cli import cli
 from serving.published import Scoring, ScoringCache
+from serving.review import ListQuery, records, select, summary
 from serving.runs import new_run
 from tests.serving.test_review import AS_OF, _crm_people, _ranked
 from tests.stores import copy_store
 from training.job import TrainResult
 
 
-def _write(out: Path, version: str, *, publish: bool = True) -> None:
-    """A run of the four accounts scored by model ``version``, published or only written."""
-    ranked = _ranked().drop(columns=["_name", "_domain"]).assign(model_version=version)
+def _write(out: Path, version: str, *, publish: bool = True, without: tuple[str, ...] = ()) -> None:
+    """A run of the four accounts scored by model ``version``, published or only written;
+    ``without`` some columns, as an older version wrote it."""
+    ranked = _ranked().drop(columns=["_name", "_domain", *without]).assign(model_version=version)
     history = ranked[["account_id", "as_of", "score", "stage", "probability"]]
     with new_run(out) as run:
         ranked.to_parquet(run.path())
@@ -113,3 +115,14 @@ def test_the_report_names_the_model_that_scored_the_run(
     # then the card is of version 99 (here unreadable, and said so), not of the champion
     assert result.exit_code == 0, result.output
     assert "warning: no model card: cannot read models:/inmarket/99" in result.stderr
+
+
+def test_a_run_an_older_version_published_reads_with_the_new_columns_empty(tmp_path: Path) -> None:
+    out = tmp_path / "ranked.parquet"
+    _write(out, "1", without=("stage_before", "score_before", "change"))
+    scoring = Scoring.read(out)
+    assert scoring is not None
+    assert scoring.ranked[["stage_before", "score_before", "change"]].isna().all().all()
+    assert select(scoring.ranked, ListQuery(new=True)).empty
+    assert len(records(select(scoring.ranked, ListQuery()))) == 4
+    assert summary(scoring.ranked)["new_this_period"] == 0
