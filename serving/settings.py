@@ -40,6 +40,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field, IPvAnyNetwork, ValidationError
 
+from features.database import DatabaseUrl
 from features.errors import ConfigError
 from features.settings import Section
 from training.settings import TrackingSettings
@@ -106,9 +107,32 @@ def _registered(uri: str) -> str:
     return uri
 
 
+def _database(url: str) -> str:
+    """A database URL the scores can be written to (``features.database``: credentials only
+    as ``${NAME}`` references)."""
+    DatabaseUrl(url)
+    return url
+
+
 Token = Annotated[str, AfterValidator(_strong)]
 ModelUri = Annotated[str, AfterValidator(_registered)]
 Networks = Annotated[tuple[IPvAnyNetwork, ...], BeforeValidator(_listed)]
+WriteUrl = Annotated[str, AfterValidator(_database)]
+
+
+class SinkSettings(Section):
+    """Where ``inmarket score`` and ``inmarket refresh`` write each published scoring run
+    besides the files (``serving.sink``; the tables: docs/database-tables.md)."""
+
+    to: WriteUrl | None = Field(
+        None,
+        description="database the scores are written to as well, one transaction a run: "
+        "postgresql://USER:${PGPASSWORD}@HOST:PORT/DB or duckdb:///path/file.duckdb; none: "
+        "files only",
+    )
+    connect_seconds: int = Field(
+        10, ge=1, le=600, description="how long connecting to the database may take"
+    )
 
 
 class ServiceSettings(Section):
