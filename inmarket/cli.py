@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -11,7 +12,7 @@ import click
 from features.plan import EVENTS_PER_BUCKET
 from features.sources import open_source
 from features.vocabularies import vocabulary_help
-from inmarket.cli_refresh import refresh
+from inmarket.cli_refresh import RefreshExit, refresh
 from inmarket.cli_serving import report, serve
 from inmarket.command import (
     DATA,
@@ -278,13 +279,19 @@ def evaluate(ctx: click.Context, model_uri: str, data: str, features_path: Path 
 @SPARK_MASTER
 @STORE
 @TRACKING_URI
+@option("sink", "to", "--to")
 @click.pass_context
 def score(ctx: click.Context, data: str, out: Path, model_uri: str | None) -> None:
     """Rank every account of DATA by the champion's score, with trend, reasons and gaps."""
     from serving.batch import score_batch
+    from serving.sink import DatabaseBehind, RunFacts, Sink
     from training.registry import champion_uri
 
+    began = datetime.now(UTC)
     cfg = config_of(ctx)
+    sink = Sink(cfg.sink) if cfg.sink.to else None
+    if sink is not None:  # a wrong URL, password or table stops the run before any scoring
+        run_job(sink.check)
     uri = model_uri or champion_uri(cfg.tracking.model_name)
     try:
         uri, model = load_pinned(cfg.tracking, uri)
@@ -303,6 +310,11 @@ def score(ctx: click.Context, data: str, out: Path, model_uri: str | None) -> No
     )
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
+    if sink is not None:
+        try:
+            click.echo(sink.write(out, RunFacts(source.uri, began)).summary())
+        except DatabaseBehind as exc:
+            raise Failure(str(exc), RefreshExit.DATABASE_BEHIND) from exc
 
 
 @cli.command("example-crm")

@@ -53,6 +53,8 @@ from features.validation import load_dataset
 from inmarket.config import RefreshSettings
 from serving.batch import score_batch
 from serving.runs import RunError, published
+from serving.settings import SinkSettings
+from serving.sink import RunFacts, Sink
 from training.job import TrainJob
 from training.promotion import promote
 from training.registry import (
@@ -179,7 +181,8 @@ class Outcome:
 
 
 class RefreshJob:
-    """``inmarket refresh``: built from the settings sections it needs, run on one data."""
+    """``inmarket refresh``: built from the settings sections it needs, run on one data
+    (without ``sink``: files only)."""
 
     def __init__(
         self,
@@ -189,9 +192,11 @@ class RefreshJob:
         tracking: TrackingSettings,
         promotion: PromotionSettings,
         refresh: RefreshSettings,
+        sink: SinkSettings | None = None,
     ) -> None:
         self.data, self.feature_settings, self.train = data, features, train
         self.tracking, self.promotion, self.refresh = tracking, promotion, refresh
+        self.sink = Sink(sink) if sink and sink.to else None
         self.outcome = Outcome()  # filled as the steps are done: a failure can say what was
 
     @property
@@ -213,9 +218,15 @@ class RefreshJob:
 
     def run(self, data: TableSource | str | Path, out: Path) -> Outcome:
         """Validate, score, retrain when due, gate, score again when promoted (module doc); a
-        tracking server that gives no answer on the way is ``TrackingUnreachable``."""
+        tracking server that gives no answer on the way is ``TrackingUnreachable``. With
+        ``[sink] to``, the database is checked first, and at the end holds the run left
+        published (a run a failed write left out is written then)."""
+        if self.sink is not None:
+            self.sink.check()
         with reaching(resolved_uri(self.tracking)):
-            return self._run(data, out)
+            self._run(data, out)
+        self._to_database(open_source(data, self.data), out)
+        return self.outcome
 
     def _run(self, data: TableSource | str | Path, out: Path) -> Outcome:
         said = self.outcome.steps
@@ -328,6 +339,7 @@ class RefreshJob:
 
     def _score(self, source: TableSource, out: Path, version: str, record: dict[str, str]) -> None:
         """Score with ``version`` into ``out`` (one published run), then record it."""
+        started = datetime.now(UTC)
         uri = version_uri(self.name, version)
         result = score_batch(
             load_model(uri), source, out, self.data, self.feature_settings, model_uri=uri
@@ -336,6 +348,16 @@ class RefreshJob:
         _write_state(out, {**record, "model_version": version})
         prospects = int((result.ranked["status"] == "prospect").sum())
         self.outcome.steps.append(f"scored {prospects:,} prospects with v{version} into {out}")
+        self._to_database(source, out, started)
+
+    def _to_database(self, source: TableSource, out: Path, started: datetime | None = None) -> None:
+        """Write the run published at ``out`` to the database of ``[sink] to``, unless there is
+        none or the database holds it already."""
+        if self.sink is None or published(out) is None:
+            return
+        written = self.sink.write(out, RunFacts(source.uri, started))
+        if not written.before:
+            self.outcome.steps.append(written.summary())
 
     def _challenger(
         self,

@@ -33,7 +33,7 @@ from features.database import DatabaseUrl
 from features.errors import ConfigError, InMarketError
 from features.io import sidecar
 from serving.batch import RANKED_COLUMNS
-from serving.runs import Published, published
+from serving.runs import Published, RunError, published
 from serving.settings import SinkSettings
 from training.registry import parse_model_uri
 
@@ -202,15 +202,14 @@ class Sink:
     def write(self, out: Path, facts: RunFacts) -> Written:
         """Write the run published at ``out`` in one transaction, unless the database holds
         it already; ``DatabaseBehind`` if the database fails (its rows stay as they were)."""
-        run = published(out)
-        if run is None:
-            raise ConfigError(f"{out}: no published scoring run to write; run `inmarket score`")
-        rows = run_rows(run, Path(out), facts)
-        run_id = _run_id(run)
-        as_of = str(run.manifest.get("as_of"))
         began = time.perf_counter()
-        failures: tuple[type[Exception], ...] = (ConfigError, *self._failures)
+        failures: tuple[type[Exception], ...] = (ConfigError, RunError, *self._failures)
         try:
+            run = published(out)
+            if run is None:
+                raise ConfigError("no scoring run is published there")
+            rows = run_rows(run, Path(out), facts)
+            run_id = _run_id(run)
             with self._session() as db:
                 db.lock()  # before the layouts: another writer may be creating the tables
                 held = _prepare(db, self.url, run_id)
@@ -226,6 +225,7 @@ class Sink:
             ) from None
         counts = (rows[RANKED].num_rows, rows[HISTORY].num_rows)
         seconds = time.perf_counter() - began
+        as_of = str(run.manifest.get("as_of"))
         return Written(run_id, as_of, *counts, seconds, self.url.shown, before=held)
 
     @contextmanager
