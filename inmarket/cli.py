@@ -279,7 +279,7 @@ def evaluate(ctx: click.Context, model_uri: str, data: str, features_path: Path 
 @SPARK_MASTER
 @STORE
 @TRACKING_URI
-@option("sink", "to", "--to")
+@option("sink", "to", "--to", metavar="URL")
 @click.pass_context
 def score(ctx: click.Context, data: str, out: Path, model_uri: str | None) -> None:
     """Rank every account of DATA by the champion's score, with trend, reasons and gaps."""

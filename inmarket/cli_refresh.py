@@ -78,7 +78,7 @@ def _exit_codes() -> str:
 @STORE
 @TRACKING_URI
 @option("refresh", "retrain_after_days")
-@option("sink", "to", "--to")
+@option("sink", "to", "--to", metavar="URL")
 @click.pass_context
 def refresh(ctx: click.Context, data: str, out: Path) -> None:
     """Validate DATA, score it with the champion, retrain when due and promote through the

@@ -38,7 +38,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, Field, IPvAnyNetwork, ValidationError
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    IPvAnyNetwork,
+    ValidationError,
+    field_validator,
+)
 
 from features.database import DatabaseUrl
 from features.errors import ConfigError
@@ -107,24 +114,16 @@ def _registered(uri: str) -> str:
     return uri
 
 
-def _database(url: str) -> str:
-    """A database URL the scores can be written to (``features.database``: credentials only
-    as ``${NAME}`` references)."""
-    DatabaseUrl(url)
-    return url
-
-
 Token = Annotated[str, AfterValidator(_strong)]
 ModelUri = Annotated[str, AfterValidator(_registered)]
 Networks = Annotated[tuple[IPvAnyNetwork, ...], BeforeValidator(_listed)]
-WriteUrl = Annotated[str, AfterValidator(_database)]
 
 
 class SinkSettings(Section):
     """Where ``inmarket score`` and ``inmarket refresh`` write each published scoring run
     besides the files (``serving.sink``; the tables: docs/database-tables.md)."""
 
-    to: WriteUrl | None = Field(
+    to: str | None = Field(
         None,
         description="database the scores are written to as well, one transaction a run: "
         "postgresql://USER:${PGPASSWORD}@HOST:PORT/DB or duckdb:///path/file.duckdb; none: "
@@ -133,6 +132,15 @@ class SinkSettings(Section):
     connect_seconds: int = Field(
         10, ge=1, le=600, description="how long connecting to the database may take"
     )
+
+    @field_validator("to")
+    @classmethod
+    def _database(cls, url: str | None) -> str | None:
+        """A URL the scores can be written to (``features.database``: credentials only as
+        ``${NAME}`` references)."""
+        if url is not None:
+            DatabaseUrl(url)
+        return url
 
 
 class ServiceSettings(Section):

@@ -216,7 +216,7 @@ def test_a_rerun_of_an_as_of_replaces_its_rows_and_leaves_the_others(
 
 def test_duckdb_holds_one_row_per_account_equal_to_the_rerun(run_a: Path, tmp_path: Path) -> None:
     # given a DuckDB file holding run A
-    url = f"duckdb:///{tmp_path / 'scores.duckdb'}"
+    url = f"duckdb://{tmp_path / 'scores.duckdb'}"
     _sink(url).write(run_a, RunFacts("file:///world"))
     # when a run of the same as_of without 10 accounts is written
     _publish(run_a, *_changed(run_a, dropped=10))
