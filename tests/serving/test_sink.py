@@ -349,65 +349,55 @@ def _started(command: str, store: Path, data: Path, out: Path, url: str) -> subp
     )
 
 
-@pytest.mark.slow
-def test_a_write_killed_leaves_the_previous_rows_and_the_next_run_writes(
-    postgres: Postgres,
-    scored: tuple[Path, Path],
-    run_a: Path,
-    world_dir: Path,
-    request: pytest.FixtureRequest,
-) -> None:
-    # given a database holding run A
+@pytest.fixture
+def holding_a(postgres: Postgres, run_a: Path, request: pytest.FixtureRequest) -> str:
+    """A database of the test's own that holds run A; its URL."""
     url = _database(postgres, request)
     _sink(url).write(run_a, RunFacts("file:///world"))
+    return url
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("command", "cut"), [("score", "killed"), ("refresh", "ended by the database")]
+)
+def test_a_write_cut_midway_leaves_the_previous_rows_and_the_next_run_writes(
+    command: str, cut: str, holding_a: str, scored: tuple[Path, Path], run_a: Path, world_dir: Path
+) -> None:
+    # given a database holding run A
+    url = holding_a
     before = _pg(url, "SELECT * FROM ranked_accounts ORDER BY account_id")
-    # when `inmarket score --to` publishes a new run and is killed (SIGKILL) in the middle of
-    # writing it: its list and history replaced in its transaction, not committed
-    with _runs_locked(url):
-        process = _started("score", scored[0], world_dir, run_a, url)
-        _waiting_writer(url, process)
-        process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=60)
-    # then the database holds run A's rows as they were, and no other run
+    # when `inmarket score|refresh --to` publishes a new run and, in the middle of writing it
+    # (its list and history replaced in its transaction, not committed), is killed with
+    # SIGKILL or has its session ended by the database (pg_terminate_backend)
+    with _runs_locked(url) as holder:
+        process = _started(command, scored[0], world_dir, run_a, url)
+        writer = _waiting_writer(url, process)
+        if cut == "killed":
+            process.send_signal(signal.SIGKILL)
+        else:
+            holder.execute("SELECT pg_terminate_backend(%s)", (writer,))
+        _, err = process.communicate(timeout=120)
+    # then the database holds run A's rows as they were, and no other run; a command whose
+    # database dropped exits 6 in one line: the files are published, the database is behind
     after = _pg(url, "SELECT * FROM ranked_accounts ORDER BY account_id")
     assert _rows(after, (*RANKED_COLUMNS, "run_id")) == _rows(before, (*RANKED_COLUMNS, "run_id"))
     assert len(_pg(url, "SELECT * FROM scoring_runs")) == 1
-    # and the next run writes its own, equal to its files
-    done = run_cli("score", world_dir, "--out", run_a, "--store", scored[0], "--to", url)
+    if cut == "killed":
+        assert process.returncode == -signal.SIGKILL
+    else:
+        assert process.returncode == RefreshExit.DATABASE_BEHIND, err
+        (error,) = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert error.startswith("error: scores published to") and "next" in error, err
+        assert "Traceback" not in err
+    # and the next run writes the published run, equal to its files (a refresh of the same
+    # data: nothing else to do), once
+    done = run_cli(command, world_dir, "--out", run_a, "--store", scored[0], "--to", url)
     assert done.returncode == 0, done.stderr
     assert "wrote " in done.stdout and "***" not in done.stdout
+    assert ("nothing to do" in done.stdout) == (command == "refresh")
     _equal_to_files(lambda q: _pg(url, q), run_a)
     assert len(_pg(url, "SELECT * FROM scoring_runs")) == 2
-
-
-@pytest.mark.slow
-def test_a_database_dropping_mid_write_exits_6_and_the_next_refresh_catches_up(
-    postgres: Postgres,
-    scored: tuple[Path, Path],
-    run_a: Path,
-    world_dir: Path,
-    request: pytest.FixtureRequest,
-) -> None:
-    # given a database holding run A
-    url = _database(postgres, request)
-    _sink(url).write(run_a, RunFacts("file:///world"))
-    before = _pg(url, "SELECT run_id, count(*) AS n FROM ranked_accounts GROUP BY run_id")
-    # when the database ends the session of `inmarket refresh --to` in the middle of writing
-    # the run it scored and published
-    with _runs_locked(url) as holder:
-        process = _started("refresh", scored[0], world_dir, run_a, url)
-        holder.execute("SELECT pg_terminate_backend(%s)", (_waiting_writer(url, process),))
-        _, err = process.communicate(timeout=120)
-    # then it exits 6 in one line saying the files are published and the database is behind,
-    # and the database holds run A's rows
-    assert process.returncode == RefreshExit.DATABASE_BEHIND, err
-    assert len(err.splitlines()) == 1 and "published to" in err and "next" in err, err
-    after = _pg(url, "SELECT run_id, count(*) AS n FROM ranked_accounts GROUP BY run_id")
-    assert after.values.tolist() == before.values.tolist()
-    # and the next refresh of the same data scores nothing and writes the run the files hold
-    done = run_cli("refresh", world_dir, "--out", run_a, "--store", scored[0], "--to", url)
-    assert done.returncode == RefreshExit.DONE, done.stderr
-    assert "nothing to do" in done.stdout and "wrote " in done.stdout
-    _equal_to_files(lambda q: _pg(url, q), run_a)
-    again = run_cli("refresh", world_dir, "--out", run_a, "--store", scored[0], "--to", url)
-    assert again.returncode == RefreshExit.DONE and "wrote " not in again.stdout, again.stderr
+    if command == "refresh":
+        again = run_cli(command, world_dir, "--out", run_a, "--store", scored[0], "--to", url)
+        assert again.returncode == 0 and "wrote " not in again.stdout, again.stderr
