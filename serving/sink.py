@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from features.database import DatabaseUrl
+from features.database import DatabaseUrl, Dialect
 from features.errors import ConfigError, InMarketError
 from features.io import sidecar
 from serving.batch import RANKED_COLUMNS
@@ -85,7 +85,7 @@ class Table:
     key: tuple[str, ...]
     replaces: str
 
-    def layout(self, dialect: str) -> dict[str, str]:
+    def layout(self, dialect: Dialect) -> dict[str, str]:
         """Each column's type as the database's catalogue names it."""
         at = 1 if dialect == "postgresql" else 2
         return {name: str(KINDS[kind][at]) for name, kind in self.columns}
@@ -97,7 +97,7 @@ class Table:
         """The columns, quoted, for a statement."""
         return ", ".join(f'"{name}"' for name, _ in self.columns)
 
-    def create(self, dialect: str) -> str:
+    def create(self, dialect: Dialect) -> str:
         typed = ", ".join(f'"{name}" {kind}' for name, kind in self.layout(dialect).items())
         key = ", ".join(f'"{name}"' for name in self.key)
         return f"CREATE TABLE {self.name} ({typed}, PRIMARY KEY ({key}))"
@@ -290,8 +290,8 @@ def _run_id(run: Published) -> str:
     return Path(run.manifest["run"]).name
 
 
-def _same(value: object, rows: int) -> pa.Array:
-    return pa.array([value] * rows, pa.string())
+def _same(value: str | None, rows: int) -> pa.Array:
+    return pa.repeat(pa.scalar(value, pa.string()), rows)
 
 
 def _counts(values: pa.ChunkedArray) -> str:
