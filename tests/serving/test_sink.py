@@ -214,6 +214,28 @@ def test_a_rerun_of_an_as_of_replaces_its_rows_and_leaves_the_others(
     assert len(_pg(url, "SELECT * FROM scoring_runs")) == 3
 
 
+def test_text_of_any_shape_reads_back_as_written(
+    postgres: Postgres, run_a: Path, request: pytest.FixtureRequest
+) -> None:
+    # given a run whose texts hold quotes, commas, backslashes, braces, line breaks, an empty
+    # text beside a missing one, and lists of such words
+    url = _database(postgres, request)
+    ranked, history, _ = _files(run_a)
+    odd = ['say "hi", then\nleave', "", None, "back\\slash {braced}", '=HYPERLINK("x","y")']
+    ranked.loc[: len(odd) - 1, "name"] = pd.Series(odd, dtype=object)
+    roles = [['a"b', "c\\d"], ["e,f", "{g}", ""], [], ["NULL"], [" h "]]
+    ranked["roles_missing"] = ranked["roles_missing"].astype(object)
+    for row, words in enumerate(roles):
+        ranked.at[row, "roles_missing"] = words
+    _publish(run_a, ranked, history)
+    # when it is written
+    _sink(url).write(run_a, RunFacts("file:///world"))
+    # then every value reads back as the files hold it
+    _equal_to_files(lambda q: _pg(url, q), run_a)
+    names = _pg(url, "SELECT name FROM ranked_accounts")["name"].tolist()
+    assert "" in names and None in names and odd[0] in names
+
+
 def test_duckdb_holds_one_row_per_account_equal_to_the_rerun(run_a: Path, tmp_path: Path) -> None:
     # given a DuckDB file holding run A
     url = f"duckdb://{tmp_path / 'scores.duckdb'}"
