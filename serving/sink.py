@@ -183,16 +183,16 @@ class Sink:
             raise ConfigError("[sink] to: give the database URL the scores are written to")
         self.settings = settings
         self.url = DatabaseUrl(settings.to)
-        self._failures = _errors(self.url)
 
     def check(self) -> None:
         """Connect and compare the tables already there with the contract: a wrong URL or
         password, or a table of another layout, is a ``ConfigError`` before any scoring."""
+        failures = _errors(self.url)
         try:
             with self._session() as db:
                 for table in TABLES:
                     _same_layout(db, table, self.url)
-        except self._failures as exc:
+        except failures as exc:
             raise ConfigError(
                 f"cannot write scores to {self.url.shown}: {self.url.hide(exc)}; check the "
                 "URL (host, port, database), that the database answers, and the environment "
@@ -203,7 +203,7 @@ class Sink:
         """Write the run published at ``out`` in one transaction, unless the database holds
         it already; ``DatabaseBehind`` if the database fails (its rows stay as they were)."""
         began = time.perf_counter()
-        failures: tuple[type[Exception], ...] = (ConfigError, RunError, *self._failures)
+        failures: tuple[type[Exception], ...] = (ConfigError, RunError, *_errors(self.url))
         try:
             run = published(out)
             if run is None:
@@ -314,14 +314,20 @@ def _typed(rows: pa.Table, table: Table) -> pa.Table:
 
 
 def _errors(url: DatabaseUrl) -> tuple[type[Exception], ...]:
-    """The driver's errors: a database that refuses, fails or drops."""
-    if url.dialect == "postgresql":
+    """The driver's errors: a database that refuses, fails or drops. PostgreSQL's driver comes
+    with the ``team`` extra: without it, a ``ConfigError`` saying how to install it."""
+    if url.dialect == "duckdb":
+        import duckdb
+
+        return (duckdb.Error,)
+    try:
         import psycopg
-
-        return (psycopg.Error,)
-    import duckdb
-
-    return (duckdb.Error,)
+    except ImportError:
+        raise ConfigError(
+            f"{url.shown}: writing to PostgreSQL needs psycopg; install it with "
+            "`pip install 'inmarket[team]' -c constraints.txt`"
+        ) from None
+    return (psycopg.Error,)
 
 
 def _same_layout(db: _Database, table: Table, url: DatabaseUrl) -> bool:
