@@ -41,6 +41,12 @@ SCHEMA_VERSION = 1
 APPLICATION = "inmarket"  # PostgreSQL's application_name of the writing session
 _WRITERS_LOCK = 0x696E6D61726B  # pg_advisory_xact_lock key: one writer of the tables at a time
 _COPY_ROWS = 20_000  # rows per block of COPY text: memory bounded by a block, not the run
+_CHECK = {  # what to check when the database cannot be written to
+    "postgresql": "check the URL (host, port, database), that the database answers, and the "
+    "environment variable of its password",
+    "duckdb": "check the file's path (its folder must exist) and that no other process has it "
+    "open for writing",
+}
 
 # a column's kind: its values' Arrow type, then its type as PostgreSQL's and DuckDB's catalogues
 # name it (what an existing table's columns are compared with)
@@ -194,9 +200,8 @@ class Sink:
                     _same_layout(db, table, self.url)
         except failures as exc:
             raise ConfigError(
-                f"cannot write scores to {self.url.shown}: {self.url.hide(exc)}; check the "
-                "URL (host, port, database), that the database answers, and the environment "
-                "variable of its password"
+                f"cannot write scores to {self.url.shown}: {self.url.hide(exc)}; "
+                f"{_CHECK[self.url.dialect]}"
             ) from None
 
     def write(self, out: Path, facts: RunFacts) -> Written:

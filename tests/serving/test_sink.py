@@ -6,6 +6,7 @@ A real PostgreSQL (the session's) and real DuckDB files."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -40,6 +41,7 @@ from training.registry import load_model
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "database-tables.md"
 HISTORY_COLUMNS = ("account_id", "as_of", "probability", "score", "stage")
+_DATABASES = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +69,9 @@ def _libpq(url: str) -> str:
 
 
 def _database(postgres: Postgres, request: pytest.FixtureRequest) -> str:
-    """A new database named after the test; its libpq URL."""
-    name = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
-    return _libpq(postgres.create_database(name))
+    """A new database of the test's own (its name's start, and a number); its libpq URL."""
+    name = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40]
+    return _libpq(postgres.create_database(f"{name}_{next(_DATABASES)}"))
 
 
 def _sink(url: str) -> Sink:
