@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -12,7 +13,7 @@ from features.plan import EVENTS_PER_BUCKET
 from features.sources import open_source
 from features.vocabularies import vocabulary_help
 from inmarket.cli_export import export
-from inmarket.cli_refresh import refresh
+from inmarket.cli_refresh import RefreshExit, refresh
 from inmarket.cli_serving import report, serve
 from inmarket.command import (
     DATA,
@@ -279,16 +280,22 @@ def evaluate(ctx: click.Context, model_uri: str, data: str, features_path: Path 
 @SPARK_MASTER
 @STORE
 @TRACKING_URI
+@option("sink", "to", "--to", metavar="URL")
 @click.pass_context
 def score(ctx: click.Context, data: str, out: Path, model_uri: str | None) -> None:
     """Rank every account of DATA by the champion's score, with trend, reasons and gaps, and
     say (and send to the [alerts] webhook) which accounts moved up or fell out since the last."""
     from serving.batch import score_batch
     from serving.changes import changes_in_words
+    from serving.sink import DatabaseBehind, RunFacts, Sink
     from serving.webhook import send_alerts
     from training.registry import champion_uri
 
+    began = datetime.now(UTC)
     cfg = config_of(ctx)
+    sink = Sink(cfg.sink) if cfg.sink.to else None
+    if sink is not None:  # a wrong URL, password or table stops the run before any scoring
+        run_job(sink.check)
     uri = model_uri or champion_uri(cfg.tracking.model_name)
     try:
         uri, model = load_pinned(cfg.tracking, uri)
@@ -313,6 +320,11 @@ def score(ctx: click.Context, data: str, out: Path, model_uri: str | None) -> No
         click.echo(f"warning: {warning}", err=True)
     if delivery is not None and delivery.failure is not None:
         click.echo(f"warning: {delivery.in_words()}", err=True)
+    if sink is not None:
+        try:
+            click.echo(sink.write(out, RunFacts(source.uri, began)).summary())
+        except DatabaseBehind as exc:
+            raise Failure(str(exc), RefreshExit.DATABASE_BEHIND) from exc
 
 
 @cli.command("example-crm")

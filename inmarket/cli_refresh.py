@@ -37,6 +37,7 @@ class RefreshExit(IntEnum):
     GATE_REFUSED = 3
     TRACKING_UNREACHABLE = TRACKING_UNREACHABLE
     RUNNING = 5
+    DATABASE_BEHIND = 6
     UNFORESEEN = 70  # sysexits' EX_SOFTWARE: not "data refused", Python's own 1 for any crash
 
 
@@ -47,6 +48,8 @@ MEANING = {
     RefreshExit.GATE_REFUSED: "the gate refused the new model: scores by the old champion",
     RefreshExit.TRACKING_UNREACHABLE: "the tracking server did not answer: retry later",
     RefreshExit.RUNNING: "another refresh of the project holds its lock: nothing done",
+    RefreshExit.DATABASE_BEHIND: "scores published as files, the database (--to) failed: "
+    "it keeps its previous rows until the next run writes them",
     RefreshExit.UNFORESEEN: "an error nobody foresaw (its traceback is printed): report it",
 }
 
@@ -75,6 +78,7 @@ def _exit_codes() -> str:
 @STORE
 @TRACKING_URI
 @option("refresh", "retrain_after_days")
+@option("sink", "to", "--to", metavar="URL")
 @click.pass_context
 def refresh(ctx: click.Context, data: str, out: Path) -> None:
     """Validate DATA, score it with the champion, retrain when due and promote through the
@@ -84,7 +88,14 @@ def refresh(ctx: click.Context, data: str, out: Path) -> None:
     began = time.perf_counter()
     cfg = config_of(ctx)
     job = RefreshJob(
-        cfg.data, cfg.features, cfg.train, cfg.tracking, cfg.promotion, cfg.refresh, cfg.alerts
+        cfg.data,
+        cfg.features,
+        cfg.train,
+        cfg.tracking,
+        cfg.promotion,
+        cfg.refresh,
+        sink=cfg.sink,
+        alerts=cfg.alerts,
     )
     try:
         with project_lock(cfg.tracking):
@@ -112,11 +123,14 @@ def refresh(ctx: click.Context, data: str, out: Path) -> None:
 def exit_code(exc: Exception) -> RefreshExit:
     """The exit code of the error a refresh stopped on."""
     from inmarket.refresh import RefreshRunning
+    from serving.sink import DatabaseBehind
     from training.registry import TrackingUnreachable
     from training.split import SplitError
 
     if isinstance(exc, RefreshRunning):
         return RefreshExit.RUNNING
+    if isinstance(exc, DatabaseBehind):
+        return RefreshExit.DATABASE_BEHIND
     if isinstance(exc, TrackingUnreachable):
         return RefreshExit.TRACKING_UNREACHABLE
     if isinstance(exc, (ContractError, SplitError)):

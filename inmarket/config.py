@@ -16,7 +16,7 @@ from features.errors import ConfigError
 from features.io import read_structured_file
 from features.settings import DataSettings, FeatureSettings, Section, describe_errors
 from inmarket.synthetic import WorldSpec
-from serving.settings import AlertSettings
+from serving.settings import AlertSettings, SinkSettings
 from training.settings import PromotionSettings, TrackingSettings, TrainSettings
 
 
@@ -35,7 +35,7 @@ class RefreshSettings(Section):
 
 class Config(Section):
     """Every section: ``[data]``, ``[generate]``, ``[features]``, ``[train]``, ``[tracking]``,
-    ``[promotion]``, ``[refresh]``, ``[alerts]``."""
+    ``[promotion]``, ``[refresh]``, ``[sink]``, ``[alerts]``."""
 
     data: DataSettings = DataSettings()
     generate: WorldSpec = WorldSpec()
@@ -44,6 +44,7 @@ class Config(Section):
     tracking: TrackingSettings = TrackingSettings()
     promotion: PromotionSettings = PromotionSettings()
     refresh: RefreshSettings = RefreshSettings()
+    sink: SinkSettings = SinkSettings()
     alerts: AlertSettings = AlertSettings()
 
 

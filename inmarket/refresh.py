@@ -58,7 +58,8 @@ from inmarket.config import RefreshSettings
 from serving.batch import score_batch
 from serving.changes import changes_in_words
 from serving.runs import RunError, published
-from serving.settings import AlertSettings
+from serving.settings import AlertSettings, SinkSettings
+from serving.sink import RunFacts, Sink
 from serving.webhook import send_alerts
 from training.job import TrainJob
 from training.promotion import promote
@@ -171,7 +172,8 @@ class Outcome:
 
 
 class RefreshJob:
-    """``inmarket refresh``: built from the settings sections it needs, run on one data."""
+    """``inmarket refresh``: built from the settings sections it needs, run on one data
+    (without ``sink``: files only)."""
 
     def __init__(
         self,
@@ -181,10 +183,12 @@ class RefreshJob:
         tracking: TrackingSettings,
         promotion: PromotionSettings,
         refresh: RefreshSettings,
+        sink: SinkSettings | None = None,
         alerts: AlertSettings | None = None,
     ) -> None:
         self.data, self.feature_settings, self.train = data, features, train
         self.tracking, self.promotion, self.refresh = tracking, promotion, refresh
+        self.sink = Sink(sink) if sink and sink.to else None
         self.alerts = alerts or AlertSettings()  # not in ``settings()``: alerts change no score
         self.outcome = Outcome()  # filled as the steps are done: a failure can say what was
 
@@ -207,9 +211,15 @@ class RefreshJob:
 
     def run(self, data: TableSource | str | Path, out: Path) -> Outcome:
         """Validate, score, retrain when due, gate, score again when promoted (module doc); a
-        tracking server that gives no answer on the way is ``TrackingUnreachable``."""
+        tracking server that gives no answer on the way is ``TrackingUnreachable``. With
+        ``[sink] to``, the database is checked first, and at the end holds the run left
+        published (a run a failed write left out is written then)."""
+        if self.sink is not None:
+            self.sink.check()
         with reaching(resolved_uri(self.tracking)):
-            return self._run(data, out)
+            self._run(data, out)
+        self._to_database(open_source(data, self.data), out)
+        return self.outcome
 
     def _run(self, data: TableSource | str | Path, out: Path) -> Outcome:
         said = self.outcome.steps
@@ -323,6 +333,7 @@ class RefreshJob:
     def _score(self, source: TableSource, out: Path, version: str, record: dict[str, str]) -> None:
         """Score with ``version`` into ``out`` (one published run), record it, say what changed
         and send it to the webhook (a failed webhook is a warning, never a failed refresh)."""
+        started = datetime.now(UTC)
         uri = version_uri(self.name, version)
         result = score_batch(
             load_model(uri), source, out, self.data, self.feature_settings, model_uri=uri
@@ -336,6 +347,16 @@ class RefreshJob:
         if delivery is not None:
             said = self.outcome.steps if delivery.failure is None else self.outcome.warnings
             said.append(delivery.in_words())
+        self._to_database(source, out, started)
+
+    def _to_database(self, source: TableSource, out: Path, started: datetime | None = None) -> None:
+        """Write the run published at ``out`` to the database of ``[sink] to``, unless there is
+        none or the database holds it already."""
+        if self.sink is None or published(out) is None:
+            return
+        written = self.sink.write(out, RunFacts(source.uri, started))
+        if not written.before:
+            self.outcome.steps.append(written.summary())
 
     def _challenger(
         self,

@@ -40,8 +40,16 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field, IPvAnyNetwork, ValidationError
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    IPvAnyNetwork,
+    ValidationError,
+    field_validator,
+)
 
+from features.database import DatabaseUrl
 from features.errors import ConfigError
 from features.settings import Section
 from training.settings import TrackingSettings
@@ -111,6 +119,30 @@ def _registered(uri: str) -> str:
 Token = Annotated[str, AfterValidator(_strong)]
 ModelUri = Annotated[str, AfterValidator(_registered)]
 Networks = Annotated[tuple[IPvAnyNetwork, ...], BeforeValidator(_listed)]
+
+
+class SinkSettings(Section):
+    """Where ``inmarket score`` and ``inmarket refresh`` write each published scoring run
+    besides the files (``serving.sink``; the tables: docs/database-tables.md)."""
+
+    to: str | None = Field(
+        None,
+        description="database the scores are written to as well, one transaction a run: "
+        "postgresql://USER:${PGPASSWORD}@HOST:PORT/DB or duckdb:///path/file.duckdb; none: "
+        "files only",
+    )
+    connect_seconds: int = Field(
+        10, ge=1, le=600, description="how long connecting to the database may take"
+    )
+
+    @field_validator("to")
+    @classmethod
+    def _database(cls, url: str | None) -> str | None:
+        """A URL the scores can be written to (``features.database``: credentials only as
+        ``${NAME}`` references)."""
+        if url is not None:
+            DatabaseUrl(url)
+        return url
 
 
 class ServiceSettings(Section):

@@ -35,6 +35,7 @@ _SETTINGS = [
     ("--store", "tracking", "store", "train promote evaluate score serve report refresh"),
     ("--tracking-uri", "tracking", "uri", "train promote evaluate score serve report refresh"),
     ("--retrain-after-days", "refresh", "retrain_after_days", "refresh"),
+    ("--to", "sink", "to", "score refresh"),
 ]
 # (command, flag) -> (section, field)
 SETTING_FLAGS = {
