@@ -74,7 +74,7 @@ def generate(ctx: click.Context, out: Path) -> None:
 
 
 @cli.command(epilog="\b\n" + vocabulary_help())
-@click.argument("data", type=DATA)
+@click.argument("data", type=DATA, required=False)
 @MAPPING
 @EXTRACTED_AT
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
@@ -84,13 +84,13 @@ def generate(ctx: click.Context, out: Path) -> None:
     help="write every rejected row's table, source file, row and reason (Parquet)",
 )
 @click.pass_context
-def validate(ctx: click.Context, data: str, as_json: bool, rejects_out: Path | None) -> None:
+def validate(ctx: click.Context, data: str | None, as_json: bool, rejects_out: Path | None) -> None:
     """Check the tables in DATA against the contract and report every rejected row."""
     from features.io import write_parquet_atomic
     from features.validation import load_dataset
 
     config = config_of(ctx)
-    source = open_source(data, config.data)
+    source = run_job(lambda: open_source(data, config.data))
     dataset = run_job(lambda: load_dataset(source, config.data))
     if as_json:
         click.echo(json.dumps(dataset.report.to_dict(), indent=2))
@@ -144,7 +144,7 @@ def features(
         for feature in catalogue(fc):
             click.echo(f"{feature.name:<40} {feature.family:<14} {feature.description}")
         return
-    if data is None:
+    if data is None and cfg.data.url is None:
         raise Failure("give the DATA folder (or --list for the feature catalogue)")
     from features.engine import build_feature_table
 
@@ -164,7 +164,7 @@ def features(
 
 
 @cli.command()
-@click.argument("data", type=DATA)
+@click.argument("data", type=DATA, required=False)
 @click.option(
     "--features",
     "features_path",
@@ -180,7 +180,7 @@ def features(
 @STORE
 @TRACKING_URI
 @click.pass_context
-def train(ctx: click.Context, data: str, features_path: Path | None) -> None:
+def train(ctx: click.Context, data: str | None, features_path: Path | None) -> None:
     """Train on DATA, compare with the baselines, register the model as challenger."""
     from training.job import TrainJob
     from training.registry import where
@@ -188,7 +188,7 @@ def train(ctx: click.Context, data: str, features_path: Path | None) -> None:
     cfg = config_of(ctx)
     fail_abandoned(cfg.tracking)
     job = TrainJob(cfg.data, cfg.features, cfg.train, cfg.tracking, cfg.promotion)
-    source = open_source(data, cfg.data)
+    source = run_job(lambda: open_source(data, cfg.data))
     result = run_job(lambda: job.run(source, features_path, announce=echo_lines))
     click.echo("\ntest metrics, same rows for all:")
     click.echo(result.evaluation.table())
@@ -250,24 +250,27 @@ def promote(ctx: click.Context, force: bool, version: str | None) -> None:
 
 @cli.command()
 @click.option("--model", "model_uri", required=True, help="e.g. models:/inmarket@champion")
-@click.argument("data", type=DATA)
+@click.argument("data", type=DATA, required=False)
 @click.option("--features", "features_path", type=FILE)
 @EXTRACTED_AT
 @STORE
 @TRACKING_URI
 @click.pass_context
-def evaluate(ctx: click.Context, model_uri: str, data: str, features_path: Path | None) -> None:
+def evaluate(
+    ctx: click.Context, model_uri: str, data: str | None, features_path: Path | None
+) -> None:
     """Re-score a registered model on DATA's test window, next to the baselines."""
     from training.job import EvaluateJob
 
     cfg = config_of(ctx)
     job = EvaluateJob(cfg.data, cfg.features, cfg.train, cfg.tracking)
-    evaluation = run_job(lambda: job.run(model_uri, open_source(data, cfg.data), features_path))
+    source = run_job(lambda: open_source(data, cfg.data))
+    evaluation = run_job(lambda: job.run(model_uri, source, features_path))
     click.echo(evaluation.table())
 
 
 @cli.command()
-@click.argument("data", type=DATA)
+@click.argument("data", type=DATA, required=False)
 @click.option("--out", type=FILE, default=DEFAULT_RANKED, show_default=True)
 @click.option("--model", "model_uri", help="[models:/<model_name>@champion]")
 @MAPPING
@@ -282,7 +285,7 @@ def evaluate(ctx: click.Context, model_uri: str, data: str, features_path: Path 
 @TRACKING_URI
 @option("sink", "to", "--to", metavar="URL")
 @click.pass_context
-def score(ctx: click.Context, data: str, out: Path, model_uri: str | None) -> None:
+def score(ctx: click.Context, data: str | None, out: Path, model_uri: str | None) -> None:
     """Rank every account of DATA by the champion's score, with trend, reasons and gaps, and
     say (and send to the [alerts] webhook) which accounts moved up or fell out since the last."""
     from serving.batch import score_batch
@@ -302,7 +305,7 @@ def score(ctx: click.Context, data: str, out: Path, model_uri: str | None) -> No
     except Exception as exc:  # MLflow raises several types for a missing model or alias
         stop_if_unreachable(exc)
         raise Failure(f"cannot load {uri}: {exc}; train and promote a model first") from exc
-    source = open_source(data, cfg.data)
+    source = run_job(lambda: open_source(data, cfg.data))
     result = run_job(lambda: score_batch(model, source, out, cfg.data, cfg.features, model_uri=uri))
     ranked = result.ranked
     prospects = ranked[ranked["status"] == "prospect"]

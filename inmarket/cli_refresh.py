@@ -59,7 +59,7 @@ def _exit_codes() -> str:
 
 
 @click.command(epilog=_exit_codes())
-@click.argument("data", type=DATA)
+@click.argument("data", type=DATA, required=False)
 @click.option(
     "--out",
     type=FILE,
@@ -80,7 +80,7 @@ def _exit_codes() -> str:
 @option("refresh", "retrain_after_days")
 @option("sink", "to", "--to", metavar="URL")
 @click.pass_context
-def refresh(ctx: click.Context, data: str, out: Path) -> None:
+def refresh(ctx: click.Context, data: str | None, out: Path) -> None:
     """Validate DATA, score it with the champion, retrain when due and promote through the
     gate, then print one summary line. A second run on the same data does nothing."""
     from inmarket.refresh import RefreshJob, project_lock

@@ -209,7 +209,7 @@ class RefreshJob:
             }
         )
 
-    def run(self, data: TableSource | str | Path, out: Path) -> Outcome:
+    def run(self, data: TableSource | str | Path | None, out: Path) -> Outcome:
         """Validate, score, retrain when due, gate, score again when promoted (module doc); a
         tracking server that gives no answer on the way is ``TrackingUnreachable``. With
         ``[sink] to``, the database is checked first, and at the end holds the run left
@@ -221,7 +221,7 @@ class RefreshJob:
         self._to_database(open_source(data, self.data), out)
         return self.outcome
 
-    def _run(self, data: TableSource | str | Path, out: Path) -> Outcome:
+    def _run(self, data: TableSource | str | Path | None, out: Path) -> Outcome:
         said = self.outcome.steps
         source = open_source(data, self.data)
         record = {"data": data_identity(source, self.data), "settings": self.settings()}

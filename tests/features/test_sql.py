@@ -277,6 +277,29 @@ def test_duckdb_faults_name_the_table_and_what_to_do(
         load_dataset(open_source(url, failing), failing)
 
 
+def test_the_configured_url_stands_in_for_data_and_a_folder_is_not_a_database(
+    tiny_duckdb: tuple[Path, str], tmp_path: Path
+) -> None:
+    # given [data] kind = "sql" with its url in the configuration file
+    folder, url = tiny_duckdb
+    config = tmp_path / "sql.toml"
+    config.write_text(
+        f'[data]\nkind = "sql"\nurl = "{url}"\nextracted_at = "{EXTRACT.isoformat()}"\n'
+    )
+    # when validate runs without DATA, then it reads the database the file names
+    done = run_cli("--config", config, "validate", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["tables"]["events"]["rows_in"] == 4
+    # and a folder given as DATA to a sql configuration is one line, exit 2, no traceback
+    done = run_cli("--config", config, "validate", folder)
+    assert done.returncode == 2
+    assert "is not its URL: give DATA as postgresql://" in done.stderr
+    assert "Traceback" not in done.stderr
+    # and with no DATA and no url, one line says what to give
+    done = run_cli("validate")
+    assert done.returncode == 2 and "give DATA: the folder (or database URL)" in done.stderr
+
+
 def test_spark_is_refused_for_a_database(tiny_duckdb: tuple[Path, str], tmp_path: Path) -> None:
     spark = FeatureSettings(snapshots=1, engine="spark")
     with pytest.raises(ConfigError, match=r"\[data\] kind 'sql'.*features.engine = 'local'"):
