@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from features.errors import ConfigError
 
@@ -27,6 +27,7 @@ _SCHEMES: dict[str, Dialect] = {
 }
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HIDDEN = "***"
+_SECRET_PARAMETERS = ("password", "sslpassword")  # libpq's, in a URL's query
 
 
 def is_database_url(text: str | os.PathLike[str]) -> bool:
@@ -46,8 +47,8 @@ class DatabaseUrl:
         if parts.scheme.lower() not in _SCHEMES:
             known = ", ".join(f"{s}://" for s in ("postgresql", "duckdb"))
             raise ConfigError(f"{self.shown}: not a database URL; use one of {known}")
-        password = parts.password
-        if password is not None and not _REFERENCE.fullmatch(password):
+        written = [parts.password, *(v for k, v in _secret_parameters(parts.query))]
+        if any(p is not None and not _REFERENCE.fullmatch(p) for p in written):
             raise ConfigError(
                 f"{self.shown}: the URL holds a password; write ${{PGPASSWORD}} in its place "
                 "and set that environment variable (or leave it out: libpq reads PGPASSWORD "
@@ -64,11 +65,15 @@ class DatabaseUrl:
     def shown(self) -> str:
         """The URL for messages and logs: any password (or reference to one) hidden."""
         parts = urlsplit(self.text)
-        if parts.password is None:
-            return self.text
-        user = f"{parts.username}:" if parts.username else ":"
-        host = parts.netloc.rsplit("@", 1)[-1]
-        return parts._replace(netloc=f"{user}{_HIDDEN}@{host}").geturl()
+        if parts.password is not None:
+            user = f"{parts.username}:" if parts.username else ":"
+            host = parts.netloc.rsplit("@", 1)[-1]
+            parts = parts._replace(netloc=f"{user}{_HIDDEN}@{host}")
+        if any(True for _ in _secret_parameters(parts.query)):
+            query = parse_qsl(parts.query, keep_blank_values=True)
+            hidden = [(k, _HIDDEN if k.lower() in _SECRET_PARAMETERS else v) for k, v in query]
+            parts = parts._replace(query=urlencode(hidden, safe="*"))
+        return parts.geturl()
 
     @property
     def path(self) -> Path:
@@ -77,15 +82,16 @@ class DatabaseUrl:
         return Path(unquote(parts.netloc + parts.path))
 
     def resolve(self) -> str:
-        """The URL with every ``${NAME}`` replaced from the environment (for the driver only:
-        never print it); the scheme is plain ``postgresql://`` for libpq."""
+        """The URL with every ``${NAME}`` replaced from the environment, percent-encoded so that
+        a password may hold any character (for the driver only: never print it); the scheme is
+        plain ``postgresql://`` for libpq."""
         missing = sorted({m for m in _REFERENCE.findall(self.text) if m not in os.environ})
         if missing:
             raise ConfigError(
                 f"{self.shown}: set the environment variable {', '.join(missing)} "
                 "(the URL refers to it)"
             )
-        resolved = _REFERENCE.sub(lambda m: os.environ[m.group(1)], self.text)
+        resolved = _REFERENCE.sub(lambda m: quote(os.environ[m.group(1)], safe=""), self.text)
         _, rest = resolved.split("://", 1)
         return f"{self.dialect}://{rest}" if self.dialect == "postgresql" else resolved
 
@@ -96,5 +102,14 @@ class DatabaseUrl:
         text = " ".join(str(message).split())
         for name in {*_REFERENCE.findall(self.text), "PGPASSWORD"}:
             if secret := os.environ.get(name):
-                text = text.replace(secret, _HIDDEN)
+                text = text.replace(quote(secret, safe=""), _HIDDEN).replace(secret, _HIDDEN)
         return text
+
+
+def _secret_parameters(query: str) -> list[tuple[str, str]]:
+    """The password parameters of a URL's query (libpq takes ``?password=`` too)."""
+    return [
+        (k, v)
+        for k, v in parse_qsl(query, keep_blank_values=True)
+        if k.lower() in _SECRET_PARAMETERS
+    ]

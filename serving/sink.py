@@ -310,9 +310,14 @@ def _counts(values: pa.ChunkedArray) -> str:
 
 def _typed(rows: pa.Table, table: Table) -> pa.Table:
     """``rows`` as ``table``'s columns and types: a whole number a float holds becomes an
-    integer, a 0/1 a flag, a category its text, NaN a null; a value that does not fit raises."""
+    integer, a 0/1 a flag, a category its text, NaN a null; a value that does not fit raises. A
+    column added since an older version published the run is null (as ``serving.published``
+    reads it)."""
     arrays = []
     for field in table.schema():
+        if field.name not in rows.column_names:
+            arrays.append(pa.nulls(rows.num_rows, field.type))
+            continue
         column = rows.column(field.name)
         if pa.types.is_floating(column.type):
             column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)

@@ -23,6 +23,7 @@ scored again (a refresh that promotes a model scores twice) alerts only what is 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -45,13 +46,17 @@ NO_OWNER = "(no owner)"
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+_REFUSED_AS_SENT = (400, 413, 422)  # this message is refused: drop it, send the others
+
+
 class Undelivered(Exception):
     """A message the receiver did not take, in words that never hold the URL; ``again``:
-    whether trying again may help (not after a 4xx other than 429: the same answer would come)."""
+    whether trying again may help (not after a 4xx other than 429: the same answer would come);
+    ``status``: the receiver's HTTP status, if it answered."""
 
-    def __init__(self, message: str, again: bool = True) -> None:
+    def __init__(self, message: str, again: bool = True, status: int | None = None) -> None:
         super().__init__(message)
-        self.again = again
+        self.again, self.status = again, status
 
 
 def _escaped(text: object) -> str:
@@ -159,22 +164,30 @@ def _resolved(url: str) -> str:
         raise Undelivered(
             f"the environment variable {found.group(1)} ([alerts] webhook_url) is not set"
         )
+    if not value.lower().startswith(("http://", "https://")):
+        raise Undelivered(
+            f"the environment variable {found.group(1)} ([alerts] webhook_url) does not hold an "
+            "http(s):// URL"
+        )
     return value
 
 
 def _post(url: str, message: dict[str, Any], timeout: float) -> None:
     """POST one message; ``Undelivered`` in words (status or error type, never the URL)."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(message, default=str).encode(),
-        headers={"Content-Type": "application/json", "User-Agent": "inmarket-alerts"},
-        method="POST",
-    )
     try:
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(message, default=str).encode(),
+            headers={"Content-Type": "application/json", "User-Agent": "inmarket-alerts"},
+            method="POST",
+        )
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             answer.read()
     except urllib.error.HTTPError as exc:
-        raise Undelivered(f"HTTP {exc.code}", exc.code >= 500 or exc.code == 429) from None
+        again = exc.code >= 500 or exc.code == 429
+        raise Undelivered(f"HTTP {exc.code}", again, exc.code) from None
+    except (http.client.HTTPException, ValueError) as exc:  # a broken answer, a bad URL
+        raise Undelivered(f"no usable answer: {type(exc).__name__}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         if isinstance(reason, TimeoutError):
@@ -195,7 +208,7 @@ def _deliver(url: str, message: dict[str, Any], settings: AlertSettings, deadlin
             return
         except Undelivered as exc:
             if attempt == settings.attempts or not exc.again:
-                raise Undelivered(f"{exc} after {attempt} attempt(s)") from None
+                raise Undelivered(f"{exc} after {attempt} attempt(s)", status=exc.status) from None
         time.sleep(max(0.0, min(wait, deadline - time.monotonic())))
         wait *= 2
 
@@ -216,17 +229,28 @@ def send_alerts(out: Path, changes: dict[str, Any], settings: AlertSettings) -> 
     same = state.get("as_of") == changes["as_of"]
     sent = set(state.get("sent", [])) if same else set()
     queue = [*state.get("pending", []), *owner_messages(changes, sent)]
-    done, failure = 0, None
+    done, failure, refused = 0, None, []
     deadline = time.monotonic() + settings.time_limit_seconds
     try:
         url = _resolved(settings.webhook_url)
         for message in queue:
-            _deliver(url, message, settings, deadline)
+            try:
+                _deliver(url, message, settings, deadline)
+            except Undelivered as exc:
+                if exc.status not in _REFUSED_AS_SENT:
+                    raise
+                refused.append(str(exc))  # it would be refused again: not kept
             done += 1
     except Undelivered as exc:
         failure = str(exc)
+    if refused and failure is None:
+        failure = f"{len(refused)} message(s) refused ({refused[0]}), not kept"
     for change in (ROSE, FELL):
         sent |= {_key(item, change) for item in changes[change]}
     pending = queue[done:][-MAX_KEPT:]
-    write_json_atomic({"as_of": changes["as_of"], "sent": sorted(sent), "pending": pending}, path)
-    return Delivery(done, len(pending), path.name, failure)
+    state = {"as_of": changes["as_of"], "sent": sorted(sent), "pending": pending}
+    try:
+        write_json_atomic(state, path)
+    except OSError as exc:
+        failure = f"{failure or 'sent'}; cannot keep the alerts' state in {path.name}: {exc}"
+    return Delivery(done - len(refused), len(pending), path.name, failure)

@@ -76,3 +76,25 @@ def test_the_warehouse_role_signs_in_with_its_password_only(postgres):
         assert connection.execute("select current_user").fetchone() == (role,)
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(f"postgresql://{role}:wrong@{where}")
+
+
+def test_a_password_of_any_character_reaches_the_driver_encoded_and_is_hidden(monkeypatch):
+    secret = "p#ss/w?rd@x%41"
+    monkeypatch.setenv("ODD_PW", secret)
+    url = DatabaseUrl("postgresql://crm:${ODD_PW}@db:5432/warehouse")
+    resolved = url.resolve()
+    assert resolved == "postgresql://crm:p%23ss%2Fw%3Frd%40x%2541@db:5432/warehouse"
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(resolved)
+    assert (parts.hostname, parts.port, unquote(parts.password or "")) == ("db", 5432, secret)
+    assert "p%23ss" not in url.hide(f"failed for {resolved}")
+    assert secret not in url.hide(f"failed for {secret}")
+
+
+def test_a_password_in_the_query_is_refused_and_a_reference_there_is_hidden():
+    with pytest.raises(ConfigError, match="holds a password") as err:
+        DatabaseUrl("postgresql://crm@db/warehouse?password=hunter2")
+    assert "hunter2" not in str(err.value)
+    url = DatabaseUrl("postgresql://crm@db/warehouse?sslmode=require&password=${CRM_PW}")
+    assert url.shown == "postgresql://crm@db/warehouse?sslmode=require&password=***"

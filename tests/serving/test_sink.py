@@ -259,6 +259,22 @@ def test_duckdb_holds_one_row_per_account_equal_to_the_rerun(run_a: Path, tmp_pa
         assert len(read("SELECT * FROM scoring_runs")) == 2
 
 
+def test_a_run_an_older_version_published_is_written_with_the_new_columns_null(
+    run_a: Path, tmp_path: Path
+) -> None:
+    # given a published run without the columns added since (the changes' three)
+    ranked, history, _ = _files(run_a)
+    _publish(run_a, ranked.drop(columns=["stage_before", "score_before", "change"]), history)
+    # when it is written, then its rows are there with those columns empty
+    url = f"duckdb://{tmp_path / 'old.duckdb'}"
+    written = _sink(url).write(run_a, RunFacts("file:///world"))
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "old.duckdb")) as connection:
+        query = "SELECT count(*), count(stage_before), count(change) FROM ranked_accounts"
+        assert connection.execute(query).fetchone() == (written.ranked, 0, 0)
+
+
 def test_the_documented_tables_are_the_ones_written() -> None:
     # given the contract's document
     text = DOCS.read_text(encoding="utf-8")

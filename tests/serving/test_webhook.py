@@ -203,3 +203,29 @@ def test_a_webhook_url_that_is_none_is_refused_without_repeating_it(url: str) ->
     with pytest.raises(ValueError, match=r"give an http\(s\):// URL, or \$\{NAME\}") as caught:
         AlertSettings(webhook_url=url)
     assert url not in str(caught.value).split("input_value")[0]
+
+
+def test_messages_the_receiver_refuses_as_sent_are_dropped_not_kept_forever(
+    tmp_path: Path,
+) -> None:
+    # given a receiver that refuses every message as malformed (400)
+    out = tmp_path / "ranked.parquet"
+    with Receiver(400) as receiver:
+        delivery = send_alerts(out, _changes(), _settings(receiver.url))
+    # then each message was tried once, the refusal is said, and none is kept to block the next
+    assert len(receiver.received) == 3
+    assert delivery is not None and (delivery.sent, delivery.kept) == (0, 0)
+    assert delivery.failure == "3 message(s) refused (HTTP 400 after 1 attempt(s)), not kept"
+    assert _kept(out) == []
+
+
+def test_an_environment_value_that_is_no_url_is_a_failure_said_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_WEBHOOK", "hooks.slack.com/services/T0/B0/x")
+    delivery = send_alerts(tmp_path / "ranked.parquet", _changes(), _settings("${SLACK_WEBHOOK}"))
+    assert delivery is not None and delivery.failure == (
+        "the environment variable SLACK_WEBHOOK ([alerts] webhook_url) does not hold an "
+        "http(s):// URL"
+    )
+    assert delivery.kept == 3 and "hooks.slack.com" not in delivery.in_words()
