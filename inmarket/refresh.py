@@ -190,6 +190,8 @@ class RefreshJob:
         self.tracking, self.promotion, self.refresh = tracking, promotion, refresh
         self.sink = Sink(sink) if sink and sink.to else None
         self.alerts = alerts or AlertSettings()  # not in ``settings()``: alerts change no score
+        self._changes: dict[str, Any] | None = None  # the last scoring's, alerted by ``run``
+        self._started: datetime | None = None  # when the first scoring of this refresh began
         self.outcome = Outcome()  # filled as the steps are done: a failure can say what was
 
     @property
@@ -218,7 +220,12 @@ class RefreshJob:
             self.sink.check()
         with reaching(resolved_uri(self.tracking)):
             self._run(data, out)
-        self._to_database(open_source(data, self.data), out)
+        if self._changes is not None:  # once, after the last scoring: never a replaced model's
+            delivery = send_alerts(out, self._changes, self.alerts)
+            if delivery is not None:
+                said = self.outcome.steps if delivery.failure is None else self.outcome.warnings
+                said.append(delivery.in_words())
+        self._to_database(open_source(data, self.data), out, self._started)
         return self.outcome
 
     def _run(self, data: TableSource | str | Path | None, out: Path) -> Outcome:
@@ -331,9 +338,9 @@ class RefreshJob:
         )
 
     def _score(self, source: TableSource, out: Path, version: str, record: dict[str, str]) -> None:
-        """Score with ``version`` into ``out`` (one published run), record it, say what changed
-        and send it to the webhook (a failed webhook is a warning, never a failed refresh)."""
-        started = datetime.now(UTC)
+        """Score with ``version`` into ``out`` (one published run), record it and say what
+        changed; ``run`` alerts and writes the database once the last scoring is done."""
+        self._started = self._started or datetime.now(UTC)
         uri = version_uri(self.name, version)
         result = score_batch(
             load_model(uri), source, out, self.data, self.feature_settings, model_uri=uri
@@ -343,11 +350,7 @@ class RefreshJob:
         prospects = int((result.ranked["status"] == "prospect").sum())
         self.outcome.steps.append(f"scored {prospects:,} prospects with v{version} into {out}")
         self.outcome.steps.append(changes_in_words(result.changes))
-        delivery = send_alerts(out, result.changes, self.alerts)
-        if delivery is not None:
-            said = self.outcome.steps if delivery.failure is None else self.outcome.warnings
-            said.append(delivery.in_words())
-        self._to_database(source, out, started)
+        self._changes = result.changes
 
     def _to_database(self, source: TableSource, out: Path, started: datetime | None = None) -> None:
         """Write the run published at ``out`` to the database of ``[sink] to``, unless there is

@@ -87,6 +87,9 @@ def previous_period(out: Path, as_of: str) -> tuple[Baseline | None, str | None]
         return None, f"the published run cannot be compared with ({exc})"
 
 
+CONVERTED = ("in-pipeline", "customer")  # the stage of an account scored no more, and why
+
+
 def _level(stages: pd.Series) -> np.ndarray:
     """0 below in-market, 1 in-market, 2 ready."""
     levels = {stage: i + 1 for i, stage in enumerate(WORKED_STAGES)}
@@ -107,7 +110,9 @@ def compare(ranked: pd.DataFrame, baseline: Baseline | None) -> pd.DataFrame:
     stage_before = ranked["account_id"].map(before["stage"]).astype("str")
     score_before = ranked["account_id"].map(before["score"].astype("Float64")).astype("Int64")
     now, then = _level(ranked["stage"]), _level(stage_before)
-    change = np.select([now > then, (then > 0) & (now == 0)], [ROSE, FELL], "")
+    # an account that went on into pipeline or became a customer did not fall: it converted
+    converted = ranked["stage"].isin(CONVERTED).to_numpy()
+    change = np.select([now > then, (then > 0) & (now == 0) & ~converted], [ROSE, FELL], "")
     return ranked.assign(
         stage_before=stage_before,
         score_before=score_before,

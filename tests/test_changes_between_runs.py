@@ -104,7 +104,8 @@ def _expected(periods: dict[str, Any]) -> tuple[list[str], list[str]]:
     then = _level(june["account_id"].map(before))
     now = _level(june["stage"])
     rose = june.loc[(now > then).to_numpy(), "account_id"].tolist()
-    fell = june.loc[((then > 0) & (now == 0)).to_numpy(), "account_id"].tolist()
+    converted = june["status"].isin(["in-pipeline", "customer"])  # went on: not fallen
+    fell = june.loc[((then > 0) & (now == 0) & ~converted).to_numpy(), "account_id"].tolist()
     return rose, fell
 
 

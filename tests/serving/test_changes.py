@@ -57,7 +57,7 @@ BEFORE = {
     "B": "in-market",  # -> ready: rose (a rise within the worked stages counts)
     "C": "ready",  # -> in-market: still worked, neither
     "D": "ready",  # -> engaged: fell out
-    "E": "in-market",  # -> in-pipeline: fell out of the scored stages
+    "E": "in-market",  # -> in-pipeline: converted, not fallen (its owner is not told it fell)
     "F": "cold",  # -> aware: no change that matters
 }
 AFTER = {"A": "in-market", "B": "ready", "C": "in-market", "D": "engaged", "E": "in-pipeline"}
@@ -69,12 +69,11 @@ def test_rises_into_in_market_or_ready_and_falls_out_are_told_apart() -> None:
     now = _list({**AFTER, "F": "aware", "G": "ready"}, {"G": 99})
     # when compared
     changed = compare(now, baseline).set_index("account_id")
-    # then A, B and G (not listed before) rose; D and E fell out; C and F did not change
+    # then A, B and G (not listed before) rose; D fell out; C, E (now in pipeline) and F no
     assert changed["change"].dropna().to_dict() == {
         "A": "rose",
         "B": "rose",
         "D": "fell",
-        "E": "fell",
         "G": "rose",
     }
     assert changed.loc["D", "stage_before"] == "ready" and changed.loc["D", "score_before"] == 98
@@ -87,7 +86,7 @@ def test_the_record_lists_each_change_with_reasons_roles_owner_and_scores() -> N
     record = changes_record(ranked, JUNE, baseline, None)
     assert record["compared_with"] == {"as_of": MAY, "run": "ranked.runs/x"}
     assert [i["account_id"] for i in record["rose"]] == ["A", "B"]
-    assert [i["account_id"] for i in record["fell"]] == ["D", "E"]
+    assert [i["account_id"] for i in record["fell"]] == ["D"]
     assert record["rose"][1] == {
         "account_id": "B",
         "name": "Account B",
@@ -103,7 +102,7 @@ def test_the_record_lists_each_change_with_reasons_roles_owner_and_scores() -> N
     json.dumps(record)  # as the side file holds it
     assert changes_in_words(record, shown=1) == (
         "changes since 2026-05-02: 2 moved up into in-market or ready (Account A and 1 more); "
-        "2 fell out (Account D and 1 more)"
+        "1 fell out (Account D)"
     )
 
 
@@ -147,7 +146,6 @@ def test_the_same_period_scored_again_keeps_what_its_run_compared_with(tmp_path:
         "A": "rose",
         "B": "rose",
         "D": "fell",
-        "E": "fell",
     }
 
 
