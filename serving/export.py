@@ -1,11 +1,13 @@
 """CRM import files of the ranked list: a plain CSV, one header row, whose columns are named as
 each CRM's import maps them, so the scores land in account fields sales already works in.
 
-- ``salesforce``: the Account object's API field names, as Data Loader, ``sf data upsert bulk``
-  (Bulk API 2.0) and the Data Import Wizard map them. The match key is the custom External ID
-  field ``InMarket_Account_ID__c`` (upsert on it); ``Website`` holds the domain that matching
-  rules compare. The scores go to custom fields (``InMarket_Score__c`` ...) an admin creates
-  once (docs/alerts-and-exports.md lists their types).
+- ``salesforce``: the Account object's API field names, as Data Loader, ``sf data update bulk``
+  (Bulk API 2.0) and the Data Import Wizard map them. The match key is the account's record
+  ``Id`` (the CRM export's account id): an update, so an id Salesforce does not hold fails
+  rather than creating a duplicate account. No standard field is written (the name and domain
+  go to ``InMarket_Account_Name__c`` and ``InMarket_Domain__c``, for people to check against),
+  so an import never overwrites what the CRM holds. The scores go to custom fields
+  (``InMarket_Score__c`` ...) an admin creates once (docs/alerts-and-exports.md lists them).
 - ``hubspot``: company property internal names, as HubSpot's import maps column headers; the
   company domain name (``domain``) is the key HubSpot deduplicates companies by, and
   ``inmarket_account_id`` a custom property that can be made a unique identifier.
@@ -29,9 +31,9 @@ CRMS: tuple[str, ...] = get_args(Crm)
 # what each column holds -> its name in each CRM's import, in the file's order
 FIELDS: dict[str, dict[str, str]] = {
     "salesforce": {
-        "account_id": "InMarket_Account_ID__c",
-        "domain": "Website",
-        "name": "Name",
+        "account_id": "Id",
+        "domain": "InMarket_Domain__c",
+        "name": "InMarket_Account_Name__c",
         "score": "InMarket_Score__c",
         "stage": "InMarket_Stage__c",
         "trend": "InMarket_Trend__c",
@@ -59,7 +61,7 @@ FIELDS: dict[str, dict[str, str]] = {
 }
 # the key each import matches existing records on: said when a file is written
 MATCH_KEYS = {
-    "salesforce": "upsert on the External ID field InMarket_Account_ID__c",
+    "salesforce": "update matched on the account's record Id",
     "hubspot": "companies matched on their domain (domain)",
 }
 

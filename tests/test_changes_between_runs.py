@@ -225,7 +225,7 @@ def test_the_exports_of_a_filtered_view_hold_exactly_the_lists_rows(
     assert hubspot.status_code == 200 and salesforce.returncode == 0, salesforce.stderr
     assert "in-market_hubspot_" in hubspot.headers["content-disposition"]
     assert _ids(hubspot.text, "inmarket_account_id") == ids
-    assert _ids(salesforce.stdout, "InMarket_Account_ID__c") == ids
+    assert _ids(salesforce.stdout, "Id") == ids
     assert f"exported {len(ids):,} of {len(june):,} accounts for salesforce" in salesforce.stderr
 
 
@@ -243,7 +243,7 @@ def test_an_account_named_as_a_formula_is_inert_in_every_csv(
         ),
         "salesforce": (
             run_cli("export", "--format", "salesforce", "--ranked", periods["out"]).stdout,
-            "Name",
+            "InMarket_Account_Name__c",
         ),
     }
     for name, (text, column) in files.items():

@@ -57,9 +57,13 @@ def test_the_columns_are_the_imports_and_the_rows_the_filtered_view(crm: str) ->
 
 def test_salesforce_cells_are_typed_for_the_import_and_text_is_inert() -> None:
     rows, contacts = _rows()
-    table = crm_table(rows, contacts, "salesforce").set_index("InMarket_Account_ID__c")
+    table = crm_table(rows, contacts, "salesforce").set_index("Id")
     a1, a2 = table.loc["A1"], table.loc["A2"]
-    assert (a1["Name"], a1["Website"], a1["InMarket_Score__c"]) == ("Acme Robotics", "acme.io", 99)
+    assert (a1["InMarket_Account_Name__c"], a1["InMarket_Domain__c"]) == (
+        "Acme Robotics",
+        "acme.io",
+    )
+    assert a1["InMarket_Score__c"] == 99
     assert (a1["InMarket_Stage__c"], a1["InMarket_New_This_Period__c"]) == ("ready", "true")
     assert a2["InMarket_New_This_Period__c"] == "false" and a2["InMarket_Trend__c"] == -2
     assert a1["InMarket_Missing_Roles__c"] == "finance"
