@@ -25,7 +25,7 @@ _SCHEMES: dict[str, Dialect] = {
     "postgresql+psycopg": "postgresql",
     "duckdb": "duckdb",
 }
-_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${NAME}: the environment variable NAME
 _HIDDEN = "***"
 _SECRET_PARAMETERS = ("password", "sslpassword")  # libpq's, in a URL's query
 
@@ -48,7 +48,7 @@ class DatabaseUrl:
             known = ", ".join(f"{s}://" for s in ("postgresql", "duckdb"))
             raise ConfigError(f"{self.shown}: not a database URL; use one of {known}")
         written = [parts.password, *(v for k, v in _secret_parameters(parts.query))]
-        if any(p is not None and not _REFERENCE.fullmatch(p) for p in written):
+        if any(p is not None and not REFERENCE.fullmatch(p) for p in written):
             raise ConfigError(
                 f"{self.shown}: the URL holds a password; write ${{PGPASSWORD}} in its place "
                 "and set that environment variable (or leave it out: libpq reads PGPASSWORD "
@@ -85,13 +85,13 @@ class DatabaseUrl:
         """The URL with every ``${NAME}`` replaced from the environment, percent-encoded so that
         a password may hold any character (for the driver only: never print it); the scheme is
         plain ``postgresql://`` for libpq."""
-        missing = sorted({m for m in _REFERENCE.findall(self.text) if m not in os.environ})
+        missing = sorted({m for m in REFERENCE.findall(self.text) if m not in os.environ})
         if missing:
             raise ConfigError(
                 f"{self.shown}: set the environment variable {', '.join(missing)} "
                 "(the URL refers to it)"
             )
-        resolved = _REFERENCE.sub(lambda m: quote(os.environ[m.group(1)], safe=""), self.text)
+        resolved = REFERENCE.sub(lambda m: quote(os.environ[m.group(1)], safe=""), self.text)
         _, rest = resolved.split("://", 1)
         return f"{self.dialect}://{rest}" if self.dialect == "postgresql" else resolved
 
@@ -100,7 +100,7 @@ class DatabaseUrl:
         taken out (those the URL refers to, and libpq's own ``PGPASSWORD``): what an error may
         print."""
         text = " ".join(str(message).split())
-        for name in {*_REFERENCE.findall(self.text), "PGPASSWORD"}:
+        for name in {*REFERENCE.findall(self.text), "PGPASSWORD"}:
             if secret := os.environ.get(name):
                 text = text.replace(quote(secret, safe=""), _HIDDEN).replace(secret, _HIDDEN)
         return text

@@ -34,7 +34,6 @@ it).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
@@ -49,7 +48,7 @@ from pydantic import (
     field_validator,
 )
 
-from features.database import DatabaseUrl
+from features.database import REFERENCE, DatabaseUrl
 from features.errors import ConfigError
 from features.settings import Section
 from training.settings import TrackingSettings
@@ -219,13 +218,10 @@ def _named(location: tuple[int | str, ...], names: Mapping[str, str]) -> str:
     return found[0] if found else ".".join(map(str, location))
 
 
-_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
-
-
 def _webhook(url: str) -> str:
     """A webhook URL, or a ``${NAME}`` reference to the environment variable that holds it;
     the message never repeats it (a Slack webhook URL is a secret)."""
-    if _REFERENCE.fullmatch(url) or urlsplit(url).scheme in ("http", "https"):
+    if REFERENCE.fullmatch(url) or urlsplit(url).scheme in ("http", "https"):
         return url
     raise ValueError("give an http(s):// URL, or ${NAME} to read it from the environment")
 

@@ -26,7 +26,6 @@ import hashlib
 import http.client
 import json
 import os
-import re
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from features.database import REFERENCE
 from features.io import sidecar, write_json_atomic
 from serving.changes import FELL, ROSE
 from serving.settings import AlertSettings
@@ -43,7 +43,6 @@ STATE = "alerts.json"  # beside the manifest: ranked.alerts.json
 MAX_KEPT = 1000  # messages kept for the next run at most; the oldest are dropped beyond
 LISTED = 25  # accounts an owner's text lists; the structured list holds all
 NO_OWNER = "(no owner)"
-_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 _REFUSED_AS_SENT = (400, 413, 422)  # this message is refused: drop it, send the others
@@ -156,7 +155,7 @@ class Delivery:
 
 def _resolved(url: str) -> str:
     """The URL to post to: a ``${NAME}`` reference read from the environment."""
-    found = _REFERENCE.fullmatch(url)
+    found = REFERENCE.fullmatch(url)
     if found is None:
         return url
     value = os.environ.get(found.group(1), "").strip()
