@@ -389,7 +389,8 @@ def _prepare(db: _Database, url: DatabaseUrl, run_id: str) -> bool:
 
 
 class _Postgres:
-    """PostgreSQL through psycopg 3: the rows by ``COPY`` of CSV text into temporary tables."""
+    """PostgreSQL through psycopg 3: the rows by ``COPY`` of CSV text, straight into the tables
+    after the run's rows are deleted, in the one transaction."""
 
     def __init__(self, url: DatabaseUrl, connect_seconds: int) -> None:
         import psycopg
