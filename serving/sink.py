@@ -41,7 +41,7 @@ from training.registry import parse_model_uri
 SCHEMA_VERSION = 1
 APPLICATION = "inmarket"  # PostgreSQL's application_name of the writing session
 _WRITERS_LOCK = 0x696E6D61726B  # pg_advisory_xact_lock key: one writer of the tables at a time
-_COPY_ROWS = 20_000  # rows per block of COPY text: memory bounded by a block, not the run
+_COPY_ROWS = 20_000  # rows per block of COPY text (the run itself is read into memory whole)
 _CHECK = {  # what to check when the database cannot be written to
     "postgresql": "check the URL (host, port, database), that the database answers, and the "
     "environment variable of its password",
